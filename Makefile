@@ -1,0 +1,61 @@
+# Consent Ledger — one-command set-up, test and run.
+#   make run    set everything up and start chain + API + portal (consent-ledger up)
+#   make test   set everything up and run the whole suite (lint, forge, pytest)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+FORGE  := $(CURDIR)/node_modules/.bin/forge
+# forge uses the solc that the Python build uses: native solc 0.8.30 if on PATH, else the solc-js wrapper.
+SOLC    = $(shell $(PY) -c 'from ledger_service.chain.build import find_solc; print(find_solc())')
+PYTEST_ARGS ?=
+
+.PHONY: help setup build lint forge-test forge-snapshot pytest test run clean
+
+help:
+	@echo "make run     set up and start the ledger (chain, API, portal) on 127.0.0.1"
+	@echo "make test    set up and run the whole suite (lint, forge ci profile, pytest)"
+	@echo "make build   compile the contracts into Python artifacts"
+	@echo "make clean   remove the venv, node_modules and build outputs"
+
+setup: $(VENV)/.stamp node_modules/.stamp
+
+$(VENV)/.stamp: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+build: setup
+	$(PY) -m ledger_service.chain.build
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy ledger_service
+	cd contracts && $(FORGE) fmt --check
+
+forge-test: build
+	cd contracts && FOUNDRY_SOLC=$(SOLC) FOUNDRY_PROFILE=ci $(FORGE) test
+	cd contracts && FOUNDRY_SOLC=$(SOLC) $(FORGE) snapshot --check
+
+forge-snapshot: build
+	cd contracts && FOUNDRY_SOLC=$(SOLC) $(FORGE) snapshot
+
+pytest: build
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint forge-test pytest
+
+run: build
+	$(BIN)/consent-ledger up
+
+clean:
+	rm -rf $(VENV) node_modules contracts/out contracts/cache ledger_service/chain/artifacts

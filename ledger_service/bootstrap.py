@@ -1,0 +1,113 @@
+"""The composition root: the one place where settings choose the adapters."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from eth_account import Account
+
+from ledger_service.blobs import BlobStore, EmbeddedBlobStore, KuboBlobStore
+from ledger_service.chain.client import RpcClient, TransactionSender
+from ledger_service.chain.deploy import DEMO_PROVIDERS, Deployment
+from ledger_service.chain.indexer import EventIndexer
+from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.chain.signers import ProviderSigners
+from ledger_service.crypto import KeyCustody, LocalKeyFile
+from ledger_service.db.database import Database
+from ledger_service.service.records import RecordService
+from ledger_service.settings import ANVIL_DEV_KEYS, Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    deployment: Deployment
+    rpc: RpcClient
+    ledger: ConsentLedgerContract
+    db: Database
+    blobs: BlobStore
+    custody: KeyCustody
+    providers: ProviderSigners
+    records: RecordService
+    indexer: EventIndexer
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start_background(self) -> None:
+        """Follow the chain's events in a daemon thread."""
+        thread = threading.Thread(target=self.indexer.run, args=(self._stop,), name="event-indexer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.db.dispose()
+
+
+def _blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_store_url:
+        return KuboBlobStore(settings.blob_store_url)
+    return EmbeddedBlobStore(settings.blob_dir)
+
+
+def _provider_keys(settings: Settings) -> list[str]:
+    keys = [k.strip() for k in (settings.provider_keys.get_secret_value() if settings.provider_keys else "").split(",")]
+    keys = [k for k in keys if k]
+    if settings.embedded_chain:
+        keys += [ANVIL_DEV_KEYS[index] for index, _name, _emergency in DEMO_PROVIDERS]
+    return keys
+
+
+def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = True) -> Services:
+    rpc = RpcClient(settings.effective_rpc_url, timeout=settings.rpc_timeout)
+    codec = ledger_codec()
+    sender = TransactionSender(
+        rpc,
+        settings.custodian_key(),
+        codec,
+        chain_id=deployment.chain_id,
+        receipt_timeout=settings.receipt_timeout,
+        confirmations=settings.confirmations,
+    )
+    ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
+    db = Database(settings.effective_database_url)
+    if migrate:
+        db.migrate()
+    blobs = _blob_store(settings)
+    custody = LocalKeyFile(settings.effective_kek_file)
+    providers = ProviderSigners(
+        rpc,
+        codec,
+        deployment.ledger_address,
+        _provider_keys(settings),
+        chain_id=deployment.chain_id,
+        receipt_timeout=settings.receipt_timeout,
+        confirmations=settings.confirmations,
+    )
+    categories_cache: dict[str, bytes] = {}
+
+    def categories() -> dict[str, bytes]:
+        # The registry only grows and its codes are in the CategoryRegistered events.
+        if len(categories_cache) < ledger.category_count():
+            for lg in rpc.get_logs(
+                deployment.ledger_address, deployment.block_number, rpc.block_number(), [codec.topic("CategoryRegistered")]
+            ):
+                event = codec.decode_log(lg)
+                if event is not None:
+                    categories_cache[str(event.args["code"])] = bytes(event.args["categoryId"])
+        return dict(categories_cache)
+
+    records = RecordService(
+        db=db, blobs=blobs, custody=custody, ledger=ledger, providers=providers, categories=categories
+    )
+    indexer = EventIndexer(
+        rpc, db, codec, deployment.ledger_address, start_block=deployment.block_number, confirmations=settings.confirmations
+    )
+    return Services(settings, deployment, rpc, ledger, db, blobs, custody, providers, records, indexer)
+
+
+def account_of(private_key: str) -> str:
+    return str(Account.from_key(private_key).address)

@@ -1,0 +1,113 @@
+"""Deploy the ledger, onboard the demo roles on a dev chain, and record the deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+
+from ledger_service.chain.abi import ContractCodec
+from ledger_service.chain.build import load_artifact
+from ledger_service.chain.client import RpcClient, TransactionSender
+from ledger_service.chain.ledger import CONTRACT_NAME, CUSTODIAN_ROLE, EMERGENCY_ROLE, AUDITOR_ROLE, ConsentLedgerContract
+from ledger_service.errors import ConfigurationError
+from ledger_service.settings import ANVIL_DEV_KEYS
+
+# DESIGN.md 6: anvil's default accounts on a dev chain.
+DEMO_PROVIDERS = ((1, "Demo Clinic", True), (2, "Demo Lab", False))
+DEMO_AUDITOR_INDEX = 3
+DEMO_PATIENT_INDEXES = range(4, 10)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    rpc_url: str
+    contracts: dict[str, str]
+    block_number: int
+    block_hash: str
+    deployer: str
+    custodian: str
+    tx_hash: str
+    code_hash: str
+    demo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ledger_address(self) -> str:
+        return self.contracts[CONTRACT_NAME]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigurationError(f"cannot read deployment record {path}: {exc}") from exc
+
+
+def deploy_ledger(rpc: RpcClient, admin_key: str, custodian: str, *, receipt_timeout: float = 60.0) -> Deployment:
+    """Deploy ConsentLedger with ``admin_key`` as admin and grant CUSTODIAN_ROLE to ``custodian``."""
+    artifact = load_artifact(CONTRACT_NAME)
+    codec = ContractCodec(artifact["abi"])
+    chain_id = rpc.chain_id()
+    sender = TransactionSender(rpc, admin_key, codec, chain_id=chain_id, receipt_timeout=receipt_timeout)
+    init_code = bytes.fromhex(artifact["bytecode"][2:]) + abi_encode(["address"], [sender.address])
+    receipt = sender.transact(None, init_code, action="deploy ConsentLedger")
+    raw = rpc.request("eth_getTransactionReceipt", [receipt.tx_hex])
+    address = to_checksum_address(raw["contractAddress"])
+    code = rpc.code_at(address)
+    if not code:
+        raise ConfigurationError(f"deployment left no code at {address}")
+    ledger = ConsentLedgerContract(rpc, address, codec, sender)
+    if not ledger.has_role(CUSTODIAN_ROLE, custodian):
+        ledger.grant_role(CUSTODIAN_ROLE, custodian)
+    return Deployment(
+        chain_id=chain_id,
+        rpc_url=rpc.url,
+        contracts={CONTRACT_NAME: address},
+        block_number=receipt.block_number,
+        block_hash="0x" + receipt.block_hash.hex(),
+        deployer=sender.address,
+        custodian=to_checksum_address(custodian),
+        tx_hash=receipt.tx_hex,
+        code_hash="0x" + keccak(code).hex(),
+    )
+
+
+def onboard_demo(ledger: ConsentLedgerContract) -> dict[str, Any]:
+    """Give anvil's default accounts the demo roles of DESIGN.md 6 (idempotent)."""
+    accounts = [Account.from_key(k).address for k in ANVIL_DEV_KEYS]
+    demo: dict[str, Any] = {"admin": accounts[0], "custodian": accounts[0], "providers": [], "patients": []}
+    for index, name, emergency in DEMO_PROVIDERS:
+        address = accounts[index]
+        if not ledger.is_active_provider(address):
+            ledger.onboard_provider(address, name)
+        if emergency and not ledger.has_role(EMERGENCY_ROLE, address):
+            ledger.grant_role(EMERGENCY_ROLE, address)
+        demo["providers"].append({"index": index, "address": address, "name": name, "emergency": emergency})
+    auditor = accounts[DEMO_AUDITOR_INDEX]
+    if not ledger.has_role(AUDITOR_ROLE, auditor):
+        ledger.grant_role(AUDITOR_ROLE, auditor)
+    demo["auditor"] = auditor
+    demo["patients"] = [accounts[i] for i in DEMO_PATIENT_INDEXES]
+    return demo
+
+
+def deployment_is_live(rpc: RpcClient, deployment: Deployment) -> bool:
+    """The recorded deployment matches this chain: same chain id and the same code there."""
+    if rpc.chain_id() != deployment.chain_id:
+        return False
+    code = rpc.code_at(deployment.ledger_address)
+    return bool(code) and "0x" + keccak(code).hex() == deployment.code_hash

@@ -1,0 +1,133 @@
+"""``consent-ledger``: the command line of the ledger (DESIGN.md 6)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ledger_service.errors import LedgerError
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
+    from ledger_service.settings import Settings
+
+    values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if getattr(args, "data_dir", None) is not None:
+        values["data_dir"] = Path(args.data_dir)
+    return Settings(**values)
+
+
+def _print_deployment(deployment: Any) -> None:
+    print(f"chain id        {deployment.chain_id}  ({deployment.rpc_url})")
+    for name, address in deployment.contracts.items():
+        print(f"{name:<15} {address}")
+    print(f"deployed at     block {deployment.block_number}, tx {deployment.tx_hash}")
+    demo = deployment.demo
+    if demo:
+        print("demo roles (anvil's default accounts):")
+        print(f"  #0 admin, relayer and custodian  {demo['admin']}")
+        for provider in demo["providers"]:
+            extra = ", emergency access" if provider["emergency"] else ""
+            print(f"  #{provider['index']} provider {provider['name']!r}{extra}  {provider['address']}")
+        print(f"  #3 auditor                       {demo['auditor']}")
+        for offset, patient in enumerate(demo["patients"]):
+            print(f"  #{4 + offset} patient                       {patient}")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from ledger_service.runtime import Runtime
+
+    settings = _settings(args, host=args.host, port=args.port, chain_port=args.chain_port)
+    stop = threading.Event()
+
+    def _interrupt(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    with Runtime(settings) as runtime:
+        _print_deployment(runtime.deployment)
+        if args.no_api:
+            print("chain ready; press Ctrl+C to stop (state is saved in the data dir)", flush=True)
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+        else:
+            runtime.serve(stop)
+    print("stopped; chain state saved", flush=True)
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from ledger_service.runtime import Runtime
+
+    settings = _settings(args, rpc_url=args.rpc_url, chain_port=args.chain_port)
+    with Runtime(settings, redeploy=args.force) as runtime:
+        _print_deployment(runtime.deployment)
+    return 0
+
+
+def cmd_cid(args: argparse.Namespace) -> int:
+    from ledger_service.blobs import compute_cid
+
+    path = Path(args.file)
+    try:
+        with path.open("rb") as handle:
+            result = compute_cid(handle)
+    except OSError as exc:
+        print(f"consent-ledger cid: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(str(result.cid))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="consent-ledger", description="Consent and record-audit ledger for healthcare")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_data_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--data-dir", default=os.environ.get("CONSENT_LEDGER_DATA_DIR", ".consent-ledger"),
+                       help="deployment, keys, DB and blobs (default ./.consent-ledger)")
+        return p
+
+    up = with_data_dir(sub.add_parser("up", help="start the dev chain, deploy once, and serve API + portal"))
+    up.add_argument("--host", default=None, help="API/portal host (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=None, help="API/portal port (default 8000)")
+    up.add_argument("--chain-port", type=int, default=None, help="anvil port (default 8545)")
+    up.add_argument("--no-api", action="store_true", help="start only the chain (and deploy)")
+    up.set_defaults(func=cmd_up)
+
+    deploy = with_data_dir(sub.add_parser("deploy", help="deploy the contracts and record them in the data dir"))
+    deploy.add_argument("--rpc-url", default=None, help="an EVM JSON-RPC URL (default: a local anvil)")
+    deploy.add_argument("--chain-port", type=int, default=None)
+    deploy.add_argument("--force", action="store_true", help="deploy anew even if a live deployment is recorded")
+    deploy.set_defaults(func=cmd_deploy)
+
+    cid = with_data_dir(sub.add_parser("cid", help="print the CID the blob store assigns to a file's bytes"))
+    cid.add_argument("file")
+    cid.set_defaults(func=cmd_cid)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except LedgerError as exc:
+        print(f"consent-ledger {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

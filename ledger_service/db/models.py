@@ -1,0 +1,160 @@
+"""Metadata DB schema (SQLAlchemy 2). Truth lives on chain and in the blob store; this DB
+holds what must stay off both (wrapped data keys, salts, the delivery log) and indexes
+of chain events for fast listing. Migrations in ``ledger_service/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RecordRow(Base):
+    """One record (all its versions share the id)."""
+
+    __tablename__ = "records"
+
+    record_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    patient: Mapped[str] = mapped_column(String(42), index=True)
+    author: Mapped[str] = mapped_column(String(42), index=True)
+    category: Mapped[str] = mapped_column(String(64))
+    salt: Mapped[str] = mapped_column(String(66))  # anchorRecord's salt (public: it is in the calldata)
+    current_version: Mapped[int] = mapped_column(Integer)  # anchored versions; 0 while the first is pending
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | anchored
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    erasure_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+
+
+class RecordVersionRow(Base):
+    __tablename__ = "record_versions"
+    __table_args__ = (UniqueConstraint("record_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(66), ForeignKey("records.record_id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    cid: Mapped[str] = mapped_column(String(100))
+    media_type: Mapped[str] = mapped_column(String(255))
+    plaintext_size: Mapped[int] = mapped_column(BigInteger)
+    ciphertext_size: Mapped[int] = mapped_column(BigInteger)
+    commitment: Mapped[str] = mapped_column(String(66))
+    version_hash: Mapped[str] = mapped_column(String(66))
+    previous_hash: Mapped[str] = mapped_column(String(66))
+    author: Mapped[str] = mapped_column(String(42))
+    # A version is written as pending (keys stored) before its anchor transaction is sent,
+    # so a crash leaves either a finished version or a pending one that recovery resolves.
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | anchored
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DataKeyRow(Base):
+    """A wrapped data key and the commitment salt: the secrets of one version.
+
+    Erasure deletes these rows (crypto-shredding); nothing else in the DB can decrypt.
+    """
+
+    __tablename__ = "data_keys"
+    __table_args__ = (UniqueConstraint("record_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(66), ForeignKey("records.record_id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    kek_id: Mapped[str] = mapped_column(String(64), index=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    commitment_salt: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeliveryRow(Base):
+    """The operator's delivery log: one row per release of record bytes.
+
+    A row is written (status ``logged``) only after the on-chain disclosure; the auditor
+    matches these rows against the disclosure events in both directions.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_patient_block", "patient", "block_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(66), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    patient: Mapped[str] = mapped_column(String(42))
+    accessor: Mapped[str] = mapped_column(String(42), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    consent_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="logged")  # logged (event on chain) | released
+    tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyRow(Base):
+    """A request made safe to retry: same key + same request = the same result once."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # scoped: "<principal>:<client key>"
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # pending | done
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON of the outcome (never record bytes)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IndexerCursorRow(Base):
+    __tablename__ = "indexer_cursor"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+
+
+class IndexedBlockRow(Base):
+    """Hashes of recently indexed blocks, to notice a reorg and rewind to the fork point."""
+
+    __tablename__ = "indexed_blocks"
+
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    block_hash: Mapped[str] = mapped_column(String(66))
+
+
+class ChainEventRow(Base):
+    """Every ledger event the indexer has seen, decoded to JSON, for listings."""
+
+    __tablename__ = "chain_events"
+    __table_args__ = (
+        UniqueConstraint("tx_hash", "log_index"),
+        Index("ix_chain_events_name_patient", "name", "patient"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    patient: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    record_id: Mapped[str | None] = mapped_column(String(66), nullable=True, index=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    args: Mapped[str] = mapped_column(Text)  # JSON

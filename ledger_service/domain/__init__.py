@@ -1,0 +1,1 @@
+"""The pure core: consent rules, record versioning and identifiers. No I/O here."""

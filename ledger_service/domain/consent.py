@@ -1,0 +1,311 @@
+"""Consent: the signed messages, deterministic ids, and the authorization rule.
+
+The rule mirrors ``ConsentLedger.isAuthorized`` exactly, so the service can explain a
+refusal and the auditor can re-derive every decision from events without trusting the
+contract's own check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+from ledger_service.domain.codes import EMERGENCY_PURPOSE, GRANTABLE_PURPOSES, ZERO32, purpose_from_bytes32
+from ledger_service.errors import ValidationError
+
+DOMAIN_NAME: Final = "ConsentLedger"
+DOMAIN_VERSION: Final = "1"
+UINT40_MAX: Final = 2**40 - 1
+
+# The public EIP-712 types (DESIGN.md 3). Field order is part of the type hash.
+EIP712_TYPES: Final[dict[str, list[dict[str, str]]]] = {
+    "ConsentGrant": [
+        {"name": "patient", "type": "address"},
+        {"name": "grantee", "type": "address"},
+        {"name": "scope", "type": "bytes32"},
+        {"name": "purpose", "type": "bytes32"},
+        {"name": "validFrom", "type": "uint64"},
+        {"name": "validUntil", "type": "uint64"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "ConsentRevoke": [
+        {"name": "patient", "type": "address"},
+        {"name": "consentId", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "DelegateGrant": [
+        {"name": "patient", "type": "address"},
+        {"name": "delegate", "type": "address"},
+        {"name": "validUntil", "type": "uint64"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+}
+EIP712_DOMAIN_TYPE: Final = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
+def type_string(primary: str) -> str:
+    fields = ",".join(f"{f['type']} {f['name']}" for f in EIP712_TYPES[primary])
+    return f"{primary}({fields})"
+
+
+@dataclass(frozen=True)
+class Eip712Domain:
+    chain_id: int
+    verifying_contract: str
+    name: str = DOMAIN_NAME
+    version: str = DOMAIN_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "chainId": self.chain_id,
+            "verifyingContract": to_checksum_address(self.verifying_contract),
+        }
+
+
+@dataclass(frozen=True)
+class ConsentGrant:
+    patient: str
+    grantee: str
+    scope: bytes
+    purpose: bytes
+    valid_from: int
+    valid_until: int
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "grantee": to_checksum_address(self.grantee),
+            "scope": self.scope,
+            "purpose": self.purpose,
+            "validFrom": self.valid_from,
+            "validUntil": self.valid_until,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+    @property
+    def consent_id(self) -> bytes:
+        return consent_id(self.patient, self.grantee, self.scope, self.purpose)
+
+    def check(self) -> None:
+        """The contract's validation, run before any gas is spent."""
+        check_grantable(self.purpose)
+        check_window(self.valid_from, self.valid_until)
+        if len(self.scope) != 32:
+            raise ValidationError("scope must be 32 bytes", field="scope")
+
+
+@dataclass(frozen=True)
+class ConsentRevoke:
+    patient: str
+    consent_id: bytes
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "consentId": self.consent_id,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class DelegateGrant:
+    patient: str
+    delegate: str
+    valid_until: int
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "delegate": to_checksum_address(self.delegate),
+            "validUntil": self.valid_until,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+SignedMessage = ConsentGrant | ConsentRevoke | DelegateGrant
+
+
+def typed_data(domain: Eip712Domain, message: SignedMessage) -> dict[str, Any]:
+    """The full EIP-712 typed data (``eth_signTypedData_v4`` shape) for a message."""
+    primary = type(message).__name__
+    return {
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, primary: EIP712_TYPES[primary]},
+        "primaryType": primary,
+        "domain": domain.as_dict(),
+        "message": message.message(),
+    }
+
+
+def consent_id(patient: str, grantee: str, scope: bytes, purpose: bytes) -> bytes:
+    """``keccak256(abi.encode(patient, grantee, scope, purpose))`` as the contract computes it."""
+    return keccak(
+        abi_encode(
+            ["address", "address", "bytes32", "bytes32"],
+            [to_checksum_address(patient), to_checksum_address(grantee), scope, purpose],
+        )
+    )
+
+
+def check_grantable(purpose: bytes) -> None:
+    code = purpose_from_bytes32(purpose)
+    if code == EMERGENCY_PURPOSE:
+        raise ValidationError("ETREAT cannot be granted; it is reachable only through emergency access", field="purpose")
+    if code not in GRANTABLE_PURPOSES or purpose != code.encode("ascii").ljust(32, b"\x00"):
+        raise ValidationError(f"unknown purpose {code!r}", field="purpose")
+
+
+def check_window(valid_from: int, valid_until: int) -> None:
+    if not (0 <= valid_from <= UINT40_MAX and 0 <= valid_until <= UINT40_MAX):
+        raise ValidationError("validity times must be unix seconds below 2^40", field="validUntil")
+    if valid_until != 0 and valid_until <= valid_from:
+        raise ValidationError("validUntil must be 0 (no expiry) or after validFrom", field="validUntil")
+
+
+# ----------------------------------------------------------------- state and the rule
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    """One consent as stored on chain (the latest grant of its tuple)."""
+
+    consent_id: bytes
+    patient: str
+    grantee: str
+    scope: bytes
+    purpose: bytes
+    valid_from: int
+    valid_until: int
+    revoked: bool = False
+
+    def active_at(self, timestamp: int) -> bool:
+        return (
+            not self.revoked
+            and self.valid_from <= timestamp
+            and (self.valid_until == 0 or timestamp < self.valid_until)
+        )
+
+    def status_at(self, timestamp: int) -> str:
+        if self.revoked:
+            return "revoked"
+        if self.valid_until != 0 and timestamp >= self.valid_until:
+            return "expired"
+        if timestamp < self.valid_from:
+            return "pending"
+        return "active"
+
+
+@dataclass(frozen=True)
+class Delegation:
+    patient: str
+    delegate: str
+    valid_until: int
+    active: bool = True
+
+    def live_at(self, timestamp: int) -> bool:
+        return self.active and (self.valid_until == 0 or timestamp < self.valid_until)
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    patient: str
+    grantee: str
+    record_id: bytes
+    category: bytes
+    purpose: bytes
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    consent_id: bytes | None
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass
+class ConsentBook:
+    """The consents of a set of patients, keyed by consentId (a pure in-memory view)."""
+
+    consents: dict[bytes, ConsentState] = field(default_factory=dict)
+
+    def apply_grant(self, state: ConsentState) -> None:
+        self.consents[state.consent_id] = state
+
+    def apply_revoke(self, cid: bytes) -> None:
+        current = self.consents.get(cid)
+        if current is not None:
+            self.consents[cid] = replace(current, revoked=True)
+
+    def get(self, cid: bytes) -> ConsentState | None:
+        return self.consents.get(cid)
+
+
+def decide(
+    request: AccessRequest,
+    consents: Mapping[bytes, ConsentState],
+    *,
+    timestamp: int,
+    grantee_is_active_provider: bool,
+    record_exists: bool = True,
+    record_erased: bool = False,
+) -> Decision:
+    """Whether ``request`` is authorized at ``timestamp``, mirroring ``isAuthorized``.
+
+    Scopes are tried in the contract's order: the record, its category, all records.
+    """
+    if not record_exists:
+        return Decision(False, None, "unknown record")
+    if record_erased:
+        return Decision(False, None, "record erased")
+    if not grantee_is_active_provider:
+        return Decision(False, None, "grantee is not an active provider")
+    if purpose_from_bytes32(request.purpose) == EMERGENCY_PURPOSE:
+        return Decision(False, None, "ETREAT is reachable only through emergency access")
+    for scope in (request.record_id, request.category, ZERO32):
+        cid = consent_id(request.patient, request.grantee, scope, request.purpose)
+        state = consents.get(cid)
+        if state is not None and state.active_at(timestamp):
+            return Decision(True, cid, "consent active")
+    return Decision(False, None, _refusal_reason(request, consents, timestamp))
+
+
+def _refusal_reason(request: AccessRequest, consents: Mapping[bytes, ConsentState], timestamp: int) -> str:
+    """The most specific reason no consent applies: revoked, expired, not yet valid, or none."""
+    reasons: list[str] = []
+    for scope in (request.record_id, request.category, ZERO32):
+        state = consents.get(consent_id(request.patient, request.grantee, scope, request.purpose))
+        if state is not None:
+            reasons.append(state.status_at(timestamp))
+    for status in ("revoked", "expired", "pending"):
+        if status in reasons:
+            return {"pending": "consent not yet valid"}.get(status, f"consent {status}")
+    return "no consent for this grantee, record and purpose"
+
+
+def scopes_for(record_id: bytes, category: bytes) -> Iterable[bytes]:
+    return (record_id, category, ZERO32)

@@ -1,0 +1,195 @@
+"""One exception root for the whole service, with one family per concern.
+
+Adapters translate library errors at their boundary (``raise BlobNotFound(...) from exc``)
+so callers only ever see these types; the API maps each family to one problem+json
+``type``. Messages name what was expected and what was found, and never carry secrets
+(keys, plaintext) — they end up in logs and HTTP responses.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Root of every error the service raises on purpose."""
+
+    #: Stable machine-readable code, used as the last segment of the problem ``type``.
+    code: str = "ledger-error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, object] = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ----------------------------------------------------------------- configuration / input
+
+
+class ConfigurationError(LedgerError):
+    """Settings or data-dir state that makes the service unable to start."""
+
+    code = "configuration-error"
+
+
+class ValidationError(LedgerError):
+    """Input that is malformed or out of range (caller's fault, nothing was changed)."""
+
+    code = "validation-error"
+
+
+class NotFoundError(LedgerError):
+    """A referenced entity does not exist."""
+
+    code = "not-found"
+
+
+# ----------------------------------------------------------------- chain
+
+
+class ChainError(LedgerError):
+    """The chain could not be reached or a transaction did not land as expected."""
+
+    code = "chain-error"
+
+
+class ChainUnavailable(ChainError):
+    """The JSON-RPC endpoint is down or timing out."""
+
+    code = "chain-unavailable"
+
+
+class TransactionTimeout(ChainError):
+    """A sent transaction had no receipt within the configured timeout."""
+
+    code = "transaction-timeout"
+
+
+class TransactionReverted(ChainError):
+    """A transaction or call reverted; ``error_name``/``args`` hold the decoded custom error."""
+
+    code = "transaction-reverted"
+
+    def __init__(self, message: str, *, error_name: str | None = None, args: tuple[object, ...] = (), **details: object) -> None:
+        super().__init__(message, error_name=error_name, **details)
+        self.error_name = error_name
+        self.error_args = args
+
+
+class ReorgDetected(ChainError):
+    """The indexer found that blocks it had processed are no longer canonical."""
+
+    code = "reorg-detected"
+
+
+# ----------------------------------------------------------------- blobs
+
+
+class BlobError(LedgerError):
+    """Content-addressed store failures."""
+
+    code = "blob-error"
+
+
+class BlobNotFound(BlobError):
+    code = "blob-not-found"
+
+
+class BlobIntegrityError(BlobError):
+    """A block's bytes do not hash to its CID (names the block)."""
+
+    code = "blob-integrity"
+
+
+class BlobStoreUnavailable(BlobError):
+    code = "blob-store-unavailable"
+
+
+class InvalidCid(BlobError, ValidationError):
+    code = "invalid-cid"
+
+
+# ----------------------------------------------------------------- crypto / keys
+
+
+class CryptoError(LedgerError):
+    code = "crypto-error"
+
+
+class DecryptionError(CryptoError):
+    """Every decryption failure, whatever the cause (wrong key, AAD, tampered bytes)."""
+
+    code = "decryption-failed"
+
+
+class KeyCustodyError(CryptoError):
+    code = "key-custody-error"
+
+
+class KeyDestroyed(CryptoError):
+    """The record's data keys were destroyed (crypto-shredding after erasure)."""
+
+    code = "key-destroyed"
+
+
+# ----------------------------------------------------------------- consent / records
+
+
+class ConsentError(LedgerError):
+    code = "consent-error"
+
+
+class ConsentDenied(ConsentError):
+    """No active consent covers the requested access."""
+
+    code = "consent-denied"
+
+
+class SignatureError(ConsentError, ValidationError):
+    """A typed-data signature is invalid, expired, or uses a stale nonce."""
+
+    code = "invalid-signature"
+
+
+class RecordError(LedgerError):
+    code = "record-error"
+
+
+class RecordNotFound(RecordError, NotFoundError):
+    code = "record-not-found"
+
+
+class RecordErased(RecordError):
+    code = "record-erased"
+
+
+class NotRecordAuthor(RecordError):
+    code = "not-record-author"
+
+
+class StaleVersion(RecordError):
+    code = "stale-version"
+
+
+class InvalidRecordContent(RecordError, ValidationError):
+    code = "invalid-record-content"
+
+
+class PermissionDenied(LedgerError):
+    """The caller's role does not allow the operation."""
+
+    code = "permission-denied"
+
+
+class IdempotencyConflict(LedgerError):
+    """An idempotency key was reused with a different request."""
+
+    code = "idempotency-conflict"
+
+
+# ----------------------------------------------------------------- audit
+
+
+class AuditError(LedgerError):
+    code = "audit-error"

@@ -1,0 +1,97 @@
+"""The running installation: its chain (a child anvil, or an external RPC) and its deployment."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import TracebackType
+
+from ledger_service.chain.anvil import AnvilProcess
+from ledger_service.chain.client import RpcClient, TransactionSender
+from ledger_service.chain.deploy import Deployment, deploy_ledger, deployment_is_live, onboard_demo
+from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.errors import ConfigurationError
+from ledger_service.settings import Settings
+
+
+class Runtime:
+    """Starts what the settings ask for and makes sure the contracts are deployed once."""
+
+    def __init__(self, settings: Settings, *, redeploy: bool = False) -> None:
+        self.settings = settings
+        self.redeploy = redeploy
+        self.anvil: AnvilProcess | None = None
+        self._deployment: Deployment | None = None
+        self.rpc: RpcClient | None = None
+
+    @property
+    def deployment(self) -> Deployment:
+        if self._deployment is None:
+            raise RuntimeError("runtime not started")
+        return self._deployment
+
+    def __enter__(self) -> Runtime:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        if s.embedded_chain:
+            self.anvil = AnvilProcess(
+                host=s.chain_host,
+                port=s.chain_port,
+                chain_id=s.chain_id,
+                state_file=s.anvil_state_file,
+                block_time=s.block_time,
+                log_file=s.data_dir / "chain" / "anvil.log",
+            ).start()
+        try:
+            self.rpc = RpcClient(s.effective_rpc_url, timeout=s.rpc_timeout)
+            self._deployment = self._ensure_deployment(self.rpc)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _ensure_deployment(self, rpc: RpcClient) -> Deployment:
+        s = self.settings
+        path = s.deployment_file
+        if path.exists() and not self.redeploy:
+            recorded = Deployment.load(path)
+            if deployment_is_live(rpc, recorded):
+                return recorded
+            if not s.embedded_chain:
+                raise ConfigurationError(
+                    f"{path} records a deployment that is not on {s.effective_rpc_url}; use `deploy --force` to replace it"
+                )
+            print(f"note: the recorded deployment is not on the dev chain any more; deploying anew ({path})", file=sys.stderr)
+        custodian = TransactionSender(rpc, s.custodian_key(), ledger_codec(), chain_id=rpc.chain_id()).address
+        deployment = deploy_ledger(rpc, s.admin_key(), custodian, receipt_timeout=s.receipt_timeout)
+        if s.embedded_chain:
+            ledger = self.admin_ledger(rpc, deployment)
+            deployment = Deployment(**{**deployment.__dict__, "demo": onboard_demo(ledger)})
+        deployment.save(path)
+        return deployment
+
+    def admin_ledger(self, rpc: RpcClient, deployment: Deployment) -> ConsentLedgerContract:
+        codec = ledger_codec()
+        sender = TransactionSender(
+            rpc, self.settings.admin_key(), codec, chain_id=deployment.chain_id, receipt_timeout=self.settings.receipt_timeout
+        )
+        return ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
+
+    def serve(self, stop: threading.Event) -> None:
+        """Block until ``stop`` is set or Ctrl+C."""
+        print("chain ready; press Ctrl+C to stop (state is saved in the data dir)", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+    def close(self) -> None:
+        if self.anvil is not None:
+            self.anvil.stop()
+            self.anvil = None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,595 @@
+"""The record lifecycle: create, amend, read-with-purpose, emergency access, erasure.
+
+Every read goes: consent check (eth_call) -> on-chain disclosure (logAccess, waited for)
+-> delivery-log row -> fetch blob (every block re-hashed) -> decrypt (every segment
+authenticated) -> bytes. Any failure before the disclosure is on chain releases nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import select
+
+from ledger_service.blobs import BlobStore, Cid
+from ledger_service.chain.client import Receipt
+from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.chain.signers import ProviderSigners
+from ledger_service.crypto import DataKey, KeyCustody, PlaintextCommitment, RecordBinding, decrypt_stream, encrypt_stream, new_salt
+from ledger_service.crypto.custody import WrappedKey
+from ledger_service.db.database import Database
+from ledger_service.db.models import DataKeyRow, DeliveryRow, IdempotencyRow, RecordRow, RecordVersionRow
+from ledger_service.domain.codes import EMERGENCY_PURPOSE, category_id, hex32, purpose_to_bytes32
+from ledger_service.domain.consent import AccessRequest, ConsentState, decide
+from ledger_service.domain.records import FHIR_MEDIA_TYPE
+from ledger_service.errors import (
+    ConsentDenied,
+    IdempotencyConflict,
+    InvalidRecordContent,
+    KeyDestroyed,
+    LedgerError,
+    NotRecordAuthor,
+    PermissionDenied,
+    RecordErased,
+    RecordNotFound,
+    StaleVersion,
+    TransactionReverted,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+# FHIR bodies are parsed whole for validation; larger files must not be FHIR JSON.
+MAX_FHIR_BYTES = 32 * 1024 * 1024
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _addr(value: str, field: str) -> str:
+    try:
+        return to_checksum_address(value)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"{field} is not an Ethereum address", field=field) from exc
+
+
+def validate_fhir(content: bytes) -> dict[str, Any]:
+    """Parse and validate a FHIR R4 resource (checked against fhir.resources' R4B models)."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    if len(content) > MAX_FHIR_BYTES:
+        raise InvalidRecordContent(f"FHIR resources are limited to {MAX_FHIR_BYTES} bytes")
+    try:
+        data = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRecordContent(f"FHIR content is not JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        raise InvalidRecordContent("FHIR content must be a JSON object with a resourceType")
+    try:
+        model = get_fhir_model_class(data["resourceType"])
+    except (ValueError, KeyError) as exc:
+        raise InvalidRecordContent(f"unknown FHIR resourceType {data['resourceType']!r}") from exc
+    try:
+        model.model_validate(data)
+    except Exception as exc:  # pydantic's ValidationError, and fhir-core's own errors
+        first = str(exc).splitlines()[:3]
+        raise InvalidRecordContent(f"invalid FHIR {data['resourceType']}: {' '.join(first)}") from exc
+    return data
+
+
+@dataclass(frozen=True)
+class AnchoredVersion:
+    record_id: str
+    version: int
+    cid: str
+    tx_hash: str
+    block_number: int
+    version_hash: str
+
+
+@dataclass
+class RecordContent:
+    """What a read releases: metadata plus the plaintext stream (already disclosed on chain)."""
+
+    record_id: str
+    version: int
+    media_type: str
+    cid: str
+    disclosure_tx: str
+    size: int
+    chunks: Iterator[bytes]
+
+    def read_all(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    record_id: str
+    tx_hash: str
+    versions: int
+
+
+class RecordService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        blobs: BlobStore,
+        custody: KeyCustody,
+        ledger: ConsentLedgerContract,
+        providers: ProviderSigners,
+        categories: Callable[[], dict[str, bytes]],
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.custody = custody
+        self.ledger = ledger  # the custodian's handle: views, disclosures, erasure events
+        self.providers = providers
+        self._categories = categories
+        self._record_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock_for(self, record_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._record_locks.setdefault(record_id, threading.Lock())
+
+    # ------------------------------------------------------------- create / amend
+
+    def _category(self, code: str) -> bytes:
+        known = self._categories()
+        if code not in known:
+            raise ValidationError(
+                f"unknown category {code!r}; registered: {', '.join(sorted(known))}", field="category"
+            )
+        return known[code]
+
+    def _seal(
+        self, binding: RecordBinding, media_type: str, content: Iterable[bytes]
+    ) -> tuple[Cid, int, int, bytes, bytes, DataKey]:
+        """Encrypt and store a version; returns (cid, plaintext size, ciphertext size, commitment, salt, key)."""
+        if media_type == FHIR_MEDIA_TYPE:
+            body = b"".join(content)
+            validate_fhir(body)
+            content = [body]
+        data_key = DataKey.generate()
+        salt = new_salt()
+        commitment = PlaintextCommitment(salt)
+        size = 0
+
+        def plaintext() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in content:
+                if chunk:
+                    size += len(chunk)
+                    commitment.update(chunk)
+                    yield chunk
+
+        put = self.blobs.put(encrypt_stream(data_key, binding, plaintext()))
+        return put.cid, size, put.size, commitment.digest(), salt, data_key
+
+    def create(
+        self, *, provider: str, patient: str, category: str, media_type: str, content: Iterable[bytes]
+    ) -> AnchoredVersion:
+        provider, patient = _addr(provider, "provider"), _addr(patient, "patient")
+        if not media_type or len(media_type) > 255:
+            raise ValidationError("mediaType is required", field="mediaType")
+        category_bytes = self._category(category)
+        ledger = self.providers.ledger_for(provider)
+        if not self.ledger.is_active_provider(provider):
+            raise PermissionDenied(f"{provider} is not an active provider", account=provider)
+        anchor_salt = os.urandom(32)
+        record_id_bytes = _record_id(patient, provider, anchor_salt)
+        record_id = hex32(record_id_bytes)
+        binding = RecordBinding(record_id_bytes, 1, patient)
+        cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
+        wrapped = self.custody.wrap(data_key, binding.aad())
+        now = _now()
+        with self.db.session() as s:
+            s.add(RecordRow(record_id=record_id, patient=patient, author=provider, category=category,
+                            salt=hex32(anchor_salt), current_version=0, state="pending", created_at=now))
+            s.flush()
+            s.add(RecordVersionRow(record_id=record_id, version=1, cid=str(cid), media_type=media_type,
+                                   plaintext_size=size, ciphertext_size=ct_size, commitment=hex32(commitment),
+                                   version_hash="", previous_hash=hex32(b"\x00" * 32), author=provider,
+                                   state="pending", created_at=now))
+            s.add(DataKeyRow(record_id=record_id, version=1, kek_id=wrapped.kek_id, wrapped_key=wrapped.ciphertext,
+                             commitment_salt=commitment_salt))
+        try:
+            receipt = ledger.anchor_record(patient, category_bytes, anchor_salt, cid.bytes, commitment)
+        except TransactionReverted as exc:
+            self._discard_pending(record_id, 1, cid, whole_record=True)
+            raise _record_error(exc) from exc
+        except LedgerError:
+            # Outcome unknown (timeout, chain down): keep the pending rows; recovery decides.
+            raise
+        return self._finish_anchor(ledger, receipt, record_id, 1)
+
+    def amend(self, *, provider: str, record_id: str, media_type: str, content: Iterable[bytes]) -> AnchoredVersion:
+        provider = _addr(provider, "provider")
+        with self._lock_for(record_id):
+            record = self._anchored_record(record_id)
+            if record.author != provider:
+                raise NotRecordAuthor(f"only the record's author {record.author} may amend it", record_id=record_id)
+            ledger = self.providers.ledger_for(provider)
+            version = record.current_version + 1
+            with self.db.session() as s:
+                head = s.execute(
+                    select(RecordVersionRow.version_hash).where(
+                        RecordVersionRow.record_id == record_id, RecordVersionRow.version == record.current_version
+                    )
+                ).scalar_one()
+            binding = RecordBinding(bytes.fromhex(record_id[2:]), version, record.patient)
+            cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
+            wrapped = self.custody.wrap(data_key, binding.aad())
+            with self.db.session() as s:
+                s.add(RecordVersionRow(record_id=record_id, version=version, cid=str(cid), media_type=media_type,
+                                       plaintext_size=size, ciphertext_size=ct_size, commitment=hex32(commitment),
+                                       version_hash="", previous_hash=head, author=provider, state="pending",
+                                       created_at=_now()))
+                s.add(DataKeyRow(record_id=record_id, version=version, kek_id=wrapped.kek_id,
+                                 wrapped_key=wrapped.ciphertext, commitment_salt=commitment_salt))
+            try:
+                receipt = ledger.amend_record(record.patient, bytes.fromhex(record_id[2:]), cid.bytes, commitment,
+                                              bytes.fromhex(head[2:]))
+            except TransactionReverted as exc:
+                self._discard_pending(record_id, version, cid, whole_record=False)
+                raise _record_error(exc) from exc
+            return self._finish_anchor(ledger, receipt, record_id, version)
+
+    def _finish_anchor(self, ledger: ConsentLedgerContract, receipt: Receipt, record_id: str, version: int) -> AnchoredVersion:
+        event = ledger.event(receipt, "RecordAnchored")
+        if hex32(event.args["recordId"]) != record_id or int(event.args["version"]) != version:
+            raise TransactionReverted(f"anchor of {record_id} v{version} emitted an unexpected event")
+        version_hash = hex32(event.args["versionHash"])
+        with self.db.session() as s:
+            row = s.execute(
+                select(RecordVersionRow).where(RecordVersionRow.record_id == record_id, RecordVersionRow.version == version)
+            ).scalar_one()
+            row.state, row.tx_hash, row.block_number, row.version_hash = (
+                "anchored", receipt.tx_hex, receipt.block_number, version_hash,
+            )
+            record = s.get(RecordRow, record_id)
+            assert record is not None
+            record.state, record.current_version = "anchored", version
+        return AnchoredVersion(record_id, version, row.cid, receipt.tx_hex, receipt.block_number, version_hash)
+
+    def _discard_pending(self, record_id: str, version: int, cid: Cid, *, whole_record: bool) -> None:
+        """Undo a version whose anchor was refused: no key, no blob, no row remains."""
+        with self.db.session() as s:
+            for model in (DataKeyRow, RecordVersionRow):
+                for row in s.execute(
+                    select(model).where(model.record_id == record_id, model.version == version)
+                ).scalars():
+                    s.delete(row)
+            if whole_record:
+                s.flush()
+                record = s.get(RecordRow, record_id)
+                if record is not None:
+                    s.delete(record)
+        self.blobs.unpin(cid)
+
+    # ------------------------------------------------------------- lookups
+
+    def _anchored_record(self, record_id: str) -> RecordRow:
+        with self.db.session() as s:
+            record = s.get(RecordRow, record_id)
+            if record is None or record.state == "pending":
+                raise RecordNotFound(f"no record {record_id}", record_id=record_id)
+            if record.erased_at is not None or record.state == "erasing":
+                raise RecordErased(f"record {record_id} was erased at the patient's request", record_id=record_id)
+            return record
+
+    def get_record(self, record_id: str) -> RecordRow:
+        with self.db.session() as s:
+            record = s.get(RecordRow, record_id)
+            if record is None or record.state == "pending":
+                raise RecordNotFound(f"no record {record_id}", record_id=record_id)
+            return record
+
+    def versions(self, record_id: str) -> list[RecordVersionRow]:
+        with self.db.session() as s:
+            return list(
+                s.execute(
+                    select(RecordVersionRow)
+                    .where(RecordVersionRow.record_id == record_id, RecordVersionRow.state == "anchored")
+                    .order_by(RecordVersionRow.version)
+                ).scalars()
+            )
+
+    def records_of(self, patient: str) -> list[RecordRow]:
+        patient = _addr(patient, "patient")
+        with self.db.session() as s:
+            return list(
+                s.execute(
+                    select(RecordRow).where(RecordRow.patient == patient, RecordRow.state != "pending").order_by(
+                        RecordRow.created_at
+                    )
+                ).scalars()
+            )
+
+    # ------------------------------------------------------------- reads
+
+    def read(
+        self, *, accessor: str, record_id: str, purpose: str, idempotency_key: str | None = None
+    ) -> RecordContent:
+        accessor = _addr(accessor, "accessor")
+        if purpose == EMERGENCY_PURPOSE:
+            raise ValidationError("ETREAT reads go through emergency access with a reason", field="purpose")
+        purpose_bytes = purpose_to_bytes32(purpose)
+        record = self._anchored_record(record_id)
+        request_hash = _request_hash("read", accessor, record_id, purpose)
+        delivery = self._replay(accessor, idempotency_key, request_hash)
+        if delivery is None:
+            rid = bytes.fromhex(record_id[2:])
+            consent = self.ledger.authorizing_consent(record.patient, accessor, rid, purpose_bytes)
+            if consent is None:
+                raise ConsentDenied(self._refusal(record, accessor, rid, purpose_bytes), record_id=record_id,
+                                    accessor=accessor, purpose=purpose)
+            try:
+                receipt = self.ledger.log_access(record.patient, rid, accessor, purpose_bytes)
+            except TransactionReverted as exc:
+                if exc.error_name == "AccessNotAuthorized":
+                    raise ConsentDenied("consent changed before the disclosure could be logged",
+                                        record_id=record_id) from exc
+                raise _record_error(exc) from exc
+            event = self.ledger.event(receipt, "AccessLogged")
+            delivery = self._log_delivery(record, receipt, event.args, idempotency_key, request_hash, accessor,
+                                          purpose, consent=hex32(event.args["consentId"]), reason=None)
+        return self._release(record, delivery)
+
+    def emergency_read(
+        self, *, accessor: str, record_id: str, reason: str, idempotency_key: str | None = None
+    ) -> RecordContent:
+        accessor = _addr(accessor, "accessor")
+        reason = (reason or "").strip()
+        if not reason or len(reason) > 2000:
+            raise ValidationError("an emergency access needs a reason (1 to 2000 characters)", field="reason")
+        record = self._anchored_record(record_id)
+        request_hash = _request_hash("emergency", accessor, record_id, reason)
+        delivery = self._replay(accessor, idempotency_key, request_hash)
+        if delivery is None:
+            rid = bytes.fromhex(record_id[2:])
+            # Only the reason's hash goes on chain: the text may carry clinical detail.
+            reason_hash = keccak(reason.encode("utf-8"))
+            try:
+                receipt = self.ledger.log_emergency_access(record.patient, rid, accessor, reason_hash)
+            except TransactionReverted as exc:
+                if exc.error_name == "NotEmergencyProvider":
+                    raise PermissionDenied(f"{accessor} may not break the glass (no active EMERGENCY_ROLE)",
+                                           account=accessor) from exc
+                raise _record_error(exc) from exc
+            event = self.ledger.event(receipt, "EmergencyAccessLogged")
+            delivery = self._log_delivery(record, receipt, event.args, idempotency_key, request_hash, accessor,
+                                          EMERGENCY_PURPOSE, consent=None, reason=reason)
+        return self._release(record, delivery)
+
+    def _refusal(self, record: RecordRow, accessor: str, rid: bytes, purpose: bytes) -> str:
+        """Explain a refusal with the domain rule over the on-chain consent states."""
+        from ledger_service.domain.consent import consent_id
+
+        category = category_id(record.category)
+        consents: dict[bytes, ConsentState] = {}
+        for scope in (rid, category, b"\x00" * 32):
+            cid = consent_id(record.patient, accessor, scope, purpose)
+            patient, valid_from, valid_until, revoked = self.ledger.consent(cid)
+            if int(patient, 16) != 0:
+                consents[cid] = ConsentState(cid, patient, accessor, scope, purpose, valid_from, valid_until, revoked)
+        timestamp = int(self.ledger.rpc.get_block("latest")["timestamp"], 16)
+        decision = decide(
+            AccessRequest(record.patient, accessor, rid, category, purpose),
+            consents,
+            timestamp=timestamp,
+            grantee_is_active_provider=self.ledger.is_active_provider(accessor),
+        )
+        return f"access refused: {decision.reason}"
+
+    def _replay(self, accessor: str, key: str | None, request_hash: str) -> DeliveryRow | None:
+        """The earlier disclosure of an identical retried request, if any."""
+        if not key:
+            return None
+        scoped = f"{accessor}:{key}"
+        with self.db.session() as s:
+            row = s.get(IdempotencyRow, scoped)
+            if row is None:
+                return None
+            if row.request_hash != request_hash:
+                raise IdempotencyConflict("this Idempotency-Key was used for a different request")
+            if row.state != "done" or row.result is None:
+                return None
+            delivery_id = json.loads(row.result)["deliveryId"]
+            return s.get(DeliveryRow, delivery_id)
+
+    def _log_delivery(
+        self,
+        record: RecordRow,
+        receipt: Receipt,
+        args: dict[str, Any],
+        key: str | None,
+        request_hash: str,
+        accessor: str,
+        purpose: str,
+        *,
+        consent: str | None,
+        reason: str | None,
+    ) -> DeliveryRow:
+        log_index = next(
+            (lg["logIndex"] for lg in receipt.logs if lg["topics"] and lg["topics"][0] in (
+                self.ledger.codec.topic("AccessLogged"), self.ledger.codec.topic("EmergencyAccessLogged"))),
+            0,
+        )
+        with self.db.session() as s:
+            delivery = DeliveryRow(
+                record_id=record.record_id, version=int(args["version"]), patient=record.patient, accessor=accessor,
+                purpose=purpose, consent_id=consent, emergency=consent is None, reason=reason, status="logged",
+                tx_hash=receipt.tx_hex, block_number=receipt.block_number, log_index=log_index,
+                idempotency_key=key, created_at=_now(),
+            )
+            s.add(delivery)
+            s.flush()
+            if key:
+                s.merge(IdempotencyRow(key=f"{accessor}:{key}", request_hash=request_hash, state="done",
+                                       result=json.dumps({"deliveryId": delivery.id}), created_at=_now()))
+        return delivery
+
+    def _release(self, record: RecordRow, delivery: DeliveryRow) -> RecordContent:
+        with self.db.session() as s:
+            version = s.execute(
+                select(RecordVersionRow).where(
+                    RecordVersionRow.record_id == record.record_id, RecordVersionRow.version == delivery.version
+                )
+            ).scalar_one()
+            key_row = s.execute(
+                select(DataKeyRow).where(DataKeyRow.record_id == record.record_id, DataKeyRow.version == delivery.version)
+            ).scalar_one_or_none()
+        if key_row is None:
+            raise KeyDestroyed(f"the keys of {record.record_id} were destroyed", record_id=record.record_id)
+        binding = RecordBinding(bytes.fromhex(record.record_id[2:]), delivery.version, record.patient)
+        data_key = self.custody.unwrap(WrappedKey(key_row.kek_id, key_row.wrapped_key), binding.aad())
+        cid = Cid.parse(version.cid)
+        # Fetch and verify the first blocks now, so a missing or corrupt blob fails before
+        # the response starts; the rest streams, each block and segment verified as it comes.
+        blob = self.blobs.open(cid)
+        plaintext = decrypt_stream(data_key, binding, blob)
+        first = next(plaintext, b"")
+
+        def chunks() -> Iterator[bytes]:
+            if first:
+                yield first
+            yield from plaintext
+
+        return RecordContent(record.record_id, delivery.version, version.media_type, version.cid,
+                             delivery.tx_hash, version.plaintext_size, chunks())
+
+    # ------------------------------------------------------------- erasure
+
+    def erase(self, *, record_id: str, requested_by: str) -> ErasureResult:
+        """Crypto-shred: destroy keys and salts, unpin and collect blobs, then the on-chain event."""
+        with self._lock_for(record_id):
+            with self.db.session() as s:
+                record = s.get(RecordRow, record_id)
+                if record is None or record.state == "pending":
+                    raise RecordNotFound(f"no record {record_id}", record_id=record_id)
+                if record.erased_at is not None or record.state == "erasing":
+                    raise RecordErased(f"record {record_id} is already erased", record_id=record_id)
+                self._check_patient_or_delegate(record.patient, requested_by)
+                record.state = "erasing"
+                for key_row in s.execute(select(DataKeyRow).where(DataKeyRow.record_id == record_id)).scalars():
+                    s.delete(key_row)
+                cids = [v.cid for v in s.execute(
+                    select(RecordVersionRow).where(RecordVersionRow.record_id == record_id)).scalars()]
+                patient = record.patient
+            for cid in cids:
+                self.blobs.unpin(Cid.parse(cid))
+            self.blobs.gc()
+            return self._emit_erasure(record_id, patient, len(cids))
+
+    def _check_patient_or_delegate(self, patient: str, caller: str) -> None:
+        caller = _addr(caller, "caller")
+        if caller == patient:
+            return
+        _valid_until, live = self.ledger.delegation(patient, caller)
+        if not live:
+            raise PermissionDenied(f"{caller} is neither the patient nor a live delegate of the patient", account=caller)
+
+    def _emit_erasure(self, record_id: str, patient: str, versions: int) -> ErasureResult:
+        receipt = self.ledger.erase_record(patient, bytes.fromhex(record_id[2:]))
+        with self.db.session() as s:
+            record = s.get(RecordRow, record_id)
+            assert record is not None
+            record.state, record.erased_at, record.erasure_tx = "erased", _now(), receipt.tx_hex
+        return ErasureResult(record_id, receipt.tx_hex, versions)
+
+    def finish_interrupted_erasures(self) -> int:
+        """Erasures whose keys are gone but whose on-chain event did not land: emit it now."""
+        with self.db.session() as s:
+            pending = [(r.record_id, r.patient) for r in s.execute(
+                select(RecordRow).where(RecordRow.state == "erasing")).scalars()]
+        for record_id, patient in pending:
+            onchain = self.ledger.record(patient, bytes.fromhex(record_id[2:]))
+            if onchain.erased:
+                with self.db.session() as s:
+                    record = s.get(RecordRow, record_id)
+                    assert record is not None
+                    record.state, record.erased_at = "erased", _now()
+            else:
+                self._emit_erasure(record_id, patient, onchain.version)
+        return len(pending)
+
+    def recover_pending(self) -> tuple[int, int]:
+        """Resolve versions left pending by a crash: finish the anchored, discard the rest.
+
+        Returns (finished, discarded).
+        """
+        finished = discarded = 0
+        with self.db.session() as s:
+            pending = list(s.execute(select(RecordVersionRow).where(RecordVersionRow.state == "pending")).scalars())
+            records = {r.record_id: s.get(RecordRow, r.record_id) for r in pending}
+        for version in pending:
+            record = records[version.record_id]
+            assert record is not None
+            onchain = self.ledger.record(record.patient, bytes.fromhex(version.record_id[2:]))
+            if onchain.version >= version.version:
+                self._adopt_anchor(record, version)
+                finished += 1
+            else:
+                self._discard_pending(version.record_id, version.version, Cid.parse(version.cid),
+                                      whole_record=version.version == 1)
+                discarded += 1
+        return finished, discarded
+
+    def _adopt_anchor(self, record: RecordRow, version: RecordVersionRow) -> None:
+        codec = self.ledger.codec
+        logs = self.ledger.rpc.get_logs(
+            self.ledger.address, 0, self.ledger.rpc.block_number(),
+            [codec.topic("RecordAnchored"), version.record_id],
+        )
+        for lg in logs:
+            event = codec.decode_log(lg)
+            if event is not None and int(event.args["version"]) == version.version:
+                with self.db.session() as s:
+                    row = s.get(RecordVersionRow, version.id)
+                    rec = s.get(RecordRow, record.record_id)
+                    assert row is not None and rec is not None
+                    row.state, row.tx_hash, row.block_number = "anchored", "0x" + event.tx_hash.hex(), event.block_number
+                    row.version_hash = hex32(event.args["versionHash"])
+                    rec.state, rec.current_version = "anchored", max(rec.current_version, version.version)
+                return
+
+
+def _record_id(patient: str, author: str, salt: bytes) -> bytes:
+    from ledger_service.domain.records import record_id_of
+
+    return record_id_of(patient, author, salt)
+
+
+def _request_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _record_error(exc: TransactionReverted) -> LedgerError:
+    """Map the contract's custom errors to the domain's record errors."""
+    name = exc.error_name
+    if name == "NotRecordAuthor":
+        return NotRecordAuthor(str(exc))
+    if name == "StaleVersion":
+        return StaleVersion("the record was amended meanwhile; read it again and retry")
+    if name == "RecordIsErased":
+        return RecordErased(str(exc))
+    if name in ("NotActiveProvider", "NotEmergencyProvider"):
+        return PermissionDenied(str(exc))
+    if name == "UnknownCategory":
+        return ValidationError(str(exc), field="category")
+    if name == "UnknownRecord":
+        return RecordNotFound(str(exc))
+    return exc

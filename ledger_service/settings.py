@@ -1,0 +1,133 @@
+"""Service settings: ``CONSENT_LEDGER_*`` environment variables, or a TOML settings file.
+
+With no configuration at all the embedded default applies (DESIGN.md 2): a local anvil
+with its state in the data dir, the embedded blob store and SQLite under the same dir.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+# anvil's well-known development mnemonic accounts ("test test ... junk"); only ever used
+# when the service itself starts a dev chain, never against an external RPC URL.
+ANVIL_DEV_KEYS: tuple[str, ...] = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Secrets are ``SecretStr`` so they never print."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSENT_LEDGER_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".consent-ledger"), description="Holds the deployment, keys, DB and blobs")
+    settings_file: Path | None = Field(default=None, description="Optional TOML file with these same keys")
+
+    # API
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Chain
+    rpc_url: str | None = Field(default=None, description="External JSON-RPC URL; unset = start a local anvil")
+    chain_host: str = "127.0.0.1"
+    chain_port: int = 8545
+    chain_id: int = 31337
+    block_time: int | None = Field(default=None, description="anvil --block-time; unset = mine on demand")
+    deployer_key: SecretStr | None = Field(default=None, description="Admin key that deploys; dev chain: anvil #0")
+    relayer_key: SecretStr | None = Field(default=None, description="Custodian/relayer key; dev chain: anvil #0")
+    provider_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated keys of the providers this gateway signs for"
+    )
+    confirmations: int = Field(default=0, ge=0, description="Blocks after which chain data is final")
+    receipt_timeout: float = Field(default=60.0, gt=0)
+    rpc_timeout: float = Field(default=10.0, gt=0)
+
+    # Storage
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite in the data dir")
+    blob_store_url: str | None = Field(default=None, description="Kubo RPC URL; unset = embedded store")
+    kek_file: Path | None = Field(default=None, description="Dev key-encryption-key file; default in the data dir")
+
+    # Disclosures
+    disclosure_mode: Literal["per-read", "batched"] = "per-read"
+
+    # Limits
+    max_json_body: int = 32 * 1024 * 1024
+    max_upload_bytes: int = 2 * 1024 * 1024 * 1024
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        import os
+
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        settings_file = os.environ.get("CONSENT_LEDGER_SETTINGS_FILE")
+        if settings_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(settings_file)))
+        return tuple(sources)
+
+    # ------------------------------------------------------------- derived
+
+    @property
+    def embedded_chain(self) -> bool:
+        return self.rpc_url is None
+
+    @property
+    def effective_rpc_url(self) -> str:
+        return self.rpc_url or f"http://{self.chain_host}:{self.chain_port}"
+
+    @property
+    def deployment_file(self) -> Path:
+        return self.data_dir / "deployment.json"
+
+    @property
+    def anvil_state_file(self) -> Path:
+        return self.data_dir / "chain" / "anvil-state.json"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def effective_kek_file(self) -> Path:
+        return self.kek_file or self.data_dir / "keys" / "kek.json"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ledger.sqlite3').resolve()}"
+
+    def admin_key(self) -> str:
+        if self.deployer_key is not None:
+            return self.deployer_key.get_secret_value()
+        if self.embedded_chain:
+            return ANVIL_DEV_KEYS[0]
+        from ledger_service.errors import ConfigurationError
+
+        raise ConfigurationError("CONSENT_LEDGER_DEPLOYER_KEY is required with an external rpc_url")
+
+    def custodian_key(self) -> str:
+        if self.relayer_key is not None:
+            return self.relayer_key.get_secret_value()
+        if self.embedded_chain:
+            return ANVIL_DEV_KEYS[0]
+        from ledger_service.errors import ConfigurationError
+
+        raise ConfigurationError("CONSENT_LEDGER_RELAYER_KEY is required with an external rpc_url")
