@@ -93,7 +93,10 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         # The registry only grows and its codes are in the CategoryRegistered events.
         if len(categories_cache) < ledger.category_count():
             for lg in rpc.get_logs(
-                deployment.ledger_address, deployment.block_number, rpc.block_number(), [codec.topic("CategoryRegistered")]
+                deployment.ledger_address,
+                deployment.block_number,
+                rpc.block_number(),
+                [codec.topic("CategoryRegistered")],
             ):
                 event = codec.decode_log(lg)
                 if event is not None:
@@ -104,7 +107,12 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         db=db, blobs=blobs, custody=custody, ledger=ledger, providers=providers, categories=categories
     )
     indexer = EventIndexer(
-        rpc, db, codec, deployment.ledger_address, start_block=deployment.block_number, confirmations=settings.confirmations
+        rpc,
+        db,
+        codec,
+        deployment.ledger_address,
+        start_block=deployment.block_number,
+        confirmations=settings.confirmations,
     )
     return Services(settings, deployment, rpc, ledger, db, blobs, custody, providers, records, indexer)
 

@@ -89,12 +89,17 @@ def cmd_cid(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="consent-ledger", description="Consent and record-audit ledger for healthcare")
+    parser = argparse.ArgumentParser(
+        prog="consent-ledger", description="Consent and record-audit ledger for healthcare"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_data_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--data-dir", default=os.environ.get("CONSENT_LEDGER_DATA_DIR", ".consent-ledger"),
-                       help="deployment, keys, DB and blobs (default ./.consent-ledger)")
+        p.add_argument(
+            "--data-dir",
+            default=os.environ.get("CONSENT_LEDGER_DATA_DIR", ".consent-ledger"),
+            help="deployment, keys, DB and blobs (default ./.consent-ledger)",
+        )
         return p
 
     up = with_data_dir(sub.add_parser("up", help="start the dev chain, deploy once, and serve API + portal"))

@@ -71,7 +71,9 @@ class TransactionReverted(ChainError):
 
     code = "transaction-reverted"
 
-    def __init__(self, message: str, *, error_name: str | None = None, args: tuple[object, ...] = (), **details: object) -> None:
+    def __init__(
+        self, message: str, *, error_name: str | None = None, args: tuple[object, ...] = (), **details: object
+    ) -> None:
         super().__init__(message, error_name=error_name, **details)
         self.error_name = error_name
         self.error_args = args

@@ -59,9 +59,13 @@ class Runtime:
                 return recorded
             if not s.embedded_chain:
                 raise ConfigurationError(
-                    f"{path} records a deployment that is not on {s.effective_rpc_url}; use `deploy --force` to replace it"
+                    f"{path} records a deployment that is not on {s.effective_rpc_url}; "
+                    "use `deploy --force` to replace it"
                 )
-            print(f"note: the recorded deployment is not on the dev chain any more; deploying anew ({path})", file=sys.stderr)
+            print(
+                f"note: the recorded deployment is not on the dev chain any more; deploying anew ({path})",
+                file=sys.stderr,
+            )
         custodian = TransactionSender(rpc, s.custodian_key(), ledger_codec(), chain_id=rpc.chain_id()).address
         deployment = deploy_ledger(rpc, s.admin_key(), custodian, receipt_timeout=s.receipt_timeout)
         if s.embedded_chain:
@@ -73,7 +77,11 @@ class Runtime:
     def admin_ledger(self, rpc: RpcClient, deployment: Deployment) -> ConsentLedgerContract:
         codec = ledger_codec()
         sender = TransactionSender(
-            rpc, self.settings.admin_key(), codec, chain_id=deployment.chain_id, receipt_timeout=self.settings.receipt_timeout
+            rpc,
+            self.settings.admin_key(),
+            codec,
+            chain_id=deployment.chain_id,
+            receipt_timeout=self.settings.receipt_timeout,
         )
         return ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
 

@@ -92,7 +92,9 @@ class ContractCodec:
             elif kind == "error":
                 inputs = tuple(_canonical_type(p) for p in item["inputs"])
                 selector = keccak(f"{item['name']}({','.join(inputs)})".encode())[:4]
-                self.errors[selector] = AbiError(item["name"], selector, tuple(p["name"] for p in item["inputs"]), inputs)
+                self.errors[selector] = AbiError(
+                    item["name"], selector, tuple(p["name"] for p in item["inputs"]), inputs
+                )
             elif kind == "event":
                 inputs = item["inputs"]
                 types = ",".join(_canonical_type(p) for p in inputs)
@@ -132,7 +134,7 @@ class ContractCodec:
             if error is None:
                 return None
             values = abi_decode(list(error.input_types), payload)
-        except Exception:  # noqa: BLE001 - malformed revert data is simply unrecognizable
+        except Exception:
             return None
         return error.name, tuple(_normalize(v, t) for v, t in zip(values, error.input_types, strict=True))
 

@@ -29,7 +29,9 @@ def find_anvil() -> str:
 
 def _rpc_ready(url: str) -> bool:
     try:
-        response = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1)
+        response = requests.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1
+        )
         return response.ok
     except requests.RequestException:
         return False

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import requests
 from eth_account import Account
@@ -89,7 +89,7 @@ class RpcClient:
             raise ChainUnavailable(f"chain RPC {self.url} unreachable: {type(exc).__name__}") from exc
         if not isinstance(responses, list):
             raise _rpc_error("batch", cast(dict[str, Any], responses.get("error") or {}))
-        by_id = sorted(responses, key=lambda r: int(r.get("id", 0)))
+        by_id = sorted(responses, key=lambda r: int(r.get("id") or 0))
         results = []
         for (method, _), response in zip(calls, by_id, strict=True):
             if response.get("error"):
@@ -200,7 +200,7 @@ class NonceManager:
     re-read, since the node is the authority on what it has accepted.
     """
 
-    _shared: dict[tuple[str, str], NonceManager] = {}
+    _shared: ClassVar[dict[tuple[str, str], NonceManager]] = {}
     _shared_lock = threading.Lock()
 
     def __init__(self, rpc: RpcClient, address: str) -> None:

@@ -15,7 +15,13 @@ from eth_utils import keccak, to_checksum_address
 from ledger_service.chain.abi import ContractCodec
 from ledger_service.chain.build import load_artifact
 from ledger_service.chain.client import RpcClient, TransactionSender
-from ledger_service.chain.ledger import CONTRACT_NAME, CUSTODIAN_ROLE, EMERGENCY_ROLE, AUDITOR_ROLE, ConsentLedgerContract
+from ledger_service.chain.ledger import (
+    AUDITOR_ROLE,
+    CONTRACT_NAME,
+    CUSTODIAN_ROLE,
+    EMERGENCY_ROLE,
+    ConsentLedgerContract,
+)
 from ledger_service.errors import ConfigurationError
 from ledger_service.settings import ANVIL_DEV_KEYS
 

@@ -87,11 +87,15 @@ class EventIndexer:
     def _rewind(self, cursor_number: int) -> int:
         """The newest indexed block still on the canonical chain; drop what is above it."""
         with self.db.session() as s:
-            known = s.execute(
-                select(IndexedBlockRow).where(IndexedBlockRow.block_number <= cursor_number).order_by(
-                    IndexedBlockRow.block_number.desc()
+            known = (
+                s.execute(
+                    select(IndexedBlockRow)
+                    .where(IndexedBlockRow.block_number <= cursor_number)
+                    .order_by(IndexedBlockRow.block_number.desc())
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             fork_point = self.start_block - 1
             for row in known:
                 if self._block_hash(row.block_number) == row.block_hash:

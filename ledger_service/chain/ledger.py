@@ -93,14 +93,30 @@ class ConsentLedgerContract:
     def nonce(self, patient: str, *, block: int | str = "latest") -> int:
         return int(self.view("nonces", to_checksum_address(patient), block=block)[0])
 
-    def is_authorized(self, patient: str, grantee: str, record_id: bytes, purpose: bytes, *, block: int | str = "latest") -> bool:
-        return bool(self.view("isAuthorized", to_checksum_address(patient), to_checksum_address(grantee), record_id, purpose, block=block)[0])
+    def is_authorized(
+        self, patient: str, grantee: str, record_id: bytes, purpose: bytes, *, block: int | str = "latest"
+    ) -> bool:
+        return bool(
+            self.view(
+                "isAuthorized",
+                to_checksum_address(patient),
+                to_checksum_address(grantee),
+                record_id,
+                purpose,
+                block=block,
+            )[0]
+        )
 
     def authorizing_consent(
         self, patient: str, grantee: str, record_id: bytes, purpose: bytes, *, block: int | str = "latest"
     ) -> bytes | None:
         (cid,) = self.view(
-            "authorizingConsent", to_checksum_address(patient), to_checksum_address(grantee), record_id, purpose, block=block
+            "authorizingConsent",
+            to_checksum_address(patient),
+            to_checksum_address(grantee),
+            record_id,
+            purpose,
+            block=block,
         )
         return None if cid == b"\x00" * 32 else bytes(cid)
 
@@ -109,7 +125,9 @@ class ConsentLedgerContract:
         return patient, int(valid_from), int(valid_until), bool(revoked)
 
     def record(self, patient: str, record_id: bytes, *, block: int | str = "latest") -> OnChainRecord:
-        (author, version, category_index, erased), head = self.view("record", to_checksum_address(patient), record_id, block=block)
+        (author, version, category_index, erased), head = self.view(
+            "record", to_checksum_address(patient), record_id, block=block
+        )
         return OnChainRecord(to_checksum_address(author), int(version), int(category_index), bool(erased), bytes(head))
 
     def has_role(self, role: bytes, account: str, *, block: int | str = "latest") -> bool:
@@ -138,10 +156,30 @@ class ConsentLedgerContract:
     def roles_of(self, account: str) -> list[str]:
         """Role names held by ``account`` now, read in one batched round trip."""
         calls = [
-            ("eth_call", [{"to": self.address, "data": "0x" + self.codec.encode_call("hasRole", role, to_checksum_address(account)).hex()}, "latest"])
+            (
+                "eth_call",
+                [
+                    {
+                        "to": self.address,
+                        "data": "0x" + self.codec.encode_call("hasRole", role, to_checksum_address(account)).hex(),
+                    },
+                    "latest",
+                ],
+            )
             for role in ROLES.values()
         ]
-        calls.append(("eth_call", [{"to": self.address, "data": "0x" + self.codec.encode_call("isSuspended", to_checksum_address(account)).hex()}, "latest"]))
+        calls.append(
+            (
+                "eth_call",
+                [
+                    {
+                        "to": self.address,
+                        "data": "0x" + self.codec.encode_call("isSuspended", to_checksum_address(account)).hex(),
+                    },
+                    "latest",
+                ],
+            )
+        )
         results = self.rpc.batch(calls)
         held = [name for name, raw in zip(ROLES, results[:-1], strict=True) if int(raw, 16) == 1]
         if int(results[-1], 16) == 1:
@@ -176,7 +214,13 @@ class ConsentLedgerContract:
     def delegate_by_sig(self, grant: DelegateGrant, signature: bytes) -> Receipt:
         return self._transact(
             "grantDelegateBySig",
-            (to_checksum_address(grant.patient), to_checksum_address(grant.delegate), grant.valid_until, grant.nonce, grant.deadline),
+            (
+                to_checksum_address(grant.patient),
+                to_checksum_address(grant.delegate),
+                grant.valid_until,
+                grant.nonce,
+                grant.deadline,
+            ),
             signature,
         )
 
@@ -199,7 +243,9 @@ class ConsentLedgerContract:
     def anchor_record(self, patient: str, category: bytes, salt: bytes, cid: bytes, commitment: bytes) -> Receipt:
         return self._transact("anchorRecord", to_checksum_address(patient), category, salt, cid, commitment)
 
-    def amend_record(self, patient: str, record_id: bytes, cid: bytes, commitment: bytes, previous_hash: bytes) -> Receipt:
+    def amend_record(
+        self, patient: str, record_id: bytes, cid: bytes, commitment: bytes, previous_hash: bytes
+    ) -> Receipt:
         return self._transact("amendRecord", to_checksum_address(patient), record_id, cid, commitment, previous_hash)
 
     def erase_record(self, patient: str, record_id: bytes) -> Receipt:
@@ -208,7 +254,9 @@ class ConsentLedgerContract:
     # ------------------------------------------------------------- disclosures
 
     def log_access(self, patient: str, record_id: bytes, accessor: str, purpose: bytes) -> Receipt:
-        return self._transact("logAccess", to_checksum_address(patient), record_id, to_checksum_address(accessor), purpose)
+        return self._transact(
+            "logAccess", to_checksum_address(patient), record_id, to_checksum_address(accessor), purpose
+        )
 
     def log_emergency_access(self, patient: str, record_id: bytes, accessor: str, reason_hash: bytes) -> Receipt:
         return self._transact(

@@ -172,7 +172,9 @@ def consent_id(patient: str, grantee: str, scope: bytes, purpose: bytes) -> byte
 def check_grantable(purpose: bytes) -> None:
     code = purpose_from_bytes32(purpose)
     if code == EMERGENCY_PURPOSE:
-        raise ValidationError("ETREAT cannot be granted; it is reachable only through emergency access", field="purpose")
+        raise ValidationError(
+            "ETREAT cannot be granted; it is reachable only through emergency access", field="purpose"
+        )
     if code not in GRANTABLE_PURPOSES or purpose != code.encode("ascii").ljust(32, b"\x00"):
         raise ValidationError(f"unknown purpose {code!r}", field="purpose")
 

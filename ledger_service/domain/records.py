@@ -15,7 +15,9 @@ FHIR_MEDIA_TYPE: Final = "application/fhir+json"
 
 def record_id_of(patient: str, author: str, salt: bytes) -> bytes:
     """``keccak256(abi.encode(patient, author, salt))``: the id ``anchorRecord`` assigns."""
-    return keccak(abi_encode(["address", "address", "bytes32"], [to_checksum_address(patient), to_checksum_address(author), salt]))
+    return keccak(
+        abi_encode(["address", "address", "bytes32"], [to_checksum_address(patient), to_checksum_address(author), salt])
+    )
 
 
 def version_hash(
@@ -29,7 +31,8 @@ def version_hash(
     commitment: bytes,
     previous_hash: bytes,
 ) -> bytes:
-    """``keccak256(abi.encode(recordId, version, patient, author, category, keccak256(cid), commitment, previousHash))``."""
+    """The contract's version hash: ``keccak256(abi.encode(recordId, version, patient, author,
+    category, keccak256(cid), commitment, previousHash))``."""
     return keccak(
         abi_encode(
             ["bytes32", "uint32", "address", "address", "bytes32", "bytes32", "bytes32", "bytes32"],
@@ -85,7 +88,8 @@ def chain_breaks(versions: list[RecordVersion]) -> list[str]:
             problems.append(f"version {v.version}: expected version {expected_version}")
         if v.previous_hash != expected_previous:
             problems.append(
-                f"version {v.version}: previous hash expected 0x{expected_previous.hex()}, got 0x{v.previous_hash.hex()}"
+                f"version {v.version}: previous hash expected 0x{expected_previous.hex()}, "
+                f"got 0x{v.previous_hash.hex()}"
             )
         recomputed = v.recomputed_hash()
         if recomputed != v.version_hash:

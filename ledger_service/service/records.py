@@ -24,7 +24,15 @@ from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.client import Receipt
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.chain.signers import ProviderSigners
-from ledger_service.crypto import DataKey, KeyCustody, PlaintextCommitment, RecordBinding, decrypt_stream, encrypt_stream, new_salt
+from ledger_service.crypto import (
+    DataKey,
+    KeyCustody,
+    PlaintextCommitment,
+    RecordBinding,
+    decrypt_stream,
+    encrypt_stream,
+    new_salt,
+)
 from ledger_service.crypto.custody import WrappedKey
 from ledger_service.db.database import Database
 from ledger_service.db.models import DataKeyRow, DeliveryRow, IdempotencyRow, RecordRow, RecordVersionRow
@@ -196,15 +204,44 @@ class RecordService:
         wrapped = self.custody.wrap(data_key, binding.aad())
         now = _now()
         with self.db.session() as s:
-            s.add(RecordRow(record_id=record_id, patient=patient, author=provider, category=category,
-                            salt=hex32(anchor_salt), current_version=0, state="pending", created_at=now))
+            s.add(
+                RecordRow(
+                    record_id=record_id,
+                    patient=patient,
+                    author=provider,
+                    category=category,
+                    salt=hex32(anchor_salt),
+                    current_version=0,
+                    state="pending",
+                    created_at=now,
+                )
+            )
             s.flush()
-            s.add(RecordVersionRow(record_id=record_id, version=1, cid=str(cid), media_type=media_type,
-                                   plaintext_size=size, ciphertext_size=ct_size, commitment=hex32(commitment),
-                                   version_hash="", previous_hash=hex32(b"\x00" * 32), author=provider,
-                                   state="pending", created_at=now))
-            s.add(DataKeyRow(record_id=record_id, version=1, kek_id=wrapped.kek_id, wrapped_key=wrapped.ciphertext,
-                             commitment_salt=commitment_salt))
+            s.add(
+                RecordVersionRow(
+                    record_id=record_id,
+                    version=1,
+                    cid=str(cid),
+                    media_type=media_type,
+                    plaintext_size=size,
+                    ciphertext_size=ct_size,
+                    commitment=hex32(commitment),
+                    version_hash="",
+                    previous_hash=hex32(b"\x00" * 32),
+                    author=provider,
+                    state="pending",
+                    created_at=now,
+                )
+            )
+            s.add(
+                DataKeyRow(
+                    record_id=record_id,
+                    version=1,
+                    kek_id=wrapped.kek_id,
+                    wrapped_key=wrapped.ciphertext,
+                    commitment_salt=commitment_salt,
+                )
+            )
         try:
             receipt = ledger.anchor_record(patient, category_bytes, anchor_salt, cid.bytes, commitment)
         except TransactionReverted as exc:
@@ -233,31 +270,58 @@ class RecordService:
             cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
             wrapped = self.custody.wrap(data_key, binding.aad())
             with self.db.session() as s:
-                s.add(RecordVersionRow(record_id=record_id, version=version, cid=str(cid), media_type=media_type,
-                                       plaintext_size=size, ciphertext_size=ct_size, commitment=hex32(commitment),
-                                       version_hash="", previous_hash=head, author=provider, state="pending",
-                                       created_at=_now()))
-                s.add(DataKeyRow(record_id=record_id, version=version, kek_id=wrapped.kek_id,
-                                 wrapped_key=wrapped.ciphertext, commitment_salt=commitment_salt))
+                s.add(
+                    RecordVersionRow(
+                        record_id=record_id,
+                        version=version,
+                        cid=str(cid),
+                        media_type=media_type,
+                        plaintext_size=size,
+                        ciphertext_size=ct_size,
+                        commitment=hex32(commitment),
+                        version_hash="",
+                        previous_hash=head,
+                        author=provider,
+                        state="pending",
+                        created_at=_now(),
+                    )
+                )
+                s.add(
+                    DataKeyRow(
+                        record_id=record_id,
+                        version=version,
+                        kek_id=wrapped.kek_id,
+                        wrapped_key=wrapped.ciphertext,
+                        commitment_salt=commitment_salt,
+                    )
+                )
             try:
-                receipt = ledger.amend_record(record.patient, bytes.fromhex(record_id[2:]), cid.bytes, commitment,
-                                              bytes.fromhex(head[2:]))
+                receipt = ledger.amend_record(
+                    record.patient, bytes.fromhex(record_id[2:]), cid.bytes, commitment, bytes.fromhex(head[2:])
+                )
             except TransactionReverted as exc:
                 self._discard_pending(record_id, version, cid, whole_record=False)
                 raise _record_error(exc) from exc
             return self._finish_anchor(ledger, receipt, record_id, version)
 
-    def _finish_anchor(self, ledger: ConsentLedgerContract, receipt: Receipt, record_id: str, version: int) -> AnchoredVersion:
+    def _finish_anchor(
+        self, ledger: ConsentLedgerContract, receipt: Receipt, record_id: str, version: int
+    ) -> AnchoredVersion:
         event = ledger.event(receipt, "RecordAnchored")
         if hex32(event.args["recordId"]) != record_id or int(event.args["version"]) != version:
             raise TransactionReverted(f"anchor of {record_id} v{version} emitted an unexpected event")
         version_hash = hex32(event.args["versionHash"])
         with self.db.session() as s:
             row = s.execute(
-                select(RecordVersionRow).where(RecordVersionRow.record_id == record_id, RecordVersionRow.version == version)
+                select(RecordVersionRow).where(
+                    RecordVersionRow.record_id == record_id, RecordVersionRow.version == version
+                )
             ).scalar_one()
             row.state, row.tx_hash, row.block_number, row.version_hash = (
-                "anchored", receipt.tx_hex, receipt.block_number, version_hash,
+                "anchored",
+                receipt.tx_hex,
+                receipt.block_number,
+                version_hash,
             )
             record = s.get(RecordRow, record_id)
             assert record is not None
@@ -312,17 +376,15 @@ class RecordService:
         with self.db.session() as s:
             return list(
                 s.execute(
-                    select(RecordRow).where(RecordRow.patient == patient, RecordRow.state != "pending").order_by(
-                        RecordRow.created_at
-                    )
+                    select(RecordRow)
+                    .where(RecordRow.patient == patient, RecordRow.state != "pending")
+                    .order_by(RecordRow.created_at)
                 ).scalars()
             )
 
     # ------------------------------------------------------------- reads
 
-    def read(
-        self, *, accessor: str, record_id: str, purpose: str, idempotency_key: str | None = None
-    ) -> RecordContent:
+    def read(self, *, accessor: str, record_id: str, purpose: str, idempotency_key: str | None = None) -> RecordContent:
         accessor = _addr(accessor, "accessor")
         if purpose == EMERGENCY_PURPOSE:
             raise ValidationError("ETREAT reads go through emergency access with a reason", field="purpose")
@@ -334,18 +396,32 @@ class RecordService:
             rid = bytes.fromhex(record_id[2:])
             consent = self.ledger.authorizing_consent(record.patient, accessor, rid, purpose_bytes)
             if consent is None:
-                raise ConsentDenied(self._refusal(record, accessor, rid, purpose_bytes), record_id=record_id,
-                                    accessor=accessor, purpose=purpose)
+                raise ConsentDenied(
+                    self._refusal(record, accessor, rid, purpose_bytes),
+                    record_id=record_id,
+                    accessor=accessor,
+                    purpose=purpose,
+                )
             try:
                 receipt = self.ledger.log_access(record.patient, rid, accessor, purpose_bytes)
             except TransactionReverted as exc:
                 if exc.error_name == "AccessNotAuthorized":
-                    raise ConsentDenied("consent changed before the disclosure could be logged",
-                                        record_id=record_id) from exc
+                    raise ConsentDenied(
+                        "consent changed before the disclosure could be logged", record_id=record_id
+                    ) from exc
                 raise _record_error(exc) from exc
             event = self.ledger.event(receipt, "AccessLogged")
-            delivery = self._log_delivery(record, receipt, event.args, idempotency_key, request_hash, accessor,
-                                          purpose, consent=hex32(event.args["consentId"]), reason=None)
+            delivery = self._log_delivery(
+                record,
+                receipt,
+                event.args,
+                idempotency_key,
+                request_hash,
+                accessor,
+                purpose,
+                consent=hex32(event.args["consentId"]),
+                reason=None,
+            )
         return self._release(record, delivery)
 
     def emergency_read(
@@ -366,12 +442,22 @@ class RecordService:
                 receipt = self.ledger.log_emergency_access(record.patient, rid, accessor, reason_hash)
             except TransactionReverted as exc:
                 if exc.error_name == "NotEmergencyProvider":
-                    raise PermissionDenied(f"{accessor} may not break the glass (no active EMERGENCY_ROLE)",
-                                           account=accessor) from exc
+                    raise PermissionDenied(
+                        f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor
+                    ) from exc
                 raise _record_error(exc) from exc
             event = self.ledger.event(receipt, "EmergencyAccessLogged")
-            delivery = self._log_delivery(record, receipt, event.args, idempotency_key, request_hash, accessor,
-                                          EMERGENCY_PURPOSE, consent=None, reason=reason)
+            delivery = self._log_delivery(
+                record,
+                receipt,
+                event.args,
+                idempotency_key,
+                request_hash,
+                accessor,
+                EMERGENCY_PURPOSE,
+                consent=None,
+                reason=reason,
+            )
         return self._release(record, delivery)
 
     def _refusal(self, record: RecordRow, accessor: str, rid: bytes, purpose: bytes) -> str:
@@ -424,22 +510,44 @@ class RecordService:
         reason: str | None,
     ) -> DeliveryRow:
         log_index = next(
-            (lg["logIndex"] for lg in receipt.logs if lg["topics"] and lg["topics"][0] in (
-                self.ledger.codec.topic("AccessLogged"), self.ledger.codec.topic("EmergencyAccessLogged"))),
+            (
+                lg["logIndex"]
+                for lg in receipt.logs
+                if lg["topics"]
+                and lg["topics"][0]
+                in (self.ledger.codec.topic("AccessLogged"), self.ledger.codec.topic("EmergencyAccessLogged"))
+            ),
             0,
         )
         with self.db.session() as s:
             delivery = DeliveryRow(
-                record_id=record.record_id, version=int(args["version"]), patient=record.patient, accessor=accessor,
-                purpose=purpose, consent_id=consent, emergency=consent is None, reason=reason, status="logged",
-                tx_hash=receipt.tx_hex, block_number=receipt.block_number, log_index=log_index,
-                idempotency_key=key, created_at=_now(),
+                record_id=record.record_id,
+                version=int(args["version"]),
+                patient=record.patient,
+                accessor=accessor,
+                purpose=purpose,
+                consent_id=consent,
+                emergency=consent is None,
+                reason=reason,
+                status="logged",
+                tx_hash=receipt.tx_hex,
+                block_number=receipt.block_number,
+                log_index=log_index,
+                idempotency_key=key,
+                created_at=_now(),
             )
             s.add(delivery)
             s.flush()
             if key:
-                s.merge(IdempotencyRow(key=f"{accessor}:{key}", request_hash=request_hash, state="done",
-                                       result=json.dumps({"deliveryId": delivery.id}), created_at=_now()))
+                s.merge(
+                    IdempotencyRow(
+                        key=f"{accessor}:{key}",
+                        request_hash=request_hash,
+                        state="done",
+                        result=json.dumps({"deliveryId": delivery.id}),
+                        created_at=_now(),
+                    )
+                )
         return delivery
 
     def _release(self, record: RecordRow, delivery: DeliveryRow) -> RecordContent:
@@ -450,7 +558,9 @@ class RecordService:
                 )
             ).scalar_one()
             key_row = s.execute(
-                select(DataKeyRow).where(DataKeyRow.record_id == record.record_id, DataKeyRow.version == delivery.version)
+                select(DataKeyRow).where(
+                    DataKeyRow.record_id == record.record_id, DataKeyRow.version == delivery.version
+                )
             ).scalar_one_or_none()
         if key_row is None:
             raise KeyDestroyed(f"the keys of {record.record_id} were destroyed", record_id=record.record_id)
@@ -468,8 +578,15 @@ class RecordService:
                 yield first
             yield from plaintext
 
-        return RecordContent(record.record_id, delivery.version, version.media_type, version.cid,
-                             delivery.tx_hash, version.plaintext_size, chunks())
+        return RecordContent(
+            record.record_id,
+            delivery.version,
+            version.media_type,
+            version.cid,
+            delivery.tx_hash,
+            version.plaintext_size,
+            chunks(),
+        )
 
     # ------------------------------------------------------------- erasure
 
@@ -486,8 +603,12 @@ class RecordService:
                 record.state = "erasing"
                 for key_row in s.execute(select(DataKeyRow).where(DataKeyRow.record_id == record_id)).scalars():
                     s.delete(key_row)
-                cids = [v.cid for v in s.execute(
-                    select(RecordVersionRow).where(RecordVersionRow.record_id == record_id)).scalars()]
+                cids = [
+                    v.cid
+                    for v in s.execute(
+                        select(RecordVersionRow).where(RecordVersionRow.record_id == record_id)
+                    ).scalars()
+                ]
                 patient = record.patient
             for cid in cids:
                 self.blobs.unpin(Cid.parse(cid))
@@ -500,7 +621,9 @@ class RecordService:
             return
         _valid_until, live = self.ledger.delegation(patient, caller)
         if not live:
-            raise PermissionDenied(f"{caller} is neither the patient nor a live delegate of the patient", account=caller)
+            raise PermissionDenied(
+                f"{caller} is neither the patient nor a live delegate of the patient", account=caller
+            )
 
     def _emit_erasure(self, record_id: str, patient: str, versions: int) -> ErasureResult:
         receipt = self.ledger.erase_record(patient, bytes.fromhex(record_id[2:]))
@@ -513,8 +636,10 @@ class RecordService:
     def finish_interrupted_erasures(self) -> int:
         """Erasures whose keys are gone but whose on-chain event did not land: emit it now."""
         with self.db.session() as s:
-            pending = [(r.record_id, r.patient) for r in s.execute(
-                select(RecordRow).where(RecordRow.state == "erasing")).scalars()]
+            pending = [
+                (r.record_id, r.patient)
+                for r in s.execute(select(RecordRow).where(RecordRow.state == "erasing")).scalars()
+            ]
         for record_id, patient in pending:
             onchain = self.ledger.record(patient, bytes.fromhex(record_id[2:]))
             if onchain.erased:
@@ -543,15 +668,18 @@ class RecordService:
                 self._adopt_anchor(record, version)
                 finished += 1
             else:
-                self._discard_pending(version.record_id, version.version, Cid.parse(version.cid),
-                                      whole_record=version.version == 1)
+                self._discard_pending(
+                    version.record_id, version.version, Cid.parse(version.cid), whole_record=version.version == 1
+                )
                 discarded += 1
         return finished, discarded
 
     def _adopt_anchor(self, record: RecordRow, version: RecordVersionRow) -> None:
         codec = self.ledger.codec
         logs = self.ledger.rpc.get_logs(
-            self.ledger.address, 0, self.ledger.rpc.block_number(),
+            self.ledger.address,
+            0,
+            self.ledger.rpc.block_number(),
             [codec.topic("RecordAnchored"), version.record_id],
         )
         for lg in logs:
@@ -561,7 +689,11 @@ class RecordService:
                     row = s.get(RecordVersionRow, version.id)
                     rec = s.get(RecordRow, record.record_id)
                     assert row is not None and rec is not None
-                    row.state, row.tx_hash, row.block_number = "anchored", "0x" + event.tx_hash.hex(), event.block_number
+                    row.state, row.tx_hash, row.block_number = (
+                        "anchored",
+                        "0x" + event.tx_hash.hex(),
+                        event.block_number,
+                    )
                     row.version_hash = hex32(event.args["versionHash"])
                     rec.state, rec.current_version = "anchored", max(rec.current_version, version.version)
                 return

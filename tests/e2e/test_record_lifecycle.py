@@ -13,8 +13,7 @@ from sqlalchemy import select
 
 from ledger_service.blobs import Cid
 from ledger_service.bootstrap import Services, bootstrap
-from ledger_service.chain.client import RpcClient, TransactionSender
-from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.models import DataKeyRow, DeliveryRow
 from ledger_service.domain.codes import ZERO32, category_id, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, Eip712Domain, typed_data
@@ -60,8 +59,14 @@ class Patient:
 
     def grant(self, grantee: str, *, scope: bytes = ZERO32, purpose: str = "TREAT", valid_until: int = 0) -> bytes:
         grant = ConsentGrant(
-            self.address, grantee, scope, purpose_to_bytes32(purpose), 0, valid_until,
-            self.ledger.nonce(self.address), self.chain.now() + 600,
+            self.address,
+            grantee,
+            scope,
+            purpose_to_bytes32(purpose),
+            0,
+            valid_until,
+            self.ledger.nonce(self.address),
+            self.chain.now() + 600,
         )
         self.ledger.grant_by_sig(grant, self._sign(grant))
         return grant.consent_id
@@ -96,8 +101,11 @@ def test_consented_read_returns_the_record_and_leaves_exactly_one_disclosure(cha
     alice = _patient(chain, services)
     alice.grant(chain.clinic.address)
     created = services.records.create(
-        provider=chain.clinic.address, patient=alice.address, category="laboratory",
-        media_type="application/fhir+json", content=_fhir(OBSERVATION),
+        provider=chain.clinic.address,
+        patient=alice.address,
+        category="laboratory",
+        media_type="application/fhir+json",
+        content=_fhir(OBSERVATION),
     )
     assert created.version == 1 and created.cid.startswith("bafk")
 
@@ -119,8 +127,11 @@ def test_consented_read_returns_the_record_and_leaves_exactly_one_disclosure(cha
 def test_refused_reads_release_nothing_and_log_nothing(chain: Chain, services: Services, case: str) -> None:
     bob = _patient(chain, services)
     created = services.records.create(
-        provider=chain.clinic.address, patient=bob.address, category="imaging",
-        media_type="application/octet-stream", content=[b"\x89PNG" + secrets.token_bytes(5000)],
+        provider=chain.clinic.address,
+        patient=bob.address,
+        category="imaging",
+        media_type="application/octet-stream",
+        content=[b"\x89PNG" + secrets.token_bytes(5000)],
     )
     purpose = "TREAT"
     if case == "wrong-purpose":
@@ -145,9 +156,7 @@ def test_refused_reads_release_nothing_and_log_nothing(chain: Chain, services: S
 
 def test_suspended_provider_is_refused(chain: Chain, tmp_path: Path) -> None:
     provider = Account.create()
-    instance = bootstrap(
-        chain.settings_for(tmp_path / "svc", provider_keys=provider.key.hex()), chain.deployment
-    )
+    instance = bootstrap(chain.settings_for(tmp_path / "svc", provider_keys=provider.key.hex()), chain.deployment)
     try:
         instance.rpc.request("anvil_setBalance", [provider.address, hex(10**18)])
         admin = chain.runtime.admin_ledger(instance.rpc, chain.deployment)
@@ -155,8 +164,11 @@ def test_suspended_provider_is_refused(chain: Chain, tmp_path: Path) -> None:
         carol = _patient(chain, instance)
         carol.grant(provider.address)
         created = instance.records.create(
-            provider=provider.address, patient=carol.address, category="medication",
-            media_type="text/plain", content=[b"amoxicillin 500 mg"],
+            provider=provider.address,
+            patient=carol.address,
+            category="medication",
+            media_type="text/plain",
+            content=[b"amoxicillin 500 mg"],
         )
         assert instance.records.read(accessor=provider.address, record_id=created.record_id, purpose="TREAT").read_all()
         admin.suspend_provider(provider.address)
@@ -164,8 +176,11 @@ def test_suspended_provider_is_refused(chain: Chain, tmp_path: Path) -> None:
             instance.records.read(accessor=provider.address, record_id=created.record_id, purpose="TREAT")
         with pytest.raises(PermissionDenied):
             instance.records.create(
-                provider=provider.address, patient=carol.address, category="medication",
-                media_type="text/plain", content=[b"x"],
+                provider=provider.address,
+                patient=carol.address,
+                category="medication",
+                media_type="text/plain",
+                content=[b"x"],
             )
     finally:
         instance.close()
@@ -175,8 +190,11 @@ def test_amend_chains_versions_and_only_the_author_may_amend(chain: Chain, servi
     dave = _patient(chain, services)
     dave.grant(chain.lab.address)
     first = services.records.create(
-        provider=chain.clinic.address, patient=dave.address, category="clinical-note",
-        media_type="text/plain", content=[b"v1: headache"],
+        provider=chain.clinic.address,
+        patient=dave.address,
+        category="clinical-note",
+        media_type="text/plain",
+        content=[b"v1: headache"],
     )
     second = services.records.amend(
         provider=chain.clinic.address, record_id=first.record_id, media_type="text/plain", content=[b"v2: migraine"]
@@ -187,7 +205,9 @@ def test_amend_chains_versions_and_only_the_author_may_amend(chain: Chain, servi
     onchain = services.ledger.record(dave.address, bytes.fromhex(first.record_id[2:]))
     assert (onchain.version, "0x" + onchain.head.hex()) == (2, second.version_hash)
     with pytest.raises(NotRecordAuthor):
-        services.records.amend(provider=chain.lab.address, record_id=first.record_id, media_type="text/plain", content=[b"x"])
+        services.records.amend(
+            provider=chain.lab.address, record_id=first.record_id, media_type="text/plain", content=[b"x"]
+        )
     assert services.records.read(accessor=chain.lab.address, record_id=first.record_id, purpose="TREAT").read_all() == (
         b"v2: migraine"
     )
@@ -197,14 +217,19 @@ def test_retried_read_with_idempotency_key_discloses_once(chain: Chain, services
     erin = _patient(chain, services)
     erin.grant(chain.clinic.address)
     created = services.records.create(
-        provider=chain.clinic.address, patient=erin.address, category="laboratory",
-        media_type="text/plain", content=[b"HbA1c 5.4%"],
+        provider=chain.clinic.address,
+        patient=erin.address,
+        category="laboratory",
+        media_type="text/plain",
+        content=[b"HbA1c 5.4%"],
     )
     before = services.rpc.block_number()
-    first = services.records.read(accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT",
-                                  idempotency_key="req-1")
-    again = services.records.read(accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT",
-                                  idempotency_key="req-1")
+    first = services.records.read(
+        accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT", idempotency_key="req-1"
+    )
+    again = services.records.read(
+        accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT", idempotency_key="req-1"
+    )
     assert first.read_all() == again.read_all() == b"HbA1c 5.4%"
     assert first.disclosure_tx == again.disclosure_tx
     assert _access_events(services, before + 1) == 1
@@ -213,8 +238,11 @@ def test_retried_read_with_idempotency_key_discloses_once(chain: Chain, services
 def test_emergency_access_is_logged_flagged_and_needs_the_role(chain: Chain, services: Services) -> None:
     frank = _patient(chain, services)
     created = services.records.create(
-        provider=chain.lab.address, patient=frank.address, category="laboratory",
-        media_type="text/plain", content=[b"blood type O-"],
+        provider=chain.lab.address,
+        patient=frank.address,
+        category="laboratory",
+        media_type="text/plain",
+        content=[b"blood type O-"],
     )
     content = services.records.emergency_read(
         accessor=chain.clinic.address, record_id=created.record_id, reason="unconscious patient in ER"
@@ -229,8 +257,11 @@ def test_flipped_byte_in_a_stored_block_fails_the_read_naming_the_block(chain: C
     gina = _patient(chain, services)
     gina.grant(chain.clinic.address)
     created = services.records.create(
-        provider=chain.clinic.address, patient=gina.address, category="imaging",
-        media_type="application/dicom", content=[secrets.token_bytes(700_000)],
+        provider=chain.clinic.address,
+        patient=gina.address,
+        category="imaging",
+        media_type="application/dicom",
+        content=[secrets.token_bytes(700_000)],
     )
     blocks = services.blobs.blocks_of(Cid.parse(created.cid))
     victim = blocks[-1]
@@ -246,11 +277,18 @@ def test_erasure_destroys_keys_collects_blobs_and_refuses_reads(chain: Chain, se
     hana = _patient(chain, services)
     hana.grant(chain.clinic.address)
     created = services.records.create(
-        provider=chain.clinic.address, patient=hana.address, category="clinical-note",
-        media_type="text/plain", content=[b"sensitive note"],
+        provider=chain.clinic.address,
+        patient=hana.address,
+        category="clinical-note",
+        media_type="text/plain",
+        content=[b"sensitive note"],
     )
-    services.records.amend(provider=chain.clinic.address, record_id=created.record_id, media_type="text/plain",
-                           content=[b"amended sensitive note"])
+    services.records.amend(
+        provider=chain.clinic.address,
+        record_id=created.record_id,
+        media_type="text/plain",
+        content=[b"amended sensitive note"],
+    )
     cids = [Cid.parse(v.cid) for v in services.records.versions(created.record_id)]
     with pytest.raises(PermissionDenied):
         services.records.erase(record_id=created.record_id, requested_by=chain.clinic.address)
@@ -272,8 +310,11 @@ def test_invalid_fhir_is_refused_before_anything_is_stored(chain: Chain, service
     ivan = _patient(chain, services)
     with pytest.raises(InvalidRecordContent):
         services.records.create(
-            provider=chain.clinic.address, patient=ivan.address, category="laboratory",
-            media_type="application/fhir+json", content=[b'{"resourceType": "Observation", "status": "bogus"}'],
+            provider=chain.clinic.address,
+            patient=ivan.address,
+            category="laboratory",
+            media_type="application/fhir+json",
+            content=[b'{"resourceType": "Observation", "status": "bogus"}'],
         )
     assert services.records.records_of(ivan.address) == []
 
@@ -284,18 +325,31 @@ def test_reads_fail_closed_when_the_chain_is_down(tmp_path: Path) -> None:
         instance = bootstrap(settings, runtime.deployment)
         try:
             clinic = runtime.deployment.demo["providers"][0]["address"]
-            patient_account = Account.from_key(
-                "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a"
-            )
+            patient_account = Account.from_key("0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a")
             ledger = instance.ledger
             domain = Eip712Domain(runtime.deployment.chain_id, runtime.deployment.ledger_address)
             now = int(instance.rpc.get_block("latest")["timestamp"], 16)
-            grant = ConsentGrant(patient_account.address, clinic, ZERO32, purpose_to_bytes32("TREAT"), 0, 0,
-                                 ledger.nonce(patient_account.address), now + 600)
-            ledger.grant_by_sig(grant, bytes(Account.sign_typed_data(
-                patient_account.key, full_message=typed_data(domain, grant)).signature))
-            created = instance.records.create(provider=clinic, patient=patient_account.address, category="laboratory",
-                                              media_type="text/plain", content=[b"K+ 4.1 mmol/L"])
+            grant = ConsentGrant(
+                patient_account.address,
+                clinic,
+                ZERO32,
+                purpose_to_bytes32("TREAT"),
+                0,
+                0,
+                ledger.nonce(patient_account.address),
+                now + 600,
+            )
+            ledger.grant_by_sig(
+                grant,
+                bytes(Account.sign_typed_data(patient_account.key, full_message=typed_data(domain, grant)).signature),
+            )
+            created = instance.records.create(
+                provider=clinic,
+                patient=patient_account.address,
+                category="laboratory",
+                media_type="text/plain",
+                content=[b"K+ 4.1 mmol/L"],
+            )
             assert runtime.anvil is not None
             runtime.anvil.kill()
             with pytest.raises(ChainUnavailable):
@@ -314,11 +368,13 @@ def test_two_services_on_one_chain_keep_their_nonces_straight(chain: Chain, serv
 
     def upload(i: int) -> int:
         return services.records.create(
-            provider=chain.clinic.address if i % 2 else chain.lab.address, patient=judy.address,
-            category="laboratory", media_type="text/plain", content=[f"result {i}".encode()],
+            provider=chain.clinic.address if i % 2 else chain.lab.address,
+            patient=judy.address,
+            category="laboratory",
+            media_type="text/plain",
+            content=[f"result {i}".encode()],
         ).version
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(upload, range(24))) == [1] * 24
     assert len(services.records.records_of(judy.address)) == 24
-

@@ -58,7 +58,10 @@ def test_type_strings_are_the_public_interface() -> None:
         "ConsentGrant(address patient,address grantee,bytes32 scope,bytes32 purpose,uint64 validFrom,"
         "uint64 validUntil,uint256 nonce,uint256 deadline)"
     )
-    assert type_string("ConsentRevoke") == "ConsentRevoke(address patient,bytes32 consentId,uint256 nonce,uint256 deadline)"
+    assert (
+        type_string("ConsentRevoke")
+        == "ConsentRevoke(address patient,bytes32 consentId,uint256 nonce,uint256 deadline)"
+    )
     assert type_string("DelegateGrant") == (
         "DelegateGrant(address patient,address delegate,uint64 validUntil,uint256 nonce,uint256 deadline)"
     )
@@ -80,7 +83,9 @@ def test_grant_signed_by_eth_account_is_accepted_and_ids_agree(chain: Chain, rel
     )
     receipt = relayer.grant_by_sig(grant, _sign(patient.key, _domain(chain), grant))
     event = relayer.event(receipt, "ConsentGranted")
-    assert event.args["consentId"] == grant.consent_id == consent_id(patient.address, grantee, grant.scope, grant.purpose)
+    assert (
+        event.args["consentId"] == grant.consent_id == consent_id(patient.address, grantee, grant.scope, grant.purpose)
+    )
     assert event.args["patient"] == patient.address
     assert event.args["signer"] == patient.address
     assert relayer.nonce(patient.address) == grant.nonce + 1
@@ -91,11 +96,20 @@ def test_grant_signed_by_eth_account_is_accepted_and_ids_agree(chain: Chain, rel
     assert relayer.consent(grant.consent_id)[3] is True
 
 
-def test_replayed_or_foreign_signatures_are_refused_with_their_reason(chain: Chain, relayer: ConsentLedgerContract) -> None:
+def test_replayed_or_foreign_signatures_are_refused_with_their_reason(
+    chain: Chain, relayer: ConsentLedgerContract
+) -> None:
     patient = chain.patients[1]
     now = chain.now()
     grant = ConsentGrant(
-        patient.address, chain.lab.address, ZERO32, purpose_to_bytes32("HRESCH"), 0, 0, relayer.nonce(patient.address), now + 600
+        patient.address,
+        chain.lab.address,
+        ZERO32,
+        purpose_to_bytes32("HRESCH"),
+        0,
+        0,
+        relayer.nonce(patient.address),
+        now + 600,
     )
     signature = _sign(patient.key, _domain(chain), grant)
     relayer.grant_by_sig(grant, signature)
@@ -122,7 +136,14 @@ def test_delegate_signature_counts_as_the_patient(chain: Chain, relayer: Consent
     assert relayer.delegation(patient.address, guardian.address) == (now + 3600, True)
 
     grant = ConsentGrant(
-        patient.address, chain.clinic.address, ZERO32, purpose_to_bytes32("TREAT"), 0, 0, relayer.nonce(patient.address), now + 600
+        patient.address,
+        chain.clinic.address,
+        ZERO32,
+        purpose_to_bytes32("TREAT"),
+        0,
+        0,
+        relayer.nonce(patient.address),
+        now + 600,
     )
     receipt = relayer.grant_by_sig(grant, _sign(guardian.key, _domain(chain), grant))
     event = relayer.event(receipt, "ConsentGranted")
