@@ -23,10 +23,28 @@ def _canonical_type(param: Mapping[str, Any]) -> str:
     return kind
 
 
+def _split_tuple(abi_type: str) -> list[str]:
+    """``(address,(uint8,bool),bytes32)`` -> ``["address", "(uint8,bool)", "bytes32"]``."""
+    inner, parts, depth, start = abi_type[1:-1], [], 0, 0
+    for i, char in enumerate(inner):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(inner[start:i])
+            start = i + 1
+    if inner:
+        parts.append(inner[start:])
+    return parts
+
+
 def _normalize(value: Any, abi_type: str) -> Any:
-    """eth_abi returns checksummed-less addresses and tuples; make results friendly."""
+    """eth_abi returns lowercase addresses, also inside tuples; checksum them."""
     if abi_type == "address" and isinstance(value, str):
         return to_checksum_address(value)
+    if abi_type.startswith("(") and abi_type.endswith(")") and isinstance(value, tuple):
+        return tuple(_normalize(v, t) for v, t in zip(value, _split_tuple(abi_type), strict=True))
     return value
 
 

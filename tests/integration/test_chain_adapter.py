@@ -1,0 +1,166 @@
+"""The chain adapter against a real anvil: receipts, timeouts, errors, the event indexer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from sqlalchemy import func, select
+
+from ledger_service.chain.client import NonceManager, RpcClient, TransactionSender
+from ledger_service.chain.indexer import EventIndexer
+from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.db.database import Database
+from ledger_service.db.models import ChainEventRow
+from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
+from ledger_service.domain.consent import ConsentState, consent_id
+from ledger_service.errors import ChainUnavailable, TransactionReverted, TransactionTimeout
+from ledger_service.runtime import Runtime
+from ledger_service.settings import Settings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def own_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """A private anvil: these tests reorganize and pause it."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("own-chain"), chain_port=free_port())
+    with Runtime(settings) as runtime:
+        yield runtime
+
+
+def _patient_ledger(runtime: Runtime, **sender_options: float) -> tuple[ConsentLedgerContract, str]:
+    rpc = RpcClient(runtime.settings.effective_rpc_url)
+    account = Account.create()
+    rpc.request("anvil_setBalance", [account.address, hex(10**18)])
+    codec = ledger_codec()
+    sender = TransactionSender(rpc, account.key.hex(), codec, chain_id=runtime.deployment.chain_id, **sender_options)
+    return ConsentLedgerContract(rpc, runtime.deployment.ledger_address, codec, sender), account.address
+
+
+def _grant_direct(ledger: ConsentLedgerContract, patient: str, grantee: str, purpose: str = "TREAT") -> bytes:
+    p = purpose_to_bytes32(purpose)
+    ledger.grant_direct(ConsentState(consent_id(patient, grantee, ZERO32, p), patient, grantee, ZERO32, p, 0, 0))
+    return consent_id(patient, grantee, ZERO32, p)
+
+
+def test_custom_errors_are_decoded_into_domain_errors(own_chain: Runtime) -> None:
+    ledger, patient = _patient_ledger(own_chain)
+    stranger = Account.create().address
+    with pytest.raises(TransactionReverted) as unknown:
+        ledger.revoke_direct(consent_id(patient, stranger, ZERO32, purpose_to_bytes32("TREAT")))
+    assert unknown.value.error_name == "UnknownConsent"
+    assert "UnknownConsent(0x" in str(unknown.value)
+    with pytest.raises(TransactionReverted) as etreat:
+        ledger.grant_direct(ConsentState(b"", patient, stranger, ZERO32, purpose_to_bytes32("ETREAT"), 0, 0))
+    assert etreat.value.error_name == "PurposeNotGrantable"
+
+
+def test_receipt_wait_times_out_when_nothing_is_mined(own_chain: Runtime) -> None:
+    ledger, patient = _patient_ledger(own_chain, receipt_timeout=1.0)
+    rpc = ledger.rpc
+    rpc.request("evm_setAutomine", [False])
+    try:
+        with pytest.raises(TransactionTimeout, match="no receipt"):
+            _grant_direct(ledger, patient, own_chain.deployment.demo["providers"][0]["address"])
+    finally:
+        rpc.request("evm_setAutomine", [True])
+        rpc.request("evm_mine", [])
+
+
+def test_unreachable_node_is_chain_unavailable() -> None:
+    with pytest.raises(ChainUnavailable):
+        RpcClient(f"http://127.0.0.1:{free_port()}", timeout=1).block_number()
+
+
+def test_nonce_manager_is_shared_per_account_and_node(own_chain: Runtime) -> None:
+    rpc = RpcClient(own_chain.settings.effective_rpc_url)
+    address = Account.create().address
+    assert NonceManager.shared(rpc, address) is NonceManager.shared(RpcClient(rpc.url), address.lower())
+
+
+def _indexer(runtime: Runtime, db_path: Path, confirmations: int = 0) -> EventIndexer:
+    db = Database(f"sqlite:///{db_path}")
+    db.migrate()
+    rpc = RpcClient(runtime.settings.effective_rpc_url)
+    return EventIndexer(
+        rpc,
+        db,
+        ledger_codec(),
+        runtime.deployment.ledger_address,
+        start_block=runtime.deployment.block_number,
+        confirmations=confirmations,
+    )
+
+
+def _event_count(indexer: EventIndexer, name: str | None = None) -> int:
+    with indexer.db.session() as s:
+        query = select(func.count()).select_from(ChainEventRow)
+        if name:
+            query = query.where(ChainEventRow.name == name)
+        return int(s.execute(query).scalar_one())
+
+
+def test_indexer_follows_resumes_and_respects_confirmations(own_chain: Runtime, tmp_path: Path) -> None:
+    clinic = own_chain.deployment.demo["providers"][0]["address"]
+    indexer = _indexer(own_chain, tmp_path / "index.sqlite3")
+    indexer.catch_up()
+    granted_before = _event_count(indexer, "ConsentGranted")
+
+    ledger, patient = _patient_ledger(own_chain)
+    _grant_direct(ledger, patient, clinic)
+    indexer.catch_up()
+    assert _event_count(indexer, "ConsentGranted") == granted_before + 1
+
+    # A fresh indexer on the same DB resumes from the stored cursor: nothing is indexed twice.
+    resumed = _indexer(own_chain, tmp_path / "index.sqlite3")
+    assert resumed.cursor() == indexer.cursor()
+    _grant_direct(ledger, patient, clinic, "HPAYMT")
+    resumed.catch_up()
+    assert _event_count(resumed, "ConsentGranted") == granted_before + 2
+    with resumed.db.session() as s:
+        rows = s.execute(select(ChainEventRow).where(ChainEventRow.patient == patient)).scalars().all()
+    assert sorted(json.loads(r.args)["purpose"] for r in rows) == sorted(
+        "0x" + purpose_to_bytes32(p).hex() for p in ("TREAT", "HPAYMT")
+    )
+
+    # Two blocks behind the head: the newest grants wait for their confirmations.
+    deep = _indexer(own_chain, tmp_path / "deep.sqlite3", confirmations=2)
+    _grant_direct(ledger, patient, clinic, "HOPERAT")
+    deep.catch_up()
+    head = ledger.rpc.block_number()
+    assert deep.cursor()[0] == head - 2
+    with deep.db.session() as s:
+        newest = s.execute(select(func.max(ChainEventRow.block_number))).scalar_one()
+    assert newest <= head - 2
+    on_chain = len(ledger.rpc.get_logs(ledger.address, 0, head, [ledger.codec.topic("ConsentGranted")]))
+    assert _event_count(deep, "ConsentGranted") < on_chain
+    ledger.rpc.request("anvil_mine", [hex(2)])
+    deep.catch_up()
+    assert _event_count(deep, "ConsentGranted") == on_chain
+
+
+def test_indexer_rewinds_a_reorganized_branch(own_chain: Runtime, tmp_path: Path) -> None:
+    clinic = own_chain.deployment.demo["providers"][0]["address"]
+    indexer = _indexer(own_chain, tmp_path / "reorg.sqlite3")
+    ledger, patient = _patient_ledger(own_chain)
+    _grant_direct(ledger, patient, clinic, "TREAT")
+    _grant_direct(ledger, patient, clinic, "HRESCH")
+    indexer.catch_up()
+    with indexer.db.session() as s:
+        mine = s.execute(select(func.count()).where(ChainEventRow.patient == patient)).scalar_one()
+    assert mine == 2
+
+    # Replace the last block (the HRESCH grant) with an empty one.
+    ledger.rpc.request("anvil_reorg", [1, []])
+    step = indexer.step()
+    assert step is not None and step.rewound_to is not None
+    indexer.catch_up()
+    with indexer.db.session() as s:
+        names = s.execute(select(ChainEventRow.args).where(ChainEventRow.patient == patient)).scalars().all()
+    assert len(names) == 1
+    assert json.loads(names[0])["purpose"].startswith("0x" + b"TREAT".hex())
