@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eth_account import Account
@@ -15,6 +16,10 @@ from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.signers import ProviderSigners
 from ledger_service.crypto import KeyCustody, LocalKeyFile
 from ledger_service.db.database import Database
+from ledger_service.domain.consent import Eip712Domain
+from ledger_service.service.auth import AuthService, load_or_create_secret
+from ledger_service.service.consents import ConsentService
+from ledger_service.service.directory import Directory
 from ledger_service.service.records import RecordService
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 
@@ -31,6 +36,11 @@ class Services:
     providers: ProviderSigners
     records: RecordService
     indexer: EventIndexer
+    consents: ConsentService
+    auth: AuthService
+    directory: Directory
+    domain: Eip712Domain
+    categories: Callable[[], dict[str, bytes]]
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -39,6 +49,9 @@ class Services:
         thread = threading.Thread(target=self.indexer.run, args=(self._stop,), name="event-indexer", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def chain_time(self) -> int:
+        return int(self.rpc.get_block("latest")["timestamp"], 16)
 
     def close(self) -> None:
         self._stop.set()
@@ -114,7 +127,20 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         start_block=deployment.block_number,
         confirmations=settings.confirmations,
     )
-    return Services(settings, deployment, rpc, ledger, db, blobs, custody, providers, records, indexer)
+    domain = Eip712Domain(chain_id=deployment.chain_id, verifying_contract=deployment.ledger_address)
+
+    def chain_time() -> int:
+        return int(rpc.get_block("latest")["timestamp"], 16)
+
+    consents = ConsentService(db=db, ledger=ledger, domain=domain, indexer=indexer, chain_time=chain_time)
+    auth = AuthService(
+        db=db, secret=load_or_create_secret(settings.data_dir / "keys" / "api-token.key"), chain_id=deployment.chain_id
+    )
+    directory = Directory(ledger, deployment.block_number)
+    return Services(
+        settings, deployment, rpc, ledger, db, blobs, custody, providers, records, indexer,
+        consents, auth, directory, domain, categories,
+    )
 
 
 def account_of(private_key: str) -> str:

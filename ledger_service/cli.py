@@ -60,7 +60,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 pass
         else:
-            runtime.serve(stop)
+            from consent_api.server import serve
+
+            serve(runtime, stop)
     print("stopped; chain state saved", flush=True)
     return 0
 

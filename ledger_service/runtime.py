@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from types import TracebackType
 
 from ledger_service.chain.anvil import AnvilProcess
@@ -84,15 +83,6 @@ class Runtime:
             receipt_timeout=self.settings.receipt_timeout,
         )
         return ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
-
-    def serve(self, stop: threading.Event) -> None:
-        """Block until ``stop`` is set or Ctrl+C."""
-        print("chain ready; press Ctrl+C to stop (state is saved in the data dir)", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
 
     def close(self) -> None:
         if self.anvil is not None:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # API
     host: str = "127.0.0.1"
     port: int = 8000
+    public_origin: str | None = Field(
+        default=None, description="Origin clients use (https://ledger.example.org); sign-in messages must name it"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed cross-site; none by default")
 
     # Chain
     rpc_url: str | None = Field(default=None, description="External JSON-RPC URL; unset = start a local anvil")

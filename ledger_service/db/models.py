@@ -158,3 +158,27 @@ class ChainEventRow(Base):
     tx_hash: Mapped[str] = mapped_column(String(66))
     log_index: Mapped[int] = mapped_column(Integer)
     args: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class RelayedMessageRow(Base):
+    """A signed consent message the relay submitted, keyed by its EIP-712 digest, so an
+    identical resubmission returns the first result instead of failing on its nonce."""
+
+    __tablename__ = "relayed_messages"
+
+    digest: Mapped[str] = mapped_column(String(66), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # grant | revoke | delegate
+    patient: Mapped[str] = mapped_column(String(42), index=True)
+    consent_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuthNonceRow(Base):
+    """A Sign-In with Ethereum nonce: single use, short-lived, shared by all API replicas."""
+
+    __tablename__ = "auth_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    used: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,138 @@
+"""The FastAPI application factory: API v1, problem+json errors, the portal pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consent_api import problems
+from consent_api.routers import auth, consents, meta, patients, records
+from ledger_service.bootstrap import Services
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# Pages may only load what this server serves; the API answers with no framing allowed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+DESCRIPTION = """
+Patient-controlled consent and record-audit ledger.
+
+* Sign in with Ethereum (EIP-4361): `GET /v1/auth/nonce`, sign the message with `personal_sign`,
+  `POST /v1/auth/login`, then send `Authorization: Bearer <token>`.
+* Patients sign EIP-712 `ConsentGrant` / `ConsentRevoke` / `DelegateGrant` messages
+  (domain from `GET /v1/chain`); anyone may relay them here.
+* Every error is RFC 9457 `application/problem+json` with a stable `type` (`/problems/<code>`).
+"""
+
+
+class BodyLimit:
+    """Refuse bodies over the limit (413) before reading them whole, declared or chunked."""
+
+    def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
+        self.app = app
+        self.json_limit = json_limit
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+        limit = self.upload_limit if content_type.startswith("multipart/form-data") else self.json_limit
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(limit, scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await _too_large(limit, scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problems.problem(413, "payload-too-large", f"request body exceeds {limit} bytes")
+    await response(scope, receive, send)
+
+
+def create_app(services: Services) -> FastAPI:
+    settings = services.settings
+    app = FastAPI(
+        title="Consent Ledger API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.services = services
+    problems.install(app)
+    for router in (meta.router, auth.router, consents.router, patients.router, records.router):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/docs"):
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(BodyLimit, json_limit=settings.max_json_body + 64 * 1024, upload_limit=settings.max_upload_bytes)
+
+    @app.get("/problems/{code}", include_in_schema=False)
+    def problem_doc(code: str) -> Response:
+        status, title = problems.PROBLEMS.get(code, (404, "Unknown problem type"))
+        return Response(f"{code}: {title} (HTTP {status})\n", media_type="text/plain")
+
+    if STATIC_DIR.is_dir():
+        app.mount("/portal/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
+
+        @app.get("/", include_in_schema=False)
+        @app.get("/portal", include_in_schema=False)
+        @app.get("/portal/{path:path}", include_in_schema=False)
+        def portal(path: str = "") -> FileResponse:
+            return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return app

@@ -1,0 +1,151 @@
+"""A patient's own views: consents, records, disclosures (accounting of disclosures), delegates."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, status
+from sqlalchemy import select
+
+from consent_api.deps import CurrentCaller, ServicesDep, address_param, patient_or_delegate
+from consent_api.schemas import (
+    ConsentList,
+    ConsentOut,
+    DelegateList,
+    DelegateOut,
+    DelegateRequest,
+    DisclosureList,
+    DisclosureOut,
+    RecordList,
+    RecordOut,
+    TxOut,
+)
+from ledger_service.db.models import ChainEventRow, DeliveryRow, RecordRow
+from ledger_service.domain.codes import hex32, purpose_from_bytes32
+from ledger_service.domain.consent import DelegateGrant
+from ledger_service.errors import ValidationError
+from ledger_service.service.consents import scope_kind
+
+router = APIRouter(prefix="/v1/patients", tags=["patients"])
+
+
+@router.get("/{patient}/consents", response_model=ConsentList, summary="The patient's grants with their status")
+def consents(patient: str, caller: CurrentCaller, services: ServicesDep) -> ConsentList:
+    patient = patient_or_delegate(services, caller, patient)
+    categories = services.categories()
+    out = []
+    for view in services.consents.consents_of(patient):
+        kind, label = scope_kind(view.state.scope, categories)
+        out.append(
+            ConsentOut(
+                consent_id=hex32(view.state.consent_id), patient=patient, grantee=view.state.grantee,
+                grantee_name=services.directory.name_of(view.state.grantee), scope=hex32(view.state.scope),
+                scope_kind=kind, scope_label=label, purpose=purpose_from_bytes32(view.state.purpose),
+                valid_from=view.state.valid_from, valid_until=view.state.valid_until, status=view.status,
+                granted_at=view.granted_at, tx_hash=view.tx_hash, signer=view.signer, revoked_at=view.revoked_at,
+                revoke_tx_hash=view.revoke_tx,
+            )
+        )
+    return ConsentList(consents=out)
+
+
+def _record_out(services: ServicesDep, record: RecordRow) -> RecordOut:
+    versions = services.records.versions(record.record_id)
+    head = versions[-1] if versions else None
+    return RecordOut(
+        record_id=record.record_id, patient=record.patient, author=record.author,
+        author_name=services.directory.name_of(record.author), category=record.category,
+        media_type=head.media_type if head else "", version=record.current_version, cid=head.cid if head else "",
+        size=head.plaintext_size if head else 0, created_at=int(record.created_at.timestamp()),
+        erased=record.erased_at is not None or record.state in ("erasing", "erased"),
+    )
+
+
+@router.get(
+    "/{patient}/records",
+    response_model=RecordList,
+    summary="The patient's records (a provider sees those it wrote or may read now)",
+)
+def records(patient: str, caller: CurrentCaller, services: ServicesDep) -> RecordList:
+    if caller.has("provider") and address_param(patient, "patient") != caller.address:
+        patient = address_param(patient, "patient")
+        visible = []
+        for record in services.records.records_of(patient):
+            if record.author == caller.address or any(
+                services.ledger.is_authorized(patient, caller.address, bytes.fromhex(record.record_id[2:]), p)
+                for p in _grantable_purposes()
+            ):
+                visible.append(_record_out(services, record))
+        return RecordList(records=visible)
+    patient = patient_or_delegate(services, caller, patient)
+    return RecordList(records=[_record_out(services, r) for r in services.records.records_of(patient)])
+
+
+def _grantable_purposes() -> list[bytes]:
+    from ledger_service.domain.codes import GRANTABLE_PURPOSES, purpose_to_bytes32
+
+    return [purpose_to_bytes32(p) for p in GRANTABLE_PURPOSES]
+
+
+@router.get(
+    "/{patient}/disclosures",
+    response_model=DisclosureList,
+    summary="Accounting of disclosures: every release of the patient's records, from the chain",
+)
+def disclosures(patient: str, caller: CurrentCaller, services: ServicesDep) -> DisclosureList:
+    patient = patient_or_delegate(services, caller, patient)
+    services.indexer.catch_up()
+    with services.db.session() as s:
+        events = s.execute(
+            select(ChainEventRow)
+            .where(ChainEventRow.patient == patient, ChainEventRow.name.in_(("AccessLogged", "EmergencyAccessLogged")))
+            .order_by(ChainEventRow.block_number.desc(), ChainEventRow.log_index.desc())
+        ).scalars().all()
+        reasons = {
+            d.tx_hash: d.reason
+            for d in s.execute(select(DeliveryRow).where(DeliveryRow.patient == patient, DeliveryRow.emergency)).scalars()
+        }
+    out = []
+    for event in events:
+        args = json.loads(event.args)
+        emergency = event.name == "EmergencyAccessLogged"
+        out.append(
+            DisclosureOut(
+                record_id=event.record_id or "", version=int(args["version"]), accessor=args["accessor"],
+                accessor_name=services.directory.name_of(args["accessor"]),
+                purpose="ETREAT" if emergency else purpose_from_bytes32(bytes.fromhex(args["purpose"][2:])),
+                consent_id=None if emergency else args["consentId"], emergency=emergency,
+                reason=reasons.get(event.tx_hash) if emergency else None, block_number=event.block_number,
+                timestamp=event.block_timestamp, tx_hash=event.tx_hash,
+            )
+        )
+    return DisclosureList(disclosures=out)
+
+
+@router.post(
+    "/{patient}/delegates",
+    response_model=TxOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Relay a signed DelegateGrant (name a guardian)",
+)
+def add_delegate(patient: str, body: DelegateRequest, services: ServicesDep) -> TxOut:
+    d = body.delegate
+    if address_param(d.patient, "delegate.patient") != address_param(patient, "patient"):
+        raise ValidationError("delegate.patient differs from the patient in the path", field="patient")
+    message = DelegateGrant(
+        patient=address_param(d.patient, "delegate.patient"), delegate=address_param(d.delegate, "delegate.delegate"),
+        valid_until=d.valid_until, nonce=d.nonce, deadline=d.deadline,
+    )
+    result = services.consents.relay_delegate(message, bytes.fromhex(body.signature[2:]))
+    return TxOut(tx_hash=result.tx_hash)
+
+
+@router.get("/{patient}/delegates", response_model=DelegateList, summary="The patient's delegates (guardians)")
+def delegates(patient: str, caller: CurrentCaller, services: ServicesDep) -> DelegateList:
+    patient = patient_or_delegate(services, caller, patient)
+    return DelegateList(
+        delegates=[
+            DelegateOut(delegate=v.delegate, valid_until=v.valid_until, live=v.live)
+            for v in services.consents.delegates_of(patient)
+        ]
+    )

@@ -1,0 +1,254 @@
+"""Records: upload, amend, read with a purpose, break-glass, erasure."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError as PydanticValidationError
+from starlette.datastructures import UploadFile
+
+from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep, record_id_param
+from consent_api.schemas import EmergencyIn, ErasureOut, RecordAmendIn, RecordCreated, RecordCreateIn
+from ledger_service.domain.records import FHIR_MEDIA_TYPE
+from ledger_service.errors import PermissionDenied, ValidationError
+from ledger_service.service.idempotency import IdempotencyStore
+from ledger_service.service.records import AnchoredVersion, RecordContent
+
+router = APIRouter(prefix="/v1/records", tags=["records"])
+
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="Makes a retried request do its work once")
+]
+UPLOAD_CHUNK = 1024 * 1024
+CONTENT_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RecordCreateIn"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["patient", "category", "mediaType", "file"],
+                    "properties": {
+                        "patient": {"type": "string"},
+                        "category": {"type": "string"},
+                        "mediaType": {"type": "string"},
+                        "file": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+        },
+        "required": True,
+    }
+}
+
+
+def _json_content(media_type: str, content: dict[str, Any] | str) -> bytes:
+    if media_type == FHIR_MEDIA_TYPE:
+        if not isinstance(content, dict):
+            raise ValidationError("content must be a FHIR resource object for application/fhir+json", field="content")
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if not isinstance(content, str):
+        raise ValidationError("content must be base64 text for media types other than FHIR JSON", field="content")
+    try:
+        return base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError("content is not valid base64", field="content") from exc
+
+
+async def _parse_upload(request: Request, *, amend: bool) -> tuple[dict[str, str], list[bytes] | UploadFile, str]:
+    """(fields, content, fingerprint) from a JSON or a multipart body."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        raw = await request.body()
+        try:
+            payload = json.loads(raw)
+            model = RecordAmendIn.model_validate(payload) if amend else RecordCreateIn.model_validate(payload)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"body is not JSON: {exc.msg}") from exc
+        except PydanticValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise ValidationError(f"{where}: {first.get('msg')}", field=where) from exc
+        fields = {"mediaType": model.media_type}
+        if isinstance(model, RecordCreateIn):
+            fields.update(patient=model.patient, category=model.category)
+        body = _json_content(model.media_type, model.content)
+        return fields, [body], hashlib.sha256(raw).hexdigest()
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ValidationError("multipart upload needs a `file` part", field="file")
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        required = ("mediaType",) if amend else ("patient", "category", "mediaType")
+        for name in required:
+            if not fields.get(name):
+                raise ValidationError(f"multipart upload needs a `{name}` field", field=name)
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+        while chunk := await upload.read(UPLOAD_CHUNK):
+            digest.update(chunk)
+        await upload.seek(0)
+        return fields, upload, digest.hexdigest()
+    raise ValidationError("send application/json or multipart/form-data", field="Content-Type")
+
+
+def _chunks(content: list[bytes] | UploadFile) -> Iterator[bytes]:
+    if isinstance(content, list):
+        yield from content
+        return
+    handle = content.file
+    while chunk := handle.read(UPLOAD_CHUNK):
+        yield chunk
+
+
+def _created(version: AnchoredVersion) -> dict[str, Any]:
+    return {"recordId": version.record_id, "version": version.version, "cid": version.cid, "txHash": version.tx_hash}
+
+
+async def _idempotent_upload(
+    services: ServicesDep, caller_address: str, key: str | None, fingerprint: str, work: Any
+) -> tuple[dict[str, Any], bool]:
+    store = IdempotencyStore(services.db)
+    if not key:
+        return _created(await run_in_threadpool(work)), False
+    scoped = store.scoped(caller_address, key)
+    previous = await run_in_threadpool(store.claim, scoped, fingerprint)
+    if previous is not None:
+        return previous, True
+    try:
+        result = _created(await run_in_threadpool(work))
+    except BaseException:
+        await run_in_threadpool(store.release, scoped)
+        raise
+    await run_in_threadpool(store.complete, scoped, result)
+    return result, False
+
+
+@router.post(
+    "",
+    response_model=RecordCreated,
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload a record for a patient (FHIR JSON or any file)",
+    openapi_extra=CONTENT_DOC,
+)
+async def create_record(
+    request: Request, response: Response, caller: ProviderCaller, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    fields, content, fingerprint = await _parse_upload(request, amend=False)
+
+    def work() -> AnchoredVersion:
+        return services.records.create(
+            provider=caller.address, patient=fields["patient"], category=fields["category"],
+            media_type=fields["mediaType"], content=_chunks(content),
+        )
+
+    result, replayed = await _idempotent_upload(services, caller.address, idempotency_key, fingerprint, work)
+    if replayed:
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+@router.post(
+    "/{record_id}/versions",
+    response_model=RecordCreated,
+    status_code=status.HTTP_201_CREATED,
+    summary="Amend a record: a new version (the authoring provider only)",
+    openapi_extra={"requestBody": {**CONTENT_DOC["requestBody"], "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/RecordAmendIn"}},
+        "multipart/form-data": CONTENT_DOC["requestBody"]["content"]["multipart/form-data"]}}},
+)
+async def amend_record(
+    record_id: str, request: Request, response: Response, caller: ProviderCaller, services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    record_id = record_id_param(record_id)
+    fields, content, fingerprint = await _parse_upload(request, amend=True)
+
+    def work() -> AnchoredVersion:
+        return services.records.amend(
+            provider=caller.address, record_id=record_id, media_type=fields["mediaType"], content=_chunks(content)
+        )
+
+    result, replayed = await _idempotent_upload(services, caller.address, idempotency_key, fingerprint + record_id, work)
+    if replayed:
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+def _content_response(content: RecordContent) -> StreamingResponse:
+    return StreamingResponse(
+        content.chunks,
+        media_type=content.media_type,
+        headers={
+            "Content-Length": str(content.size),
+            "X-Record-Version": str(content.version),
+            "X-Record-Cid": content.cid,
+            "X-Disclosure-Tx": content.disclosure_tx,
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+RECORD_BYTES = {
+    200: {
+        "description": "The record's bytes in its media type, released after the on-chain disclosure",
+        "content": {"application/fhir+json": {}, "application/octet-stream": {}},
+        "headers": {
+            "X-Record-Version": {"schema": {"type": "integer"}},
+            "X-Record-Cid": {"schema": {"type": "string"}},
+            "X-Disclosure-Tx": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.get(
+    "/{record_id}",
+    summary="Read a record for a stated purpose (consent check, then on-chain disclosure)",
+    responses=RECORD_BYTES,  # type: ignore[arg-type]
+    response_class=StreamingResponse,
+)
+def read_record(
+    record_id: str,
+    caller: ProviderCaller,
+    services: ServicesDep,
+    purpose: Annotated[str, Query(min_length=1, max_length=16, examples=["TREAT"])],
+    idempotency_key: IdempotencyKey = None,
+) -> StreamingResponse:
+    content = services.records.read(
+        accessor=caller.address, record_id=record_id_param(record_id), purpose=purpose, idempotency_key=idempotency_key
+    )
+    return _content_response(content)
+
+
+@router.post(
+    "/{record_id}/emergency-access",
+    summary="Break the glass: read without consent, with a reason; logged and flagged",
+    responses=RECORD_BYTES,  # type: ignore[arg-type]
+    response_class=StreamingResponse,
+)
+def emergency_access(
+    record_id: str, body: EmergencyIn, caller: ProviderCaller, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> StreamingResponse:
+    if not caller.has("emergency"):
+        raise PermissionDenied(f"{caller.address} may not break the glass (no EMERGENCY_ROLE)", reason="needs-emergency")
+    content = services.records.emergency_read(
+        accessor=caller.address, record_id=record_id_param(record_id), reason=body.reason,
+        idempotency_key=idempotency_key,
+    )
+    return _content_response(content)
+
+
+@router.delete("/{record_id}", response_model=ErasureOut, summary="Erase a record (crypto-shredding), by the patient")
+def erase_record(record_id: str, caller: CurrentCaller, services: ServicesDep) -> ErasureOut:
+    result = services.records.erase(record_id=record_id_param(record_id), requested_by=caller.address)
+    return ErasureOut(record_id=result.record_id, tx_hash=result.tx_hash)
+

@@ -1,0 +1,283 @@
+"""Request and response schemas of API v1 (camelCase JSON; bytes32 and addresses as 0x-hex)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x90F79bf6EB2c4f870365E785982E1f101E93b906"])]
+Bytes32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$", examples=["0x" + "00" * 32])]
+HexBytes = Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2})+$", max_length=2 + 2 * 1024)]
+Uint64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
+Uint256 = Annotated[int, Field(ge=0, le=2**256 - 1)]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+# ----------------------------------------------------------------- chain / health
+
+
+class Health(Out):
+    status: str
+    chain_id: int
+    block_number: int
+
+
+class Eip712DomainOut(Out):
+    name: str
+    version: str
+    chain_id: int
+    verifying_contract: str
+
+
+class DemoProvider(Out):
+    address: str
+    name: str
+    emergency: bool
+
+
+class DemoAccounts(Out):
+    providers: list[DemoProvider]
+    auditor: str
+    patients: list[str]
+
+
+class ChainInfo(Out):
+    chain_id: int
+    block_number: int
+    contracts: dict[str, str]
+    eip712_domain: Eip712DomainOut
+    categories: dict[str, str]
+    purposes: list[str]
+    demo: DemoAccounts | None = None
+
+
+class ProviderOut(Out):
+    address: str
+    name: str
+    emergency: bool
+    suspended: bool
+
+
+class ProviderList(Out):
+    providers: list[ProviderOut]
+
+
+class Me(Out):
+    address: str
+    roles: list[str]
+    expires_at: int
+
+
+# ----------------------------------------------------------------- auth
+
+
+class NonceOut(Out):
+    nonce: str
+
+
+class ContractNonceOut(Out):
+    nonce: int
+
+
+class LoginIn(Schema):
+    message: str = Field(max_length=8192, description="The EIP-4361 message, exactly as signed")
+    signature: HexBytes = Field(description="personal_sign (EIP-191) signature of the message")
+
+
+class LoginOut(Out):
+    token: str
+    address: str
+    roles: list[str]
+    expires_at: int
+
+
+# ----------------------------------------------------------------- consents
+
+
+class ConsentGrantIn(Schema):
+    patient: Address
+    grantee: Address
+    scope: Bytes32
+    purpose: Bytes32
+    valid_from: Uint64
+    valid_until: Uint64
+    nonce: Uint256
+    deadline: Uint256
+
+
+class GrantRequest(Schema):
+    grant: ConsentGrantIn
+    signature: HexBytes
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "grant": {
+                        "patient": "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
+                        "grantee": "0x70997970C51812dc3A010C7d01b50e20d17dc79C",
+                        "scope": "0x" + "00" * 32,
+                        "purpose": "0x5452454154" + "00" * 27,
+                        "validFrom": 0,
+                        "validUntil": 0,
+                        "nonce": 0,
+                        "deadline": 1893456000,
+                    },
+                    "signature": "0x" + "11" * 65,
+                }
+            ]
+        },
+    )
+
+
+class ConsentRevokeIn(Schema):
+    patient: Address
+    consent_id: Bytes32
+    nonce: Uint256
+    deadline: Uint256
+
+
+class RevokeRequest(Schema):
+    revoke: ConsentRevokeIn
+    signature: HexBytes
+
+
+class DelegateGrantIn(Schema):
+    patient: Address
+    delegate: Address
+    valid_until: Uint64
+    nonce: Uint256
+    deadline: Uint256
+
+
+class DelegateRequest(Schema):
+    delegate: DelegateGrantIn
+    signature: HexBytes
+
+
+class GrantOut(Out):
+    consent_id: str
+    tx_hash: str
+
+
+class TxOut(Out):
+    tx_hash: str
+
+
+class ConsentOut(Out):
+    consent_id: str
+    patient: str
+    grantee: str
+    grantee_name: str | None
+    scope: str
+    scope_kind: str
+    scope_label: str
+    purpose: str
+    valid_from: int
+    valid_until: int
+    status: str
+    granted_at: int
+    tx_hash: str
+    signer: str
+    revoked_at: int | None = None
+    revoke_tx_hash: str | None = None
+
+
+class ConsentList(Out):
+    consents: list[ConsentOut]
+
+
+class DelegateOut(Out):
+    delegate: str
+    valid_until: int
+    live: bool
+
+
+class DelegateList(Out):
+    delegates: list[DelegateOut]
+
+
+# ----------------------------------------------------------------- records
+
+
+class RecordCreateIn(Schema):
+    patient: Address
+    category: str = Field(min_length=1, max_length=64, examples=["laboratory"])
+    media_type: str = Field(min_length=1, max_length=255, examples=["application/fhir+json"])
+    content: dict[str, Any] | str = Field(
+        description="A FHIR resource object for application/fhir+json, else the bytes as base64"
+    )
+
+
+class RecordAmendIn(Schema):
+    media_type: str = Field(min_length=1, max_length=255)
+    content: dict[str, Any] | str
+
+
+class RecordCreated(Out):
+    record_id: str
+    version: int
+    cid: str
+    tx_hash: str
+
+
+class RecordOut(Out):
+    record_id: str
+    patient: str
+    author: str
+    author_name: str | None
+    category: str
+    media_type: str
+    version: int
+    cid: str
+    size: int
+    created_at: int
+    erased: bool
+
+
+class RecordList(Out):
+    records: list[RecordOut]
+
+
+class EmergencyIn(Schema):
+    reason: str = Field(min_length=1, max_length=2000, examples=["Unconscious patient in the emergency department"])
+
+
+class ErasureOut(Out):
+    record_id: str
+    tx_hash: str
+
+
+class DisclosureOut(Out):
+    record_id: str
+    version: int
+    accessor: str
+    accessor_name: str | None
+    purpose: str
+    consent_id: str | None
+    emergency: bool
+    reason: str | None
+    block_number: int
+    timestamp: int
+    tx_hash: str
+    proof: dict[str, Any] | None = None
+
+
+class DisclosureList(Out):
+    disclosures: list[DisclosureOut]
+
+
+class VerifyIn(Schema):
+    patient: Address | None = None

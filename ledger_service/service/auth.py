@@ -1,0 +1,166 @@
+"""Sign-in with Ethereum and bearer tokens.
+
+Nonces are single-use and expire (stored in the DB so every API replica shares them).
+A token is an HMAC-signed claim (address, issued, expiry, id) under a secret in the data
+dir; it proves only who the caller is. Roles are read from the chain on each request,
+so a role change on chain (a suspension) takes effect at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import to_checksum_address
+from sqlalchemy import delete, update
+
+from ledger_service.db.database import Database
+from ledger_service.db.models import AuthNonceRow
+from ledger_service.domain import siwe
+from ledger_service.errors import ConfigurationError, LedgerError
+
+NONCE_TTL_SECONDS = 600
+TOKEN_TTL_SECONDS = 3600
+
+
+class AuthenticationError(LedgerError):
+    """Missing, malformed, forged or expired credentials."""
+
+    code = "unauthorized"
+
+
+@dataclass(frozen=True)
+class Session:
+    address: str
+    issued_at: int
+    expires_at: int
+    token_id: str
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The token-signing secret: 32 random bytes in a 0600 file, created on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigurationError(f"{path} is accessible by group/others (mode {oct(mode)}); chmod 600 it") from None
+        secret = path.read_bytes()
+        if len(secret) < 32:
+            raise ConfigurationError(f"{path} holds no usable token secret") from None
+        return secret
+    secret = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return secret
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        secret: bytes,
+        chain_id: int,
+        clock: Callable[[], float] = time.time,
+        token_ttl: int = TOKEN_TTL_SECONDS,
+    ) -> None:
+        self.db = db
+        self._secret = secret
+        self.chain_id = chain_id
+        self._clock = clock
+        self.token_ttl = token_ttl
+
+    # ------------------------------------------------------------- nonces
+
+    def issue_nonce(self) -> str:
+        nonce = secrets.token_hex(16)  # 32 alphanumeric characters
+        now = int(self._clock())
+        with self.db.session() as s:
+            s.execute(delete(AuthNonceRow).where(AuthNonceRow.expires_at < now - NONCE_TTL_SECONDS))
+            s.add(AuthNonceRow(nonce=nonce, expires_at=now + NONCE_TTL_SECONDS, used=False))
+        return nonce
+
+    def _consume_nonce(self, nonce: str) -> None:
+        now = int(self._clock())
+        with self.db.session() as s:
+            # One conditional UPDATE: of two concurrent logins with the same nonce, one wins.
+            result = s.execute(
+                update(AuthNonceRow)
+                .where(AuthNonceRow.nonce == nonce, AuthNonceRow.used.is_(False), AuthNonceRow.expires_at >= now)
+                .values(used=True)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise siwe.SiweError("nonce is unknown, expired or already used; request a new one")
+
+    # ------------------------------------------------------------- login
+
+    def login(self, message: str, signature: str, *, domain: str, origin: str) -> tuple[str, Session]:
+        parsed = siwe.parse(message)
+        siwe.check(
+            parsed, domain=domain, origin=origin, chain_id=self.chain_id, now=datetime.fromtimestamp(self._clock(), UTC)
+        )
+        try:
+            raw = bytes.fromhex(signature[2:] if signature.startswith("0x") else signature)
+            signer = Account.recover_message(encode_defunct(text=message), signature=raw)
+        except Exception as exc:  # malformed hex or signature bytes
+            raise siwe.SiweError("signature is not a valid personal_sign signature") from exc
+        if to_checksum_address(signer) != parsed.address:
+            raise siwe.SiweError(f"signature is by {signer}, not by {parsed.address}")
+        self._consume_nonce(parsed.nonce)
+        return self.issue_token(parsed.address, parsed.expiration_time)
+
+    # ------------------------------------------------------------- tokens
+
+    def issue_token(self, address: str, not_after: datetime | None = None) -> tuple[str, Session]:
+        now = int(self._clock())
+        expires = now + self.token_ttl
+        if not_after is not None:
+            expires = min(expires, int(not_after.timestamp()))
+        session = Session(to_checksum_address(address), now, expires, secrets.token_hex(8))
+        payload = _b64(
+            json.dumps(
+                {"sub": session.address, "iat": session.issued_at, "exp": session.expires_at, "jti": session.token_id},
+                separators=(",", ":"),
+            ).encode()
+        )
+        mac = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        return f"{payload}.{mac}", session
+
+    def verify_token(self, token: str) -> Session:
+        payload, sep, mac = token.partition(".")
+        if not sep or not payload or not mac:
+            raise AuthenticationError("malformed bearer token")
+        expected = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(expected, mac):
+            raise AuthenticationError("bearer token signature is invalid")
+        try:
+            claims = json.loads(_unb64(payload))
+            session = Session(to_checksum_address(claims["sub"]), int(claims["iat"]), int(claims["exp"]), str(claims["jti"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuthenticationError("malformed bearer token") from exc
+        if session.expires_at <= self._clock():
+            raise AuthenticationError("bearer token has expired; sign in again")
+        return session

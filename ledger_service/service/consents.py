@@ -1,0 +1,255 @@
+"""Relaying patients' signed consent messages, and reading consent state back.
+
+The relay checks everything the contract will check (signer, nonce, deadline, purpose,
+window) before spending gas, so a bad message is a clear 4xx, not a reverted
+transaction. An identical signed message submitted again returns the first result.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import select
+
+from ledger_service.chain.client import Receipt
+from ledger_service.chain.indexer import EventIndexer
+from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.db.database import Database
+from ledger_service.db.models import ChainEventRow, RelayedMessageRow
+from ledger_service.domain.codes import ZERO32, hex32, purpose_from_bytes32
+from ledger_service.domain.consent import (
+    ConsentGrant,
+    ConsentRevoke,
+    ConsentState,
+    DelegateGrant,
+    Eip712Domain,
+    SignedMessage,
+    typed_data,
+)
+from ledger_service.errors import SignatureError, TransactionReverted, ValidationError
+
+
+def _digest(signable: SignableMessage) -> bytes:
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    tx_hash: str
+    consent_id: str | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    state: ConsentState
+    status: str
+    granted_at: int
+    tx_hash: str
+    signer: str
+    revoked_at: int | None
+    revoke_tx: str | None
+
+
+@dataclass(frozen=True)
+class DelegateView:
+    delegate: str
+    valid_until: int
+    live: bool
+
+
+# The contract's custom errors that mean "this signed message is not acceptable".
+_SIGNATURE_REVERTS = {
+    "InvalidAccountNonce": "stale-nonce",
+    "SignatureExpired": "deadline-passed",
+    "InvalidSigner": "bad-signature",
+    "InvalidValidityWindow": "invalid-window",
+    "UnknownPurpose": "unknown-purpose",
+    "PurposeNotGrantable": "purpose-not-grantable",
+    "UnknownConsent": "unknown-consent",
+    "ConsentAlreadyRevoked": "already-revoked",
+    "InvalidDelegate": "invalid-delegate",
+    "ZeroAddress": "zero-address",
+}
+
+
+class ConsentService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        ledger: ConsentLedgerContract,
+        domain: Eip712Domain,
+        indexer: EventIndexer,
+        chain_time: Callable[[], int],
+    ) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.domain = domain
+        self.indexer = indexer
+        self.chain_time = chain_time
+        self._relay_lock = threading.Lock()
+
+    # ------------------------------------------------------------- signature checks
+
+    def _recover(self, message: SignedMessage, signature: bytes) -> tuple[str, bytes]:
+        signable = encode_typed_data(full_message=typed_data(self.domain, message))
+        if len(signature) != 65:
+            raise SignatureError("signature must be 65 bytes (r, s, v)", reason="bad-signature")
+        try:
+            signer = Account.recover_message(signable, signature=signature)
+        except Exception as exc:  # eth-keys raises several types for malformed signatures
+            raise SignatureError("signature does not recover to an address", reason="bad-signature") from exc
+        return to_checksum_address(signer), _digest(signable)
+
+    def _check_common(self, patient: str, nonce: int, deadline: int, signer: str, *, delegate_allowed: bool) -> None:
+        now = self.chain_time()
+        if deadline < now:
+            raise SignatureError(f"deadline {deadline} has passed (chain time {now})", reason="deadline-passed")
+        if signer != patient:
+            live = delegate_allowed and self.ledger.delegation(patient, signer)[1]
+            if not live:
+                who = "a live delegate" if delegate_allowed else "the patient"
+                raise SignatureError(
+                    f"signed by {signer}, which is not the patient {patient} or {who}", reason="bad-signature"
+                )
+        current = self.ledger.nonce(patient)
+        if nonce != current:
+            raise SignatureError(f"nonce {nonce} is not the patient's current nonce {current}", reason="stale-nonce")
+
+    def _replayed(self, digest: bytes) -> RelayResult | None:
+        with self.db.session() as s:
+            row = s.get(RelayedMessageRow, hex32(digest))
+            if row is None:
+                return None
+            return RelayResult(tx_hash=row.tx_hash, consent_id=row.consent_id, replayed=True)
+
+    def _relay(
+        self, kind: str, message: SignedMessage, signature: bytes, submit: Callable[[], Receipt], consent: str | None
+    ) -> RelayResult:
+        signer, digest = self._recover(message, signature)
+        previous = self._replayed(digest)
+        if previous is not None:
+            return previous
+        patient = to_checksum_address(message.patient)
+        self._check_common(
+            patient, message.nonce, message.deadline, signer, delegate_allowed=not isinstance(message, DelegateGrant)
+        )
+        try:
+            receipt = submit()
+        except TransactionReverted as exc:
+            # The same message may have landed through a concurrent identical request.
+            previous = self._replayed(digest)
+            if previous is not None:
+                return previous
+            reason = _SIGNATURE_REVERTS.get(exc.error_name or "")
+            if reason is None:
+                raise
+            raise SignatureError(f"the ledger refused the {kind}: {exc}", reason=reason) from exc
+        with self.db.session() as s:
+            s.merge(
+                RelayedMessageRow(
+                    digest=hex32(digest), kind=kind, patient=patient, consent_id=consent, tx_hash=receipt.tx_hex,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return RelayResult(tx_hash=receipt.tx_hex, consent_id=consent)
+
+    # ------------------------------------------------------------- relays
+
+    def relay_grant(self, grant: ConsentGrant, signature: bytes) -> RelayResult:
+        grant.check()
+        if grant.grantee == grant.patient:
+            raise ValidationError("a patient cannot grant consent to themselves", field="grantee")
+        if not self.ledger.is_active_provider(grant.grantee):
+            raise ValidationError(f"grantee {grant.grantee} is not an active provider", field="grantee")
+        return self._relay(
+            "grant", grant, signature, lambda: self.ledger.grant_by_sig(grant, signature), hex32(grant.consent_id)
+        )
+
+    def relay_revoke(self, revoke: ConsentRevoke, signature: bytes) -> RelayResult:
+        patient, _from, _until, revoked = self.ledger.consent(revoke.consent_id)
+        if int(patient, 16) == 0 or to_checksum_address(patient) != to_checksum_address(revoke.patient):
+            raise ValidationError(f"no consent {hex32(revoke.consent_id)} of patient {revoke.patient}", field="consentId")
+        return self._relay(
+            "revoke", revoke, signature, lambda: self.ledger.revoke_by_sig(revoke, signature), hex32(revoke.consent_id)
+        )
+
+    def relay_delegate(self, grant: DelegateGrant, signature: bytes) -> RelayResult:
+        if to_checksum_address(grant.delegate) == to_checksum_address(grant.patient):
+            raise ValidationError("a patient cannot be their own delegate", field="delegate")
+        return self._relay("delegate", grant, signature, lambda: self.ledger.delegate_by_sig(grant, signature), None)
+
+    # ------------------------------------------------------------- reads
+
+    def _events(self, patient: str, names: tuple[str, ...]) -> list[ChainEventRow]:
+        self.indexer.catch_up()
+        with self.db.session() as s:
+            return list(
+                s.execute(
+                    select(ChainEventRow)
+                    .where(ChainEventRow.patient == patient, ChainEventRow.name.in_(names))
+                    .order_by(ChainEventRow.block_number, ChainEventRow.log_index)
+                ).scalars()
+            )
+
+    def consents_of(self, patient: str) -> list[ConsentView]:
+        """Every consent the patient has granted, with its status now (replayed from events)."""
+        patient = to_checksum_address(patient)
+        now = self.chain_time()
+        views: dict[str, dict[str, Any]] = {}
+        for row in self._events(patient, ("ConsentGranted", "ConsentRevoked")):
+            args = json.loads(row.args)
+            cid = args["consentId"]
+            if row.name == "ConsentGranted":
+                views[cid] = {
+                    "state": ConsentState(
+                        bytes.fromhex(cid[2:]), patient, to_checksum_address(args["grantee"]),
+                        bytes.fromhex(args["scope"][2:]), bytes.fromhex(args["purpose"][2:]),
+                        int(args["validFrom"]), int(args["validUntil"]),
+                    ),
+                    "granted_at": row.block_timestamp, "tx_hash": row.tx_hash,
+                    "signer": to_checksum_address(args["signer"]), "revoked_at": None, "revoke_tx": None,
+                }
+            elif cid in views:
+                view = views[cid]
+                state: ConsentState = view["state"]
+                view["state"] = ConsentState(**{**state.__dict__, "revoked": True})
+                view["revoked_at"], view["revoke_tx"] = row.block_timestamp, row.tx_hash
+        return [
+            ConsentView(status=v["state"].status_at(now), **v)
+            for v in sorted(views.values(), key=lambda v: v["granted_at"], reverse=True)
+        ]
+
+    def delegates_of(self, patient: str) -> list[DelegateView]:
+        patient = to_checksum_address(patient)
+        seen: dict[str, None] = {}
+        for row in self._events(patient, ("DelegateGranted",)):
+            seen[to_checksum_address(json.loads(row.args)["delegate"])] = None
+        views = []
+        for delegate in seen:
+            valid_until, live = self.ledger.delegation(patient, delegate)
+            views.append(DelegateView(delegate, valid_until, live))
+        return views
+
+
+def scope_kind(scope: bytes, categories: dict[str, bytes]) -> tuple[str, str]:
+    """("all" | "category" | "record", a human label) for a consent scope."""
+    if scope == ZERO32:
+        return "all", "All records"
+    for code, cid in categories.items():
+        if cid == scope:
+            return "category", code
+    return "record", hex32(scope)
+
+
+def purpose_code(raw: bytes) -> str:
+    return purpose_from_bytes32(raw)

@@ -1,0 +1,103 @@
+"""API tests: the real app on the session's anvil, called in-process, with role tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+
+from consent_api.app import create_app
+from ledger_service.bootstrap import Services
+from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, DelegateGrant, typed_data
+from tests.conftest import Chain
+
+HOST = "testserver"
+
+
+class Api:
+    """A TestClient plus helpers to act as each role."""
+
+    def __init__(self, client: TestClient, services: Services, chain: Chain) -> None:
+        self.client = client
+        self.services = services
+        self.chain = chain
+
+    def token(self, account: str) -> dict[str, str]:
+        token, _ = self.services.auth.issue_token(account)
+        return {"Authorization": f"Bearer {token}"}
+
+    def new_patient(self) -> LocalAccount:
+        account: LocalAccount = Account.create()
+        self.services.rpc.request("anvil_setBalance", [account.address, hex(10**18)])
+        return account
+
+    def sign(self, account: LocalAccount, message: ConsentGrant | ConsentRevoke | DelegateGrant) -> str:
+        signed = Account.sign_typed_data(account.key, full_message=typed_data(self.services.domain, message))
+        return "0x" + bytes(signed.signature).hex()
+
+    def grant_body(
+        self, patient: LocalAccount, grantee: str, *, scope: str = "0x" + "00" * 32, purpose: str = "TREAT",
+        valid_until: int = 0, signer: LocalAccount | None = None,
+    ) -> dict[str, object]:
+        nonce = self.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
+        grant = ConsentGrant(
+            patient.address, grantee, bytes.fromhex(scope[2:]), purpose.encode().ljust(32, b"\x00"), 0, valid_until,
+            nonce, self.chain.now() + 600,
+        )
+        return {
+            "grant": {
+                "patient": patient.address, "grantee": grantee, "scope": scope,
+                "purpose": "0x" + grant.purpose.hex(), "validFrom": 0, "validUntil": valid_until,
+                "nonce": nonce, "deadline": grant.deadline,
+            },
+            "signature": self.sign(signer or patient, grant),
+        }
+
+    def grant(self, patient: LocalAccount, grantee: str, **kw: object) -> str:
+        response = self.client.post("/v1/consents", json=self.grant_body(patient, grantee, **kw))  # type: ignore[arg-type]
+        assert response.status_code == 201, response.text
+        return str(response.json()["consentId"])
+
+    def revoke(self, patient: LocalAccount, consent_id: str) -> None:
+        nonce = self.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
+        revoke = ConsentRevoke(patient.address, bytes.fromhex(consent_id[2:]), nonce, self.chain.now() + 600)
+        body = {
+            "revoke": {"patient": patient.address, "consentId": consent_id, "nonce": nonce, "deadline": revoke.deadline},
+            "signature": self.sign(patient, revoke),
+        }
+        response = self.client.post(f"/v1/consents/{consent_id}/revoke", json=body)
+        assert response.status_code == 200, response.text
+
+    def upload(self, patient: str, *, provider: str | None = None, content: object = None, media_type: str = "application/fhir+json",
+               category: str = "laboratory") -> dict[str, object]:
+        body = {
+            "patient": patient, "category": category, "mediaType": media_type,
+            "content": content if content is not None else {
+                "resourceType": "Observation", "status": "final", "code": {"text": "Glucose"},
+                "valueQuantity": {"value": 95, "unit": "mg/dL"},
+            },
+        }
+        response = self.client.post("/v1/records", json=body, headers=self.token(provider or self.chain.clinic.address))
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+
+@pytest.fixture
+def api(services: Services, chain: Chain) -> Iterator[Api]:
+    with TestClient(create_app(services), base_url=f"http://{HOST}") as client:
+        yield Api(client, services, chain)
+
+
+def assert_problem(response: object, status: int, code: str) -> dict[str, object]:
+    from httpx import Response
+
+    assert isinstance(response, Response)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["type"] == f"/problems/{code}", body
+    assert body["status"] == status and body["title"] and body["detail"]
+    return dict(body)
