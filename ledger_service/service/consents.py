@@ -111,9 +111,7 @@ class ConsentService:
         return to_checksum_address(signer), _digest(signable)
 
     def _check_common(self, patient: str, nonce: int, deadline: int, signer: str, *, delegate_allowed: bool) -> None:
-        now = self.chain_time()
-        if deadline < now:
-            raise SignatureError(f"deadline {deadline} has passed (chain time {now})", reason="deadline-passed")
+        # The signature first: until it matches, nothing else in the message is the patient's word.
         if signer != patient:
             live = delegate_allowed and self.ledger.delegation(patient, signer)[1]
             if not live:
@@ -121,6 +119,9 @@ class ConsentService:
                 raise SignatureError(
                     f"signed by {signer}, which is not the patient {patient} or {who}", reason="bad-signature"
                 )
+        now = self.chain_time()
+        if deadline < now:
+            raise SignatureError(f"deadline {deadline} has passed (chain time {now})", reason="deadline-passed")
         current = self.ledger.nonce(patient)
         if nonce != current:
             raise SignatureError(f"nonce {nonce} is not the patient's current nonce {current}", reason="stale-nonce")
