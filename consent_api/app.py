@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent_api import problems
-from consent_api.routers import auth, consents, meta, patients, records
+from consent_api.routers import auth, consents, fhir, meta, patients, records
 from ledger_service.bootstrap import Services
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -100,7 +100,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    for router in (meta.router, auth.router, consents.router, patients.router, records.router):
+    for router in (meta.router, auth.router, consents.router, patients.router, records.router, fhir.router):
         app.include_router(router)
 
     @app.middleware("http")

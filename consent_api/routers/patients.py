@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, status
-from sqlalchemy import select
-
 from consent_api.deps import CurrentCaller, ServicesDep, address_param, patient_or_delegate
 from consent_api.schemas import (
     ConsentList,
@@ -20,11 +16,12 @@ from consent_api.schemas import (
     RecordOut,
     TxOut,
 )
-from ledger_service.db.models import ChainEventRow, DeliveryRow, RecordRow
+from ledger_service.db.models import RecordRow
 from ledger_service.domain.codes import hex32, purpose_from_bytes32
 from ledger_service.domain.consent import DelegateGrant
 from ledger_service.errors import ValidationError
 from ledger_service.service.consents import scope_kind
+from ledger_service.service.disclosures import disclosures_of
 
 router = APIRouter(prefix="/v1/patients", tags=["patients"])
 
@@ -94,31 +91,15 @@ def _grantable_purposes() -> list[bytes]:
 )
 def disclosures(patient: str, caller: CurrentCaller, services: ServicesDep) -> DisclosureList:
     patient = patient_or_delegate(services, caller, patient)
-    services.indexer.catch_up()
-    with services.db.session() as s:
-        events = s.execute(
-            select(ChainEventRow)
-            .where(ChainEventRow.patient == patient, ChainEventRow.name.in_(("AccessLogged", "EmergencyAccessLogged")))
-            .order_by(ChainEventRow.block_number.desc(), ChainEventRow.log_index.desc())
-        ).scalars().all()
-        reasons = {
-            d.tx_hash: d.reason
-            for d in s.execute(select(DeliveryRow).where(DeliveryRow.patient == patient, DeliveryRow.emergency)).scalars()
-        }
-    out = []
-    for event in events:
-        args = json.loads(event.args)
-        emergency = event.name == "EmergencyAccessLogged"
-        out.append(
-            DisclosureOut(
-                record_id=event.record_id or "", version=int(args["version"]), accessor=args["accessor"],
-                accessor_name=services.directory.name_of(args["accessor"]),
-                purpose="ETREAT" if emergency else purpose_from_bytes32(bytes.fromhex(args["purpose"][2:])),
-                consent_id=None if emergency else args["consentId"], emergency=emergency,
-                reason=reasons.get(event.tx_hash) if emergency else None, block_number=event.block_number,
-                timestamp=event.block_timestamp, tx_hash=event.tx_hash,
-            )
+    out = [
+        DisclosureOut(
+            record_id=d.record_id, version=d.version, accessor=d.accessor,
+            accessor_name=services.directory.name_of(d.accessor), purpose=d.purpose, consent_id=d.consent_id,
+            emergency=d.emergency, reason=d.reason, block_number=d.block_number, timestamp=d.timestamp,
+            tx_hash=d.tx_hash,
         )
+        for d in disclosures_of(services.db, services.indexer, patient)
+    ]
     return DisclosureList(disclosures=out)
 
 

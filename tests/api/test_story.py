@@ -41,3 +41,24 @@ def test_grant_read_disclose_revoke_refuse(api: Api) -> None:
     assert "revoked" in str(body["detail"])
     consents = api.client.get(f"/v1/patients/{patient.address}/consents", headers=mine).json()["consents"]
     assert consents[0]["status"] == "revoked"
+
+
+def test_fhir_bundles_for_patient_and_auditor(api: Api) -> None:
+    patient = api.new_patient()
+    clinic = api.chain.clinic.address
+    created = api.upload(patient.address)
+    api.grant(patient, clinic, purpose="TREAT")
+    assert api.client.get(f"/v1/records/{created['recordId']}", params={"purpose": "TREAT"},
+                          headers=api.token(clinic)).status_code == 200
+    emergency = api.client.post(f"/v1/records/{created['recordId']}/emergency-access",
+                                json={"reason": "unconscious in ER"}, headers=api.token(clinic))
+    assert emergency.status_code == 200, emergency.text
+    for who in (patient.address, api.chain.auditor.address):
+        consent = api.client.get("/v1/fhir/Consent", params={"patient": patient.address}, headers=api.token(who))
+        assert consent.status_code == 200 and consent.headers["content-type"].startswith("application/fhir+json")
+        assert [e["resource"]["status"] for e in consent.json()["entry"]] == ["active"]
+        audit = api.client.get("/v1/fhir/AuditEvent", params={"patient": patient.address}, headers=api.token(who))
+        purposes = [e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] for e in audit.json()["entry"]]
+        assert purposes == ["ETREAT", "TREAT"]
+    assert_problem(api.client.get("/v1/fhir/Consent", params={"patient": patient.address},
+                                  headers=api.token(api.chain.lab.address)), 403, "permission-denied")

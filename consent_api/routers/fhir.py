@@ -1,0 +1,69 @@
+"""FHIR R4 searchset Bundles: Consent from on-chain grants, AuditEvent from disclosures."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from consent_api.deps import Caller, CurrentCaller, ServicesDep, address_param, patient_or_delegate
+from ledger_service.bootstrap import Services
+from ledger_service.domain.codes import hex32, purpose_from_bytes32
+from ledger_service.fhir_export import Accounts, ConsentFacts, DisclosureFacts, bundle_of
+from ledger_service.service.consents import scope_kind
+from ledger_service.service.disclosures import disclosures_of
+
+router = APIRouter(prefix="/v1/fhir", tags=["fhir"])
+
+FHIR_JSON = "application/fhir+json"
+PatientQuery = Annotated[str, Query(description="The patient's address", examples=["0x90F79bf6EB2c4f870365E785982E1f101E93b906"])]
+BUNDLE = {200: {"description": "A FHIR R4 searchset Bundle", "content": {FHIR_JSON: {}}}}
+
+
+def _patient_for(services: Services, caller: Caller, patient: str) -> str:
+    """The patient themself, a delegate, or an auditor."""
+    if caller.has("auditor"):
+        return address_param(patient, "patient")
+    return patient_or_delegate(services, caller, patient)
+
+
+def _base(request: Request) -> str:
+    return str(request.url_for("fhir_consent")).rsplit("/", 1)[0]
+
+
+@router.get("/Consent", name="fhir_consent", responses=BUNDLE, response_class=JSONResponse)  # type: ignore[arg-type]
+def consent_bundle(patient: PatientQuery, request: Request, caller: CurrentCaller, services: ServicesDep) -> JSONResponse:
+    patient = _patient_for(services, caller, patient)
+    categories = services.categories()
+    facts = []
+    for view in services.consents.consents_of(patient):
+        kind, label = scope_kind(view.state.scope, categories)
+        facts.append(
+            ConsentFacts(
+                consent_id=hex32(view.state.consent_id), patient=patient, grantee=view.state.grantee,
+                grantee_name=services.directory.name_of(view.state.grantee), scope_kind=kind,
+                scope_value="" if kind == "all" else label, purpose=purpose_from_bytes32(view.state.purpose),
+                valid_from=view.state.valid_from, valid_until=view.state.valid_until, status=view.status,
+                granted_at=view.granted_at, signer=view.signer, tx_hash=view.tx_hash,
+            )
+        )
+    bundle: dict[str, Any] = bundle_of("Consent", facts, Accounts(services.deployment.chain_id), _base(request))
+    return JSONResponse(bundle, media_type=FHIR_JSON)
+
+
+@router.get("/AuditEvent", responses=BUNDLE, response_class=JSONResponse)  # type: ignore[arg-type]
+def audit_event_bundle(patient: PatientQuery, request: Request, caller: CurrentCaller, services: ServicesDep) -> JSONResponse:
+    patient = _patient_for(services, caller, patient)
+    custodian = services.ledger.sender.address if services.ledger.sender else services.deployment.custodian
+    facts = [
+        DisclosureFacts(
+            record_id=d.record_id, version=d.version, patient=patient, accessor=d.accessor,
+            accessor_name=services.directory.name_of(d.accessor), custodian=custodian, purpose=d.purpose,
+            emergency=d.emergency, reason=d.reason, timestamp=d.timestamp, tx_hash=d.tx_hash,
+            block_number=d.block_number,
+        )
+        for d in disclosures_of(services.db, services.indexer, patient)
+    ]
+    bundle = bundle_of("AuditEvent", facts, Accounts(services.deployment.chain_id), _base(request))
+    return JSONResponse(bundle, media_type=FHIR_JSON)

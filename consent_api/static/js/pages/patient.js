@@ -1,0 +1,335 @@
+// Patient pages: records, consents (grant / revoke), disclosure timeline, delegates.
+import { api } from "../api.js";
+import { session } from "../session.js";
+import { ALL_RECORDS, checksum, deadlineFromNow, isAddress, purposeBytes32, signTyped } from "../signing.js";
+import {
+  h, field, choice, setFieldError, busy, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
+  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError,
+} from "../ui.js";
+
+const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates" };
+
+export async function render(main, ctx) {
+  const { section, params, chain } = ctx;
+  const me = session.address;
+  const actingFor = params.get("for") && isAddress(params.get("for")) ? checksum(params.get("for")) : me;
+  const p = { chain, patient: actingFor, me, params, main, section };
+  const head = [h("h1", TITLES[section] || "My records"), actingBanner(p)];
+  const body = h("div");
+  main.replaceChildren(...head, body);
+  const fn = { records, consents, disclosures, delegates }[section];
+  if (!fn) { location.replace("#/patient/records"); return; }
+  await fn(body, p);
+}
+
+function actingBanner(p) {
+  if (p.patient !== p.me) {
+    return h("p.warning-box", "You are acting as a delegate for patient ", h("span.mono", p.patient), ". ",
+      h("a", { href: `#/patient/${p.section}` }, "Back to your own records"));
+  }
+  const input = h("input", { type: "text", placeholder: "0x…", autocomplete: "off", spellcheck: "false" });
+  const f = field("Patient address", input, { hint: "A patient who named you as their delegate (guardian)." });
+  const go = h("button.btn.btn-secondary.btn-small", { type: "submit" }, "Act for this patient");
+  const form = h("form", { novalidate: true }, f.wrap, go);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!isAddress(input.value)) { setFieldError(f, "Enter a valid address (0x followed by 40 hex characters)."); input.focus(); return; }
+    location.hash = `#/patient/${p.section}?for=${checksum(input.value.trim())}`;
+  });
+  return h("details.small.delegate-switch", h("summary", "Acting for someone else?"), form);
+}
+
+const qs = (p) => (p.patient !== p.me ? `?for=${p.patient}` : "");
+
+// ---------------------------------------------------------------- records
+
+async function records(body, p) {
+  const { records: list } = await api.records(p.patient);
+  const rows = (list || []).slice().sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
+  const cols = [
+    { label: "Record", cell: (r) => hexSpan(r.recordId, 10, 6) },
+    { label: "Category", cell: (r) => categoryLabel(r.category) },
+    { label: "Type", cell: (r) => h("span", r.mediaType || "—", r.size !== undefined ? h("span.muted.small", ` · ${fmtBytes(r.size)}`) : null) },
+    { label: "Version", cell: (r) => String(r.version ?? "—") },
+    { label: "Author", cell: (r) => r.authorName || hexSpan(r.author) },
+    { label: "Added", cell: (r) => timeEl(r.createdAt) },
+    {
+      label: "Actions", actions: true, cell: (r) => {
+        if (r.erased) return pill("erased", "Erased");
+        const share = h("a.btn.btn-secondary.btn-small", { href: `#/patient/consents?record=${r.recordId}${p.patient !== p.me ? `&for=${p.patient}` : ""}` }, "Share");
+        share.setAttribute("aria-label", `Share record ${shortHex(r.recordId)} with a provider`);
+        const erase = h("button.btn.btn-danger-outline.btn-small", { type: "button" }, "Erase");
+        erase.setAttribute("aria-label", `Erase record ${shortHex(r.recordId)}`);
+        erase.addEventListener("click", () => eraseRecord(r, p, body));
+        return [share, " ", erase];
+      },
+    },
+  ];
+  body.replaceChildren(h("section.card", { "aria-labelledby": "rec-h" },
+    h("h2#rec-h", `Records (${rows.length})`),
+    h("p.muted.small", "Records are encrypted; providers can read one only with your consent, and every read is logged on the ledger."),
+    table(cols, rows, { empty: "No records yet. Records appear here when a provider uploads one for you." })));
+}
+
+async function eraseRecord(r, p, body) {
+  const ok = await modal({
+    title: "Erase this record permanently?",
+    tone: "danger",
+    content: h("div",
+      h("p", "Erasing destroys the record's encryption keys and removes its stored copies. ", h("strong", "This cannot be undone:"), " nobody — not you, not any provider — will be able to read any version of this record again."),
+      h("p", "The ledger keeps a permanent, content-free trace that the record existed and was erased, and the history of who accessed it."),
+      h("dl.kv", h("dt", "Record"), h("dd.mono", r.recordId), h("dt", "Category"), h("dd", categoryLabel(r.category)), h("dt", "Author"), h("dd", r.authorName || r.author || "—"))),
+    confirmLabel: "Erase permanently",
+    confirmClass: "btn btn-danger",
+    cancelLabel: "Keep the record",
+  });
+  if (!ok) return;
+  const res = await busy(null, "", () => api.erase(r.recordId));
+  if (res) {
+    announce(`Record ${shortHex(r.recordId)} was erased (transaction ${shortHex(res.txHash)}).`);
+    await records(body, p);
+  }
+}
+
+// ---------------------------------------------------------------- consents
+
+const STATUS_TEXT = { active: "Active", pending: "Not yet valid", expired: "Expired", revoked: "Revoked" };
+
+async function consents(body, p) {
+  const [providersRes, recordsRes, consentsRes] = await Promise.all([
+    api.providers(), api.records(p.patient).catch(() => ({ records: [] })), api.consents(p.patient),
+  ]);
+  const providers = (providersRes.providers || []).filter((x) => !x.suspended);
+  const recs = (recordsRes.records || []).filter((r) => !r.erased);
+  const grantCard = grantForm(p, providers, recs, () => consents(body, p));
+  const list = (consentsRes.consents || []).slice().sort((a, b) => String(b.grantedAt).localeCompare(String(a.grantedAt)));
+  const cols = [
+    { label: "Provider", cell: (c) => h("span", c.granteeName || "Unknown provider", h("br"), hexSpan(c.grantee)) },
+    { label: "Scope", cell: (c) => c.scopeLabel || scopeText(c) },
+    { label: "Purpose", cell: (c) => purposeLabel(c.purpose) },
+    { label: "Valid", cell: (c) => h("span", timeEl(c.validFrom, { time: false }), " – ", Number(c.validUntil) ? timeEl(c.validUntil, { time: false }) : "no expiry") },
+    { label: "Status", cell: (c) => pill(c.status, STATUS_TEXT[c.status] || c.status) },
+    { label: "Granted", cell: (c) => timeEl(c.grantedAt) },
+    {
+      label: "Actions", actions: true, cell: (c) => {
+        if (c.status !== "active" && c.status !== "pending") return "";
+        const b = h("button.btn.btn-danger-outline.btn-small", { type: "button" }, "Revoke");
+        b.setAttribute("aria-label", `Revoke ${purposeLabel(c.purpose)} access for ${c.granteeName || c.grantee}`);
+        b.addEventListener("click", () => revoke(c, p, b, () => consents(body, p)));
+        return b;
+      },
+    },
+  ];
+  body.replaceChildren(grantCard, h("section.card", { "aria-labelledby": "cons-h" },
+    h("h2#cons-h", "Your consents"),
+    table(cols, list, { empty: "You have not granted any access yet." })));
+}
+
+function scopeText(c) {
+  if (c.scopeKind === "all") return "All records";
+  if (c.scopeKind === "category") return "A category";
+  return h("span", "Record ", hexSpan(c.scope));
+}
+
+function grantForm(p, providers, recs, reload) {
+  const chain = p.chain;
+  const providerSel = h("select", { name: "grantee" },
+    h("option", { value: "" }, providers.length ? "Choose a provider…" : "No providers available"),
+    providers.map((x) => h("option", { value: x.address }, `${x.name} (${shortHex(x.address)})`)));
+  const fProvider = field("Provider", providerSel, { required: true });
+
+  const preRecord = p.params.get("record");
+  const sAll = choice("radio", "scope", "all", "All my records", { checked: !preRecord });
+  const sCat = choice("radio", "scope", "category", "Records in a category");
+  const sRec = choice("radio", "scope", "record", "One record", { checked: Boolean(preRecord) });
+  const cats = Object.keys(chain.categories || {});
+  const catSel = h("select", { name: "category", "aria-label": "Category" }, cats.map((c) => h("option", { value: c }, categoryLabel(c))));
+  const recSel = h("select", { name: "record", "aria-label": "Record" },
+    recs.length ? recs.map((r) => h("option", { value: r.recordId, selected: r.recordId === preRecord }, `${categoryLabel(r.category)} · ${r.mediaType} · ${shortHex(r.recordId)}${r.authorName ? ` · ${r.authorName}` : ""}`))
+      : h("option", { value: "" }, "No records yet"));
+  const scopeSet = h("fieldset", h("legend", "What they may read"),
+    sAll.row, sCat.row, h("div.nested", catSel), sRec.row, h("div.nested", recSel));
+  const syncScope = () => { catSel.disabled = !sCat.input.checked; recSel.disabled = !sRec.input.checked; };
+  for (const s of [sAll, sCat, sRec]) s.input.addEventListener("change", syncScope);
+  syncScope();
+
+  const purposes = (chain.purposes || Object.keys(PURPOSE_LABELS)).filter((c) => c !== "ETREAT");
+  const purposeSel = h("select", { name: "purpose" }, purposes.map((c) => h("option", { value: c, selected: c === "TREAT" }, purposeLabel(c))));
+  const fPurpose = field("Purpose of use", purposeSel, { required: true, hint: "They may read only for this purpose. Emergency treatment is never granted here." });
+
+  const today = new Date();
+  const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+  const fFrom = field("Valid from", h("input", { type: "date", name: "validFrom", value: iso(today) }), { required: true });
+  const fUntil = field("Valid until", h("input", { type: "date", name: "validUntil", disabled: true }));
+  const noExpiry = choice("checkbox", "noExpiry", "1", "No expiry (until I revoke it)", { checked: true });
+  noExpiry.input.addEventListener("change", () => {
+    fUntil.input.disabled = noExpiry.input.checked;
+    if (!noExpiry.input.checked && !fUntil.input.value) {
+      const d = new Date(); d.setFullYear(d.getFullYear() + 1); fUntil.input.value = iso(d);
+    }
+  });
+  const submit = h("button.btn", { type: "submit" }, "Sign and grant access");
+  const form = h("form#grant-form", { novalidate: true },
+    fProvider.wrap, scopeSet, fPurpose.wrap,
+    h("div.row", fFrom.wrap, h("div.field", fUntil.wrap, noExpiry.row)),
+    h("p.muted.small", "You sign the grant with your key; the ledger records it. You can revoke it at any time."),
+    h("div.actions", submit));
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    setFieldError(fProvider, providerSel.value ? "" : "Choose a provider.");
+    if (!providerSel.value) { providerSel.focus(); return; }
+    const from = startOfDay(fFrom.input.value);
+    setFieldError(fFrom, from === null ? "Enter a start date." : "");
+    if (from === null) { fFrom.input.focus(); return; }
+    let until = 0;
+    if (!noExpiry.input.checked) {
+      until = endOfDay(fUntil.input.value);
+      const bad = until === null ? "Enter an end date or choose no expiry." : until <= from ? "The end date must be after the start date." : "";
+      setFieldError(fUntil, bad);
+      if (bad) { fUntil.input.focus(); return; }
+    } else setFieldError(fUntil, "");
+    let scope = ALL_RECORDS;
+    let scopeDesc = "all records";
+    if (sCat.input.checked) { scope = chain.categories[catSel.value]; scopeDesc = `${categoryLabel(catSel.value)} records`; }
+    if (sRec.input.checked) {
+      if (!recSel.value) { showError({ title: "No record chosen", detail: "There is no record to share yet; choose another scope." }); recSel.focus(); return; }
+      scope = recSel.value; scopeDesc = `record ${shortHex(recSel.value)}`;
+    }
+    const providerName = providerSel.selectedOptions[0].textContent;
+    busy(submit, "Signing…", async () => {
+      const signer = await session.signer();
+      const { nonce } = await api.consentNonce(p.patient);
+      const grant = {
+        patient: p.patient,
+        grantee: checksum(providerSel.value),
+        scope,
+        purpose: purposeBytes32(purposeSel.value),
+        validFrom: from,
+        validUntil: until,
+        nonce: Number(nonce),
+        deadline: deadlineFromNow(),
+      };
+      const { signature } = await signTyped(signer, chain, "ConsentGrant", grant);
+      submit.textContent = "Recording on the ledger…";
+      const res = await api.grant(grant, signature);
+      announce(`Access granted: ${providerName} may read ${scopeDesc} for ${PURPOSE_LABELS[purposeSel.value] || purposeSel.value}. Consent ${shortHex(res.consentId)}, transaction ${shortHex(res.txHash)}.`);
+      if (p.params.get("record")) history.replaceState(null, "", `#/patient/consents${qs(p)}`);
+      await reload();
+    });
+  });
+  return h("section.card", { "aria-labelledby": "grant-h" }, h("h2#grant-h", "Grant access"), form);
+}
+
+function startOfDay(v) {
+  if (!v) return null;
+  const [y, m, d] = v.split("-").map(Number);
+  const t = new Date(y, m - 1, d, 0, 0, 0);
+  return Number.isNaN(t.getTime()) ? null : Math.floor(t.getTime() / 1000);
+}
+function endOfDay(v) {
+  if (!v) return null;
+  const [y, m, d] = v.split("-").map(Number);
+  const t = new Date(y, m - 1, d, 23, 59, 59);
+  return Number.isNaN(t.getTime()) ? null : Math.floor(t.getTime() / 1000);
+}
+
+async function revoke(c, p, button, reload) {
+  const ok = await modal({
+    title: "Revoke this consent?",
+    tone: "danger",
+    content: h("div",
+      h("p", `${c.granteeName || "This provider"} will no longer be able to read ${c.scopeLabel || "these records"} for ${purposeLabel(c.purpose)}.`),
+      h("p.muted.small", "Reads that already happened stay in your disclosure history.")),
+    confirmLabel: "Sign and revoke",
+    confirmClass: "btn btn-danger",
+    cancelLabel: "Keep access",
+  });
+  if (!ok) return;
+  await busy(button, "Revoking…", async () => {
+    const signer = await session.signer();
+    const { nonce } = await api.consentNonce(p.patient);
+    const revokeMsg = { patient: p.patient, consentId: c.consentId, nonce: Number(nonce), deadline: deadlineFromNow() };
+    const { signature } = await signTyped(signer, p.chain, "ConsentRevoke", revokeMsg);
+    const res = await api.revoke(c.consentId, revokeMsg, signature);
+    announce(`Consent revoked for ${c.granteeName || c.grantee} (transaction ${shortHex(res.txHash)}).`);
+    await reload();
+  });
+}
+
+// ---------------------------------------------------------------- disclosures
+
+async function disclosures(body, p) {
+  const { disclosures: list } = await api.disclosures(p.patient);
+  const items = (list || []).slice().sort((a, b) => (Number(b.blockNumber) - Number(a.blockNumber)) || String(b.timestamp).localeCompare(String(a.timestamp)));
+  const emergencies = items.filter((d) => d.emergency).length;
+  const summary = h("p", `${items.length} disclosure${items.length === 1 ? "" : "s"} recorded on the ledger`,
+    emergencies ? h("span", ", including ", h("strong", `${emergencies} emergency access${emergencies === 1 ? "" : "es"}`)) : "", ".");
+  if (!items.length) {
+    body.replaceChildren(h("section.card", summary, h("p.empty", "Nobody has read your records yet.")));
+    return;
+  }
+  const ol = h("ol.timeline", { "aria-label": "Disclosures, newest first" });
+  for (const d of items) {
+    const li = h("li", { class: d.emergency ? "emergency" : "" });
+    const head = h("div",
+      d.emergency ? h("span.emergency-flag", h("span", { "aria-hidden": "true" }, "⚠"), "Emergency access") : null,
+      d.emergency ? " " : null,
+      h("span.who", d.accessorName || shortHex(d.accessor)), " read a record for ", h("strong", purposeLabel(d.purpose)));
+    const kv = h("dl.kv",
+      h("dt", "When"), h("dd", timeEl(d.timestamp)),
+      h("dt", "Record"), h("dd", hexSpan(d.recordId, 10, 6), d.version !== undefined ? ` (version ${d.version})` : ""),
+      h("dt", "Accessor"), h("dd.mono", d.accessor || "—"),
+      d.emergency
+        ? [h("dt", "Reason given"), h("dd", h("strong", d.reason || "—"))]
+        : [h("dt", "Under consent"), h("dd", hexSpan(d.consentId, 10, 6))],
+      h("dt", "Ledger"), h("dd", "block ", String(d.blockNumber ?? "—"), ", transaction ", hexSpan(d.txHash, 10, 6)));
+    li.append(head, kv);
+    if (d.proof) {
+      li.append(h("details", h("summary", "Inclusion proof"), h("pre.json", JSON.stringify(d.proof, null, 2))));
+    }
+    ol.append(li);
+  }
+  body.replaceChildren(h("section", summary, ol));
+}
+
+// ---------------------------------------------------------------- delegates
+
+async function delegates(body, p) {
+  const { delegates: list } = await api.delegates(p.patient);
+  const addr = field("Delegate's address", h("input", { type: "text", autocomplete: "off", spellcheck: "false", placeholder: "0x…" }), { required: true, hint: "A guardian or carer who may manage consents and see your records for you." });
+  const fUntil = field("Valid until", h("input", { type: "date", disabled: true }));
+  const noExpiry = choice("checkbox", "delegateNoExpiry", "1", "No expiry", { checked: true });
+  noExpiry.input.addEventListener("change", () => { fUntil.input.disabled = noExpiry.input.checked; });
+  const submit = h("button.btn", { type: "submit" }, "Sign and add delegate");
+  const form = h("form#delegate-form", { novalidate: true }, addr.wrap, h("div.field", fUntil.wrap, noExpiry.row), h("div.actions", submit));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const a = addr.input.value.trim();
+    if (!isAddress(a)) { setFieldError(addr, "Enter a valid address (0x followed by 40 hex characters)."); addr.input.focus(); return; }
+    setFieldError(addr, "");
+    let until = 0;
+    if (!noExpiry.input.checked) {
+      until = endOfDay(fUntil.input.value);
+      if (!until || until * 1000 < Date.now()) { setFieldError(fUntil, "Choose a date in the future."); fUntil.input.focus(); return; }
+    }
+    setFieldError(fUntil, "");
+    busy(submit, "Signing…", async () => {
+      const signer = await session.signer();
+      const { nonce } = await api.consentNonce(p.patient);
+      const msg = { patient: p.patient, delegate: checksum(a), validUntil: until, nonce: Number(nonce), deadline: deadlineFromNow() };
+      const { signature } = await signTyped(signer, p.chain, "DelegateGrant", msg);
+      const res = await api.addDelegate(p.patient, msg, signature);
+      announce(`Delegate ${shortHex(a)} added (transaction ${shortHex(res.txHash)}).`);
+      await delegates(body, p);
+    });
+  });
+  const cols = [
+    { label: "Delegate", cell: (d) => h("span.mono", d.delegate) },
+    { label: "Valid until", cell: (d) => (Number(d.validUntil) ? timeEl(d.validUntil, { time: false }) : "No expiry") },
+    { label: "Status", cell: (d) => (d.live ? pill("active", "Active") : pill("expired", "Not active")) },
+  ];
+  body.replaceChildren(
+    h("section.card", { "aria-labelledby": "del-add-h" }, h("h2#del-add-h", "Name a delegate"), form),
+    h("section.card", { "aria-labelledby": "del-h" }, h("h2#del-h", "Your delegates"), table(cols, list || [], { empty: "You have not named any delegate." })));
+}

@@ -1,0 +1,305 @@
+// Provider pages: find a patient and read records for a purpose (or break the glass), upload, amend.
+import { api } from "../api.js";
+import { session } from "../session.js";
+import { checksum, isAddress } from "../signing.js";
+import {
+  h, field, choice, setFieldError, busy, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
+  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError, clearAlert,
+} from "../ui.js";
+
+export async function render(main, ctx) {
+  if (ctx.section === "upload") return upload(main, ctx);
+  if (ctx.section !== "patients") { location.replace("#/provider/patients"); return; }
+  return patients(main, ctx);
+}
+
+function purposeSelect(chain, id) {
+  const codes = (chain.purposes || Object.keys(PURPOSE_LABELS)).filter((c) => c !== "ETREAT");
+  return h("select", { id, name: "purpose" }, codes.map((c) => h("option", { value: c, selected: c === "TREAT" }, purposeLabel(c))));
+}
+
+async function iAmEmergency() {
+  try {
+    const { providers } = await api.providers();
+    const me = providers.find((x) => x.address.toLowerCase() === session.address.toLowerCase());
+    return { emergency: Boolean(me && me.emergency), name: me ? me.name : null };
+  } catch { return { emergency: false, name: null }; }
+}
+
+// ---------------------------------------------------------------- find a patient, read
+
+async function patients(main, { chain, params }) {
+  const patient = params.get("patient");
+  const input = h("input", { type: "text", name: "patient", autocomplete: "off", spellcheck: "false", placeholder: "0x…", value: patient || "" });
+  const f = field("Patient address", input, { required: true, hint: "The patient's ledger address (0x followed by 40 hex characters)." });
+  const submit = h("button.btn", { type: "submit" }, "Show records");
+  const form = h("form#find-form", { novalidate: true }, f.wrap, h("div.actions", submit));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const v = input.value.trim();
+    if (!isAddress(v)) { setFieldError(f, "Enter a valid address (0x followed by 40 hex characters)."); input.focus(); return; }
+    setFieldError(f, "");
+    const target = `#/provider/patients?patient=${checksum(v)}`;
+    if (location.hash === target) patients(main, { chain, params: new URLSearchParams(`patient=${checksum(v)}`) });
+    else location.hash = target;
+  });
+  const me = await iAmEmergency();
+  const recordsBox = h("div");
+  const reader = readerCard(chain, me);
+  main.replaceChildren(
+    h("h1", "Find a patient"),
+    me.name ? h("p.muted", `Signed in as ${me.name}.`) : null,
+    h("section.card", { "aria-labelledby": "find-h" }, h("h2#find-h", "Patient"), form),
+    recordsBox, reader.card);
+  if (!patient) return;
+  if (!isAddress(patient)) { setFieldError(f, "Enter a valid address."); return; }
+  const { records } = await api.records(checksum(patient));
+  const cols = [
+    { label: "Record", cell: (r) => hexSpan(r.recordId, 10, 6) },
+    { label: "Category", cell: (r) => categoryLabel(r.category) },
+    { label: "Type", cell: (r) => h("span", r.mediaType || "—", r.size !== undefined ? h("span.muted.small", ` · ${fmtBytes(r.size)}`) : null) },
+    { label: "Version", cell: (r) => String(r.version ?? "—") },
+    { label: "Author", cell: (r) => r.authorName || hexSpan(r.author) },
+    { label: "Added", cell: (r) => timeEl(r.createdAt) },
+    {
+      label: "Actions", actions: true, cell: (r) => {
+        if (r.erased) return pill("erased", "Erased");
+        const read = h("button.btn.btn-small", { type: "button" }, "Read…");
+        read.setAttribute("aria-label", `Read record ${shortHex(r.recordId)}`);
+        read.addEventListener("click", () => reader.open(r));
+        const out = [read];
+        if (r.author && r.author.toLowerCase() === session.address.toLowerCase()) {
+          const amend = h("button.btn.btn-secondary.btn-small", { type: "button" }, "Amend…");
+          amend.setAttribute("aria-label", `Amend record ${shortHex(r.recordId)} (new version)`);
+          amend.addEventListener("click", () => amendRecord(r, () => patients(main, { chain, params })));
+          out.push(" ", amend);
+        }
+        return out;
+      },
+    },
+  ];
+  recordsBox.replaceChildren(h("section.card", { "aria-labelledby": "prec-h" },
+    h("h2#prec-h", "Records of ", h("span.mono", shortHex(checksum(patient), 8, 6))),
+    h("p.muted.small", "Records you authored or may read. Reading needs the patient's consent for your purpose, and is logged on the ledger."),
+    table(cols, records || [], { empty: "No records of this patient are visible to you." })));
+}
+
+function readerCard(chain, me) {
+  const idInput = h("input", { type: "text", name: "recordId", autocomplete: "off", spellcheck: "false", placeholder: "0x… (64 hex characters)" });
+  const fId = field("Record id", idInput, { required: true });
+  const fPurpose = field("Purpose of use", purposeSelect(chain), { required: true, hint: "Stated on the ledger with this read." });
+  const submit = h("button.btn", { type: "submit" }, "Read record");
+  const glass = h("button.btn.btn-danger-outline", { type: "button" }, "Emergency access…");
+  const result = h("div#read-result", { "aria-live": "polite" });
+  const form = h("form#read-form", { novalidate: true }, fId.wrap, fPurpose.wrap, h("div.actions", submit, me.emergency ? glass : null));
+  const card = h("section.card#reader", { "aria-labelledby": "read-h" }, h("h2#read-h", "Read a record"), form, result);
+  const validId = () => {
+    const ok = /^0x[0-9a-fA-F]{64}$/.test(idInput.value.trim());
+    setFieldError(fId, ok ? "" : "A record id is 0x followed by 64 hex characters.");
+    if (!ok) idInput.focus();
+    return ok;
+  };
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!validId()) return;
+    const id = idInput.value.trim();
+    result.replaceChildren();
+    busy(submit, "Checking consent and reading…", async () => {
+      const res = await api.readRecord(id, fPurpose.input.value);
+      await showContent(result, id, res, false);
+      announce(`Record ${shortHex(id)} read for ${PURPOSE_LABELS[fPurpose.input.value]}; the disclosure was logged on the ledger.`);
+    });
+  });
+  glass.addEventListener("click", async () => {
+    if (!validId()) return;
+    const id = idInput.value.trim();
+    const reason = field("Reason for emergency access", h("textarea", { rows: "3" }), { required: true, hint: "Shown to the patient and auditors. At least 10 characters." });
+    reason.input.classList.add("prose");
+    const confirm = choice("checkbox", "confirmEmergency", "1", "I confirm this is an emergency and the patient cannot give consent in time.");
+    const err = h("p.field-error", { role: "alert" });
+    let response = null;
+    const ok = await modal({
+      title: "Emergency access (break the glass)",
+      tone: "emergency",
+      content: h("div",
+        h("p.warning-box", h("strong", "This bypasses the patient's consent. "), "The access is logged permanently on the ledger, flagged as an emergency, and shown to the patient and to auditors with your reason."),
+        h("dl.kv", h("dt", "Record"), h("dd.mono", id)),
+        reason.wrap, confirm.row, err),
+      confirmLabel: "Break the glass and read",
+      confirmClass: "btn btn-danger",
+      cancelLabel: "Cancel",
+      onConfirm: async () => {
+        const text = reason.input.value.trim();
+        if (text.length < 10) { setFieldError(reason, "Give a reason of at least 10 characters."); reason.input.focus(); return undefined; }
+        setFieldError(reason, "");
+        if (!confirm.input.checked) { err.textContent = "Tick the confirmation to continue."; confirm.input.focus(); return undefined; }
+        try { response = await api.emergency(id, text); return true; } catch (e2) {
+          err.textContent = `${e2.title || "Refused"}: ${e2.detail || e2.message}`;
+          return undefined;
+        }
+      },
+    });
+    if (!ok || !response) return;
+    clearAlert();
+    await showContent(result, id, response, true);
+    announce(`Emergency access to record ${shortHex(id)} was logged and flagged.`);
+  });
+  return {
+    card,
+    open(r) {
+      idInput.value = r.recordId;
+      result.replaceChildren();
+      card.scrollIntoView({ block: "start" });
+      fPurpose.input.focus();
+    },
+  };
+}
+
+async function showContent(box, id, res, emergency) {
+  const ct = (res.headers.get("content-type") || "application/octet-stream").split(";")[0].trim();
+  const meta = h("dl.kv",
+    h("dt", "Record"), h("dd.mono", id),
+    h("dt", "Version"), h("dd", res.headers.get("x-record-version") || "—"),
+    h("dt", "Content id (CID)"), h("dd.mono", res.headers.get("x-record-cid") || "—"),
+    h("dt", "Disclosure logged in"), h("dd.mono", res.headers.get("x-disclosure-tx") || "—"),
+    h("dt", "Media type"), h("dd", ct));
+  const parts = [h("h3", emergency ? "Record (emergency access)" : "Record"), meta];
+  if (ct.includes("json")) {
+    const text = await res.text();
+    let pretty = text;
+    try { pretty = JSON.stringify(JSON.parse(text), null, 2); } catch { /* show as is */ }
+    parts.push(h("pre.json", { tabindex: "0", "aria-label": "Record content (JSON)" }, pretty));
+  } else {
+    const blob = await res.blob();
+    const ext = ct.split("/")[1] ? `.${ct.split("/")[1].replace(/[^a-z0-9]+/gi, "")}` : "";
+    parts.push(h("p", `This record is a ${ct} file of ${fmtBytes(blob.size)}. `,
+      h("a.btn.btn-secondary", { href: URL.createObjectURL(blob), download: `record-${id.slice(2, 12)}${ext}` }, "Download the file")));
+  }
+  box.replaceChildren(h("div", { class: emergency ? "warning-box" : "" }, ...parts));
+}
+
+// ---------------------------------------------------------------- upload and amend
+
+const EXAMPLE_OBSERVATION = {
+  resourceType: "Observation",
+  status: "final",
+  category: [{ coding: [{ system: "http://terminology.hl7.org/CodeSystem/observation-category", code: "laboratory", display: "Laboratory" }] }],
+  code: { coding: [{ system: "http://loinc.org", code: "2339-0", display: "Glucose [Mass/volume] in Blood" }], text: "Blood glucose" },
+  effectiveDateTime: "2024-05-02T08:30:00Z",
+  valueQuantity: { value: 95, unit: "mg/dL", system: "http://unitsofmeasure.org", code: "mg/dL" },
+};
+
+/** The content part of an upload/amend form: FHIR JSON textarea or any file. Returns {el, read()} */
+function contentFields(prefix) {
+  const kFhir = choice("radio", `${prefix}-kind`, "fhir", "FHIR R4 resource (JSON)", { checked: true });
+  const kFile = choice("radio", `${prefix}-kind`, "file", "A file (PDF, image, DICOM, …)");
+  const json = field("FHIR JSON", h("textarea", { rows: "10", spellcheck: "false", name: "content" }), { hint: "Paste a FHIR R4 resource; it is checked as JSON before upload." });
+  const example = h("button.btn.btn-quiet.btn-small", { type: "button" }, "Insert an example Observation");
+  example.addEventListener("click", () => { json.input.value = JSON.stringify(EXAMPLE_OBSERVATION, null, 2); json.input.focus(); });
+  const file = field("File", h("input", { type: "file", name: "file" }));
+  const mt = field("Media type", h("input", { type: "text", name: "mediaType", placeholder: "e.g. application/pdf", autocomplete: "off" }), { hint: "Filled in from the file; change it if needed." });
+  file.input.addEventListener("change", () => { const f0 = file.input.files[0]; if (f0) mt.input.value = f0.type || "application/octet-stream"; });
+  const fhirBox = h("div", json.wrap, example);
+  const fileBox = h("div", file.wrap, mt.wrap);
+  const sync = () => { fhirBox.hidden = !kFhir.input.checked; fileBox.hidden = !kFile.input.checked; };
+  kFhir.input.addEventListener("change", sync);
+  kFile.input.addEventListener("change", sync);
+  sync();
+  const el = h("div", h("fieldset", h("legend", "Content"), kFhir.row, kFile.row), fhirBox, fileBox);
+  return {
+    el,
+    /** {kind:"json", content, mediaType} | {kind:"file", file, mediaType} | null after showing errors */
+    read() {
+      if (kFhir.input.checked) {
+        let obj;
+        try { obj = JSON.parse(json.input.value); } catch (e) {
+          setFieldError(json, `This is not valid JSON: ${e.message}`); json.input.focus(); return null;
+        }
+        if (!obj || typeof obj !== "object" || Array.isArray(obj) || typeof obj.resourceType !== "string") {
+          setFieldError(json, "A FHIR resource is a JSON object with a \"resourceType\" (e.g. \"Observation\")."); json.input.focus(); return null;
+        }
+        setFieldError(json, "");
+        return { kind: "json", content: obj, mediaType: "application/fhir+json" };
+      }
+      const f0 = file.input.files[0];
+      if (!f0) { setFieldError(file, "Choose a file."); file.input.focus(); return null; }
+      setFieldError(file, "");
+      const type = mt.input.value.trim() || "application/octet-stream";
+      if (!/^[\w.+-]+\/[\w.+-]+$/.test(type)) { setFieldError(mt, "A media type looks like type/subtype."); mt.input.focus(); return null; }
+      setFieldError(mt, "");
+      return { kind: "file", file: f0, mediaType: type };
+    },
+  };
+}
+
+async function upload(main, { chain, params }) {
+  const patient = field("Patient address", h("input", { type: "text", name: "patient", autocomplete: "off", spellcheck: "false", placeholder: "0x…", value: params.get("patient") || "" }), { required: true });
+  const cats = Object.keys(chain.categories || {});
+  const category = field("Category", h("select", { name: "category" }, cats.map((c) => h("option", { value: c }, categoryLabel(c)))), { required: true });
+  const content = contentFields("up");
+  const submit = h("button.btn", { type: "submit" }, "Upload record");
+  const result = h("div", { "aria-live": "polite" });
+  const form = h("form#upload-form", { novalidate: true }, patient.wrap, category.wrap, content.el, h("div.actions", submit));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const p = patient.input.value.trim();
+    if (!isAddress(p)) { setFieldError(patient, "Enter a valid address (0x followed by 40 hex characters)."); patient.input.focus(); return; }
+    setFieldError(patient, "");
+    const c = content.read();
+    if (!c) return;
+    result.replaceChildren();
+    busy(submit, "Encrypting and anchoring…", async () => {
+      let res;
+      if (c.kind === "json") {
+        res = await api.createRecordJson({ patient: checksum(p), category: category.input.value, content: c.content, mediaType: c.mediaType });
+      } else {
+        const fd = new FormData();
+        fd.append("patient", checksum(p));
+        fd.append("category", category.input.value);
+        fd.append("mediaType", c.mediaType);
+        fd.append("file", c.file, c.file.name);
+        res = await api.createRecordFile(fd);
+      }
+      result.replaceChildren(h("div.card", h("h3", "Record uploaded"), h("dl.kv",
+        h("dt", "Record id"), h("dd.mono#new-record-id", res.recordId),
+        h("dt", "Version"), h("dd", String(res.version)),
+        h("dt", "CID"), h("dd.mono", res.cid),
+        h("dt", "Transaction"), h("dd.mono", res.txHash)),
+        h("a", { href: `#/provider/patients?patient=${checksum(p)}` }, "See this patient's records")));
+      announce(`Record uploaded for ${shortHex(p)}: ${shortHex(res.recordId)}, version ${res.version}.`);
+    });
+  });
+  main.replaceChildren(h("h1", "Upload a record"),
+    h("section.card", { "aria-labelledby": "up-h" }, h("h2#up-h", "New record"),
+      h("p.muted.small", "The record is encrypted before storage; only its fingerprint and your authorship are anchored on the ledger."), form),
+    result);
+}
+
+async function amendRecord(r, reload) {
+  const content = contentFields("am");
+  let res = null;
+  const err = h("p.field-error", { role: "alert" });
+  const ok = await modal({
+    title: "Amend record (new version)",
+    content: h("div", h("p.small", "The new version is linked to the previous one; earlier versions stay in the audit trail."),
+      h("dl.kv", h("dt", "Record"), h("dd.mono", r.recordId), h("dt", "Current version"), h("dd", String(r.version))), content.el, err),
+    confirmLabel: "Save new version",
+    onConfirm: async () => {
+      const c = content.read();
+      if (!c) return undefined;
+      try {
+        if (c.kind === "json") res = await api.amendJson(r.recordId, { content: c.content, mediaType: c.mediaType });
+        else {
+          const fd = new FormData();
+          fd.append("mediaType", c.mediaType);
+          fd.append("file", c.file, c.file.name);
+          res = await api.amendFile(r.recordId, fd);
+        }
+        return true;
+      } catch (e) { err.textContent = `${e.title || "Refused"}: ${e.detail || e.message}`; return undefined; }
+    },
+  });
+  if (!ok || !res) return;
+  announce(`Record ${shortHex(r.recordId)} amended: version ${res.version}.`);
+  await reload();
+}
