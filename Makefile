@@ -39,7 +39,7 @@ build: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ledger_service
+	$(BIN)/mypy ledger_service consent_api
 	cd contracts && $(FORGE) fmt --check
 
 forge-test: build

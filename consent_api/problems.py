@@ -100,8 +100,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {
-            401: "unauthorized", 403: "permission-denied", 404: "not-found", 405: "method-not-allowed",
-            413: "payload-too-large", 415: "unsupported-media-type",
+            401: "unauthorized",
+            403: "permission-denied",
+            404: "not-found",
+            405: "method-not-allowed",
+            413: "payload-too-large",
+            415: "unsupported-media-type",
         }.get(exc.status_code, "validation-error" if exc.status_code < 500 else "internal-error")
         response = problem(exc.status_code, code, str(exc.detail))
         if exc.headers:
@@ -113,4 +117,3 @@ def install(app: FastAPI) -> None:
         # Never echo internals (they may hold key material or record bytes).
         log.exception("unhandled error", exc_info=exc)
         return problem(500, "internal-error", "the server failed to handle the request; it has been logged")
-

@@ -138,8 +138,21 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
     )
     directory = Directory(ledger, deployment.block_number)
     return Services(
-        settings, deployment, rpc, ledger, db, blobs, custody, providers, records, indexer,
-        consents, auth, directory, domain, categories,
+        settings,
+        deployment,
+        rpc,
+        ledger,
+        db,
+        blobs,
+        custody,
+        providers,
+        records,
+        indexer,
+        consents,
+        auth,
+        directory,
+        domain,
+        categories,
     )
 
 

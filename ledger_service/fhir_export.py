@@ -9,7 +9,7 @@ correction, identical for these resources) before it is returned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +39,9 @@ class Accounts:
     chain_id: int
 
     def ref(self, address: str, display: str | None = None) -> dict[str, Any]:
-        reference: dict[str, Any] = {"identifier": {"system": ACCOUNT_SYSTEM, "value": f"eip155:{self.chain_id}:{address}"}}
+        reference: dict[str, Any] = {
+            "identifier": {"system": ACCOUNT_SYSTEM, "value": f"eip155:{self.chain_id}:{address}"}
+        }
         if display:
             reference["display"] = display
         return reference
@@ -118,7 +120,9 @@ def consent_resource(c: ConsentFacts, accounts: Accounts) -> dict[str, Any]:
     if period:
         provision["period"] = period
     if c.scope_kind == "record":
-        provision["data"] = [{"meaning": "instance", "reference": {"identifier": {"system": RECORD_ID_SYSTEM, "value": c.scope_value}}}]
+        provision["data"] = [
+            {"meaning": "instance", "reference": {"identifier": {"system": RECORD_ID_SYSTEM, "value": c.scope_value}}}
+        ]
     elif c.scope_kind == "category":
         provision["class"] = [{"system": CATEGORY_SYSTEM, "code": c.scope_value}]
     return {
@@ -146,13 +150,25 @@ def audit_event_resource(d: DisclosureFacts, accounts: Accounts) -> dict[str, An
     entity: list[dict[str, Any]] = [
         {
             "what": {"identifier": {"system": RECORD_ID_SYSTEM, "value": d.record_id}},
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
-            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"},
+            "type": {
+                "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                "code": "2",
+                "display": "System Object",
+            },
+            "role": {
+                "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                "code": "4",
+                "display": "Domain Resource",
+            },
             "detail": [{"type": "version", "valueString": str(d.version)}],
         },
         {
             "what": accounts.ref(d.patient),
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+            "type": {
+                "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                "code": "1",
+                "display": "Person",
+            },
             "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"},
         },
     ]
@@ -161,13 +177,21 @@ def audit_event_resource(d: DisclosureFacts, accounts: Accounts) -> dict[str, An
     return {
         "resourceType": "AuditEvent",
         "id": _fhir_id(d.tx_hash),
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation",
+        },
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read", "display": "read"}],
         "action": "R",
         "recorded": iso(d.timestamp),
         "outcome": "0",
         "purposeOfEvent": [
-            {"coding": [{"system": ACT_REASON, "code": d.purpose, "display": PURPOSE_DISPLAY.get(d.purpose, d.purpose)}]}
+            {
+                "coding": [
+                    {"system": ACT_REASON, "code": d.purpose, "display": PURPOSE_DISPLAY.get(d.purpose, d.purpose)}
+                ]
+            }
         ],
         "agent": [
             {
@@ -186,7 +210,11 @@ def audit_event_resource(d: DisclosureFacts, accounts: Accounts) -> dict[str, An
             "site": f"tx {d.tx_hash} block {d.block_number}",
             "observer": {"display": "Consent Ledger"},
             "type": [
-                {"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4",
+                    "display": "Application Server",
+                }
             ],
         },
         "entity": entity,
@@ -209,14 +237,26 @@ def provenance_resource(v: VersionFacts, accounts: Accounts) -> dict[str, Any]:
         },
         "agent": [
             {
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                            "code": "author",
+                        }
+                    ]
+                },
                 "who": accounts.ref(v.author, v.author_name),
             }
         ],
     }
     entities = [{"role": "source", "what": {"identifier": {"system": "urn:ipfs:cid", "value": v.cid}}}]
     if v.version > 1:
-        entities.append({"role": "revision", "what": {"identifier": {"system": RECORD_ID_SYSTEM, "value": f"{v.record_id}/v{v.version - 1}"}}})
+        entities.append(
+            {
+                "role": "revision",
+                "what": {"identifier": {"system": RECORD_ID_SYSTEM, "value": f"{v.record_id}/v{v.version - 1}"}},
+            }
+        )
     resource["entity"] = entities
     return resource
 
@@ -243,5 +283,9 @@ def searchset(resources: Iterable[dict[str, Any]], base_url: str) -> dict[str, A
 
 
 def bundle_of(kind: str, items: Sequence[Any], accounts: Accounts, base_url: str) -> dict[str, Any]:
-    builders = {"Consent": consent_resource, "AuditEvent": audit_event_resource, "Provenance": provenance_resource}
+    builders: dict[str, Callable[[Any, Accounts], dict[str, Any]]] = {
+        "Consent": consent_resource,
+        "AuditEvent": audit_event_resource,
+        "Provenance": provenance_resource,
+    }
     return searchset((builders[kind](item, accounts) for item in items), base_url)

@@ -30,6 +30,8 @@ def login(body: LoginIn, request: Request, services: ServicesDep) -> LoginOut:
     domain, origin = expected_domain_and_origin(request)
     token, session = services.auth.login(body.message, body.signature, domain=domain, origin=origin)
     return LoginOut(
-        token=token, address=session.address, roles=services.ledger.roles_of(session.address),
+        token=token,
+        address=session.address,
+        roles=services.ledger.roles_of(session.address),
         expires_at=session.expires_at,
     )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from consent_api.deps import ServicesDep
+from consent_api.deps import ServicesDep, address_param
 from consent_api.schemas import ContractNonceOut, GrantOut, GrantRequest, RevokeRequest, TxOut
 from ledger_service.domain.consent import ConsentGrant, ConsentRevoke
-from consent_api.deps import address_param
 
 router = APIRouter(prefix="/v1/consents", tags=["consents"])
 
@@ -31,9 +30,14 @@ def patient_nonce(patient: str, services: ServicesDep) -> ContractNonceOut:
 def grant(body: GrantRequest, response: Response, services: ServicesDep) -> GrantOut:
     g = body.grant
     message = ConsentGrant(
-        patient=address_param(g.patient, "grant.patient"), grantee=address_param(g.grantee, "grant.grantee"),
-        scope=_bytes(g.scope), purpose=_bytes(g.purpose), valid_from=g.valid_from, valid_until=g.valid_until,
-        nonce=g.nonce, deadline=g.deadline,
+        patient=address_param(g.patient, "grant.patient"),
+        grantee=address_param(g.grantee, "grant.grantee"),
+        scope=_bytes(g.scope),
+        purpose=_bytes(g.purpose),
+        valid_from=g.valid_from,
+        valid_until=g.valid_until,
+        nonce=g.nonce,
+        deadline=g.deadline,
     )
     result = services.consents.relay_grant(message, _bytes(body.signature))
     if result.replayed:

@@ -17,7 +17,9 @@ from ledger_service.service.disclosures import disclosures_of
 router = APIRouter(prefix="/v1/fhir", tags=["fhir"])
 
 FHIR_JSON = "application/fhir+json"
-PatientQuery = Annotated[str, Query(description="The patient's address", examples=["0x90F79bf6EB2c4f870365E785982E1f101E93b906"])]
+PatientQuery = Annotated[
+    str, Query(description="The patient's address", examples=["0x90F79bf6EB2c4f870365E785982E1f101E93b906"])
+]
 BUNDLE = {200: {"description": "A FHIR R4 searchset Bundle", "content": {FHIR_JSON: {}}}}
 
 
@@ -33,7 +35,9 @@ def _base(request: Request) -> str:
 
 
 @router.get("/Consent", name="fhir_consent", responses=BUNDLE, response_class=JSONResponse)  # type: ignore[arg-type]
-def consent_bundle(patient: PatientQuery, request: Request, caller: CurrentCaller, services: ServicesDep) -> JSONResponse:
+def consent_bundle(
+    patient: PatientQuery, request: Request, caller: CurrentCaller, services: ServicesDep
+) -> JSONResponse:
     patient = _patient_for(services, caller, patient)
     categories = services.categories()
     facts = []
@@ -41,11 +45,19 @@ def consent_bundle(patient: PatientQuery, request: Request, caller: CurrentCalle
         kind, label = scope_kind(view.state.scope, categories)
         facts.append(
             ConsentFacts(
-                consent_id=hex32(view.state.consent_id), patient=patient, grantee=view.state.grantee,
-                grantee_name=services.directory.name_of(view.state.grantee), scope_kind=kind,
-                scope_value="" if kind == "all" else label, purpose=purpose_from_bytes32(view.state.purpose),
-                valid_from=view.state.valid_from, valid_until=view.state.valid_until, status=view.status,
-                granted_at=view.granted_at, signer=view.signer, tx_hash=view.tx_hash,
+                consent_id=hex32(view.state.consent_id),
+                patient=patient,
+                grantee=view.state.grantee,
+                grantee_name=services.directory.name_of(view.state.grantee),
+                scope_kind=kind,
+                scope_value="" if kind == "all" else label,
+                purpose=purpose_from_bytes32(view.state.purpose),
+                valid_from=view.state.valid_from,
+                valid_until=view.state.valid_until,
+                status=view.status,
+                granted_at=view.granted_at,
+                signer=view.signer,
+                tx_hash=view.tx_hash,
             )
         )
     bundle: dict[str, Any] = bundle_of("Consent", facts, Accounts(services.deployment.chain_id), _base(request))
@@ -53,14 +65,24 @@ def consent_bundle(patient: PatientQuery, request: Request, caller: CurrentCalle
 
 
 @router.get("/AuditEvent", responses=BUNDLE, response_class=JSONResponse)  # type: ignore[arg-type]
-def audit_event_bundle(patient: PatientQuery, request: Request, caller: CurrentCaller, services: ServicesDep) -> JSONResponse:
+def audit_event_bundle(
+    patient: PatientQuery, request: Request, caller: CurrentCaller, services: ServicesDep
+) -> JSONResponse:
     patient = _patient_for(services, caller, patient)
     custodian = services.ledger.sender.address if services.ledger.sender else services.deployment.custodian
     facts = [
         DisclosureFacts(
-            record_id=d.record_id, version=d.version, patient=patient, accessor=d.accessor,
-            accessor_name=services.directory.name_of(d.accessor), custodian=custodian, purpose=d.purpose,
-            emergency=d.emergency, reason=d.reason, timestamp=d.timestamp, tx_hash=d.tx_hash,
+            record_id=d.record_id,
+            version=d.version,
+            patient=patient,
+            accessor=d.accessor,
+            accessor_name=services.directory.name_of(d.accessor),
+            custodian=custodian,
+            purpose=d.purpose,
+            emergency=d.emergency,
+            reason=d.reason,
+            timestamp=d.timestamp,
+            tx_hash=d.tx_hash,
             block_number=d.block_number,
         )
         for d in disclosures_of(services.db, services.indexer, patient)

@@ -16,7 +16,12 @@ def health(services: ServicesDep) -> Health:
     return Health(status="ok", chain_id=services.deployment.chain_id, block_number=services.rpc.block_number())
 
 
-@router.get("/v1/chain", response_model=ChainInfo, response_model_exclude_none=True, summary="Chain, contracts, EIP-712 domain, codes")
+@router.get(
+    "/v1/chain",
+    response_model=ChainInfo,
+    response_model_exclude_none=True,
+    summary="Chain, contracts, EIP-712 domain, codes",
+)
 def chain_info(services: ServicesDep) -> ChainInfo:
     d = services.deployment
     demo = None
@@ -28,7 +33,9 @@ def chain_info(services: ServicesDep) -> ChainInfo:
         block_number=services.rpc.block_number(),
         contracts=d.contracts,
         eip712_domain=Eip712DomainOut(
-            name=domain["name"], version=domain["version"], chain_id=domain["chainId"],
+            name=domain["name"],
+            version=domain["version"],
+            chain_id=domain["chainId"],
             verifying_contract=domain["verifyingContract"],
         ),
         categories={code: hex32(cid) for code, cid in services.categories().items()},

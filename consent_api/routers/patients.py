@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+
 from consent_api.deps import CurrentCaller, ServicesDep, address_param, patient_or_delegate
 from consent_api.schemas import (
     ConsentList,
@@ -35,11 +36,21 @@ def consents(patient: str, caller: CurrentCaller, services: ServicesDep) -> Cons
         kind, label = scope_kind(view.state.scope, categories)
         out.append(
             ConsentOut(
-                consent_id=hex32(view.state.consent_id), patient=patient, grantee=view.state.grantee,
-                grantee_name=services.directory.name_of(view.state.grantee), scope=hex32(view.state.scope),
-                scope_kind=kind, scope_label=label, purpose=purpose_from_bytes32(view.state.purpose),
-                valid_from=view.state.valid_from, valid_until=view.state.valid_until, status=view.status,
-                granted_at=view.granted_at, tx_hash=view.tx_hash, signer=view.signer, revoked_at=view.revoked_at,
+                consent_id=hex32(view.state.consent_id),
+                patient=patient,
+                grantee=view.state.grantee,
+                grantee_name=services.directory.name_of(view.state.grantee),
+                scope=hex32(view.state.scope),
+                scope_kind=kind,
+                scope_label=label,
+                purpose=purpose_from_bytes32(view.state.purpose),
+                valid_from=view.state.valid_from,
+                valid_until=view.state.valid_until,
+                status=view.status,
+                granted_at=view.granted_at,
+                tx_hash=view.tx_hash,
+                signer=view.signer,
+                revoked_at=view.revoked_at,
                 revoke_tx_hash=view.revoke_tx,
             )
         )
@@ -50,10 +61,16 @@ def _record_out(services: ServicesDep, record: RecordRow) -> RecordOut:
     versions = services.records.versions(record.record_id)
     head = versions[-1] if versions else None
     return RecordOut(
-        record_id=record.record_id, patient=record.patient, author=record.author,
-        author_name=services.directory.name_of(record.author), category=record.category,
-        media_type=head.media_type if head else "", version=record.current_version, cid=head.cid if head else "",
-        size=head.plaintext_size if head else 0, created_at=int(record.created_at.timestamp()),
+        record_id=record.record_id,
+        patient=record.patient,
+        author=record.author,
+        author_name=services.directory.name_of(record.author),
+        category=record.category,
+        media_type=head.media_type if head else "",
+        version=record.current_version,
+        cid=head.cid if head else "",
+        size=head.plaintext_size if head else 0,
+        created_at=int(record.created_at.timestamp()),
         erased=record.erased_at is not None or record.state in ("erasing", "erased"),
     )
 
@@ -93,9 +110,16 @@ def disclosures(patient: str, caller: CurrentCaller, services: ServicesDep) -> D
     patient = patient_or_delegate(services, caller, patient)
     out = [
         DisclosureOut(
-            record_id=d.record_id, version=d.version, accessor=d.accessor,
-            accessor_name=services.directory.name_of(d.accessor), purpose=d.purpose, consent_id=d.consent_id,
-            emergency=d.emergency, reason=d.reason, block_number=d.block_number, timestamp=d.timestamp,
+            record_id=d.record_id,
+            version=d.version,
+            accessor=d.accessor,
+            accessor_name=services.directory.name_of(d.accessor),
+            purpose=d.purpose,
+            consent_id=d.consent_id,
+            emergency=d.emergency,
+            reason=d.reason,
+            block_number=d.block_number,
+            timestamp=d.timestamp,
             tx_hash=d.tx_hash,
         )
         for d in disclosures_of(services.db, services.indexer, patient)
@@ -114,8 +138,11 @@ def add_delegate(patient: str, body: DelegateRequest, services: ServicesDep) -> 
     if address_param(d.patient, "delegate.patient") != address_param(patient, "patient"):
         raise ValidationError("delegate.patient differs from the patient in the path", field="patient")
     message = DelegateGrant(
-        patient=address_param(d.patient, "delegate.patient"), delegate=address_param(d.delegate, "delegate.delegate"),
-        valid_until=d.valid_until, nonce=d.nonce, deadline=d.deadline,
+        patient=address_param(d.patient, "delegate.patient"),
+        delegate=address_param(d.delegate, "delegate.delegate"),
+        valid_until=d.valid_until,
+        nonce=d.nonce,
+        deadline=d.deadline,
     )
     result = services.consents.relay_delegate(message, bytes.fromhex(body.signature[2:]))
     return TxOut(tx_hash=result.tx_hash)

@@ -28,21 +28,33 @@ IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="Makes a retried request do its work once")
 ]
 UPLOAD_CHUNK = 1024 * 1024
-CONTENT_DOC = {
+MULTIPART_SCHEMA: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "required": ["patient", "category", "mediaType", "file"],
+        "properties": {
+            "patient": {"type": "string"},
+            "category": {"type": "string"},
+            "mediaType": {"type": "string"},
+            "file": {"type": "string", "format": "binary"},
+        },
+    }
+}
+CONTENT_DOC: dict[str, Any] = {
     "requestBody": {
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/RecordCreateIn"}},
+            "multipart/form-data": MULTIPART_SCHEMA,
+        },
+        "required": True,
+    }
+}
+AMEND_DOC: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RecordAmendIn"}},
             "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["patient", "category", "mediaType", "file"],
-                    "properties": {
-                        "patient": {"type": "string"},
-                        "category": {"type": "string"},
-                        "mediaType": {"type": "string"},
-                        "file": {"type": "string", "format": "binary"},
-                    },
-                }
+                "schema": {**MULTIPART_SCHEMA["schema"], "required": ["mediaType", "file"]},
             },
         },
         "required": True,
@@ -140,14 +152,21 @@ async def _idempotent_upload(
     openapi_extra=CONTENT_DOC,
 )
 async def create_record(
-    request: Request, response: Response, caller: ProviderCaller, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    request: Request,
+    response: Response,
+    caller: ProviderCaller,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     fields, content, fingerprint = await _parse_upload(request, amend=False)
 
     def work() -> AnchoredVersion:
         return services.records.create(
-            provider=caller.address, patient=fields["patient"], category=fields["category"],
-            media_type=fields["mediaType"], content=_chunks(content),
+            provider=caller.address,
+            patient=fields["patient"],
+            category=fields["category"],
+            media_type=fields["mediaType"],
+            content=_chunks(content),
         )
 
     result, replayed = await _idempotent_upload(services, caller.address, idempotency_key, fingerprint, work)
@@ -161,12 +180,14 @@ async def create_record(
     response_model=RecordCreated,
     status_code=status.HTTP_201_CREATED,
     summary="Amend a record: a new version (the authoring provider only)",
-    openapi_extra={"requestBody": {**CONTENT_DOC["requestBody"], "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/RecordAmendIn"}},
-        "multipart/form-data": CONTENT_DOC["requestBody"]["content"]["multipart/form-data"]}}},
+    openapi_extra=AMEND_DOC,
 )
 async def amend_record(
-    record_id: str, request: Request, response: Response, caller: ProviderCaller, services: ServicesDep,
+    record_id: str,
+    request: Request,
+    response: Response,
+    caller: ProviderCaller,
+    services: ServicesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     record_id = record_id_param(record_id)
@@ -177,7 +198,9 @@ async def amend_record(
             provider=caller.address, record_id=record_id, media_type=fields["mediaType"], content=_chunks(content)
         )
 
-    result, replayed = await _idempotent_upload(services, caller.address, idempotency_key, fingerprint + record_id, work)
+    result, replayed = await _idempotent_upload(
+        services, caller.address, idempotency_key, fingerprint + record_id, work
+    )
     if replayed:
         response.status_code = status.HTTP_200_OK
     return result
@@ -236,12 +259,20 @@ def read_record(
     response_class=StreamingResponse,
 )
 def emergency_access(
-    record_id: str, body: EmergencyIn, caller: ProviderCaller, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    record_id: str,
+    body: EmergencyIn,
+    caller: ProviderCaller,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
     if not caller.has("emergency"):
-        raise PermissionDenied(f"{caller.address} may not break the glass (no EMERGENCY_ROLE)", reason="needs-emergency")
+        raise PermissionDenied(
+            f"{caller.address} may not break the glass (no EMERGENCY_ROLE)", reason="needs-emergency"
+        )
     content = services.records.emergency_read(
-        accessor=caller.address, record_id=record_id_param(record_id), reason=body.reason,
+        accessor=caller.address,
+        record_id=record_id_param(record_id),
+        reason=body.reason,
         idempotency_key=idempotency_key,
     )
     return _content_response(content)
@@ -251,4 +282,3 @@ def emergency_access(
 def erase_record(record_id: str, caller: CurrentCaller, services: ServicesDep) -> ErasureOut:
     result = services.records.erase(record_id=record_id_param(record_id), requested_by=caller.address)
     return ErasureOut(record_id=result.record_id, tx_hash=result.tx_hash)
-

@@ -16,7 +16,8 @@ from ledger_service.errors import LedgerError
 NONCE_RE = re.compile(r"^[A-Za-z0-9]{8,}$")
 
 _HEADER = re.compile(
-    r"^(?:(?P<scheme>[a-zA-Z][a-zA-Z0-9+\-.]*)://)?(?P<domain>[^\s/]+) wants you to sign in with your Ethereum account:$"
+    r"^(?:(?P<scheme>[a-zA-Z][a-zA-Z0-9+\-.]*)://)?(?P<domain>[^\s/]+)"
+    r" wants you to sign in with your Ethereum account:$"
 )
 _FIELDS = ("URI", "Version", "Chain ID", "Nonce", "Issued At", "Expiration Time", "Not Before", "Request ID")
 
@@ -115,7 +116,9 @@ def parse(message: str) -> SiweMessage:
         chain_id=chain_id,
         nonce=fields["Nonce"],
         issued_at=_timestamp(fields["Issued At"], "Issued At"),
-        expiration_time=_timestamp(fields["Expiration Time"], "Expiration Time") if "Expiration Time" in fields else None,
+        expiration_time=_timestamp(fields["Expiration Time"], "Expiration Time")
+        if "Expiration Time" in fields
+        else None,
         not_before=_timestamp(fields["Not Before"], "Not Before") if "Not Before" in fields else None,
         request_id=fields.get("Request ID"),
         resources=tuple(resources),

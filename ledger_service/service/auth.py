@@ -158,7 +158,9 @@ class AuthService:
             raise AuthenticationError("bearer token signature is invalid")
         try:
             claims = json.loads(_unb64(payload))
-            session = Session(to_checksum_address(claims["sub"]), int(claims["iat"]), int(claims["exp"]), str(claims["jti"]))
+            session = Session(
+                to_checksum_address(claims["sub"]), int(claims["iat"]), int(claims["exp"]), str(claims["jti"])
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthenticationError("malformed bearer token") from exc
         if session.expires_at <= self._clock():

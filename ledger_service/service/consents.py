@@ -158,7 +158,11 @@ class ConsentService:
         with self.db.session() as s:
             s.merge(
                 RelayedMessageRow(
-                    digest=hex32(digest), kind=kind, patient=patient, consent_id=consent, tx_hash=receipt.tx_hex,
+                    digest=hex32(digest),
+                    kind=kind,
+                    patient=patient,
+                    consent_id=consent,
+                    tx_hash=receipt.tx_hex,
                     created_at=datetime.now(UTC),
                 )
             )
@@ -177,9 +181,11 @@ class ConsentService:
         )
 
     def relay_revoke(self, revoke: ConsentRevoke, signature: bytes) -> RelayResult:
-        patient, _from, _until, revoked = self.ledger.consent(revoke.consent_id)
+        patient, _from, _until, _revoked = self.ledger.consent(revoke.consent_id)
         if int(patient, 16) == 0 or to_checksum_address(patient) != to_checksum_address(revoke.patient):
-            raise ValidationError(f"no consent {hex32(revoke.consent_id)} of patient {revoke.patient}", field="consentId")
+            raise ValidationError(
+                f"no consent {hex32(revoke.consent_id)} of patient {revoke.patient}", field="consentId"
+            )
         return self._relay(
             "revoke", revoke, signature, lambda: self.ledger.revoke_by_sig(revoke, signature), hex32(revoke.consent_id)
         )
@@ -213,12 +219,19 @@ class ConsentService:
             if row.name == "ConsentGranted":
                 views[cid] = {
                     "state": ConsentState(
-                        bytes.fromhex(cid[2:]), patient, to_checksum_address(args["grantee"]),
-                        bytes.fromhex(args["scope"][2:]), bytes.fromhex(args["purpose"][2:]),
-                        int(args["validFrom"]), int(args["validUntil"]),
+                        bytes.fromhex(cid[2:]),
+                        patient,
+                        to_checksum_address(args["grantee"]),
+                        bytes.fromhex(args["scope"][2:]),
+                        bytes.fromhex(args["purpose"][2:]),
+                        int(args["validFrom"]),
+                        int(args["validUntil"]),
                     ),
-                    "granted_at": row.block_timestamp, "tx_hash": row.tx_hash,
-                    "signer": to_checksum_address(args["signer"]), "revoked_at": None, "revoke_tx": None,
+                    "granted_at": row.block_timestamp,
+                    "tx_hash": row.tx_hash,
+                    "signer": to_checksum_address(args["signer"]),
+                    "revoked_at": None,
+                    "revoke_tx": None,
                 }
             elif cid in views:
                 view = views[cid]

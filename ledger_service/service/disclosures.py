@@ -39,14 +39,22 @@ def disclosures_of(db: Database, indexer: EventIndexer, patient: str) -> list[Di
     patient = to_checksum_address(patient)
     indexer.catch_up()
     with db.session() as s:
-        events = s.execute(
-            select(ChainEventRow)
-            .where(ChainEventRow.patient == patient, ChainEventRow.name.in_(("AccessLogged", "EmergencyAccessLogged")))
-            .order_by(ChainEventRow.block_number.desc(), ChainEventRow.log_index.desc())
-        ).scalars().all()
+        events = (
+            s.execute(
+                select(ChainEventRow)
+                .where(
+                    ChainEventRow.patient == patient, ChainEventRow.name.in_(("AccessLogged", "EmergencyAccessLogged"))
+                )
+                .order_by(ChainEventRow.block_number.desc(), ChainEventRow.log_index.desc())
+            )
+            .scalars()
+            .all()
+        )
         reasons = {
             d.tx_hash: d.reason
-            for d in s.execute(select(DeliveryRow).where(DeliveryRow.patient == patient, DeliveryRow.emergency)).scalars()
+            for d in s.execute(
+                select(DeliveryRow).where(DeliveryRow.patient == patient, DeliveryRow.emergency)
+            ).scalars()
         }
     out = []
     for event in events:

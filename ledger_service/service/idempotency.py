@@ -32,7 +32,9 @@ class IdempotencyStore:
     @staticmethod
     def scoped(principal: str, key: str) -> str:
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            raise ValidationError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters", field="Idempotency-Key")
+            raise ValidationError(
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters", field="Idempotency-Key"
+            )
         return f"{principal}:{key}"
 
     def claim(self, scoped_key: str, fingerprint: str) -> dict[str, Any] | None:
@@ -53,7 +55,11 @@ class IdempotencyStore:
                 return None
         try:
             with self.db.session() as s:
-                s.add(IdempotencyRow(key=scoped_key, request_hash=fingerprint, state="pending", result=None, created_at=now))
+                s.add(
+                    IdempotencyRow(
+                        key=scoped_key, request_hash=fingerprint, state="pending", result=None, created_at=now
+                    )
+                )
         except DatabaseError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 raise IdempotencyConflict("a request with this Idempotency-Key is still in progress") from exc

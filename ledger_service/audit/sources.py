@@ -1,0 +1,58 @@
+"""Adapters that turn the operator's stores into the verifier's plain inputs (I/O lives here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ledger_service.audit.merkle import MerkleLog
+from ledger_service.audit.verifier import Delivery, OperatorLog, OperatorRecords
+from ledger_service.db.database import Database
+from ledger_service.db.models import DataKeyRow, DeliveryRow, RecordRow
+from ledger_service.errors import AuditError
+
+
+def operator_records(db: Database) -> OperatorRecords:
+    """The delivery log, the versions that still have wrapped keys, and the records marked erased."""
+    with db.session() as s:
+        deliveries = [
+            Delivery(
+                id=row.id,
+                record_id=row.record_id,
+                version=row.version,
+                patient=row.patient,
+                accessor=row.accessor,
+                purpose=row.purpose,
+                consent_id=row.consent_id,
+                emergency=bool(row.emergency),
+                reason=row.reason,
+                tx_hash=row.tx_hash,
+                block_number=int(row.block_number),
+                log_index=int(row.log_index),
+                status=row.status,
+            )
+            for row in s.execute(select(DeliveryRow).order_by(DeliveryRow.id)).scalars()
+        ]
+        keys = [(rid, int(v)) for rid, v in s.execute(select(DataKeyRow.record_id, DataKeyRow.version)).all()]
+        erased = [
+            rid
+            for (rid,) in s.execute(
+                select(RecordRow.record_id).where((RecordRow.erased_at.is_not(None)) | (RecordRow.state == "erased"))
+            ).all()
+        ]
+    return OperatorRecords(deliveries, keys, erased)
+
+
+def disclosure_log_file(path: Path) -> OperatorLog:
+    """An operator disclosure log exported as JSON ``{"entries": ["0x<leaf data>", ...]}``.
+
+    Consistency proofs are produced from these entries, as the operator's log would produce them.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = [bytes.fromhex(e[2:] if e.startswith("0x") else e) for e in data["entries"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise AuditError(f"cannot read disclosure log {path}: {type(exc).__name__}: {exc}") from exc
+    return OperatorLog.of(MerkleLog.of(entries))

@@ -1,0 +1,425 @@
+"""The ledger's whole history, read from the chain alone, as plain data.
+
+``fetch_trail`` needs only a JSON-RPC URL (an auditor's own node), the ledger's address and the
+block to start from (its deployment block, or 0). It reads every event of the contract with batched
+``eth_getLogs`` over block ranges, the timestamps of the blocks they are in with batched
+``eth_getBlockByNumber``, and decodes them into the frozen data classes below. Nothing here
+judges anything: :mod:`ledger_service.audit.verifier` does, as pure functions over a :class:`Trail`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeVar
+
+from eth_utils import to_checksum_address
+
+from ledger_service.chain.abi import ContractCodec, DecodedEvent
+from ledger_service.chain.client import RpcClient
+from ledger_service.chain.ledger import ledger_codec
+from ledger_service.domain.codes import ZERO32
+from ledger_service.domain.records import RecordVersion
+from ledger_service.errors import AuditError
+
+LOG_RANGE: Final = 5_000  # blocks per eth_getLogs request
+RPC_BATCH: Final = 50  # requests per JSON-RPC batch
+
+T = TypeVar("T")
+
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``, called as work advances."""
+
+
+def _no_progress(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True, order=True)
+class At:
+    """Where an event is: its block, position in the block, transaction, and the block's timestamp."""
+
+    block: int
+    log_index: int
+    tx_hash: bytes = field(compare=False)
+    timestamp: int = field(compare=False)
+
+    @property
+    def tx(self) -> str:
+        return "0x" + self.tx_hash.hex()
+
+
+@dataclass(frozen=True)
+class VersionAnchored:
+    record_id: bytes
+    patient: str
+    author: str
+    version: int
+    category: bytes
+    cid: bytes
+    commitment: bytes
+    previous_hash: bytes
+    version_hash: bytes
+    at: At
+
+    def domain(self) -> RecordVersion:
+        return RecordVersion(
+            record_id=self.record_id,
+            version=self.version,
+            patient=self.patient,
+            author=self.author,
+            category=self.category,
+            cid=self.cid,
+            commitment=self.commitment,
+            previous_hash=self.previous_hash,
+            version_hash=self.version_hash,
+            block_number=self.at.block,
+            tx_hash=self.at.tx_hash,
+        )
+
+
+@dataclass(frozen=True)
+class RecordErasure:
+    record_id: bytes
+    patient: str
+    erased_by: str
+    version: int
+    at: At
+
+
+@dataclass(frozen=True)
+class ConsentEvent:
+    kind: Literal["granted", "revoked"]
+    consent_id: bytes
+    patient: str
+    signer: str
+    at: At
+    grantee: str | None = None  # the rest only for grants
+    scope: bytes = ZERO32
+    purpose: bytes = ZERO32
+    valid_from: int = 0
+    valid_until: int = 0
+
+
+@dataclass(frozen=True)
+class DelegationEvent:
+    kind: Literal["granted", "revoked"]
+    patient: str
+    delegate: str
+    valid_until: int
+    at: At
+
+
+@dataclass(frozen=True)
+class RoleEvent:
+    """A role grant/revocation (AccessControl) or a provider's onboarding/suspension/reinstatement."""
+
+    kind: Literal["granted", "revoked", "onboarded", "suspended", "reinstated"]
+    account: str
+    at: At
+    role: bytes = ZERO32
+    by: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class CategoryEvent:
+    category_id: bytes
+    index: int
+    code: str
+    at: At
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """An ``AccessLogged`` (consented) or ``EmergencyAccessLogged`` (break-glass) event."""
+
+    record_id: bytes
+    patient: str
+    accessor: str
+    version: int
+    emergency: bool
+    at: At
+    purpose: bytes = ZERO32  # AccessLogged only
+    consent_id: bytes = ZERO32  # AccessLogged only
+    reason_hash: bytes = ZERO32  # EmergencyAccessLogged only
+
+
+@dataclass(frozen=True)
+class BatchAnchor:
+    root: bytes
+    from_index: int
+    to_index: int
+    at: At
+
+
+TrailEvent = (
+    VersionAnchored
+    | RecordErasure
+    | ConsentEvent
+    | DelegationEvent
+    | RoleEvent
+    | CategoryEvent
+    | Disclosure
+    | BatchAnchor
+)
+
+
+@dataclass
+class Trail:
+    """Every ledger event in ``[from_block, to_block]``, in chain order, and the blocks' timestamps."""
+
+    chain_id: int
+    contract: str
+    from_block: int
+    to_block: int
+    events: list[TrailEvent] = field(default_factory=list)
+    block_timestamps: dict[int, int] = field(default_factory=dict)
+
+    def of_type(self, kind: type[T]) -> list[T]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    @property
+    def versions(self) -> list[VersionAnchored]:
+        return self.of_type(VersionAnchored)
+
+    @property
+    def erasures(self) -> list[RecordErasure]:
+        return self.of_type(RecordErasure)
+
+    @property
+    def consents(self) -> list[ConsentEvent]:
+        return self.of_type(ConsentEvent)
+
+    @property
+    def delegations(self) -> list[DelegationEvent]:
+        return self.of_type(DelegationEvent)
+
+    @property
+    def roles(self) -> list[RoleEvent]:
+        return self.of_type(RoleEvent)
+
+    @property
+    def categories(self) -> list[CategoryEvent]:
+        return self.of_type(CategoryEvent)
+
+    @property
+    def disclosures(self) -> list[Disclosure]:
+        return self.of_type(Disclosure)
+
+    @property
+    def batches(self) -> list[BatchAnchor]:
+        return self.of_type(BatchAnchor)
+
+    def records(self) -> dict[bytes, list[VersionAnchored]]:
+        """Record id -> its anchored versions in chain order."""
+        result: dict[bytes, list[VersionAnchored]] = {}
+        for v in self.versions:
+            result.setdefault(v.record_id, []).append(v)
+        return result
+
+    def role_history(self, account: str) -> list[RoleEvent]:
+        account = to_checksum_address(account)
+        return [e for e in self.roles if e.account == account]
+
+
+# ----------------------------------------------------------------- decoding (pure)
+
+
+def event_from_decoded(event: DecodedEvent, timestamp: int) -> TrailEvent | None:
+    """The trail event for one decoded ledger log, or None for events the audit does not use."""
+    a = event.args
+    at = At(event.block_number, event.log_index, event.tx_hash, timestamp)
+    name = event.name
+    if name == "RecordAnchored":
+        return VersionAnchored(
+            record_id=bytes(a["recordId"]),
+            patient=a["patient"],
+            author=a["author"],
+            version=int(a["version"]),
+            category=bytes(a["category"]),
+            cid=bytes(a["cid"]),
+            commitment=bytes(a["commitment"]),
+            previous_hash=bytes(a["previousHash"]),
+            version_hash=bytes(a["versionHash"]),
+            at=at,
+        )
+    if name == "RecordErased":
+        return RecordErasure(bytes(a["recordId"]), a["patient"], a["erasedBy"], int(a["version"]), at)
+    if name == "ConsentGranted":
+        return ConsentEvent(
+            "granted",
+            bytes(a["consentId"]),
+            a["patient"],
+            a["signer"],
+            at,
+            grantee=a["grantee"],
+            scope=bytes(a["scope"]),
+            purpose=bytes(a["purpose"]),
+            valid_from=int(a["validFrom"]),
+            valid_until=int(a["validUntil"]),
+        )
+    if name == "ConsentRevoked":
+        return ConsentEvent("revoked", bytes(a["consentId"]), a["patient"], a["signer"], at)
+    if name == "DelegateGranted":
+        return DelegationEvent("granted", a["patient"], a["delegate"], int(a["validUntil"]), at)
+    if name == "DelegateRevoked":
+        return DelegationEvent("revoked", a["patient"], a["delegate"], 0, at)
+    if name in ("RoleGranted", "RoleRevoked"):
+        kind: Literal["granted", "revoked"] = "granted" if name == "RoleGranted" else "revoked"
+        return RoleEvent(kind, a["account"], at, role=bytes(a["role"]), by=a["sender"])
+    if name == "ProviderOnboarded":
+        return RoleEvent("onboarded", a["provider"], at, name=str(a["name"]))
+    if name == "ProviderSuspended":
+        return RoleEvent("suspended", a["provider"], at, by=a["by"])
+    if name == "ProviderReinstated":
+        return RoleEvent("reinstated", a["provider"], at, by=a["by"])
+    if name == "CategoryRegistered":
+        return CategoryEvent(bytes(a["categoryId"]), int(a["index"]), str(a["code"]), at)
+    if name == "AccessLogged":
+        return Disclosure(
+            bytes(a["recordId"]),
+            a["patient"],
+            a["accessor"],
+            int(a["version"]),
+            False,
+            at,
+            purpose=bytes(a["purpose"]),
+            consent_id=bytes(a["consentId"]),
+        )
+    if name == "EmergencyAccessLogged":
+        return Disclosure(
+            bytes(a["recordId"]),
+            a["patient"],
+            a["accessor"],
+            int(a["version"]),
+            True,
+            at,
+            reason_hash=bytes(a["reasonHash"]),
+        )
+    if name == "DisclosureBatchAnchored":
+        return BatchAnchor(bytes(a["root"]), int(a["fromIndex"]), int(a["toIndex"]), at)
+    return None
+
+
+def build_trail(
+    chain_id: int,
+    contract: str,
+    from_block: int,
+    to_block: int,
+    decoded: Iterable[DecodedEvent],
+    block_timestamps: dict[int, int],
+) -> Trail:
+    """A :class:`Trail` from decoded events (any order) and the timestamps of their blocks."""
+    events: list[TrailEvent] = []
+    for event in sorted(decoded, key=lambda e: (e.block_number, e.log_index)):
+        timestamp = block_timestamps.get(event.block_number)
+        if timestamp is None:
+            raise AuditError(f"no timestamp for block {event.block_number} of event {event.name}")
+        item = event_from_decoded(event, timestamp)
+        if item is not None:
+            events.append(item)
+    return Trail(chain_id, to_checksum_address(contract), from_block, to_block, events, dict(block_timestamps))
+
+
+# ----------------------------------------------------------------- reading the chain (I/O)
+
+
+def _hex_bytes(value: str | None) -> bytes:
+    if not value:
+        return b""
+    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
+
+
+def _parse_log(raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "address": raw["address"],
+        "topics": [_hex_bytes(t) for t in raw["topics"]],
+        "data": _hex_bytes(raw["data"]),
+        "blockNumber": int(raw["blockNumber"], 16),
+        "blockHash": _hex_bytes(raw["blockHash"]),
+        "transactionHash": _hex_bytes(raw["transactionHash"]),
+        "logIndex": int(raw["logIndex"], 16),
+        "removed": bool(raw.get("removed", False)),
+    }
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def fetch_logs(
+    rpc: RpcClient,
+    contract: str,
+    from_block: int,
+    to_block: int,
+    *,
+    log_range: int = LOG_RANGE,
+    progress: Progress = _no_progress,
+) -> list[dict[str, Any]]:
+    """Every log of ``contract`` in ``[from_block, to_block]``, by batched ranged ``eth_getLogs``."""
+    ranges = [(start, min(start + log_range - 1, to_block)) for start in range(from_block, to_block + 1, log_range)]
+    logs: list[dict[str, Any]] = []
+    done = 0
+    for group in _chunks(ranges, RPC_BATCH):
+        calls = [("eth_getLogs", [{"address": contract, "fromBlock": hex(lo), "toBlock": hex(hi)}]) for lo, hi in group]
+        for result in rpc.batch(calls):
+            logs.extend(_parse_log(raw) for raw in result or [] if not raw.get("removed"))
+        done += len(group)
+        progress("reading events", done, len(ranges))
+    return logs
+
+
+def fetch_block_headers(
+    rpc: RpcClient, blocks: Iterable[int], *, progress: Progress = _no_progress
+) -> dict[int, tuple[int, bytes]]:
+    """``block -> (timestamp, hash)`` by batched ``eth_getBlockByNumber``."""
+    wanted = sorted(set(blocks))
+    headers: dict[int, tuple[int, bytes]] = {}
+    for group in _chunks(wanted, RPC_BATCH * 2):
+        results = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in group])
+        for number, block in zip(group, results, strict=True):
+            if block is None:
+                raise AuditError(f"the node does not have block {number}")
+            headers[number] = (int(block["timestamp"], 16), _hex_bytes(block["hash"]))
+        progress("reading block times", len(headers), len(wanted))
+    return headers
+
+
+def fetch_trail(
+    rpc: RpcClient,
+    contract: str,
+    *,
+    from_block: int = 0,
+    to_block: int | None = None,
+    codec: ContractCodec | None = None,
+    extra_blocks: Iterable[int] = (),
+    progress: Progress = _no_progress,
+) -> Trail:
+    """Read the ledger's events in ``[from_block, to_block]`` (default: up to the head) into a :class:`Trail`.
+
+    ``extra_blocks`` are blocks whose timestamps are wanted besides the events' own (e.g. the blocks
+    that batched disclosure-log entries name). Raises :class:`AuditError` if a block's hash changed
+    while reading (a reorganization): rerun once the chain is final.
+    """
+    codec = codec or ledger_codec()
+    contract = to_checksum_address(contract)
+    chain_id = rpc.chain_id()
+    head = rpc.block_number()
+    to_block = head if to_block is None else min(to_block, head)
+    if from_block > to_block:
+        raise AuditError(f"from block {from_block} is after the last block {to_block}")
+    raw_logs = fetch_logs(rpc, contract, from_block, to_block, progress=progress)
+    decoded = [event for event in (codec.decode_log(lg) for lg in raw_logs) if event is not None]
+    headers = fetch_block_headers(
+        rpc, [e.block_number for e in decoded] + [b for b in extra_blocks if b <= to_block], progress=progress
+    )
+    for event in decoded:
+        _timestamp, block_hash = headers[event.block_number]
+        if block_hash != event.block_hash:
+            raise AuditError(
+                f"block {event.block_number} changed while reading (hash 0x{event.block_hash.hex()} in the log, "
+                f"0x{block_hash.hex()} now): the chain reorganized; verify again once it is final"
+            )
+    return build_trail(chain_id, contract, from_block, to_block, decoded, {n: t for n, (t, _h) in headers.items()})
