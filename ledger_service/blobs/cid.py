@@ -41,7 +41,7 @@ class Cid:
             raise InvalidCid(f"sha2-256 digest must be {DIGEST_SIZE} bytes, got {len(self.digest)}")
 
     @classmethod
-    def parse(cls, value: Cid | str | builtins.bytes) -> Cid:
+    def parse(cls, value: Cid | str | builtins.bytes | bytearray | memoryview) -> Cid:
         """Parse a base32 ``b...`` string or the binary form; raise :class:`InvalidCid` for anything else."""
         if isinstance(value, Cid):
             return value

@@ -18,7 +18,9 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -78,6 +80,36 @@ class _SharedExclusiveLock:
                 self._condition.notify_all()
 
 
+class _BlockWriter:
+    """Overlaps block writes (each waits on its own fsync) with hashing the next chunks.
+
+    At most ``max_pending`` blocks are in flight, so memory stays a few chunks whatever the file size.
+    """
+
+    def __init__(self, write: Callable[[Path, bytes], None], workers: int = 4, max_pending: int = 8) -> None:
+        self._write = write
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-write")
+        self._pending: deque[Future[None]] = deque()
+        self._max_pending = max_pending
+
+    def submit(self, path: Path, data: bytes) -> None:
+        while len(self._pending) >= self._max_pending:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write, path, data))
+
+    def wait(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def __enter__(self) -> _BlockWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -101,13 +133,14 @@ class EmbeddedBlobStore:
     # ------------------------------------------------------------- BlobStore
 
     def put(self, source: BlobSource) -> PutResult:
-        with self._lock.shared():
+        with self._lock.shared(), _BlockWriter(self._write_atomically) as writer:
             builder = DagBuilder()
             dirty: set[Path] = set()
             stored: set[Cid] = set()
             for piece in iter_pieces(source):
-                self._store_blocks(builder.write(piece), stored, dirty)
-            self._store_blocks(builder.finish(), stored, dirty)
+                self._store_blocks(builder.write(piece), stored, dirty, writer)
+            self._store_blocks(builder.finish(), stored, dirty, writer)
+            writer.wait()
             for directory in sorted(dirty, key=lambda path: len(path.parts), reverse=True):
                 _fsync_dir(directory)
             self._write_pin(builder.root)
@@ -197,17 +230,19 @@ class EmbeddedBlobStore:
         for block_cid, data in walk_dag(cid, self._load, load_leaves=True):
             yield block_cid, data or b""
 
-    def _store_blocks(self, blocks: list[Block], stored: set[Cid], dirty: set[Path]) -> None:
+    def _store_blocks(self, blocks: list[Block], stored: set[Cid], dirty: set[Path], writer: _BlockWriter) -> None:
         for block in blocks:
             stored.add(block.cid)
             path = self.block_path(block.cid)
+            # An existing block may come from a concurrent put whose directory fsync is still pending,
+            # so its directory is synced before our pin either way.
+            dirty.add(path.parent)
             if path.is_file():  # content-addressed: an existing block already has these bytes
                 continue
             if not path.parent.is_dir():
                 path.parent.mkdir(exist_ok=True)
                 dirty.add(self._blocks)
-            self._write_atomically(path, block.data)
-            dirty.add(path.parent)
+            writer.submit(path, block.data)
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
         temp = self._tmp / f"{path.name}.{uuid.uuid4().hex}"

@@ -157,7 +157,7 @@ class KuboBlobStore:
 
     def gc(self) -> int:
         removed = 0
-        with self._stream("repo/gc", {"quiet": "false"}) as response:
+        with self._stream("repo/gc", {}) as response:
             for line in response.iter_lines():
                 if not line.strip():
                     continue
