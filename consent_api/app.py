@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent_api import problems
-from consent_api.routers import auth, consents, fhir, meta, patients, records
+from consent_api.metrics import new_metrics
+from consent_api.routers import audit, auth, consents, fhir, meta, patients, records
 from ledger_service.bootstrap import Services
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -100,12 +102,37 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    for router in (meta.router, auth.router, consents.router, patients.router, records.router, fhir.router):
+    for router in (
+        meta.router,
+        auth.router,
+        consents.router,
+        patients.router,
+        records.router,
+        audit.router,
+        fhir.router,
+    ):
         app.include_router(router)
+
+    metrics = new_metrics()
+    app.state.metrics = metrics
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
         response: Response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.inc(
+            "consent_ledger_requests_total", method=request.method, route=template, status=str(response.status_code)
+        )
+        metrics.inc("consent_ledger_request_seconds_total", time.perf_counter() - started, route=template)
+        if (
+            template.startswith("/v1/records/{record_id}")
+            and request.method in ("GET", "POST")
+            and response.status_code == 200
+        ):
+            kind = "emergency" if template.endswith("emergency-access") else "consent"
+            metrics.inc("consent_ledger_disclosures_total", kind=kind)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if not request.url.path.startswith("/docs"):
@@ -120,6 +147,10 @@ def create_app(services: Services) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(BodyLimit, json_limit=settings.max_json_body + 64 * 1024, upload_limit=settings.max_upload_bytes)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(services), media_type="text/plain; version=0.0.4")
 
     @app.get("/problems/{code}", include_in_schema=False)
     def problem_doc(code: str) -> Response:

@@ -17,6 +17,7 @@ from ledger_service.chain.signers import ProviderSigners
 from ledger_service.crypto import KeyCustody, LocalKeyFile
 from ledger_service.db.database import Database
 from ledger_service.domain.consent import Eip712Domain
+from ledger_service.service.audit import AuditService
 from ledger_service.service.auth import AuthService, load_or_create_secret
 from ledger_service.service.consents import ConsentService
 from ledger_service.service.directory import Directory
@@ -41,6 +42,7 @@ class Services:
     directory: Directory
     domain: Eip712Domain
     categories: Callable[[], dict[str, bytes]]
+    audit: AuditService
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -137,6 +139,9 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         db=db, secret=load_or_create_secret(settings.data_dir / "keys" / "api-token.key"), chain_id=deployment.chain_id
     )
     directory = Directory(ledger, deployment.block_number)
+    audit = AuditService(
+        rpc=rpc, contract=deployment.ledger_address, start_block=deployment.block_number, blobs=blobs, db=db
+    )
     return Services(
         settings,
         deployment,
@@ -153,6 +158,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         directory,
         domain,
         categories,
+        audit,
     )
 
 

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     cid = with_data_dir(sub.add_parser("cid", help="print the CID the blob store assigns to a file's bytes"))
     cid.add_argument("file")
     cid.set_defaults(func=cmd_cid)
+
+    from ledger_service.audit.cli import add_audit_commands
+
+    add_audit_commands(sub)
     return parser
 
 

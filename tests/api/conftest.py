@@ -39,19 +39,36 @@ class Api:
         return "0x" + bytes(signed.signature).hex()
 
     def grant_body(
-        self, patient: LocalAccount, grantee: str, *, scope: str = "0x" + "00" * 32, purpose: str = "TREAT",
-        valid_until: int = 0, signer: LocalAccount | None = None,
+        self,
+        patient: LocalAccount,
+        grantee: str,
+        *,
+        scope: str = "0x" + "00" * 32,
+        purpose: str = "TREAT",
+        valid_until: int = 0,
+        signer: LocalAccount | None = None,
     ) -> dict[str, object]:
         nonce = self.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
         grant = ConsentGrant(
-            patient.address, grantee, bytes.fromhex(scope[2:]), purpose.encode().ljust(32, b"\x00"), 0, valid_until,
-            nonce, self.chain.now() + 600,
+            patient.address,
+            grantee,
+            bytes.fromhex(scope[2:]),
+            purpose.encode().ljust(32, b"\x00"),
+            0,
+            valid_until,
+            nonce,
+            self.chain.now() + 600,
         )
         return {
             "grant": {
-                "patient": patient.address, "grantee": grantee, "scope": scope,
-                "purpose": "0x" + grant.purpose.hex(), "validFrom": 0, "validUntil": valid_until,
-                "nonce": nonce, "deadline": grant.deadline,
+                "patient": patient.address,
+                "grantee": grantee,
+                "scope": scope,
+                "purpose": "0x" + grant.purpose.hex(),
+                "validFrom": 0,
+                "validUntil": valid_until,
+                "nonce": nonce,
+                "deadline": grant.deadline,
             },
             "signature": self.sign(signer or patient, grant),
         }
@@ -65,18 +82,36 @@ class Api:
         nonce = self.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
         revoke = ConsentRevoke(patient.address, bytes.fromhex(consent_id[2:]), nonce, self.chain.now() + 600)
         body = {
-            "revoke": {"patient": patient.address, "consentId": consent_id, "nonce": nonce, "deadline": revoke.deadline},
+            "revoke": {
+                "patient": patient.address,
+                "consentId": consent_id,
+                "nonce": nonce,
+                "deadline": revoke.deadline,
+            },
             "signature": self.sign(patient, revoke),
         }
         response = self.client.post(f"/v1/consents/{consent_id}/revoke", json=body)
         assert response.status_code == 200, response.text
 
-    def upload(self, patient: str, *, provider: str | None = None, content: object = None, media_type: str = "application/fhir+json",
-               category: str = "laboratory") -> dict[str, object]:
+    def upload(
+        self,
+        patient: str,
+        *,
+        provider: str | None = None,
+        content: object = None,
+        media_type: str = "application/fhir+json",
+        category: str = "laboratory",
+    ) -> dict[str, object]:
         body = {
-            "patient": patient, "category": category, "mediaType": media_type,
-            "content": content if content is not None else {
-                "resourceType": "Observation", "status": "final", "code": {"text": "Glucose"},
+            "patient": patient,
+            "category": category,
+            "mediaType": media_type,
+            "content": content
+            if content is not None
+            else {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "Glucose"},
                 "valueQuantity": {"value": 95, "unit": "mg/dL"},
             },
         }

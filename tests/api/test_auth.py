@@ -114,7 +114,9 @@ def test_sign_in_refusals_name_their_reason(api: Api, case: str, needle: str) ->
 
 
 def test_malformed_sign_in_is_a_clear_error(api: Api) -> None:
-    assert_problem(api.client.post("/v1/auth/login", json={"message": "hello", "signature": "0x00"}), 401, "invalid-sign-in")
+    assert_problem(
+        api.client.post("/v1/auth/login", json={"message": "hello", "signature": "0x00"}), 401, "invalid-sign-in"
+    )
     assert_problem(api.client.post("/v1/auth/login", json={"message": 3}), 400, "validation-error")
 
 

@@ -25,7 +25,9 @@ def test_resubmitted_identical_grant_returns_the_first_result(api: Api) -> None:
 @pytest.mark.parametrize("case", ["bad-signature", "stale-nonce", "deadline-passed", "stranger-signed"])
 def test_bad_signed_messages_are_refused_before_any_gas(api: Api, case: str) -> None:
     patient = api.new_patient()
-    body = api.grant_body(patient, api.chain.clinic.address, signer=api.new_patient() if case == "stranger-signed" else None)
+    body = api.grant_body(
+        patient, api.chain.clinic.address, signer=api.new_patient() if case == "stranger-signed" else None
+    )
     grant = body["grant"]
     assert isinstance(grant, dict)
     if case == "bad-signature":
@@ -54,8 +56,16 @@ def test_expired_deadline_with_a_valid_signature_names_the_deadline(api: Api) ->
     purpose = b"TREAT".ljust(32, b"\x00")
     grant = ConsentGrant(patient.address, api.chain.clinic.address, b"\x00" * 32, purpose, 0, 0, nonce, deadline)
     body = {
-        "grant": {"patient": patient.address, "grantee": api.chain.clinic.address, "scope": "0x" + "00" * 32,
-                  "purpose": "0x" + purpose.hex(), "validFrom": 0, "validUntil": 0, "nonce": nonce, "deadline": deadline},
+        "grant": {
+            "patient": patient.address,
+            "grantee": api.chain.clinic.address,
+            "scope": "0x" + "00" * 32,
+            "purpose": "0x" + purpose.hex(),
+            "validFrom": 0,
+            "validUntil": 0,
+            "nonce": nonce,
+            "deadline": deadline,
+        },
         "signature": api.sign(patient, grant),
     }
     problem = assert_problem(api.client.post("/v1/consents", json=body), 400, "invalid-signature")
@@ -64,11 +74,16 @@ def test_expired_deadline_with_a_valid_signature_names_the_deadline(api: Api) ->
 
 def test_grant_validation_refuses_etreat_and_non_providers(api: Api) -> None:
     patient = api.new_patient()
-    problem = assert_problem(api.client.post("/v1/consents", json=api.grant_body(patient, api.chain.clinic.address,
-                                                                                  purpose="ETREAT")), 400, "validation-error")
+    problem = assert_problem(
+        api.client.post("/v1/consents", json=api.grant_body(patient, api.chain.clinic.address, purpose="ETREAT")),
+        400,
+        "validation-error",
+    )
     assert "ETREAT" in str(problem["detail"])
     stranger = api.new_patient()
-    assert_problem(api.client.post("/v1/consents", json=api.grant_body(patient, stranger.address)), 400, "validation-error")
+    assert_problem(
+        api.client.post("/v1/consents", json=api.grant_body(patient, stranger.address)), 400, "validation-error"
+    )
 
 
 def test_a_delegate_grants_and_reads_for_the_patient(api: Api) -> None:
@@ -78,8 +93,13 @@ def test_a_delegate_grants_and_reads_for_the_patient(api: Api) -> None:
     nonce = api.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
     delegation = DelegateGrant(patient.address, guardian.address, 0, nonce, api.chain.now() + 600)
     body = {
-        "delegate": {"patient": patient.address, "delegate": guardian.address, "validUntil": 0, "nonce": nonce,
-                     "deadline": delegation.deadline},
+        "delegate": {
+            "patient": patient.address,
+            "delegate": guardian.address,
+            "validUntil": 0,
+            "nonce": nonce,
+            "deadline": delegation.deadline,
+        },
         "signature": api.sign(patient, delegation),
     }
     assert api.client.post(f"/v1/patients/{patient.address}/delegates", json=body).status_code == 201
@@ -120,6 +140,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
 }
 AUDIT_POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/audit/records/{record_id}"): {"auditor"},
+    ("GET", "/v1/audit/reports/{report_id}"): {"auditor"},
     ("POST", "/v1/audit/verify"): {"auditor"},
     ("GET", "/v1/fhir/Consent"): {"patient", "auditor"},
     ("GET", "/v1/fhir/AuditEvent"): {"patient", "auditor"},
@@ -142,7 +163,12 @@ def test_every_route_has_a_policy(api: Api) -> None:
 def test_access_matrix(api: Api) -> None:
     patient = api.new_patient()
     record = api.upload(patient.address)
-    values = {"patient": patient.address, "record_id": str(record["recordId"]), "consent_id": "0x" + "00" * 32}
+    values = {
+        "patient": patient.address,
+        "record_id": str(record["recordId"]),
+        "consent_id": "0x" + "00" * 32,
+        "report_id": "0123456789abcdef",
+    }
     callers = {
         "patient": patient.address,
         "clinic": api.chain.clinic.address,
@@ -169,7 +195,10 @@ def test_access_matrix(api: Api) -> None:
             if destructive and name in allowed:
                 continue
             response = api.client.request(
-                method, url, params=params, headers=headers,
+                method,
+                url,
+                params=params,
+                headers=headers,
                 json=bodies.get(path, {}) if method in ("POST", "PUT") else None,
             )
             label = f"{method} {path} as {name}: {response.status_code} {response.text[:200]}"

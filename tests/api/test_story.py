@@ -36,7 +36,9 @@ def test_grant_read_disclose_revoke_refuse(api: Api) -> None:
     ]
 
     api.revoke(patient, consent_id)
-    refused = api.client.get(f"/v1/records/{created['recordId']}", params={"purpose": "TREAT"}, headers=api.token(clinic))
+    refused = api.client.get(
+        f"/v1/records/{created['recordId']}", params={"purpose": "TREAT"}, headers=api.token(clinic)
+    )
     body = assert_problem(refused, 403, "consent-denied")
     assert "revoked" in str(body["detail"])
     consents = api.client.get(f"/v1/patients/{patient.address}/consents", headers=mine).json()["consents"]
@@ -48,10 +50,17 @@ def test_fhir_bundles_for_patient_and_auditor(api: Api) -> None:
     clinic = api.chain.clinic.address
     created = api.upload(patient.address)
     api.grant(patient, clinic, purpose="TREAT")
-    assert api.client.get(f"/v1/records/{created['recordId']}", params={"purpose": "TREAT"},
-                          headers=api.token(clinic)).status_code == 200
-    emergency = api.client.post(f"/v1/records/{created['recordId']}/emergency-access",
-                                json={"reason": "unconscious in ER"}, headers=api.token(clinic))
+    assert (
+        api.client.get(
+            f"/v1/records/{created['recordId']}", params={"purpose": "TREAT"}, headers=api.token(clinic)
+        ).status_code
+        == 200
+    )
+    emergency = api.client.post(
+        f"/v1/records/{created['recordId']}/emergency-access",
+        json={"reason": "unconscious in ER"},
+        headers=api.token(clinic),
+    )
     assert emergency.status_code == 200, emergency.text
     for who in (patient.address, api.chain.auditor.address):
         consent = api.client.get("/v1/fhir/Consent", params={"patient": patient.address}, headers=api.token(who))
@@ -60,5 +69,49 @@ def test_fhir_bundles_for_patient_and_auditor(api: Api) -> None:
         audit = api.client.get("/v1/fhir/AuditEvent", params={"patient": patient.address}, headers=api.token(who))
         purposes = [e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] for e in audit.json()["entry"]]
         assert purposes == ["ETREAT", "TREAT"]
-    assert_problem(api.client.get("/v1/fhir/Consent", params={"patient": patient.address},
-                                  headers=api.token(api.chain.lab.address)), 403, "permission-denied")
+    assert_problem(
+        api.client.get(
+            "/v1/fhir/Consent", params={"patient": patient.address}, headers=api.token(api.chain.lab.address)
+        ),
+        403,
+        "permission-denied",
+    )
+
+
+def test_metrics_are_prometheus_text(api: Api) -> None:
+    api.client.get("/v1/chain")
+    text = api.client.get("/metrics").text
+    assert "# TYPE consent_ledger_requests_total counter" in text
+    assert 'consent_ledger_requests_total{method="GET",route="/v1/chain",status="200"}' in text
+    assert "consent_ledger_chain_block_number " in text
+
+
+def test_auditor_verifies_a_patient_and_a_record(api: Api) -> None:
+    patient = api.new_patient()
+    clinic = api.chain.clinic.address
+    created = api.upload(patient.address)
+    api.grant(patient, clinic)
+    assert (
+        api.client.get(
+            f"/v1/records/{created['recordId']}", params={"purpose": "TREAT"}, headers=api.token(clinic)
+        ).status_code
+        == 200
+    )
+    auditor = api.token(api.chain.auditor.address)
+    report = api.client.post("/v1/audit/verify", json={"patient": patient.address}, headers=auditor)
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert body["ok"] is True, body["violations"]
+    assert body["summary"]["violations"] == 0
+    html = api.client.get(body["reportUrl"].replace("http://testserver", ""), headers=auditor)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+
+    trail = api.client.get(f"/v1/audit/records/{created['recordId']}", headers=auditor)
+    assert trail.status_code == 200, trail.text
+    record = trail.json()
+    assert record["ok"] is True
+    assert [v["version"] for v in record["versions"]] == [1]
+    assert record["versions"][0]["cid"] == created["cid"]
+    assert [d["purpose"] for d in record["disclosures"]] == ["TREAT"]
+    assert_problem(api.client.get(f"/v1/audit/records/0x{'00' * 32}", headers=auditor), 404, "not-found")
+    assert_problem(api.client.post("/v1/audit/verify", json={}, headers=api.token(clinic)), 403, "permission-denied")

@@ -1,0 +1,51 @@
+"""The auditor's verification of the hash trail, through the independent verifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from consent_api.deps import AuditorCaller, ServicesDep, address_param, record_id_param
+from consent_api.schemas import VerifyIn
+from ledger_service.errors import NotFoundError
+from ledger_service.service.audit import record_trail
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.post("/verify", summary="Verify the trail of everything, or of one patient")
+def verify(body: VerifyIn, request: Request, caller: AuditorCaller, services: ServicesDep) -> dict[str, Any]:
+    patient = address_param(body.patient, "patient") if body.patient else None
+    run = services.audit.run(patient=patient)
+    result = run.report.to_json()
+    result["reportUrl"] = str(request.url_for("audit_report", report_id=run.report_id))
+    return result
+
+
+@router.get("/records/{record_id}", summary="The verified trail of one record")
+def record(record_id: str, request: Request, caller: AuditorCaller, services: ServicesDep) -> dict[str, Any]:
+    record_id = record_id_param(record_id)
+    raw = bytes.fromhex(record_id[2:])
+    run = services.audit.run(record_id=raw)
+    trail = record_trail(run, raw)
+    if not trail["versions"]:
+        raise NotFoundError(f"no record {record_id} on the ledger", record_id=record_id)
+    report = run.report.to_json()
+    return {
+        "recordId": record_id,
+        "ok": report["ok"],
+        **trail,
+        "violations": report["violations"],
+        "checks": report["checks"],
+        "reportUrl": str(request.url_for("audit_report", report_id=run.report_id)),
+    }
+
+
+@router.get("/reports/{report_id}", name="audit_report", response_class=HTMLResponse, summary="A report as HTML")
+def report_html(report_id: str, caller: AuditorCaller, services: ServicesDep) -> HTMLResponse:
+    html = services.audit.html(report_id)
+    if html is None:
+        raise NotFoundError("no such report (reports are kept for the last 32 runs)")
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,104 @@
+"""Running the independent verifier for the API: the chain trail, the blobs, the operator DB."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from ledger_service.audit.report_html import render_html
+from ledger_service.audit.sources import operator_records
+from ledger_service.audit.trail import Trail, fetch_trail
+from ledger_service.audit.verifier import Report, Scope, verify
+from ledger_service.blobs import BlobStore
+from ledger_service.chain.client import RpcClient
+from ledger_service.db.database import Database
+
+KEEP_REPORTS = 32
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    report_id: str
+    report: Report
+    trail: Trail
+
+
+class AuditService:
+    def __init__(self, *, rpc: RpcClient, contract: str, start_block: int, blobs: BlobStore, db: Database) -> None:
+        self.rpc = rpc
+        self.contract = contract
+        self.start_block = start_block
+        self.blobs = blobs
+        self.db = db
+        self._html: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def run(self, *, patient: str | None = None, record_id: bytes | None = None) -> AuditRun:
+        """Verify everything from the deployment block on; report only what the scope names."""
+        trail = fetch_trail(self.rpc, self.contract, from_block=self.start_block)
+        scope = Scope(patient=patient, record_id=record_id)
+        report = verify(trail, self.blobs, operator=operator_records(self.db), scope=scope)
+        report_id = secrets.token_hex(8)
+        html = render_html(report)
+        with self._lock:
+            self._html[report_id] = html
+            while len(self._html) > KEEP_REPORTS:
+                self._html.popitem(last=False)
+        return AuditRun(report_id, report, trail)
+
+    def html(self, report_id: str) -> str | None:
+        with self._lock:
+            return self._html.get(report_id)
+
+
+def record_trail(run: AuditRun, record_id: bytes) -> dict[str, Any]:
+    """The chain's history of one record: versions, erasure and disclosures, in order."""
+    versions = [v for v in run.trail.versions if v.record_id == record_id]
+    erasures = [e for e in run.trail.erasures if e.record_id == record_id]
+    disclosures = [d for d in run.trail.disclosures if d.record_id == record_id]
+    return {
+        "versions": [
+            {
+                "version": v.version,
+                "author": v.author,
+                "cid": _cid_text(v.cid),
+                "commitment": "0x" + v.commitment.hex(),
+                "previousHash": "0x" + v.previous_hash.hex(),
+                "versionHash": "0x" + v.version_hash.hex(),
+                "blockNumber": v.at.block,
+                "timestamp": v.at.timestamp,
+                "txHash": v.at.tx,
+            }
+            for v in versions
+        ],
+        "erasure": (
+            {"blockNumber": erasures[0].at.block, "txHash": erasures[0].at.tx, "erasedBy": erasures[0].erased_by}
+            if erasures
+            else None
+        ),
+        "disclosures": [
+            {
+                "accessor": d.accessor,
+                "version": d.version,
+                "emergency": d.emergency,
+                "purpose": "ETREAT" if d.emergency else d.purpose.rstrip(b"\x00").decode("ascii", "replace"),
+                "consentId": None if d.emergency else "0x" + d.consent_id.hex(),
+                "blockNumber": d.at.block,
+                "timestamp": d.at.timestamp,
+                "txHash": d.at.tx,
+            }
+            for d in disclosures
+        ],
+    }
+
+
+def _cid_text(raw: bytes) -> str:
+    from ledger_service.blobs import Cid
+
+    try:
+        return str(Cid.parse(raw))
+    except Exception:  # an unparseable anchored CID is itself reported by the verifier
+        return "0x" + raw.hex()

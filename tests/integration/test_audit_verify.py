@@ -1,0 +1,247 @@
+"""``verify`` on a real anvil: a clean trail passes; every tamper case is named and fails the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_utils import keccak
+from sqlalchemy import select
+
+from ledger_service.audit.cli import add_audit_commands
+from ledger_service.audit.sources import operator_records
+from ledger_service.audit.trail import fetch_trail
+from ledger_service.audit.verifier import Report, Scope, verify
+from ledger_service.blobs import Cid, EmbeddedBlobStore
+from ledger_service.bootstrap import Services
+from ledger_service.chain.client import RpcClient, TransactionSender
+from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.db.models import DeliveryRow
+from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
+from ledger_service.domain.consent import ConsentState, consent_id
+from tests.conftest import Chain
+
+pytestmark = pytest.mark.integration
+
+
+def patient_ledger(rpc: RpcClient, address: str, chain_id: int) -> tuple[ConsentLedgerContract, str]:
+    """A funded fresh patient who calls the contract directly."""
+    account = Account.create()
+    rpc.request("anvil_setBalance", [account.address, hex(10**18)])
+    codec = ledger_codec()
+    sender = TransactionSender(rpc, account.key.hex(), codec, chain_id=chain_id)
+    return ConsentLedgerContract(rpc, address, codec, sender), account.address
+
+
+def grant(ledger: ConsentLedgerContract, patient: str, grantee: str, *, valid_until: int = 0) -> bytes:
+    p = purpose_to_bytes32("TREAT")
+    cid = consent_id(patient, grantee, ZERO32, p)
+    ledger.grant_direct(ConsentState(cid, patient, grantee, ZERO32, p, 0, valid_until))
+    return cid
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="consent-ledger")
+    add_audit_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+@dataclass
+class Scenario:
+    chain: Chain
+    services: Services
+    patient: str
+    records: list[str]
+    cids: list[str]
+    data_dir: Path
+
+    def report(self, **scope: object) -> Report:
+        trail = fetch_trail(
+            self.services.rpc, self.chain.deployment.ledger_address, from_block=self.chain.deployment.block_number
+        )
+        return verify(
+            trail,
+            self.services.blobs,
+            operator=operator_records(self.services.db),
+            scope=Scope(patient=self.patient, **scope),  # type: ignore[arg-type]
+        )
+
+    def cli(self, *extra: str) -> int:
+        return run_cli(["verify", "--data-dir", str(self.data_dir), "--patient", self.patient, "--no-progress", *extra])
+
+
+@pytest.fixture
+def scenario(chain: Chain, services: Services) -> Scenario:
+    """One patient: a small and a multi-block record, consented reads, one break-glass access."""
+    ledger, patient = patient_ledger(services.rpc, chain.deployment.ledger_address, chain.deployment.chain_id)
+    grant(ledger, patient, chain.lab.address)
+    small = services.records.create(
+        provider=chain.clinic.address,
+        patient=patient,
+        category="laboratory",
+        media_type="text/plain",
+        content=[b"K+ 4.1 mmol/L"],
+    )
+    services.records.amend(
+        provider=chain.clinic.address, record_id=small.record_id, media_type="text/plain", content=[b"K+ 4.2"]
+    )
+    big = services.records.create(
+        provider=chain.clinic.address,
+        patient=patient,
+        category="imaging",
+        media_type="application/dicom",
+        content=[secrets.token_bytes(600_000)],
+    )
+    for record in (small, big):
+        services.records.read(accessor=chain.lab.address, record_id=record.record_id, purpose="TREAT").read_all()
+    services.records.emergency_read(accessor=chain.clinic.address, record_id=small.record_id, reason="coma").read_all()
+    data_dir = services.settings.data_dir
+    chain.deployment.save(services.settings.deployment_file)
+    cids = [v.cid for r in (small, big) for v in services.records.versions(r.record_id)]
+    return Scenario(chain, services, patient, [small.record_id, big.record_id], cids, data_dir)
+
+
+def test_clean_trail_passes_and_cli_exits_zero(
+    scenario: Scenario, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = scenario.report()
+    assert report.ok, report.violations
+    c = report.counts
+    assert (c["records"], c["versions"], c["blobsChecked"], c["disclosures"], c["emergencyAccesses"]) == (2, 3, 3, 3, 1)
+    assert c["deliveriesChecked"] == 3 and c["bytesChecked"] > 600_000
+    html = tmp_path / "report.html"
+    assert scenario.cli("--json", "--html", str(html)) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["summary"]["records"] == 2
+    assert "<svg" in html.read_text() and scenario.patient in html.read_text()
+    assert scenario.cli("--record", scenario.records[0]) == 0
+    assert "PASSED" in capsys.readouterr().out
+
+
+def test_auditor_mode_uses_only_own_nodes(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "verify",
+        "--rpc-url",
+        scenario.chain.rpc_url,
+        "--contract",
+        scenario.chain.deployment.ledger_address,
+        "--blob-store",
+        str(scenario.services.settings.blob_dir),
+        "--patient",
+        scenario.patient,
+        "--json",
+        "--no-progress",
+    ]
+    assert run_cli(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert any("operator DB checks skipped" in n for n in data["notes"])
+    assert run_cli(["verify", "--rpc-url", scenario.chain.rpc_url, "--no-progress"]) == 2
+    assert run_cli(["verify", "--rpc-url", "http://127.0.0.1:1", "--contract", data["contract"], "--no-progress"]) == 2
+    assert "cannot reach" in capsys.readouterr().err
+
+
+def _block_file(scenario: Scenario, cid: str, which: int) -> Path:
+    store = scenario.services.blobs
+    assert isinstance(store, EmbeddedBlobStore)
+    return store.block_path(store.blocks_of(Cid.parse(cid))[which])
+
+
+def test_flipped_byte_in_a_blob(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _block_file(scenario, scenario.cids[2], -1)
+    data = bytearray(path.read_bytes())
+    data[1234] ^= 0x40
+    path.write_bytes(bytes(data))
+    (v,) = scenario.report().violations
+    assert v.code == "blob-corrupt" and v.record_id == scenario.records[1] and path.name in v.message
+    assert scenario.cli() == 1
+    assert "blob-corrupt" in capsys.readouterr().out
+
+
+def test_deleted_blob(scenario: Scenario) -> None:
+    _block_file(scenario, scenario.cids[0], 0).unlink()
+    (v,) = scenario.report().violations
+    assert v.code == "blob-missing" and v.record_id == scenario.records[0] and scenario.cids[0] in v.message
+    assert scenario.cli() == 1
+
+
+def test_edited_extra_and_missing_delivery_rows(scenario: Scenario) -> None:
+    with scenario.services.db.session() as s:
+        rows = list(s.execute(select(DeliveryRow).order_by(DeliveryRow.id)).scalars())
+        edited, missing = rows[0], rows[1]
+        edited.accessor = scenario.chain.clinic.address
+        missing_tx = missing.tx_hash
+        s.delete(missing)
+        s.add(
+            DeliveryRow(
+                record_id=edited.record_id,
+                version=2,
+                patient=scenario.patient,
+                accessor=scenario.chain.lab.address,
+                purpose="TREAT",
+                consent_id=edited.consent_id,
+                emergency=False,
+                reason=None,
+                status="logged",
+                tx_hash="0x" + secrets.token_hex(32),
+                block_number=edited.block_number,
+                log_index=0,
+                created_at=edited.created_at,
+            )
+        )
+        edited_id = edited.id
+    report = scenario.report()
+    by_code = {v.code: v for v in report.violations}
+    assert set(by_code) == {"delivery-mismatch", "delivery-without-event", "event-without-delivery"}
+    assert (
+        by_code["delivery-mismatch"].entry == f"delivery #{edited_id}"
+        and "accessor" in by_code["delivery-mismatch"].message
+    )
+    assert by_code["event-without-delivery"].tx == missing_tx
+    assert by_code["delivery-without-event"].record_id == edited.record_id
+    assert scenario.cli() == 1
+
+
+def _consent_slot(rpc: RpcClient, contract: str, consent: bytes) -> int:
+    """The storage slot of ``_consents[consent]`` (found by probing the mapping's base slot)."""
+    for base in range(64):
+        slot = int.from_bytes(keccak(abi_encode(["bytes32", "uint256"], [consent, base])), "big")
+        if int(rpc.request("eth_getStorageAt", [contract, hex(slot), "latest"]), 16) != 0:
+            return slot
+    raise AssertionError("consent storage slot not found")
+
+
+def test_disclosure_under_an_expired_consent(scenario: Scenario, chain: Chain) -> None:
+    """Test-only path: widen the expired consent's stored window for one logAccess, then restore it."""
+    services = scenario.services
+    ledger, patient = patient_ledger(services.rpc, chain.deployment.ledger_address, chain.deployment.chain_id)
+    record = services.records.create(
+        provider=chain.clinic.address, patient=patient, category="laboratory", media_type="text/plain", content=[b"x"]
+    )
+    consent = grant(ledger, patient, chain.lab.address, valid_until=1)  # expired since 1970
+    address = chain.deployment.ledger_address
+    slot = _consent_slot(services.rpc, address, consent)
+    stored = services.rpc.request("eth_getStorageAt", [address, hex(slot), "latest"])
+    widened = int(patient, 16)  # validFrom 0, validUntil 0 (no expiry), not revoked
+    services.rpc.request("anvil_setStorageAt", [address, hex(slot), "0x" + widened.to_bytes(32, "big").hex()])
+    try:
+        receipt = services.ledger.log_access(
+            patient, bytes.fromhex(record.record_id[2:]), chain.lab.address, purpose_to_bytes32("TREAT")
+        )
+    finally:
+        services.rpc.request(
+            "anvil_setStorageAt", [address, hex(slot), "0x" + int(stored, 16).to_bytes(32, "big").hex()]
+        )
+    scenario.patient = patient
+    report = scenario.report()
+    bad = [v for v in report.violations if v.code == "disclosure-not-authorized"]
+    assert len(bad) == 1
+    assert bad[0].record_id == record.record_id and bad[0].block == receipt.block_number
+    assert "consent expired" in bad[0].message
+    assert scenario.cli() == 1
