@@ -13,7 +13,7 @@ FORGE  := $(CURDIR)/node_modules/.bin/forge
 SOLC    = $(shell $(PY) -c 'from ledger_service.chain.build import find_solc; print(find_solc())')
 PYTEST_ARGS ?=
 
-.PHONY: help setup build lint forge-test forge-snapshot pytest test run clean
+.PHONY: help setup build browser-deps lint forge-test forge-snapshot pytest test run clean
 
 help:
 	@echo "make run     set up and start the ledger (chain, API, portal) on 127.0.0.1"
@@ -21,7 +21,7 @@ help:
 	@echo "make build   compile the contracts into Python artifacts"
 	@echo "make clean   remove the venv, node_modules and build outputs"
 
-setup: $(VENV)/.stamp node_modules/.stamp
+setup: $(VENV)/.stamp node_modules/.stamp consent_api/static/vendor/VERSIONS.json
 
 $(VENV)/.stamp: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,20 @@ $(VENV)/.stamp: pyproject.toml requirements.lock
 node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The portal's browser code (ethers) is copied from node_modules: no CDN, works offline.
+consent_api/static/vendor/VERSIONS.json: node_modules/.stamp scripts/vendor_portal.sh
+	bash scripts/vendor_portal.sh
+
+# Browser tests drive Debian's chromium (Playwright cannot download a browser here).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; \
+	  fi; \
+	fi
 
 build: setup
 	$(PY) -m ledger_service.chain.build
@@ -49,7 +63,7 @@ forge-test: build
 forge-snapshot: build
 	cd contracts && FOUNDRY_SOLC=$(SOLC) $(FORGE) snapshot
 
-pytest: build
+pytest: build browser-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint forge-test pytest
