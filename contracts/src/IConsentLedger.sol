@@ -91,6 +91,8 @@ interface IConsentLedger {
     error NotEmergencyProvider(address accessor);
     error EmptyReason();
     error InvalidBatch(uint64 expectedFrom, uint64 from, uint64 to);
+    /// @dev {anchorDisclosureBatch} with a zero root.
+    error EmptyBatchRoot();
 
     // ---------------------------------------------------------------- events
 

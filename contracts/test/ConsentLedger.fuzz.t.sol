@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+
+import {IConsentLedger} from "../src/IConsentLedger.sol";
+import {LedgerFixture} from "./utils/LedgerFixture.sol";
+
+/// @dev Property tests over arbitrary inputs.
+contract ConsentLedgerFuzzTest is LedgerFixture {
+    uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+
+    bytes32 internal recordId;
+
+    function setUp() public override {
+        super.setUp();
+        recordId = _anchor(patient, "salt");
+    }
+
+    function _purpose(uint256 seed) internal pure returns (bytes32) {
+        return [TREAT, HPAYMT, HOPERAT, HRESCH, PATRQT, PUBHLTH][seed % 6];
+    }
+
+    function testFuzz_ConsentIdOf(address p, address g, bytes32 scope, bytes32 purpose) public view {
+        vm.assertEq(ledger.consentIdOf(p, g, scope, purpose), keccak256(abi.encode(p, g, scope, purpose)));
+    }
+
+    function testFuzz_RecordIdOf(address p, address a, bytes32 salt) public view {
+        vm.assertEq(ledger.recordIdOf(p, a, salt), keccak256(abi.encode(p, a, salt)));
+    }
+
+    /// @dev A consent authorizes exactly inside [validFrom, validUntil).
+    function testFuzz_ConsentActiveOnlyInsideWindow(uint64 from, uint64 until, uint256 t, uint256 purposeSeed) public {
+        from = uint64(bound(from, 0, type(uint40).max - 1));
+        until = uint64(bound(until, 0, type(uint40).max));
+        if (until != 0 && until <= from) until = from + 1;
+        t = bound(t, 0, type(uint40).max);
+        bytes32 purpose = _purpose(purposeSeed);
+
+        vm.prank(patient);
+        bytes32 id = ledger.grantConsent(patient, provider2, 0, purpose, from, until);
+        vm.warp(t);
+        bool expected = from <= t && (until == 0 || t < until);
+        vm.assertEq(ledger.isAuthorized(patient, provider2, recordId, purpose), expected);
+        vm.assertEq(ledger.authorizingConsent(patient, provider2, recordId, purpose), expected ? id : bytes32(0));
+    }
+
+    function testFuzz_RevertWhen_WindowIsInvalid(uint64 from, uint64 until) public {
+        bool valid = from <= type(uint40).max && until <= type(uint40).max && (until == 0 || until > from);
+        vm.assume(!valid);
+        vm.prank(patient);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.InvalidValidityWindow.selector, from, until));
+        ledger.grantConsent(patient, provider, 0, TREAT, from, until);
+    }
+
+    function testFuzz_RevertWhen_PurposeIsNotGrantable(bytes32 purpose) public {
+        for (uint256 i; i < 6; ++i) {
+            vm.assume(purpose != _purpose(i));
+        }
+        vm.prank(patient);
+        if (purpose == ETREAT) {
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.PurposeNotGrantable.selector, purpose));
+        } else {
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownPurpose.selector, purpose));
+        }
+        ledger.grantConsent(patient, provider, 0, purpose, 0, 0);
+    }
+
+    /// @dev Anyone other than the patient or a live delegate cannot grant or revoke.
+    function testFuzz_RevertWhen_CallerIsNotPatientOrDelegate(address caller) public {
+        vm.assume(caller != patient && caller != delegate);
+        _delegate(patient, delegate, 0);
+        vm.prank(caller);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotPatientOrDelegate.selector, patient, caller));
+        ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+
+        bytes32 id = _grant(patient, provider, 0, TREAT);
+        vm.prank(caller);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotPatientOrDelegate.selector, patient, caller));
+        ledger.revokeConsent(id);
+    }
+
+    /// @dev Any key can sign for its own address; the signature is good exactly once and only for its signer.
+    function testFuzz_GrantBySig(uint256 pk, uint256 otherPk, bytes32 scope, uint256 purposeSeed) public {
+        pk = bound(pk, 1, SECP256K1_N - 1);
+        otherPk = bound(otherPk, 1, SECP256K1_N - 1);
+        vm.assume(pk != otherPk);
+        address signer = vm.addr(pk);
+        IConsentLedger.ConsentGrant memory g = _grantMsg(signer);
+        g.scope = scope;
+        g.purpose = _purpose(purposeSeed);
+
+        bytes memory wrong = _signGrant(otherPk, g);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.InvalidSigner.selector, signer, vm.addr(otherPk)));
+        ledger.grantConsentBySig(g, wrong);
+
+        bytes memory sig = _signGrant(pk, g);
+        bytes32 id = ledger.grantConsentBySig(g, sig);
+        vm.assertEq(id, _consentId(signer, provider, scope, g.purpose));
+        vm.assertEq(ledger.consent(id).patient, signer);
+        vm.expectRevert(abi.encodeWithSelector(Nonces.InvalidAccountNonce.selector, signer, 1));
+        ledger.grantConsentBySig(g, sig);
+    }
+
+    function testFuzz_RevertWhen_SignatureExpired(uint256 deadline, uint256 t) public {
+        t = bound(t, block.timestamp, type(uint64).max);
+        deadline = bound(deadline, 0, t - 1);
+        IConsentLedger.ConsentGrant memory g = _grantMsg(patient);
+        g.deadline = deadline;
+        bytes memory sig = _signGrant(PATIENT_PK, g);
+        vm.warp(t);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.SignatureExpired.selector, deadline, t));
+        ledger.grantConsentBySig(g, sig);
+    }
+
+    function testFuzz_RevertWhen_NonceIsNotCurrent(uint256 nonce) public {
+        vm.assume(nonce != 0);
+        IConsentLedger.ConsentGrant memory g = _grantMsg(patient);
+        g.nonce = nonce;
+        bytes memory sig = _signGrant(PATIENT_PK, g);
+        vm.expectRevert(abi.encodeWithSelector(Nonces.InvalidAccountNonce.selector, patient, 0));
+        ledger.grantConsentBySig(g, sig);
+    }
+
+    /// @dev A delegate's signature is accepted exactly while the delegation is live.
+    function testFuzz_DelegateSignatureLiveness(uint64 validUntil, uint256 t) public {
+        validUntil = uint64(bound(validUntil, 0, type(uint40).max));
+        t = bound(t, block.timestamp, type(uint40).max);
+        _delegate(patient, delegate, validUntil);
+        vm.warp(t);
+        IConsentLedger.ConsentGrant memory g = _grantMsg(patient);
+        bytes memory sig = _signGrant(DELEGATE_PK, g);
+        bool live = validUntil == 0 || t < validUntil;
+        vm.assertEq(ledger.isLiveDelegate(patient, delegate), live);
+        if (!live) {
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.InvalidSigner.selector, patient, delegate));
+        }
+        ledger.grantConsentBySig(g, sig);
+    }
+
+    /// @dev Each amendment chains to the previous head; any other previousHash is refused.
+    function testFuzz_VersionChain(uint8 amendments, bytes32 commitment, bytes32 wrongPrevious) public {
+        amendments = uint8(bound(amendments, 1, 20));
+        (, bytes32 head) = ledger.record(patient, recordId);
+        vm.assume(wrongPrevious != head);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.StaleVersion.selector, recordId, wrongPrevious, head));
+        ledger.amendRecord(patient, recordId, CID, commitment, wrongPrevious);
+        for (uint32 v = 2; v <= uint32(amendments) + 1; ++v) {
+            bytes32 expected =
+                keccak256(abi.encode(recordId, v, patient, provider, LABORATORY, keccak256(CID), commitment, head));
+            vm.prank(provider);
+            vm.assertEq(ledger.amendRecord(patient, recordId, CID, commitment, head), v);
+            (IConsentLedger.Record memory r, bytes32 newHead) = ledger.record(patient, recordId);
+            vm.assertEq(newHead, expected);
+            vm.assertEq(r.version, v);
+            head = newHead;
+        }
+    }
+
+    function testFuzz_AnchorRecord(address p, bytes32 salt, bytes calldata cid, bytes32 commitment, uint8 catSeed)
+        public
+    {
+        vm.assume(p != address(0) && cid.length != 0);
+        uint16 index = uint16(bound(catSeed, 1, 4));
+        bytes32 category = ledger.categoryId(index);
+        vm.prank(provider2);
+        bytes32 id = ledger.anchorRecord(p, category, salt, cid, commitment);
+        vm.assertEq(id, keccak256(abi.encode(p, provider2, salt)));
+        (IConsentLedger.Record memory r, bytes32 head) = ledger.record(p, id);
+        vm.assertEq(r.author, provider2);
+        vm.assertEq(r.version, 1);
+        vm.assertEq(r.categoryIndex, index);
+        vm.assertFalse(r.erased);
+        vm.assertEq(head, _firstVersionHash(id, p, category, keccak256(cid), commitment));
+    }
+
+    function _firstVersionHash(bytes32 id, address p, bytes32 category, bytes32 cidHash, bytes32 commitment)
+        internal
+        view
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(id, uint32(1), p, provider2, category, cidHash, commitment, bytes32(0)));
+    }
+
+    function testFuzz_DisclosureBatches(uint64[4] memory steps) public {
+        vm.startPrank(custodian);
+        uint64 size;
+        for (uint256 i; i < steps.length; ++i) {
+            uint64 to = uint64(bound(steps[i], uint256(size) + 1, uint256(size) + 1_000_000));
+            bytes32 root = keccak256(abi.encode(i));
+            if (size != 0) {
+                vm.expectRevert(abi.encodeWithSelector(IConsentLedger.InvalidBatch.selector, size, size - 1, to));
+                ledger.anchorDisclosureBatch(root, size - 1, to);
+            }
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.InvalidBatch.selector, size, size, size));
+            ledger.anchorDisclosureBatch(root, size, size);
+            ledger.anchorDisclosureBatch(root, size, to);
+            (bytes32 headRoot, uint64 headSize) = ledger.disclosureBatchHead();
+            vm.assertEq(headRoot, root);
+            vm.assertEq(headSize, to);
+            size = to;
+        }
+        vm.stopPrank();
+    }
+
+    /// @dev Consent state round-trips through the packed slot for every in-range window.
+    function testFuzz_ConsentPacking(address grantee, bytes32 scope, uint64 from, uint64 until) public {
+        vm.assume(grantee != address(0));
+        from = uint64(bound(from, 0, type(uint40).max - 1));
+        until = uint64(bound(until, from + 1, type(uint40).max));
+        vm.prank(patient);
+        bytes32 id = ledger.grantConsent(patient, grantee, scope, PUBHLTH, from, until);
+        IConsentLedger.Consent memory c = ledger.consent(id);
+        vm.assertEq(c.patient, patient);
+        vm.assertEq(c.validFrom, from);
+        vm.assertEq(c.validUntil, until);
+        vm.assertFalse(c.revoked);
+        vm.prank(patient);
+        ledger.revokeConsent(id);
+        c = ledger.consent(id);
+        vm.assertTrue(c.revoked);
+        vm.assertEq(c.validFrom, from);
+        vm.assertEq(c.validUntil, until);
+    }
+}
