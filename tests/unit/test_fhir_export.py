@@ -24,9 +24,19 @@ H = "0x" + "ab" * 32
 
 def _consent(**overrides: object) -> ConsentFacts:
     values: dict[str, object] = {
-        "consent_id": H, "patient": PATIENT, "grantee": CLINIC, "grantee_name": "Demo Clinic", "scope_kind": "all",
-        "scope_value": "", "purpose": "TREAT", "valid_from": 1_767_225_600, "valid_until": 1_798_761_600,
-        "status": "active", "granted_at": 1_767_225_600, "signer": PATIENT, "tx_hash": "0x" + "cd" * 32,
+        "consent_id": H,
+        "patient": PATIENT,
+        "grantee": CLINIC,
+        "grantee_name": "Demo Clinic",
+        "scope_kind": "all",
+        "scope_value": "",
+        "purpose": "TREAT",
+        "valid_from": 1_767_225_600,
+        "valid_until": 1_798_761_600,
+        "status": "active",
+        "granted_at": 1_767_225_600,
+        "signer": PATIENT,
+        "tx_hash": "0x" + "cd" * 32,
     }
     values.update(overrides)
     return ConsentFacts(**values)  # type: ignore[arg-type]
@@ -45,15 +55,18 @@ def test_consent_scopes_map_to_provision(kind: str, value: str, key: str | None)
         assert key in provision
 
 
-@pytest.mark.parametrize(("status", "fhir"), [("active", "active"), ("pending", "proposed"), ("revoked", "inactive"),
-                                              ("expired", "inactive")])
+@pytest.mark.parametrize(
+    ("status", "fhir"),
+    [("active", "active"), ("pending", "proposed"), ("revoked", "inactive"), ("expired", "inactive")],
+)
 def test_consent_status(status: str, fhir: str) -> None:
     assert validate(consent_resource(_consent(status=status, valid_until=0), ACCOUNTS))["status"] == fhir
 
 
 def test_audit_event_follows_balp_read_and_flags_break_glass() -> None:
-    facts = DisclosureFacts(H, 2, PATIENT, CLINIC, "Demo Clinic", CLINIC, "ETREAT", True, "unconscious", 1_767_225_600,
-                            "0x" + "ef" * 32, 42)
+    facts = DisclosureFacts(
+        H, 2, PATIENT, CLINIC, "Demo Clinic", CLINIC, "ETREAT", True, "unconscious", 1_767_225_600, "0x" + "ef" * 32, 42
+    )
     event = validate(audit_event_resource(facts, ACCOUNTS))
     assert event["action"] == "R" and event["subtype"][0]["code"] == "read"
     assert event["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
@@ -62,12 +75,24 @@ def test_audit_event_follows_balp_read_and_flags_break_glass() -> None:
 
 
 def test_provenance_links_to_the_previous_version() -> None:
-    facts = VersionFacts(H, 2, PATIENT, CLINIC, "Demo Clinic", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
-                         "0x" + "12" * 32, "0x" + "34" * 32, 1_767_225_600, "0x" + "56" * 32)
+    facts = VersionFacts(
+        H,
+        2,
+        PATIENT,
+        CLINIC,
+        "Demo Clinic",
+        "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+        "0x" + "12" * 32,
+        "0x" + "34" * 32,
+        1_767_225_600,
+        "0x" + "56" * 32,
+    )
     resource = validate(provenance_resource(facts, ACCOUNTS))
     assert resource["activity"]["coding"][0]["code"] == "UPDATE"
-    assert resource["entity"][1] == {"role": "revision", "what": {"identifier": {"system": "urn:consent-ledger:record-id",
-                                                                               "value": f"{H}/v1"}}}
+    assert resource["entity"][1] == {
+        "role": "revision",
+        "what": {"identifier": {"system": "urn:consent-ledger:record-id", "value": f"{H}/v1"}},
+    }
 
 
 def test_searchset_bundle_validates() -> None:
