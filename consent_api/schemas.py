@@ -271,7 +271,12 @@ class DisclosureOut(Out):
     reason: str | None
     block_number: int
     timestamp: int
-    tx_hash: str
+    # Per-read mode: the logAccess transaction. Batched mode: null; the entry is ``leaf_index`` of the
+    # disclosure log and ``proof`` is its receipt (the receipts.py JSON: entry, leaf index, tree size,
+    # inclusion proof, the anchoring tx/block/root, chain id, contract), or {"status": "pending",
+    # "leafIndex": n} until its batch is anchored.
+    tx_hash: str | None = None
+    leaf_index: int | None = None
     proof: dict[str, Any] | None = None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +20,13 @@ from ledger_service.db.database import Database
 from ledger_service.domain.consent import Eip712Domain
 from ledger_service.service.audit import AuditService
 from ledger_service.service.auth import AuthService, load_or_create_secret
+from ledger_service.service.batching import DisclosureBatcher, DisclosureLog
 from ledger_service.service.consents import ConsentService
 from ledger_service.service.directory import Directory
 from ledger_service.service.records import RecordService
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,22 +47,36 @@ class Services:
     domain: Eip712Domain
     categories: Callable[[], dict[str, bytes]]
     audit: AuditService
+    disclosure_log: DisclosureLog
+    batcher: DisclosureBatcher
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start_background(self) -> None:
-        """Follow the chain's events in a daemon thread."""
+        """Follow the chain's events in a daemon thread; in batched mode (or with entries a former batched
+        run left unanchored) also anchor the disclosure log's roots in another."""
         thread = threading.Thread(target=self.indexer.run, args=(self._stop,), name="event-indexer", daemon=True)
         thread.start()
         self._threads.append(thread)
+        if self.settings.disclosure_mode == "batched" or self.disclosure_log.size() > 0:
+            batcher = threading.Thread(
+                target=self.batcher.run, args=(self._stop,), name="disclosure-batcher", daemon=True
+            )
+            batcher.start()
+            self._threads.append(batcher)
 
     def chain_time(self) -> int:
         return int(self.rpc.get_block("latest")["timestamp"], 16)
 
     def close(self) -> None:
         self._stop.set()
+        self.batcher.notify()
         for thread in self._threads:
-            thread.join(timeout=5)
+            # The batcher anchors what is left before it stops: give it one transaction's time.
+            timeout = self.settings.receipt_timeout + 5 if thread.name == "disclosure-batcher" else 5
+            thread.join(timeout=timeout)
+            if thread.is_alive():
+                log.warning("background thread %s did not stop in %.0f s", thread.name, timeout)
         self.db.dispose()
 
 
@@ -118,8 +136,24 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
                     categories_cache[str(event.args["code"])] = bytes(event.args["categoryId"])
         return dict(categories_cache)
 
+    disclosure_log = DisclosureLog(db, chain_id=deployment.chain_id, contract=deployment.ledger_address)
+    batcher = DisclosureBatcher(
+        disclosure_log,
+        ledger,
+        batch_size=settings.batch_size,
+        batch_interval=settings.batch_interval,
+        start_block=deployment.block_number,
+    )
     records = RecordService(
-        db=db, blobs=blobs, custody=custody, ledger=ledger, providers=providers, categories=categories
+        db=db,
+        blobs=blobs,
+        custody=custody,
+        ledger=ledger,
+        providers=providers,
+        categories=categories,
+        disclosure_mode=settings.disclosure_mode,
+        disclosure_log=disclosure_log,
+        on_disclosure=batcher.notify,
     )
     indexer = EventIndexer(
         rpc,
@@ -159,6 +193,8 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         domain,
         categories,
         audit,
+        disclosure_log,
+        batcher,
     )
 
 

@@ -76,8 +76,19 @@ class DisclosureFacts:
     emergency: bool
     reason: str | None
     timestamp: int
-    tx_hash: str
     block_number: int
+    tx_hash: str | None = None  # per-read mode: the disclosure's own transaction
+    leaf_index: int | None = None  # batched mode: the entry in the anchored disclosure log
+
+    @property
+    def event_id(self) -> str:
+        return _fhir_id(self.tx_hash) if self.tx_hash else f"leaf-{self.leaf_index}"
+
+    @property
+    def locator(self) -> str:
+        if self.tx_hash:
+            return f"tx {self.tx_hash} block {self.block_number}"
+        return f"disclosure log leaf {self.leaf_index} (authorized at block {self.block_number})"
 
 
 @dataclass(frozen=True)
@@ -176,7 +187,7 @@ def audit_event_resource(d: DisclosureFacts, accounts: Accounts) -> dict[str, An
         entity[0]["detail"].append({"type": "break-glass-reason", "valueString": d.reason})
     return {
         "resourceType": "AuditEvent",
-        "id": _fhir_id(d.tx_hash),
+        "id": d.event_id,
         "type": {
             "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
             "code": "rest",
@@ -207,7 +218,7 @@ def audit_event_resource(d: DisclosureFacts, accounts: Accounts) -> dict[str, An
             },
         ],
         "source": {
-            "site": f"tx {d.tx_hash} block {d.block_number}",
+            "site": d.locator,
             "observer": {"display": "Consent Ledger"},
             "type": [
                 {

@@ -65,7 +65,14 @@ class Settings(BaseSettings):
     kek_file: Path | None = Field(default=None, description="Dev key-encryption-key file; default in the data dir")
 
     # Disclosures
-    disclosure_mode: Literal["per-read", "batched"] = "per-read"
+    disclosure_mode: Literal["per-read", "batched"] = Field(
+        default="per-read",
+        description="per-read: one logAccess transaction per release; batched: a local Merkle log anchored on chain",
+    )
+    batch_size: int = Field(default=64, ge=1, description="Batched mode: anchor the log's root every N entries")
+    batch_interval: float = Field(
+        default=30.0, gt=0, description="Batched mode: ... or once the oldest unanchored entry is T seconds old"
+    )
 
     # Limits
     max_json_body: int = 32 * 1024 * 1024

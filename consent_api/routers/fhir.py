@@ -12,7 +12,7 @@ from ledger_service.bootstrap import Services
 from ledger_service.domain.codes import hex32, purpose_from_bytes32
 from ledger_service.fhir_export import Accounts, ConsentFacts, DisclosureFacts, bundle_of
 from ledger_service.service.consents import scope_kind
-from ledger_service.service.disclosures import disclosures_of
+from ledger_service.service.disclosures import BatchedDisclosure, Disclosure, accounting_of
 
 router = APIRouter(prefix="/v1/fhir", tags=["fhir"])
 
@@ -82,10 +82,11 @@ def audit_event_bundle(
             emergency=d.emergency,
             reason=d.reason,
             timestamp=d.timestamp,
-            tx_hash=d.tx_hash,
             block_number=d.block_number,
+            tx_hash=d.tx_hash if isinstance(d, Disclosure) else None,
+            leaf_index=d.leaf_index if isinstance(d, BatchedDisclosure) else None,
         )
-        for d in disclosures_of(services.db, services.indexer, patient)
+        for d in accounting_of(services.db, services.indexer, services.disclosure_log, patient)
     ]
     bundle = bundle_of("AuditEvent", facts, Accounts(services.deployment.chain_id), _base(request))
     return JSONResponse(bundle, media_type=FHIR_JSON)

@@ -22,7 +22,7 @@ from ledger_service.domain.codes import hex32, purpose_from_bytes32
 from ledger_service.domain.consent import DelegateGrant
 from ledger_service.errors import ValidationError
 from ledger_service.service.consents import scope_kind
-from ledger_service.service.disclosures import disclosures_of
+from ledger_service.service.disclosures import BatchedDisclosure, accounting_of
 
 router = APIRouter(prefix="/v1/patients", tags=["patients"])
 
@@ -104,26 +104,35 @@ def _grantable_purposes() -> list[bytes]:
 @router.get(
     "/{patient}/disclosures",
     response_model=DisclosureList,
-    summary="Accounting of disclosures: every release of the patient's records, from the chain",
+    summary="Accounting of disclosures: every release of the patient's records, with proofs in batched mode",
+    description=(
+        "Per-read disclosures come from the chain's events (`txHash`). Batched disclosures come from the "
+        "operator's disclosure log (`leafIndex`) and carry `proof`: a receipt that `consent-ledger "
+        "verify-receipt` checks against the chain alone once its batch is anchored, or "
+        '`{"status": "pending", "leafIndex": n}` before. Newest first.'
+    ),
 )
 def disclosures(patient: str, caller: CurrentCaller, services: ServicesDep) -> DisclosureList:
     patient = patient_or_delegate(services, caller, patient)
-    out = [
-        DisclosureOut(
-            record_id=d.record_id,
-            version=d.version,
-            accessor=d.accessor,
-            accessor_name=services.directory.name_of(d.accessor),
-            purpose=d.purpose,
-            consent_id=d.consent_id,
-            emergency=d.emergency,
-            reason=d.reason,
-            block_number=d.block_number,
-            timestamp=d.timestamp,
-            tx_hash=d.tx_hash,
+    out = []
+    for d in accounting_of(services.db, services.indexer, services.disclosure_log, patient):
+        out.append(
+            DisclosureOut(
+                record_id=d.record_id,
+                version=d.version,
+                accessor=d.accessor,
+                accessor_name=services.directory.name_of(d.accessor),
+                purpose=d.purpose,
+                consent_id=d.consent_id,
+                emergency=d.emergency,
+                reason=d.reason,
+                block_number=d.block_number,
+                timestamp=d.timestamp,
+                tx_hash=None if isinstance(d, BatchedDisclosure) else d.tx_hash,
+                leaf_index=d.leaf_index if isinstance(d, BatchedDisclosure) else None,
+                proof=d.proof if isinstance(d, BatchedDisclosure) else None,
+            )
         )
-        for d in disclosures_of(services.db, services.indexer, patient)
-    ]
     return DisclosureList(disclosures=out)
 
 

@@ -17,7 +17,6 @@ from typing import Any, TextIO
 from eth_utils import is_address, to_checksum_address
 
 from ledger_service.errors import (
-    AuditError,
     BlobStoreUnavailable,
     ChainError,
     ConfigurationError,
@@ -126,7 +125,11 @@ def add_audit_commands(subparsers: Any) -> None:
     verify.add_argument(
         "--start-block", type=_block, default=None, help="first block to read events from (default: deployment)"
     )
-    verify.add_argument("--disclosure-log", type=Path, help="the operator's exported disclosure log (JSON)")
+    verify.add_argument(
+        "--disclosure-log",
+        type=Path,
+        help="the operator's exported disclosure log (JSON); default in data-dir mode: the DB's batched log",
+    )
     verify.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     verify.set_defaults(func=cmd_verify)
 
@@ -161,9 +164,9 @@ def _data_dir_setup(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ledger_service.audit.report_html import render_html
-    from ledger_service.audit.sources import disclosure_log_file, operator_records
+    from ledger_service.audit.sources import disclosure_log_file, entry_blocks, operator_log, operator_records
     from ledger_service.audit.trail import fetch_trail
-    from ledger_service.audit.verifier import OperatorRecords, Scope, verify
+    from ledger_service.audit.verifier import OperatorLog, OperatorRecords, Scope, verify
     from ledger_service.blobs import BlobStore, EmbeddedBlobStore, KuboBlobStore
     from ledger_service.chain.client import RpcClient
     from ledger_service.db.database import Database
@@ -173,6 +176,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     operator: OperatorRecords | None = None
     notes: list[str] = []
     db: Database | None = None
+    log: OperatorLog | None = None
     progress = ProgressBar(enabled=not args.no_progress)
     try:
         if auditor_mode:
@@ -199,18 +203,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
             )
             db = Database(settings.effective_database_url)
             operator = operator_records(db)
+            if not args.disclosure_log:
+                log = operator_log(db)
+                if log is not None:
+                    notes.append(f"the operator's disclosure log ({len(log.entries)} entries) was read from its DB")
         rpc = RpcClient(rpc_url, timeout=30.0)
-        log = disclosure_log_file(args.disclosure_log) if args.disclosure_log else None
-        extra_blocks: list[int] = []
-        if log is not None:
-            from ledger_service.audit.entries import DisclosureEntry
-
-            for raw in log.entries:
-                try:
-                    extra_blocks.append(DisclosureEntry.decode(raw).block_number)
-                except AuditError:
-                    continue  # reported by the verifier
-        trail = fetch_trail(rpc, contract, from_block=start, extra_blocks=extra_blocks, progress=progress)
+        if args.disclosure_log:
+            log = disclosure_log_file(args.disclosure_log)
+        trail = fetch_trail(rpc, contract, from_block=start, extra_blocks=entry_blocks(log), progress=progress)
         scope = Scope(patient=args.patient, record_id=args.record, from_block=args.from_block)
         report = verify(trail, blobs, operator=operator, log=log, scope=scope, progress=progress)
     except (ChainError, BlobStoreUnavailable) as exc:

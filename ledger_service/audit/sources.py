@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ledger_service.audit.merkle import MerkleLog
 from ledger_service.audit.verifier import Delivery, OperatorLog, OperatorRecords
 from ledger_service.db.database import Database
-from ledger_service.db.models import DataKeyRow, DeliveryRow, RecordRow
+from ledger_service.db.models import DataKeyRow, DeliveryRow, DisclosureLogEntryRow, RecordRow
 from ledger_service.errors import AuditError
 
 
@@ -28,10 +28,12 @@ def operator_records(db: Database) -> OperatorRecords:
                 consent_id=row.consent_id,
                 emergency=bool(row.emergency),
                 reason=row.reason,
-                tx_hash=row.tx_hash,
-                block_number=int(row.block_number),
-                log_index=int(row.log_index),
+                # A batched delivery has no transaction: it names its disclosure-log leaf instead.
+                tx_hash=row.tx_hash or "",
+                block_number=int(row.block_number or 0),
+                log_index=-1 if row.log_index is None else int(row.log_index),
                 status=row.status,
+                leaf_index=None if row.leaf_index is None else int(row.leaf_index),
             )
             for row in s.execute(select(DeliveryRow).order_by(DeliveryRow.id)).scalars()
         ]
@@ -43,6 +45,43 @@ def operator_records(db: Database) -> OperatorRecords:
             ).all()
         ]
     return OperatorRecords(deliveries, keys, erased)
+
+
+def operator_log(db: Database) -> OperatorLog | None:
+    """The operator's batched disclosure log as the DB holds it (None when it has no entry).
+
+    The entries are read whole (the verifier recomputes every root from them); consistency proofs
+    come from the subtree hashes the DB stores, as the operator serves them.
+    """
+    from ledger_service.service.batching import DbLeafStore
+
+    with db.session() as s:
+        rows = s.execute(
+            select(DisclosureLogEntryRow.leaf_index, DisclosureLogEntryRow.entry).order_by(
+                DisclosureLogEntryRow.leaf_index
+            )
+        ).all()
+    if not rows:
+        return None
+    entries = []
+    for expected, (index, entry) in enumerate(rows):
+        if int(index) != expected:
+            raise AuditError(f"the DB's disclosure log has a gap: expected leaf {expected}, found {index}")
+        entries.append(bytes(entry))
+    return OperatorLog(entries, MerkleLog(DbLeafStore(db)).consistency_proof)
+
+
+def entry_blocks(log: OperatorLog | None) -> list[int]:
+    """The blocks batched entries name, whose timestamps the verifier needs beside the events'."""
+    from ledger_service.audit.entries import DisclosureEntry
+
+    blocks: list[int] = []
+    for raw in log.entries if log is not None else []:
+        try:
+            blocks.append(DisclosureEntry.decode(raw).block_number)
+        except AuditError:
+            continue  # a malformed entry is reported by the verifier itself
+    return blocks
 
 
 def disclosure_log_file(path: Path) -> OperatorLog:

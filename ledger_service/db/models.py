@@ -86,8 +86,11 @@ class DataKeyRow(Base):
 class DeliveryRow(Base):
     """The operator's delivery log: one row per release of record bytes.
 
-    A row is written (status ``logged``) only after the on-chain disclosure; the auditor
-    matches these rows against the disclosure events in both directions.
+    A row is written (status ``logged``) only after the disclosure is durable: per-read mode, after
+    its on-chain event (``tx_hash``/``log_index``); batched mode, in the same transaction as its
+    disclosure-log entry (``leaf_index``; ``block_number`` is then the block whose state authorized
+    the release, and there is no transaction). The auditor matches these rows against the
+    disclosure events and log entries in both directions.
     """
 
     __tablename__ = "deliveries"
@@ -103,10 +106,51 @@ class DeliveryRow(Base):
     emergency: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="logged")  # logged (event on chain) | released
+    tx_hash: Mapped[str | None] = mapped_column(String(66), unique=True, nullable=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    log_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    leaf_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DisclosureLogEntryRow(Base):
+    """One entry of the batched disclosure log (RFC 9162 leaf ``leaf_index``); append-only.
+
+    ``entry`` is the canonical leaf data (:class:`ledger_service.audit.entries.DisclosureEntry`);
+    ``patient`` and ``record_id`` repeat two of its fields so a patient's entries can be listed.
+    """
+
+    __tablename__ = "disclosure_log_entries"
+
+    leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    patient: Mapped[str] = mapped_column(String(42), index=True)
+    record_id: Mapped[str] = mapped_column(String(66))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DisclosureLogNodeRow(Base):
+    """The hash of a perfect subtree of the disclosure log: ``2**level`` leaves from ``position * 2**level``."""
+
+    __tablename__ = "disclosure_log_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DisclosureBatchRow(Base):
+    """A root of the disclosure log anchored on chain (``anchorDisclosureBatch``): leaves ``[from, to)``."""
+
+    __tablename__ = "disclosure_batches"
+
+    to_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # the tree size
+    from_index: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[str] = mapped_column(String(66))
     tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
     block_number: Mapped[int] = mapped_column(BigInteger)
-    log_index: Mapped[int] = mapped_column(Integer)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

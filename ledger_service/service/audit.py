@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger_service.audit.report_html import render_html
-from ledger_service.audit.sources import operator_records
+from ledger_service.audit.sources import entry_blocks, operator_log, operator_records
 from ledger_service.audit.trail import Trail, fetch_trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import BlobStore
@@ -38,9 +38,10 @@ class AuditService:
 
     def run(self, *, patient: str | None = None, record_id: bytes | None = None) -> AuditRun:
         """Verify everything from the deployment block on; report only what the scope names."""
-        trail = fetch_trail(self.rpc, self.contract, from_block=self.start_block)
+        log = operator_log(self.db)
+        trail = fetch_trail(self.rpc, self.contract, from_block=self.start_block, extra_blocks=entry_blocks(log))
         scope = Scope(patient=patient, record_id=record_id)
-        report = verify(trail, self.blobs, operator=operator_records(self.db), scope=scope)
+        report = verify(trail, self.blobs, operator=operator_records(self.db), log=log, scope=scope)
         report_id = secrets.token_hex(8)
         html = render_html(report)
         with self._lock:

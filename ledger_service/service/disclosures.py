@@ -1,13 +1,17 @@
-"""Accounting of disclosures: every release of a patient's records, read from chain events.
+"""Accounting of disclosures: every release of a patient's records.
 
-The chain is the source of truth (the events cannot be edited); the operator's delivery
-log adds only the break-glass reason text, whose hash is on chain.
+Per-read mode: read from chain events. The chain is the source of truth (the events cannot
+be edited); the operator's delivery log adds only the break-glass reason text, whose hash is
+on chain. Batched mode: read from the operator's disclosure log, each entry with its receipt
+(an inclusion proof under a root anchored on chain) once its batch is anchored. A deployment
+that switched modes has both kinds in its history; :func:`accounting_of` lists both.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from eth_utils import to_checksum_address
 from sqlalchemy import select
@@ -15,7 +19,8 @@ from sqlalchemy import select
 from ledger_service.chain.indexer import EventIndexer
 from ledger_service.db.database import Database
 from ledger_service.db.models import ChainEventRow, DeliveryRow
-from ledger_service.domain.codes import purpose_from_bytes32
+from ledger_service.domain.codes import hex32, purpose_from_bytes32
+from ledger_service.service.batching import DisclosureLog
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,9 @@ def disclosures_of(db: Database, indexer: EventIndexer, patient: str) -> list[Di
         reasons = {
             d.tx_hash: d.reason
             for d in s.execute(
-                select(DeliveryRow).where(DeliveryRow.patient == patient, DeliveryRow.emergency)
+                select(DeliveryRow).where(
+                    DeliveryRow.patient == patient, DeliveryRow.emergency, DeliveryRow.tx_hash.is_not(None)
+                )
             ).scalars()
         }
     out = []
@@ -77,3 +84,76 @@ def disclosures_of(db: Database, indexer: EventIndexer, patient: str) -> list[Di
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class BatchedDisclosure:
+    """A disclosure logged as an entry of the batched disclosure log (no transaction of its own)."""
+
+    record_id: str
+    version: int
+    patient: str
+    accessor: str
+    purpose: str
+    consent_id: str | None
+    emergency: bool
+    reason: str | None
+    block_number: int  # the block whose state authorized the release
+    timestamp: int
+    leaf_index: int
+    proof: dict[str, Any]  # the receipt once anchored, else {"status": "pending", "leafIndex": n}
+
+
+def batched_disclosures_of(db: Database, log: DisclosureLog, patient: str) -> list[BatchedDisclosure]:
+    """Newest first."""
+    patient = to_checksum_address(patient)
+    logged = log.entries_of(patient)
+    if not logged:
+        return []
+    with db.session() as s:
+        reasons: dict[int, str | None] = {
+            leaf: reason
+            for leaf, reason in s.execute(
+                select(DeliveryRow.leaf_index, DeliveryRow.reason).where(
+                    DeliveryRow.patient == patient, DeliveryRow.leaf_index.is_not(None), DeliveryRow.emergency
+                )
+            ).all()
+            if leaf is not None
+        }
+    batches = log.batches()
+    out = []
+    for item in logged:
+        e = item.entry
+        out.append(
+            BatchedDisclosure(
+                record_id=hex32(e.record_id),
+                version=e.version,
+                patient=patient,
+                accessor=to_checksum_address(e.accessor),
+                purpose=purpose_from_bytes32(e.purpose),
+                consent_id=None if e.emergency else hex32(e.consent_id),
+                emergency=e.emergency,
+                reason=reasons.get(item.leaf_index) if e.emergency else None,
+                block_number=e.block_number,
+                timestamp=e.timestamp,
+                leaf_index=item.leaf_index,
+                proof=log.proof(item.leaf_index, batches),
+            )
+        )
+    return out
+
+
+def accounting_of(
+    db: Database, indexer: EventIndexer, log: DisclosureLog | None, patient: str
+) -> list[Disclosure | BatchedDisclosure]:
+    """Every disclosure of the patient's records, per-read (chain events) and batched (log entries), newest first."""
+    events: list[Disclosure | BatchedDisclosure] = list(disclosures_of(db, indexer, patient))
+    if log is not None:
+        events.extend(batched_disclosures_of(db, log, patient))
+
+    def newest(d: Disclosure | BatchedDisclosure) -> tuple[int, int, int]:
+        if isinstance(d, BatchedDisclosure):
+            return (d.block_number, 1, d.leaf_index)  # checked at the end of its block: after its events
+        return (d.block_number, 0, d.log_index)
+
+    return sorted(events, key=newest, reverse=True)

@@ -3,6 +3,12 @@
 Every read goes: consent check (eth_call) -> on-chain disclosure (logAccess, waited for)
 -> delivery-log row -> fetch blob (every block re-hashed) -> decrypt (every segment
 authenticated) -> bytes. Any failure before the disclosure is on chain releases nothing.
+
+In batched disclosure mode the disclosure is an entry of the operator's Merkle log instead
+(:mod:`ledger_service.service.batching`): consent check by eth_call pinned to block B ->
+the entry (blockNumber B, B's timestamp) appended with its delivery row in one DB
+transaction -> fetch -> decrypt -> bytes. Nothing is released unless that commit succeeds;
+the log's root is anchored on chain in batches.
 """
 
 from __future__ import annotations
@@ -15,14 +21,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
 
+from ledger_service.audit.entries import DisclosureEntry
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.client import Receipt
-from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.chain.ledger import EMERGENCY_ROLE, ConsentLedgerContract
 from ledger_service.chain.signers import ProviderSigners
 from ledger_service.crypto import (
     DataKey,
@@ -34,9 +41,9 @@ from ledger_service.crypto import (
     new_salt,
 )
 from ledger_service.crypto.custody import WrappedKey
-from ledger_service.db.database import Database
+from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.models import DataKeyRow, DeliveryRow, IdempotencyRow, RecordRow, RecordVersionRow
-from ledger_service.domain.codes import EMERGENCY_PURPOSE, category_id, hex32, purpose_to_bytes32
+from ledger_service.domain.codes import EMERGENCY_PURPOSE, ZERO32, category_id, hex32, purpose_to_bytes32
 from ledger_service.domain.consent import AccessRequest, ConsentState, decide
 from ledger_service.domain.records import FHIR_MEDIA_TYPE
 from ledger_service.errors import (
@@ -53,8 +60,13 @@ from ledger_service.errors import (
     TransactionReverted,
     ValidationError,
 )
+from ledger_service.service.batching import DisclosureLog, LogAppendConflict
 
 log = logging.getLogger(__name__)
+
+DisclosureMode = Literal["per-read", "batched"]
+# Appending retries when another writer takes the leaf index first (PostgreSQL without the lock).
+MAX_APPEND_ATTEMPTS = 8
 
 # FHIR bodies are parsed whole for validation; larger files must not be FHIR JSON.
 MAX_FHIR_BYTES = 32 * 1024 * 1024
@@ -107,7 +119,11 @@ class AnchoredVersion:
 
 @dataclass
 class RecordContent:
-    """What a read releases: metadata plus the plaintext stream (already disclosed on chain)."""
+    """What a read releases: metadata plus the plaintext stream (the disclosure is already durable).
+
+    ``disclosure_tx`` is the logAccess transaction (per-read mode), empty in batched mode, where
+    ``leaf_index`` names the disclosure-log entry instead.
+    """
 
     record_id: str
     version: int
@@ -116,6 +132,7 @@ class RecordContent:
     disclosure_tx: str
     size: int
     chunks: Iterator[bytes]
+    leaf_index: int | None = None
 
     def read_all(self) -> bytes:
         return b"".join(self.chunks)
@@ -138,7 +155,15 @@ class RecordService:
         ledger: ConsentLedgerContract,
         providers: ProviderSigners,
         categories: Callable[[], dict[str, bytes]],
+        disclosure_mode: DisclosureMode = "per-read",
+        disclosure_log: DisclosureLog | None = None,
+        on_disclosure: Callable[[], None] | None = None,
     ) -> None:
+        if disclosure_mode == "batched" and disclosure_log is None:
+            raise ValueError("batched disclosure mode needs a disclosure log")
+        self.disclosure_mode: DisclosureMode = disclosure_mode
+        self.disclosure_log = disclosure_log
+        self._on_disclosure = on_disclosure
         self.db = db
         self.blobs = blobs
         self.custody = custody
@@ -392,6 +417,10 @@ class RecordService:
         record = self._anchored_record(record_id)
         request_hash = _request_hash("read", accessor, record_id, purpose)
         delivery = self._replay(accessor, idempotency_key, request_hash)
+        if delivery is None and self.disclosure_mode == "batched":
+            delivery = self._batched_disclosure(
+                record, accessor, purpose, reason=None, key=idempotency_key, request_hash=request_hash
+            )
         if delivery is None:
             rid = bytes.fromhex(record_id[2:])
             consent = self.ledger.authorizing_consent(record.patient, accessor, rid, purpose_bytes)
@@ -434,6 +463,10 @@ class RecordService:
         record = self._anchored_record(record_id)
         request_hash = _request_hash("emergency", accessor, record_id, reason)
         delivery = self._replay(accessor, idempotency_key, request_hash)
+        if delivery is None and self.disclosure_mode == "batched":
+            delivery = self._batched_disclosure(
+                record, accessor, EMERGENCY_PURPOSE, reason=reason, key=idempotency_key, request_hash=request_hash
+            )
         if delivery is None:
             rid = bytes.fromhex(record_id[2:])
             # Only the reason's hash goes on chain: the text may carry clinical detail.
@@ -459,6 +492,124 @@ class RecordService:
                 reason=reason,
             )
         return self._release(record, delivery)
+
+    # ------------------------------------------------------------- batched mode
+
+    def _batched_disclosure(
+        self,
+        record: RecordRow,
+        accessor: str,
+        purpose: str,
+        *,
+        reason: str | None,
+        key: str | None,
+        request_hash: str,
+    ) -> DeliveryRow:
+        """Check at a pinned block, then append the disclosure entry and its delivery row atomically."""
+        assert self.disclosure_log is not None
+        rid = bytes.fromhex(record.record_id[2:])
+        block = self.ledger.rpc.block_number()
+        timestamp = int(self.ledger.rpc.get_block(block)["timestamp"], 16)
+        onchain = self.ledger.record(record.patient, rid, block=block)
+        if not onchain.exists:
+            raise RecordNotFound(f"no record {record.record_id} on chain at block {block}", record_id=record.record_id)
+        if onchain.erased:
+            raise RecordErased(
+                f"record {record.record_id} was erased at the patient's request", record_id=record.record_id
+            )
+        purpose_bytes = purpose_to_bytes32(purpose)
+        if reason is None:
+            consent = self.ledger.authorizing_consent(record.patient, accessor, rid, purpose_bytes, block=block)
+            if consent is None:
+                raise ConsentDenied(
+                    self._refusal(record, accessor, rid, purpose_bytes),
+                    record_id=record.record_id,
+                    accessor=accessor,
+                    purpose=purpose,
+                )
+            reason_hash = ZERO32
+        else:
+            if not (
+                self.ledger.has_role(EMERGENCY_ROLE, accessor, block=block)
+                and self.ledger.is_active_provider(accessor, block=block)
+            ):
+                raise PermissionDenied(
+                    f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor
+                )
+            consent, reason_hash = ZERO32, keccak(reason.encode("utf-8"))
+        entry = DisclosureEntry(
+            chain_id=self.disclosure_log.chain_id,
+            ledger=self.ledger.address,
+            record_id=rid,
+            version=onchain.version,
+            patient=record.patient,
+            accessor=accessor,
+            purpose=purpose_bytes,
+            consent_id=consent,
+            reason_hash=reason_hash,
+            block_number=block,
+            timestamp=timestamp,
+        )
+        for attempt in range(1, MAX_APPEND_ATTEMPTS + 1):
+            earlier = self._replay(accessor, key, request_hash)  # a concurrent twin may have finished first
+            if earlier is not None:
+                return earlier
+            try:
+                delivery = self._append_disclosure(entry, key, request_hash, reason=reason)
+            except _Replayed:
+                continue
+            except DatabaseError as exc:
+                conflict = isinstance(exc, LogAppendConflict) or isinstance(exc.__cause__, LogAppendConflict)
+                if conflict and attempt < MAX_APPEND_ATTEMPTS:
+                    log.info("disclosure-log append conflicted (attempt %d); retrying", attempt)
+                    continue
+                raise
+            if self._on_disclosure is not None:
+                self._on_disclosure()
+            return delivery
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _append_disclosure(
+        self, entry: DisclosureEntry, key: str | None, request_hash: str, *, reason: str | None
+    ) -> DeliveryRow:
+        """One DB transaction: the log entry (and its subtree nodes), the delivery row, the idempotency row."""
+        assert self.disclosure_log is not None
+        with self.db.session() as s:
+            leaf = self.disclosure_log.store.append_in(s, entry.encode())
+            if key:  # under the log's writer lock: a twin request that committed first wins
+                done = s.get(IdempotencyRow, f"{entry.accessor}:{key}")
+                if done is not None and done.state == "done" and done.result is not None:
+                    raise _Replayed
+            delivery = DeliveryRow(
+                record_id=hex32(entry.record_id),
+                version=entry.version,
+                patient=entry.patient,
+                accessor=entry.accessor,
+                purpose=EMERGENCY_PURPOSE if entry.emergency else _purpose_code(entry.purpose),
+                consent_id=None if entry.emergency else hex32(entry.consent_id),
+                emergency=entry.emergency,
+                reason=reason,
+                status="logged",
+                tx_hash=None,
+                block_number=entry.block_number,
+                log_index=None,
+                leaf_index=leaf,
+                idempotency_key=key,
+                created_at=_now(),
+            )
+            s.add(delivery)
+            s.flush()
+            if key:
+                s.merge(
+                    IdempotencyRow(
+                        key=f"{entry.accessor}:{key}",
+                        request_hash=request_hash,
+                        state="done",
+                        result=json.dumps({"deliveryId": delivery.id}),
+                        created_at=_now(),
+                    )
+                )
+        return delivery
 
     def _refusal(self, record: RecordRow, accessor: str, rid: bytes, purpose: bytes) -> str:
         """Explain a refusal with the domain rule over the on-chain consent states."""
@@ -583,9 +734,10 @@ class RecordService:
             delivery.version,
             version.media_type,
             version.cid,
-            delivery.tx_hash,
+            delivery.tx_hash or "",
             version.plaintext_size,
             chunks(),
+            delivery.leaf_index,
         )
 
     # ------------------------------------------------------------- erasure
@@ -703,6 +855,16 @@ def _record_id(patient: str, author: str, salt: bytes) -> bytes:
     from ledger_service.domain.records import record_id_of
 
     return record_id_of(patient, author, salt)
+
+
+class _Replayed(Exception):
+    """An identical request (same Idempotency-Key) committed its disclosure first: roll back, replay it."""
+
+
+def _purpose_code(raw: bytes) -> str:
+    from ledger_service.domain.codes import purpose_from_bytes32
+
+    return purpose_from_bytes32(raw)
 
 
 def _request_hash(*parts: str) -> str:

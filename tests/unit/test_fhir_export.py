@@ -65,7 +65,7 @@ def test_consent_status(status: str, fhir: str) -> None:
 
 def test_audit_event_follows_balp_read_and_flags_break_glass() -> None:
     facts = DisclosureFacts(
-        H, 2, PATIENT, CLINIC, "Demo Clinic", CLINIC, "ETREAT", True, "unconscious", 1_767_225_600, "0x" + "ef" * 32, 42
+        H, 2, PATIENT, CLINIC, "Demo Clinic", CLINIC, "ETREAT", True, "unconscious", 1_767_225_600, 42, "0x" + "ef" * 32
     )
     event = validate(audit_event_resource(facts, ACCOUNTS))
     assert event["action"] == "R" and event["subtype"][0]["code"] == "read"

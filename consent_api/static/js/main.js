@@ -55,7 +55,7 @@ async function render() {
     updateHeader(null);
     if (location.hash !== "#/signin") history.replaceState(null, "", "#/signin");
     document.title = "Sign in · Consent Ledger";
-    await mount(main, token, () => signin.render(main, { chain }));
+    await mount(main, token, (view) => signin.render(view, { chain }));
     return;
   }
   let role = parts[0];
@@ -67,20 +67,23 @@ async function render() {
   let section = parts[1];
   if (!section) section = NAV[role][0][0].split("/")[2] || "";
   updateHeader(role, `#/${role}${section ? `/${section}` : ""}`);
-  await mount(main, token, () => PAGES[role].render(main, { chain, section, params, parts }));
+  await mount(main, token, (view) => PAGES[role].render(view, { chain, section, params, parts }));
 }
 
+/** Render a page into a detached view and swap it in only if no newer navigation happened. */
 async function mount(main, token, fn) {
   clearAlert();
   main.replaceChildren(h("p.muted", { "aria-busy": "true" }, "Loading…"));
+  const view = h("div.view");
   try {
-    await fn();
+    await fn(view);
   } catch (err) {
     if (token !== renderToken) return;
-    main.replaceChildren(h("h1", { tabindex: "-1" }, "Could not load this page"));
+    view.replaceChildren(h("h1", { tabindex: "-1" }, "Could not load this page"));
     showError(err);
   }
   if (token !== renderToken) return;
+  main.replaceChildren(view);
   const h1 = main.querySelector("h1");
   if (h1) {
     h1.setAttribute("tabindex", "-1");

@@ -39,11 +39,12 @@ export const nextId = (prefix = "f") => `${prefix}-${++uid}`;
 
 /** A labelled form field; returns {wrap, input, error}. `control` is an element or a tag name. */
 export function field(label, control, { hint, id, required } = {}) {
+  // GOV.UK pattern: fields are required unless their label says "(optional)"
   const input = typeof control === "string" ? h(control) : control;
   input.id = input.id || id || nextId("fld");
   if (required) input.required = true;
   const described = [];
-  const wrap = h("div.field", h("label", { for: input.id }, label, required ? h("span.muted", { "aria-hidden": "true" }, " *") : null), input);
+  const wrap = h("div.field", h("label", { for: input.id }, label), input);
   if (hint) {
     const hid = `${input.id}-hint`;
     wrap.append(h("span.hint", { id: hid }, hint));
@@ -90,6 +91,11 @@ export function announce(message) {
   statusTimer = setTimeout(() => { el.textContent = ""; }, 12000);
 }
 
+export function clearStatus() {
+  clearTimeout(statusTimer);
+  document.getElementById("status").textContent = "";
+}
+
 export function clearAlert() {
   const el = document.getElementById("alert");
   el.hidden = true;
@@ -113,6 +119,7 @@ export function showError(err) {
 /** Run an async action with a busy button, clearing old alerts and showing new ones. */
 export async function busy(button, label, fn) {
   clearAlert();
+  clearStatus();
   const old = button ? button.textContent : null;
   if (button) { button.disabled = true; button.setAttribute("aria-busy", "true"); button.textContent = label; }
   try {

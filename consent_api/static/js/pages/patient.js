@@ -61,7 +61,7 @@ async function records(body, p) {
         const erase = h("button.btn.btn-danger-outline.btn-small", { type: "button" }, "Erase");
         erase.setAttribute("aria-label", `Erase record ${shortHex(r.recordId)}`);
         erase.addEventListener("click", () => eraseRecord(r, p, body));
-        return [share, " ", erase];
+        return [share, erase];
       },
     },
   ];
@@ -160,7 +160,7 @@ function grantForm(p, providers, recs, reload) {
   const today = new Date();
   const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
   const fFrom = field("Valid from", h("input", { type: "date", name: "validFrom", value: iso(today) }), { required: true });
-  const fUntil = field("Valid until", h("input", { type: "date", name: "validUntil", disabled: true }));
+  const fUntil = field("Valid until", h("input", { type: "date", name: "validUntil", disabled: true }), { hint: "Untick \u201cNo expiry\u201d to choose an end date." });
   const noExpiry = choice("checkbox", "noExpiry", "1", "No expiry (until I revoke it)", { checked: true });
   noExpiry.input.addEventListener("change", () => {
     fUntil.input.disabled = noExpiry.input.checked;

@@ -72,7 +72,7 @@ async function patients(main, { chain, params }) {
           const amend = h("button.btn.btn-secondary.btn-small", { type: "button" }, "Amend…");
           amend.setAttribute("aria-label", `Amend record ${shortHex(r.recordId)} (new version)`);
           amend.addEventListener("click", () => amendRecord(r, () => patients(main, { chain, params })));
-          out.push(" ", amend);
+          out.push(amend);
         }
         return out;
       },
@@ -117,6 +117,7 @@ function readerCard(chain, me) {
     reason.input.classList.add("prose");
     const confirm = choice("checkbox", "confirmEmergency", "1", "I confirm this is an emergency and the patient cannot give consent in time.");
     const err = h("p.field-error", { role: "alert" });
+    confirm.input.addEventListener("change", () => { if (confirm.input.checked) err.textContent = ""; });
     let response = null;
     const ok = await modal({
       title: "Emergency access (break the glass)",

@@ -115,7 +115,7 @@ function passphraseFields() {
 }
 
 function newKeyCard(chain) {
-  const label = field("Name for this key", h("input", { type: "text", autocomplete: "off", placeholder: "e.g. My health key" }), { hint: "Optional; shown only in this browser." });
+  const label = field("Name for this key (optional)", h("input", { type: "text", autocomplete: "off", placeholder: "e.g. My health key" }), { hint: "Shown only in this browser." });
   const pp = passphraseFields();
   const submit = h("button.btn", { type: "submit" }, "Create key and sign in");
   const form = h("form#new-key-form", { novalidate: true }, label.wrap, pp.pass.wrap, pp.confirm.wrap, h("div.actions", submit));
@@ -134,7 +134,7 @@ function newKeyCard(chain) {
 
 function importCard(chain) {
   const key = field("Private key", h("input", { type: "password", autocomplete: "off", spellcheck: "false" }), { required: true, hint: "64 hexadecimal characters, with or without 0x." });
-  const label = field("Name for this key", h("input", { type: "text", autocomplete: "off" }), { hint: "Optional." });
+  const label = field("Name for this key (optional)", h("input", { type: "text", autocomplete: "off" }));
   const pp = passphraseFields();
   const submit = h("button.btn", { type: "submit" }, "Import key and sign in");
   const form = h("form#import-form", { novalidate: true }, key.wrap, label.wrap, pp.pass.wrap, pp.confirm.wrap, h("div.actions", submit));

@@ -1,0 +1,75 @@
+"""Page helpers shared by the browser tests (Playwright sync API)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tests.browser.conftest import DOCS_SHOTS, SHOTS
+
+# anvil's well-known dev accounts (DESIGN.md 6): #1 clinic, #2 lab, #3 auditor, #4-#9 patients
+PATIENT4 = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"
+CLINIC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+# pages whose screenshots the README shows
+DOC_SHOTS = {
+    "01-sign-in",
+    "02-provider-upload",
+    "04-patient-records",
+    "05-patient-grant",
+    "06-provider-read",
+    "07-patient-disclosures",
+    "09-provider-refused",
+    "10-auditor-report",
+    "11-emergency-timeline",
+    "20-mobile-consents",
+}
+
+
+class Portal:
+    def __init__(self, browser: Any, kind: str, base: str, *, width: int = 1200, height: int = 900) -> None:
+        self.kind = kind
+        self.base = base
+        self.context = browser.new_context(viewport={"width": width, "height": height}, base_url=base)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.set_default_timeout(60_000)
+
+    def close(self) -> None:
+        self.context.close()
+
+    def shot(self, name: str) -> Path:
+        """Save a full-page screenshot (and copy README ones to docs/screenshots on the real service)."""
+        folder = SHOTS if self.kind == "real" else SHOTS / self.kind
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
+        self.page.wait_for_timeout(150)
+        self.page.screenshot(path=str(path), full_page=True)
+        if self.kind == "real" and name in DOC_SHOTS:
+            DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, DOCS_SHOTS / path.name)
+        return path
+
+    def open_signin(self) -> None:
+        self.page.goto("/")
+        self.page.get_by_role("heading", name="Sign in to Consent Ledger").wait_for()
+
+    def sign_in_demo(self, index: int) -> None:
+        self.open_signin()
+        self.page.locator(f"button[data-demo-index='{index}']").click()
+        self.page.locator("#session:not([hidden])").wait_for()
+
+    def go(self, hash_route: str, heading: str) -> None:
+        self.page.goto(f"/{hash_route}")
+        self.page.get_by_role("heading", name=heading, level=1).wait_for()
+
+    def status_text(self) -> str:
+        return self.page.locator("#status").inner_text()
+
+    def wait_status(self, contains: str) -> None:
+        self.page.locator("#status", has_text=contains).wait_for()
+
+    def alert(self) -> Any:
+        return self.page.locator("#alert:not([hidden])")

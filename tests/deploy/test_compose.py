@@ -1,0 +1,508 @@
+"""Static checks of the production topology (docker-compose.yml and deploy/).
+
+No Docker engine runs here, so these tests read the files: the compose file parses, images are
+pinned, services are health-checked and ordered by health, the Besu genesis is a valid QBFT
+genesis for exactly the committed validator keys, the node allowlist names exactly those nodes,
+the API's settings point at services the file defines, and no secret is written down.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import rlp
+from eth_utils import is_checksum_address, keccak, to_checksum_address
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEPLOY = ROOT / "deploy"
+BESU = DEPLOY / "besu"
+DOCKERFILE = DEPLOY / "api" / "Dockerfile"
+NGINX_CONF = DEPLOY / "nginx" / "nginx.conf"
+VALIDATOR_COUNT = 4
+
+# ${VAR}, ${VAR:-default}, ${VAR:?message}: a value taken from the environment.
+INTERPOLATION = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*(:?[-?][^}]*)?\}$")
+SENSITIVE_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY|_KEYS)$")
+FLOATING_TAGS = {"latest", "stable", "release", "main", "master", "edge", "mainline", "alpine", "slim"}
+ONE_SHOT = "no"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    result = compose["services"]
+    assert isinstance(result, dict) and result
+    return result
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def resolve(value: str) -> str:
+    """Stand-ins for interpolations: a ${VAR:-default} becomes its default, others a placeholder."""
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, rest = match.group(1), match.group(2) or "", match.group(3) or ""
+        return rest if operator in {"-", ":-"} else f"from-env-{name.lower().replace('_', '-')}"
+
+    return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)(?:(:?[-?])([^}]*))?\}", one, value)
+
+
+def is_one_shot(service: dict[str, Any]) -> bool:
+    return str(service.get("restart", "")) == ONE_SHOT
+
+
+def besu_options(service: dict[str, Any]) -> dict[str, str]:
+    """Besu's options from BESU_* variables and --flags (flags win, as in Besu)."""
+    options: dict[str, str] = {}
+    for name, value in environment(service).items():
+        if name.startswith("BESU_"):
+            options[name[len("BESU_") :].lower().replace("_", "-")] = value
+    for arg in service.get("command") or []:
+        assert isinstance(arg, str), f"nested command entry {arg!r}: compose does not flatten lists"
+        if arg.startswith("--"):
+            key, _, value = arg[2:].partition("=")
+            options[key] = value or "true"
+    return options
+
+
+def validator_names(services: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted(name for name, s in services.items() if str(s.get("image", "")).startswith("hyperledger/besu:"))
+
+
+def validators(services: dict[str, dict[str, Any]]) -> list[str]:
+    return [name for name in validator_names(services) if not is_one_shot(services[name])]
+
+
+def committed_public_keys() -> list[bytes]:
+    keys = []
+    for index in range(1, VALIDATOR_COUNT + 1):
+        text = (BESU / "keys" / f"validator-{index}" / "key.pub").read_text(encoding="utf-8").strip()
+        assert re.fullmatch(r"0x[0-9a-f]{128}", text), f"validator-{index}/key.pub is not a 64-byte hex public key"
+        keys.append(bytes.fromhex(text[2:]))
+    return keys
+
+
+def committed_addresses() -> list[str]:
+    return [
+        (BESU / "keys" / f"validator-{i}" / "address").read_text(encoding="utf-8").strip()
+        for i in range(1, VALIDATOR_COUNT + 1)
+    ]
+
+
+def chain_ip(service: dict[str, Any]) -> str:
+    return str(service["networks"]["chain"]["ipv4_address"])
+
+
+def shares_network(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def names(s: dict[str, Any]) -> set[str]:
+        nets = s.get("networks") or ["default"]
+        return set(nets) if isinstance(nets, list) else set(nets.keys())
+
+    return bool(names(a) & names(b))
+
+
+def api_services(services: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted(
+        name
+        for name, s in services.items()
+        if "build" in s and not is_one_shot(s) and (s.get("command") or ["up"])[0] == "up"
+    )
+
+
+def load_generator() -> Any:
+    spec = importlib.util.spec_from_file_location("generate_network", BESU / "generate_network.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------- compose basics
+
+
+def test_compose_parses_and_defines_the_topology(services: dict[str, dict[str, Any]]) -> None:
+    assert len(validators(services)) == VALIDATOR_COUNT
+    images = [str(s.get("image", "")) for s in services.values()]
+    assert sum(i.startswith("ipfs/kubo:") for i in images) >= 2
+    assert sum(i.startswith("ipfs/ipfs-cluster:") for i in images) >= 2
+    assert sum(i.startswith("postgres:15") for i in images) == 1
+    assert sum(i.startswith("nginx:") for i in images) == 1
+    assert len(api_services(services)) >= 2
+    assert any(is_one_shot(s) and (s.get("command") or [""])[0] == "deploy" for s in services.values())
+
+
+def test_every_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        image = service.get("image")
+        assert image or "build" in service, f"{name}: neither image nor build"
+        if not image:
+            continue
+        image = str(image)
+        assert "${" not in image, f"{name}: image {image} is chosen by the environment, not pinned"
+        if "@sha256:" in image:
+            assert re.search(r"@sha256:[0-9a-f]{64}$", image), f"{name}: malformed digest in {image}"
+            continue
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{name}: image {image} has no tag"
+        assert tag.lower() not in FLOATING_TAGS, f"{name}: floating tag {image}"
+        if "build" not in service:
+            assert re.match(r"v?\d+\.\d+(\.\d+)?", tag), f"{name}: {image} is not pinned to a version"
+
+
+def test_dockerfile_base_images_are_pinned_and_runtime_has_no_node() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    froms = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, flags=re.MULTILINE | re.IGNORECASE)
+    assert len(froms) >= 2, "the API image must be a multi-stage build"
+    stages = {alias for _, alias in froms if alias}
+    for image, _ in froms:
+        if image in stages:
+            continue
+        tag = image.rpartition(":")[2]
+        assert ":" in image and re.match(r"\d+\.\d+\.\d+", tag), f"base image {image} is not pinned to a version"
+    assert froms[-1][0].startswith("python:3.11."), "the runtime stage is Python 3.11"
+    runtime = text[text.rindex("\nFROM ") :]
+    assert "node" not in runtime.lower().replace("no node.js", ""), "Node.js must not reach the runtime stage"
+    assert "python -m ledger_service.chain.build" in text
+    assert "requirements.lock" in text
+    assert "npm ci" in text
+
+
+def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if is_one_shot(service):
+            continue
+        check = service.get("healthcheck")
+        assert isinstance(check, dict), f"{name}: no healthcheck"
+        assert not check.get("disable"), f"{name}: healthcheck disabled"
+        test = check.get("test")
+        assert test and test != ["NONE"], f"{name}: empty healthcheck"
+        assert str(service.get("restart")) in {"unless-stopped", "always", "on-failure"}, f"{name}: no restart policy"
+
+
+def test_every_dependency_waits_on_a_condition(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        depends = service.get("depends_on")
+        if depends is None:
+            continue
+        assert isinstance(depends, dict), f"{name}: depends_on without conditions"
+        for target, spec in depends.items():
+            assert target in services, f"{name} depends on undefined service {target}"
+            condition = (spec or {}).get("condition")
+            if is_one_shot(services[target]):
+                assert condition == "service_completed_successfully", f"{name} -> {target}: {condition}"
+            else:
+                assert condition == "service_healthy", f"{name} -> {target}: {condition}"
+                assert "healthcheck" in services[target], f"{name} waits for {target}, which has no healthcheck"
+
+
+def test_api_replicas_start_after_the_deployment(services: dict[str, dict[str, Any]]) -> None:
+    deployers = [n for n, s in services.items() if is_one_shot(s) and (s.get("command") or [""])[0] == "deploy"]
+    assert len(deployers) == 1
+    for name in api_services(services):
+        assert services[name]["depends_on"][deployers[0]]["condition"] == "service_completed_successfully"
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    declared = set((compose.get("volumes") or {}).keys())
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists() or source.startswith("/"), f"{name}: bind source {source} missing"
+                continue
+            assert source in declared, f"{name}: volume {source} is not declared as a named volume"
+
+
+# ---------------------------------------------------------------------------- the chain
+
+
+@pytest.fixture(scope="module")
+def genesis() -> dict[str, Any]:
+    data = json.loads((BESU / "genesis.json").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_genesis_is_a_free_gas_qbft_genesis(genesis: dict[str, Any]) -> None:
+    config = genesis["config"]
+    assert isinstance(config["chainId"], int) and config["chainId"] > 0
+    qbft = config["qbft"]
+    for key in ("blockperiodseconds", "epochlength", "requesttimeoutseconds"):
+        assert isinstance(qbft[key], int) and qbft[key] > 0, key
+    assert qbft["requesttimeoutseconds"] > qbft["blockperiodseconds"]
+    assert not {"clique", "ibft2", "ethash"} & set(config), "exactly one consensus protocol"
+    assert config["zeroBaseFee"] is True
+    assert int(genesis["baseFeePerGas"], 16) == 0
+    # The contracts are compiled for evmVersion cancun (ledger_service/chain/build.py).
+    assert config["londonBlock"] == 0 and config["shanghaiTime"] == 0 and config["cancunTime"] == 0
+    assert int(genesis["difficulty"], 16) == 1
+    assert genesis["mixHash"] == "0x63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365"
+
+
+def test_genesis_extra_data_lists_exactly_the_committed_validators(genesis: dict[str, Any]) -> None:
+    decoded = rlp.decode(bytes.fromhex(genesis["extraData"][2:]))
+    assert len(decoded) == 5, "QBFT extraData is [vanity, validators, vote, round, seals]"
+    vanity, listed, vote, round_, seals = decoded
+    assert vanity == b"\x00" * 32
+    assert vote == [] and seals == [] and round_ == b""
+    addresses = [to_checksum_address(a) for a in listed]
+    assert all(len(a) == 20 for a in listed)
+    assert len(addresses) == VALIDATOR_COUNT == len(set(addresses))
+    assert listed == sorted(listed), "validators are listed in ascending address order"
+    assert set(addresses) == set(committed_addresses())
+
+
+def test_validator_addresses_derive_from_the_public_keys() -> None:
+    for public, address in zip(committed_public_keys(), committed_addresses(), strict=True):
+        assert is_checksum_address(address)
+        assert address == to_checksum_address(keccak(public)[12:])
+
+
+def test_no_private_node_key_is_in_the_repository() -> None:
+    for path in (BESU / "keys").rglob("*"):
+        if path.is_file():
+            assert path.name in {"key.pub", "address"}, f"unexpected file {path.relative_to(ROOT)} (a private key?)"
+
+
+@pytest.fixture(scope="module")
+def allowlist() -> list[str]:
+    data = tomllib.loads((BESU / "permissions_config.toml").read_text(encoding="utf-8"))
+    nodes = data["nodes-allowlist"]
+    assert isinstance(nodes, list)
+    return nodes
+
+
+def test_node_allowlist_is_exactly_the_validators(allowlist: list[str], services: dict[str, dict[str, Any]]) -> None:
+    expected = {
+        f"enode://{public.hex()}@{chain_ip(services[name])}:{besu_options(services[name])['p2p-port']}"
+        for public, name in zip(committed_public_keys(), validators(services), strict=True)
+    }
+    assert len(allowlist) == VALIDATOR_COUNT
+    assert set(allowlist) == expected
+    static_nodes = json.loads((BESU / "static-nodes.json").read_text(encoding="utf-8"))
+    assert set(static_nodes) == expected
+
+
+def test_validators_are_permissioned_free_gas_nodes(services: dict[str, dict[str, Any]]) -> None:
+    for index, name in enumerate(validators(services), start=1):
+        service = services[name]
+        options = besu_options(service)
+        assert options["min-gas-price"] == "0", name
+        assert options["permissions-nodes-config-file-enabled"] == "true", name
+        assert options["p2p-host"] == chain_ip(service), f"{name}: advertised host differs from its address"
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"] if v.startswith("./")}
+        for option, repo_file in (
+            ("genesis-file", "genesis.json"),
+            ("permissions-nodes-config-file", "permissions_config.toml"),
+            ("static-nodes-file", "static-nodes.json"),
+        ):
+            assert mounts[options[option]] == f"./deploy/besu/{repo_file}", f"{name}: {option}"
+        secrets = {s["target"]: s["source"] for s in service["secrets"]}
+        assert options["node-private-key-file"] == "/run/secrets/" + next(iter(secrets))
+        assert secrets[next(iter(secrets))] == f"validator_{index}_node_key"
+
+
+def test_only_api_facing_validators_serve_rpc_to_the_network(services: dict[str, dict[str, Any]]) -> None:
+    rpc_hosts = {urlsplit(environment(services[n])["CONSENT_LEDGER_RPC_URL"]).hostname for n in api_services(services)}
+    rpc_hosts |= {
+        urlsplit(environment(s)["CONSENT_LEDGER_RPC_URL"]).hostname
+        for s in services.values()
+        if "CONSENT_LEDGER_RPC_URL" in environment(s)
+    }
+    for name in validators(services):
+        options = besu_options(services[name])
+        exposed = options.get("rpc-http-enabled") == "true" and options.get("rpc-http-host") not in {
+            "127.0.0.1",
+            "localhost",
+        }
+        assert exposed == (name in rpc_hosts), f"{name}: network RPC {'on' if exposed else 'off'}"
+        if exposed:
+            assert "ADMIN" not in options["rpc-http-api"].split(","), f"{name}: ADMIN API on the network"
+
+
+def test_generated_files_match_the_generator() -> None:
+    generator = load_generator()
+    addresses = [generator.address_of(p) for p in committed_public_keys()]
+    assert addresses == committed_addresses()
+    assert json.loads((BESU / "genesis.json").read_text(encoding="utf-8")) == generator.genesis(addresses)
+
+
+def test_generator_refuses_to_write_private_keys_into_the_repository() -> None:
+    generator = load_generator()
+    with pytest.raises(SystemExit, match="inside the repository"):
+        generator.new_keys(ROOT / "deploy" / "besu" / "private")
+
+
+# ---------------------------------------------------------------------------- the API's wiring
+
+
+def _target_port_ok(target: str, service: dict[str, Any], port: int) -> None:
+    exposed = {int(str(p).split("/")[0]) for p in service.get("expose") or []}
+    assert port in exposed, f"port {port} is not among {target}'s exposed ports {sorted(exposed)}"
+
+
+def test_api_settings_point_at_services_the_file_defines(services: dict[str, dict[str, Any]]) -> None:
+    clients = [*api_services(services)]
+    clients += [n for n, s in services.items() if is_one_shot(s) and "CONSENT_LEDGER_RPC_URL" in environment(s)]
+    for name in clients:
+        service = services[name]
+        env = environment(service)
+
+        rpc = urlsplit(env["CONSENT_LEDGER_RPC_URL"])
+        assert rpc.scheme == "http" and rpc.hostname in services, f"{name}: RPC host {rpc.hostname}"
+        node = services[rpc.hostname]
+        options = besu_options(node)
+        assert options.get("rpc-http-enabled") == "true"
+        assert rpc.port == int(options["rpc-http-port"]), f"{name}: RPC port"
+        assert rpc.hostname in options["host-allowlist"].split(","), f"{rpc.hostname} refuses Host {rpc.hostname}"
+        _target_port_ok(rpc.hostname, node, rpc.port)
+        assert shares_network(service, node), f"{name} cannot reach {rpc.hostname}"
+        if (service.get("command") or [""])[0] == "deploy":
+            assert service["command"][1:] == ["--rpc-url", env["CONSENT_LEDGER_RPC_URL"]]
+            continue
+
+        db = urlsplit(resolve(env["CONSENT_LEDGER_DATABASE_URL"]))
+        assert db.scheme == "postgresql+psycopg"
+        assert db.hostname in services and str(services[db.hostname]["image"]).startswith("postgres:15")
+        pg = {k: resolve(v) for k, v in environment(services[db.hostname]).items()}
+        assert db.port == int(pg.get("PGPORT", "5432"))
+        assert db.username == pg["POSTGRES_USER"] and db.path.lstrip("/") == pg["POSTGRES_DB"]
+        assert db.password == resolve("${POSTGRES_PASSWORD:?}") and pg["POSTGRES_PASSWORD"] == db.password
+        _target_port_ok(db.hostname, services[db.hostname], db.port)
+        assert shares_network(service, services[db.hostname])
+
+        blob = urlsplit(env["CONSENT_LEDGER_BLOB_STORE_URL"])
+        assert blob.hostname in services and blob.port is not None, f"{name}: blob store {blob.geturl()}"
+        target = services[blob.hostname]
+        target_env = environment(target)
+        if str(target["image"]).startswith("ipfs/ipfs-cluster:"):
+            listen = target_env["CLUSTER_IPFSPROXY_LISTENMULTIADDRESS"]
+            assert listen.endswith(f"/tcp/{blob.port}"), f"{name}: blob port {blob.port} vs proxy {listen}"
+        else:
+            assert str(target["image"]).startswith("ipfs/kubo:") and blob.port == 5001
+        _target_port_ok(blob.hostname, target, blob.port)
+        assert shares_network(service, target)
+
+        assert env["CONSENT_LEDGER_HOST"] == "0.0.0.0"  # noqa: S104 - inside its container, behind the proxy
+        assert int(env["CONSENT_LEDGER_PORT"]) == 8000
+        assert env["CONSENT_LEDGER_PUBLIC_ORIGIN"].startswith("${")
+        assert int(env["CONSENT_LEDGER_CONFIRMATIONS"]) >= 1
+        assert "CONSENT_LEDGER_DEPLOYER_KEY" not in env, f"{name}: the admin key belongs to the deployer only"
+
+
+def test_ipfs_is_a_private_swarm_behind_the_cluster(services: dict[str, dict[str, Any]]) -> None:
+    kubos = sorted(n for n, s in services.items() if str(s.get("image", "")).startswith("ipfs/kubo:"))
+    clusters = sorted(n for n, s in services.items() if str(s.get("image", "")).startswith("ipfs/ipfs-cluster:"))
+    init = (DEPLOY / "kubo" / "init-private.sh").read_text(encoding="utf-8")
+    assert "ipfs bootstrap rm --all" in init
+    for name in kubos:
+        env = environment(services[name])
+        assert env["LIBP2P_FORCE_PNET"] == "1"
+        assert env["SWARM_KEY_SECRET"] == "/run/secrets/ipfs_swarm_key"
+        assert "ipfs_swarm_key" in services[name]["secrets"]
+        assert any(v.startswith("./deploy/kubo/init-private.sh:/container-init.d/") for v in services[name]["volumes"])
+        peers = env["KUBO_PEERS"].split()
+        assert set(peers) == set(kubos) - {name}, f"{name} bootstraps with {peers}"
+    attached = set()
+    for name in clusters:
+        env = environment(services[name])
+        assert INTERPOLATION.match(env["CLUSTER_SECRET"]), f"{name}: CLUSTER_SECRET is not from the environment"
+        node = env["CLUSTER_IPFSHTTP_NODEMULTIADDRESS"]
+        match = re.fullmatch(r"/dns4/([a-z0-9-]+)/tcp/5001", node)
+        assert match and match.group(1) in kubos, f"{name}: IPFS node {node}"
+        attached.add(match.group(1))
+    assert attached == set(kubos), "every Kubo node has a cluster peer"
+
+
+def test_nginx_upstream_lists_every_api_replica(services: dict[str, dict[str, Any]]) -> None:
+    conf = NGINX_CONF.read_text(encoding="utf-8")
+    upstream = re.search(r"upstream\s+(\w+)\s*\{(.*?)\}", conf, flags=re.DOTALL)
+    assert upstream, "no upstream block"
+    servers = set(re.findall(r"^\s*server\s+([\w.-]+:\d+)", upstream.group(2), flags=re.MULTILINE))
+    expected = {f"{n}:{environment(services[n])['CONSENT_LEDGER_PORT']}" for n in api_services(services)}
+    assert len(expected) >= 2
+    assert servers == expected
+    assert f"proxy_pass http://{upstream.group(1)};" in conf
+    proxies = [s for s in services.values() if str(s.get("image", "")).startswith("nginx:")]
+    assert any("./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in s["volumes"] for s in proxies)
+    for proxy in proxies:
+        for name in api_services(services):
+            assert shares_network(proxy, services[name])
+    published = [s for s in services.values() if s.get("ports")]
+    assert published == proxies, "only the reverse proxy publishes ports"
+
+
+# ---------------------------------------------------------------------------- secrets
+
+
+PRIVATE_KEY_HEX = re.compile(r"(?<![0-9a-fA-F])(?:0x)?([0-9a-fA-F]{64})(?![0-9a-fA-F])")
+# 64-hex values that are public constants, not keys.
+KNOWN_PUBLIC_HEX = {"63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365"}  # QBFT mixHash
+# A key named *password* given a value that is not an interpolation (keys inside ${...} are skipped).
+LITERAL_PASSWORD = re.compile(r"(?<![\w{$])\w*password\s*[:=]\s*(?![\"']?\$\{)[\"']?[^\s\"'{}$]+", re.IGNORECASE)
+
+
+def scanned_files() -> list[Path]:
+    files = [COMPOSE_FILE, ROOT / ".dockerignore"]
+    files += [p for p in DEPLOY.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return files
+
+
+def test_no_secret_literal_in_compose_or_deploy() -> None:
+    for path in scanned_files():
+        text = path.read_text(encoding="utf-8")
+        rel = path.relative_to(ROOT)
+        for match in PRIVATE_KEY_HEX.finditer(text):
+            assert match.group(1).lower() in KNOWN_PUBLIC_HEX, f"{rel}: 32-byte hex literal (a private key?)"
+        assert "PRIVATE KEY-----" not in text, f"{rel}: PEM private key"
+        assert "/key/swarm/psk/" not in text, f"{rel}: an IPFS swarm key"
+        assert not LITERAL_PASSWORD.search(text), f"{rel}: literal password"
+
+
+def test_sensitive_settings_come_from_the_environment(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    for name, service in services.items():
+        for key, value in environment(service).items():
+            if key.endswith("_FILE") or (key.endswith("_SECRET") and value.startswith("/run/secrets/")):
+                assert value.startswith("/"), f"{name}: {key} should be a path"
+                continue
+            if SENSITIVE_NAME.search(key):
+                assert INTERPOLATION.match(value), f"{name}: {key} is not taken from the environment"
+            if "://" in value:
+                password = urlsplit(resolve(value)).password
+                assert password is None or password.startswith("from-env-"), f"{name}: {key} has a literal password"
+    for secret_name, secret in (compose.get("secrets") or {}).items():
+        assert "file" in secret or "environment" in secret, secret_name
+        if "file" in secret:
+            assert secret["file"].startswith("${"), f"secret {secret_name} is a file in the repository"
+
+
+def test_dockerignore_keeps_secrets_and_build_outputs_out() -> None:
+    lines = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
+    for entry in (".git", ".venv", "node_modules", ".env", ".consent-ledger", "ledger_service/chain/artifacts"):
+        assert entry in lines, entry

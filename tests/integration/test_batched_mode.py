@@ -1,0 +1,462 @@
+"""Batched disclosure mode end to end on a private anvil (the batch head is global per contract).
+
+Reads append to the DB's Merkle log instead of logging a transaction; the batcher anchors roots;
+receipts verify against the chain alone; the verifier reads the operator's log from the DB; a read
+fails closed when the entry cannot be written; the batcher adopts an anchor whose DB row was lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ledger_service.audit.cli import add_audit_commands
+from ledger_service.audit.entries import DisclosureEntry
+from ledger_service.audit.merkle import MerkleLog, root_of_entries
+from ledger_service.audit.receipts import Anchor, ReceiptError, verify_receipt
+from ledger_service.bootstrap import Services, bootstrap
+from ledger_service.db.database import Database, DatabaseError
+from ledger_service.db.models import DeliveryRow, DisclosureBatchRow, DisclosureLogEntryRow
+from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
+from ledger_service.domain.consent import ConsentGrant, Eip712Domain, typed_data
+from ledger_service.errors import ConsentDenied, PermissionDenied
+from ledger_service.runtime import Runtime
+from ledger_service.service.batching import DbLeafStore, DisclosureBatcher, LogAppendConflict
+from ledger_service.settings import Settings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+BATCH_SIZE = 4
+
+
+@dataclass
+class Env:
+    runtime: Runtime
+    settings: Settings
+    services: Services
+    clinic: str  # EMERGENCY_ROLE
+    lab: str  # no EMERGENCY_ROLE
+
+    def patient(self) -> LocalAccount:
+        account: LocalAccount = Account.create()
+        self.services.rpc.request("anvil_setBalance", [account.address, hex(10**18)])
+        return account
+
+    def grant(self, patient: LocalAccount, grantee: str, purpose: str = "TREAT") -> bytes:
+        ledger = self.services.ledger
+        grant = ConsentGrant(
+            patient.address,
+            grantee,
+            ZERO32,
+            purpose_to_bytes32(purpose),
+            0,
+            0,
+            ledger.nonce(patient.address),
+            int(self.services.rpc.get_block("latest")["timestamp"], 16) + 600,
+        )
+        domain = Eip712Domain(self.runtime.deployment.chain_id, self.runtime.deployment.ledger_address)
+        signature = Account.sign_typed_data(patient.key, full_message=typed_data(domain, grant)).signature
+        ledger.grant_by_sig(grant, bytes(signature))
+        return grant.consent_id
+
+    def record(self, patient: str, content: bytes = b"K 4.1 mmol/L", provider: str | None = None) -> str:
+        created = self.services.records.create(
+            provider=provider or self.lab,
+            patient=patient,
+            category="laboratory",
+            media_type="text/plain",
+            content=[content],
+        )
+        return created.record_id
+
+    def access_events(self, from_block: int) -> int:
+        codec = self.services.ledger.codec
+        head = self.services.rpc.block_number()
+        if from_block > head:
+            return 0
+        topics = [[codec.topic("AccessLogged"), codec.topic("EmergencyAccessLogged")]]
+        return len(self.services.rpc.get_logs(self.services.ledger.address, from_block, head, topics))
+
+    def batch_events(self, from_block: int) -> list[Any]:
+        codec = self.services.ledger.codec
+        head = self.services.rpc.block_number()
+        logs = self.services.rpc.get_logs(
+            self.services.ledger.address, from_block, head, [codec.topic("DisclosureBatchAnchored")]
+        )
+        return [codec.decode_log(lg) for lg in logs]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    data_dir = tmp_path_factory.mktemp("batched-mode")
+    base = Settings(data_dir=data_dir, chain_port=free_port(), receipt_timeout=30.0)
+    with Runtime(base) as runtime:
+        settings = base.model_copy(
+            update={"disclosure_mode": "batched", "batch_size": BATCH_SIZE, "batch_interval": 3600.0}
+        )
+        services = bootstrap(settings, runtime.deployment)
+        try:
+            providers = runtime.deployment.demo["providers"]
+            yield Env(runtime, settings, services, providers[0]["address"], providers[1]["address"])
+        finally:
+            services.close()
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="consent-ledger")
+    add_audit_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def _deliveries(services: Services, record_id: str) -> list[DeliveryRow]:
+    with services.db.session() as s:
+        return list(s.execute(select(DeliveryRow).where(DeliveryRow.record_id == record_id)).scalars())
+
+
+# ----------------------------------------------------------------- the read path
+
+
+def test_batched_read_logs_an_entry_and_a_delivery_but_no_access_event(env: Env) -> None:
+    services = env.services
+    alice = env.patient()
+    consent = env.grant(alice, env.clinic)
+    record_id = env.record(alice.address, b"Na 140 mmol/L")
+    size = services.disclosure_log.size()
+    before = services.rpc.block_number()
+
+    content = services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    assert content.read_all() == b"Na 140 mmol/L"
+    assert content.disclosure_tx == "" and content.leaf_index == size
+    assert env.access_events(before + 1) == 0 and services.rpc.block_number() == before  # no transaction at all
+
+    assert services.disclosure_log.size() == size + 1
+    entry = DisclosureEntry.decode(services.disclosure_log.merkle.entry(size))
+    assert entry.record_id.hex() == record_id[2:] and entry.version == 1
+    assert (entry.patient, entry.accessor) == (alice.address, env.clinic)
+    assert entry.purpose == purpose_to_bytes32("TREAT") and entry.consent_id == consent
+    assert entry.reason_hash == ZERO32 and not entry.emergency
+    assert (entry.chain_id, entry.ledger) == (services.deployment.chain_id, services.deployment.ledger_address)
+    assert entry.block_number == before
+    assert entry.timestamp == int(services.rpc.get_block(before)["timestamp"], 16)
+
+    (row,) = _deliveries(services, record_id)
+    assert (row.leaf_index, row.tx_hash, row.log_index, row.block_number) == (size, None, None, before)
+    assert (row.accessor, row.purpose, row.consent_id, row.emergency) == (
+        env.clinic,
+        "TREAT",
+        "0x" + consent.hex(),
+        False,
+    )
+
+
+def test_emergency_read_is_an_etreat_entry_and_needs_the_role(env: Env) -> None:
+    services = env.services
+    bob = env.patient()
+    record_id = env.record(bob.address, b"blood type O-")
+    size = services.disclosure_log.size()
+    content = services.records.emergency_read(accessor=env.clinic, record_id=record_id, reason="unconscious in ER")
+    assert content.read_all() == b"blood type O-"
+    entry = DisclosureEntry.decode(services.disclosure_log.merkle.entry(size))
+    assert entry.emergency and entry.purpose == purpose_to_bytes32("ETREAT") and entry.consent_id == ZERO32
+    assert entry.reason_hash == keccak(b"unconscious in ER")
+    (row,) = _deliveries(services, record_id)
+    assert (row.emergency, row.reason, row.leaf_index, row.consent_id) == (True, "unconscious in ER", size, None)
+
+    with pytest.raises(PermissionDenied):
+        services.records.emergency_read(accessor=env.lab, record_id=record_id, reason="curious")
+    with pytest.raises(ConsentDenied):
+        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    assert services.disclosure_log.size() == size + 1 and len(_deliveries(services, record_id)) == 1
+
+
+def test_idempotent_retry_appends_once(env: Env) -> None:
+    services = env.services
+    carol = env.patient()
+    env.grant(carol, env.clinic)
+    record_id = env.record(carol.address)
+    size = services.disclosure_log.size()
+    first = services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT", idempotency_key="k-1")
+    again = services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT", idempotency_key="k-1")
+    assert first.read_all() == again.read_all() and first.leaf_index == again.leaf_index == size
+    assert services.disclosure_log.size() == size + 1 and len(_deliveries(services, record_id)) == 1
+
+
+@pytest.mark.parametrize("stage", ["append", "after-append"])
+def test_read_fails_closed_when_the_entry_cannot_be_written(
+    env: Env, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    services = env.services
+    dave = env.patient()
+    env.grant(dave, env.clinic)
+    record_id = env.record(dave.address)
+    size = services.disclosure_log.size()
+    store = services.disclosure_log.store
+    original = store.append_in
+
+    def failing(session: Session, entry: bytes) -> int:
+        if stage == "after-append":
+            original(session, entry)  # the entry and its nodes are written, then the transaction fails
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(store, "append_in", failing)
+    opened: list[object] = []
+    monkeypatch.setattr(services.blobs, "open", lambda cid: opened.append(cid) or iter([b""]))
+    with pytest.raises(DatabaseError):
+        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    assert opened == []  # the blob was never even fetched
+    assert services.disclosure_log.size() == size and _deliveries(services, record_id) == []
+    monkeypatch.undo()
+    assert services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT").read_all()
+    assert services.disclosure_log.size() == size + 1
+
+
+# ----------------------------------------------------------------- anchoring
+
+
+def test_anchor_covers_the_log_and_receipts_verify_against_the_chain(env: Env) -> None:
+    services = env.services
+    erin = env.patient()
+    env.grant(erin, env.clinic)
+    record_id = env.record(erin.address)
+    for _ in range(3):
+        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    batcher = services.batcher
+    anchored = services.disclosure_log.anchored_size()
+    size = services.disclosure_log.size()
+    assert batcher.due() == (size - anchored >= BATCH_SIZE)
+    before = services.rpc.block_number()
+    anchor = batcher.anchor_now()
+    assert anchor is not None and (anchor.from_index, anchor.to_index) == (anchored, size)
+
+    entries = [services.disclosure_log.merkle.entry(i) for i in range(size)]
+    (event,) = env.batch_events(before + 1)
+    assert event is not None and event.name == "DisclosureBatchAnchored"
+    assert bytes(event.args["root"]) == root_of_entries(entries) == anchor.root
+    assert (int(event.args["fromIndex"]), int(event.args["toIndex"])) == (anchored, size)
+    assert batcher.chain_head() == (anchor.root, size)
+    assert batcher.anchor_now() is None and not batcher.due()
+
+    for leaf in range(size):
+        receipt = services.disclosure_log.proof(leaf)
+        assert receipt["leafIndex"] == leaf and receipt["treeSize"] <= size
+        assert verify_receipt(receipt, services.rpc).leaf_index == leaf
+    altered = services.disclosure_log.proof(size - 1)
+    altered["entry"]["version"] = 2
+    with pytest.raises(ReceiptError):
+        verify_receipt(altered, services.rpc)
+
+    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    assert services.disclosure_log.proof(size) == {"status": "pending", "leafIndex": size}
+
+
+def test_background_batcher_anchors_every_n_entries_and_after_t_seconds(env: Env) -> None:
+    services = env.services
+    env.services.batcher.anchor_now()  # start from a fully anchored log
+    frank = env.patient()
+    env.grant(frank, env.clinic)
+    record_id = env.record(frank.address)
+
+    def wait_anchored(size: int, timeout: float = 15.0) -> float:
+        started = time.monotonic()
+        while services.disclosure_log.anchored_size() < size:
+            assert time.monotonic() - started < timeout, "the batcher did not anchor"
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    # N entries: the batcher wakes on each append (interval far away).
+    stop = threading.Event()
+    thread = threading.Thread(target=services.batcher.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        start = services.disclosure_log.size()
+        for _ in range(BATCH_SIZE - 1):
+            services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        time.sleep(0.5)
+        assert services.disclosure_log.anchored_size() == start  # N-1 entries: not yet
+        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        wait_anchored(start + BATCH_SIZE)
+        assert services.batcher.chain_head()[1] == start + BATCH_SIZE
+    finally:
+        stop.set()
+        services.batcher.notify()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+    # T seconds: a second API process on the same DB, started through Services.start_background.
+    quick = bootstrap(
+        env.settings.model_copy(update={"batch_size": 1000, "batch_interval": 1.0}), env.runtime.deployment
+    )
+    try:
+        quick.start_background()
+        size = services.disclosure_log.size()
+        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        waited = wait_anchored(size + 1)
+        assert waited >= 0.5
+    finally:
+        quick.close()
+    head_root, head_size = services.batcher.chain_head()
+    assert head_size == size + 1 and head_root == services.disclosure_log.merkle.root(size + 1)
+
+
+def test_batcher_adopts_an_anchor_whose_db_write_was_lost(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = env.services
+    log = services.disclosure_log
+    services.batcher.anchor_now()
+    gina = env.patient()
+    env.grant(gina, env.clinic)
+    record_id = env.record(gina.address)
+    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+
+    def crash(anchor: Anchor) -> None:
+        raise DatabaseError("process killed before the batch row was written")
+
+    monkeypatch.setattr(log, "record_batch", crash)
+    anchored, size = log.anchored_size(), log.size()
+    with pytest.raises(DatabaseError):
+        services.batcher.anchor_now()
+    monkeypatch.undo()
+    assert log.anchored_size() == anchored  # the DB missed it ...
+    assert services.batcher.chain_head() == (log.merkle.root(size), size)  # ... the chain has it
+
+    # A restarted process reconciles on start (a fresh batcher, as bootstrap builds one).
+    restarted = DisclosureBatcher(
+        log, services.ledger, batch_size=BATCH_SIZE, batch_interval=3600, start_block=services.deployment.block_number
+    )
+    assert restarted.reconcile() == 1 and restarted.reconcile() == 0
+    assert log.anchored_size() == size
+    with services.db.session() as s:
+        row = s.get(DisclosureBatchRow, size)
+        assert row is not None and (row.from_index, row.root) == (anchored, "0x" + log.merkle.root(size).hex())
+    assert verify_receipt(log.proof(size - 1), services.rpc).tree_size == size
+
+    # Lost again, and this time the next anchor finds out by itself (the contract refuses the old start).
+    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    monkeypatch.setattr(log, "record_batch", crash)
+    with pytest.raises(DatabaseError):
+        services.batcher.anchor_now()
+    monkeypatch.undo()
+    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    anchor = services.batcher.anchor_now()
+    assert anchor is not None and (anchor.from_index, anchor.to_index) == (size + 1, size + 2)
+    assert [b.to_index for b in log.batches()][-2:] == [size + 1, size + 2]
+
+
+# ----------------------------------------------------------------- the verifier on the DB's log
+
+
+def test_verify_uses_the_db_log_and_flags_a_tampered_entry(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    services = env.services
+    henry = env.patient()
+    env.grant(henry, env.clinic)
+    record_id = env.record(henry.address)
+    for _ in range(2):
+        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    services.batcher.anchor_now()
+    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    services.batcher.anchor_now()  # at least two batches in this history: consistency proofs between them
+
+    argv = ["verify", "--data-dir", str(env.settings.data_dir), "--json", "--no-progress"]
+    assert _cli(argv) == 0, capsys.readouterr().out
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["summary"]["batchedDisclosures"] == services.disclosure_log.size()
+    assert report["summary"]["batches"] == len(services.disclosure_log.batches()) >= 2
+    assert report["summary"]["disclosures"] == 0  # not one AccessLogged event in this deployment
+    assert any("disclosure log" in note for note in report["notes"])
+
+    # Tamper with one anchored entry: its release time moves by a second.
+    leaf = services.disclosure_log.size() - 2
+    with services.db.session() as s:
+        original = s.execute(
+            select(DisclosureLogEntryRow.entry).where(DisclosureLogEntryRow.leaf_index == leaf)
+        ).scalar_one()
+        tampered = bytes(original[:-1]) + bytes([original[-1] ^ 1])
+        s.execute(update(DisclosureLogEntryRow).where(DisclosureLogEntryRow.leaf_index == leaf).values(entry=tampered))
+    try:
+        assert _cli(argv) == 1
+        report = json.loads(capsys.readouterr().out)
+        codes = {v["code"] for v in report["violations"]}
+        assert "batch-root-mismatch" in codes, report["violations"]
+    finally:
+        with services.db.session() as s:
+            s.execute(
+                update(DisclosureLogEntryRow).where(DisclosureLogEntryRow.leaf_index == leaf).values(entry=original)
+            )
+    assert _cli(argv) == 0
+    capsys.readouterr()
+
+
+# ----------------------------------------------------------------- the store under two processes
+
+
+def test_two_processes_append_to_one_db_log_without_losing_an_index(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    first, second = Database(url), Database(url)
+    first.migrate()
+    stores = [DbLeafStore(first), DbLeafStore(second)]
+    ledger, patient, accessor = (Account.create().address for _ in range(3))
+
+    def entry(n: int) -> bytes:
+        return DisclosureEntry(
+            31337,
+            ledger,
+            n.to_bytes(32, "big"),
+            1,
+            patient,
+            accessor,
+            purpose_to_bytes32("TREAT"),
+            ZERO32,
+            ZERO32,
+            n,
+            n,
+        ).encode()
+
+    taken: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        store = stores[k % 2]
+        try:
+            for j in range(20):
+                with store.db.session() as s:
+                    taken.append(store.append_in(s, entry(k * 100 + j)))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(taken) == list(range(80))
+    log = MerkleLog(DbLeafStore(second))
+    entries = [log.entry(i) for i in range(log.size)]
+    memory = MerkleLog.of(entries)
+    for n in (1, 2, 3, 31, 64, 80):
+        assert log.root(n) == memory.root(n)
+    assert log.consistency_proof(13, 80) == memory.consistency_proof(13, 80)
+    assert log.inclusion_proof(42, 77) == memory.inclusion_proof(42, 77)
+
+    # The LeafStore protocol's append refuses nodes computed against a size that went stale.
+    stale = MerkleLog(stores[0])
+    size_before = stale.size
+    with stores[1].db.session() as s:
+        stores[1].append_in(s, entry(999))
+    with pytest.raises(LogAppendConflict):
+        stores[0].append(entry(1000), [(0, size_before, b"\x00" * 32)])
+    first.dispose()
+    second.dispose()
