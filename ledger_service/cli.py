@@ -121,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     cid.add_argument("file")
     cid.set_defaults(func=cmd_cid)
 
+    from ledger_service.admin_cli import add_admin_commands
     from ledger_service.audit.cli import add_audit_commands
 
     add_audit_commands(sub)
+    add_admin_commands(sub, with_data_dir)
     return parser
 
 

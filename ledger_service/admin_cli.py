@@ -1,0 +1,144 @@
+"""``consent-ledger admin ...`` and ``export-car``: the consortium admin's and operator's tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ledger_service.errors import ConfigurationError, ValidationError
+
+ROLE_NAMES = ("provider", "auditor", "custodian", "emergency", "admin")
+
+
+def _context(args: argparse.Namespace) -> tuple[Any, Any]:
+    from ledger_service.chain.deploy import Deployment
+    from ledger_service.settings import Settings
+
+    settings = Settings(data_dir=Path(args.data_dir))
+    if not settings.deployment_file.is_file():
+        raise ConfigurationError(f"no deployment in {settings.data_dir}; run `consent-ledger up` or `deploy` first")
+    return settings, Deployment.load(settings.deployment_file)
+
+
+def _admin_ledger(args: argparse.Namespace) -> Any:
+    from ledger_service.chain.client import RpcClient, TransactionSender
+    from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+
+    settings, deployment = _context(args)
+    rpc = RpcClient(settings.rpc_url or deployment.rpc_url, timeout=settings.rpc_timeout)
+    codec = ledger_codec()
+    sender = TransactionSender(
+        rpc, settings.admin_key(), codec, chain_id=deployment.chain_id, receipt_timeout=settings.receipt_timeout
+    )
+    return ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
+
+
+def _address(value: str) -> str:
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(value):
+        raise argparse.ArgumentTypeError(f"not an Ethereum address: {value!r}")
+    return str(to_checksum_address(value))
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from ledger_service.chain.ledger import ROLES
+
+    if args.action == "rotate-kek":
+        return _rotate_kek(args)
+    ledger = _admin_ledger(args)
+    if args.action == "onboard-provider":
+        receipt = ledger.onboard_provider(args.address, args.name)
+        if args.emergency:
+            ledger.grant_role(ROLES["emergency"], args.address)
+    elif args.action == "suspend-provider":
+        receipt = ledger.suspend_provider(args.address)
+    elif args.action == "reinstate-provider":
+        receipt = ledger.reinstate_provider(args.address)
+    elif args.action == "grant-role":
+        receipt = ledger.grant_role(ROLES[args.role], args.address)
+    elif args.action == "revoke-role":
+        receipt = ledger.revoke_role(ROLES[args.role], args.address)
+    elif args.action == "register-category":
+        receipt = ledger.register_category(args.code)
+    else:  # argparse restricts the choices
+        raise ValidationError(f"unknown admin action {args.action}")
+    print(f"{args.action}: tx {receipt.tx_hex} in block {receipt.block_number}")
+    return 0
+
+
+def _rotate_kek(args: argparse.Namespace) -> int:
+    from ledger_service.crypto import LocalKeyFile
+    from ledger_service.db.database import Database
+    from ledger_service.service.keys import rotate_kek
+
+    settings, _deployment = _context(args)
+    db = Database(settings.effective_database_url)
+    try:
+        db.migrate()
+        rotation = rotate_kek(db, LocalKeyFile(settings.effective_kek_file), retire_old=not args.keep_old)
+    finally:
+        db.dispose()
+    retired = ", ".join(rotation.retired) or "none"
+    print(f"new KEK {rotation.new_kek_id}: {rotation.rewrapped} data keys re-wrapped; retired: {retired}")
+    return 0
+
+
+def cmd_export_car(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from ledger_service.blobs import Cid, EmbeddedBlobStore, KuboBlobStore
+    from ledger_service.db.database import Database
+    from ledger_service.db.models import RecordVersionRow
+
+    settings, _deployment = _context(args)
+    db = Database(settings.effective_database_url)
+    try:
+        with db.session() as s:
+            query = select(RecordVersionRow).where(RecordVersionRow.record_id == args.record.lower())
+            if args.version:
+                query = query.where(RecordVersionRow.version == args.version)
+            row = s.execute(query.order_by(RecordVersionRow.version.desc())).scalars().first()
+    finally:
+        db.dispose()
+    if row is None:
+        print(
+            f"consent-ledger export-car: no record {args.record} (version {args.version or 'latest'})", file=sys.stderr
+        )
+        return 1
+    blobs = KuboBlobStore(settings.blob_store_url) if settings.blob_store_url else EmbeddedBlobStore(settings.blob_dir)
+    with Path(args.out).open("wb") as out:
+        blobs.export_car(Cid.parse(row.cid), out)
+    print(f"wrote {args.out}: the ciphertext of {args.record} v{row.version} ({row.cid}) as CAR v1")
+    return 0
+
+
+def add_admin_commands(sub: Any, with_data_dir: Any) -> None:
+    admin = with_data_dir(
+        sub.add_parser("admin", help="consortium administration (roles, providers, categories, keys)")
+    )
+    actions = admin.add_subparsers(dest="action", required=True)
+    onboard = actions.add_parser("onboard-provider", help="grant PROVIDER_ROLE and record the provider's name")
+    onboard.add_argument("address", type=_address)
+    onboard.add_argument("--name", required=True)
+    onboard.add_argument("--emergency", action="store_true", help="also grant EMERGENCY_ROLE (break-glass)")
+    for name, text in (("suspend-provider", "suspend a provider"), ("reinstate-provider", "lift a suspension")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("address", type=_address)
+    for name in ("grant-role", "revoke-role"):
+        action = actions.add_parser(name, help=f"{name.split('-')[0]} a role")
+        action.add_argument("role", choices=ROLE_NAMES)
+        action.add_argument("address", type=_address)
+    category = actions.add_parser("register-category", help="register a record category code")
+    category.add_argument("code")
+    rotate = actions.add_parser("rotate-kek", help="new key-encryption key; re-wrap every data key (blobs untouched)")
+    rotate.add_argument("--keep-old", action="store_true", help="do not retire the old KEKs")
+    admin.set_defaults(func=cmd_admin)
+
+    car = with_data_dir(sub.add_parser("export-car", help="export a record version's ciphertext blocks as a CAR file"))
+    car.add_argument("record", help="record id (0x...)")
+    car.add_argument("--version", type=int, default=None, help="default: the latest")
+    car.add_argument("--out", required=True, help="the .car file to write")
+    car.set_defaults(func=cmd_export_car)
