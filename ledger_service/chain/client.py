@@ -190,7 +190,15 @@ _NONCE_RETRIES = 5
 
 def _is_nonce_clash(exc: RpcError) -> bool:
     text = exc.message.lower()
-    return any(marker in text for marker in ("nonce too low", "already known", "replacement transaction underpriced"))
+    # geth/anvil and Besu word these differently.
+    markers = (
+        "nonce too low",
+        "already known",
+        "known transaction",
+        "replacement transaction underpriced",
+        "transaction already imported",
+    )
+    return any(marker in text for marker in markers)
 
 
 class NonceManager:

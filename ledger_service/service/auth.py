@@ -9,6 +9,7 @@ so a role change on chain (a suspension) takes effect at once.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -49,23 +50,30 @@ class Session:
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The token-signing secret: 32 random bytes in a 0600 file, created on first use."""
+    """The token-signing secret: 32 random bytes in a 0600 file, created on first use.
+
+    Written to a private temp file and published with a hard link, so a process starting at
+    the same moment sees either no file or the whole secret, never an empty one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise ConfigurationError(f"{path} is accessible by group/others (mode {oct(mode)}); chmod 600 it") from None
-        secret = path.read_bytes()
-        if len(secret) < 32:
-            raise ConfigurationError(f"{path} holds no usable token secret") from None
-        return secret
-    secret = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
-        handle.flush()
-        os.fsync(handle.fileno())
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another process won the race: use its secret
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigurationError(f"{path} is accessible by group/others (mode {oct(mode)}); chmod 600 it")
+    secret = path.read_bytes()
+    if len(secret) < 32:
+        raise ConfigurationError(f"{path} holds no usable token secret")
     return secret
 
 

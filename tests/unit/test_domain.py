@@ -187,3 +187,19 @@ def test_chain_breaks_name_version_expected_and_got() -> None:
     assert problems and problems[0].startswith("version 2: version hash expected 0x")
     gap = chain_breaks([versions[0], versions[2]])
     assert any("expected version 2" in p for p in gap)
+
+
+def test_token_secret_is_created_once_private_and_shared(tmp_path: object) -> None:
+    import os
+    import stat
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from ledger_service.service.auth import load_or_create_secret
+
+    path = Path(str(tmp_path)) / "keys" / "api-token.key"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        secrets_seen = set(pool.map(lambda _: load_or_create_secret(path), range(16)))
+    assert len(secrets_seen) == 1 and len(secrets_seen.pop()) == 32
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["api-token.key"]
