@@ -63,8 +63,12 @@ forge-test: build
 forge-snapshot: build
 	cd contracts && FOUNDRY_SOLC=$(SOLC) $(FORGE) snapshot
 
+# The DB-backed tests run twice: on SQLite with everything, then on a throwaway PostgreSQL 15.
+PG_TESTS := tests/integration/test_database.py tests/e2e tests/api tests/integration/test_batched_mode.py
+
 pytest: build browser-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+	CONSENT_LEDGER_TEST_POSTGRES_URL="$$(bash scripts/test-postgres.sh)" $(BIN)/pytest $(PG_TESTS) $(PYTEST_ARGS)
 
 test: lint forge-test pytest
 

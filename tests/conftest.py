@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,25 @@ from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.chain.deploy import Deployment
 from ledger_service.runtime import Runtime
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
+
+
+def fresh_database_url() -> str | None:
+    """A new empty PostgreSQL database when the suite runs on PostgreSQL, else None (SQLite).
+
+    `make test` runs the DB-backed tests a second time with CONSENT_LEDGER_TEST_POSTGRES_URL set
+    to a throwaway PostgreSQL 15 (scripts/test-postgres.sh).
+    """
+    admin_url = os.environ.get("CONSENT_LEDGER_TEST_POSTGRES_URL")
+    if not admin_url:
+        return None
+    from sqlalchemy import create_engine, text
+
+    name = f"t_{secrets.token_hex(6)}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 def free_port() -> int:
@@ -65,6 +86,7 @@ class Chain:
             "chain_port": self.settings.chain_port,
             "confirmations": 0,
             "receipt_timeout": 30.0,
+            "database_url": fresh_database_url(),
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from ledger_service.bootstrap import bootstrap
 from ledger_service.runtime import Runtime
 from ledger_service.settings import Settings
 from tests.api.conftest import HOST, Api
-from tests.conftest import Chain, free_port
+from tests.conftest import Chain, free_port, fresh_database_url
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def batched_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     data_dir = tmp_path_factory.mktemp("batched-api")
-    base = Settings(data_dir=data_dir, chain_port=free_port(), receipt_timeout=30.0)
+    base = Settings(data_dir=data_dir, chain_port=free_port(), receipt_timeout=30.0, database_url=fresh_database_url())
     with Runtime(base) as runtime:
         settings = base.model_copy(update={"disclosure_mode": "batched", "batch_size": 100, "batch_interval": 3600.0})
         services = bootstrap(settings, runtime.deployment)

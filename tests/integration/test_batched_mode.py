@@ -36,7 +36,7 @@ from ledger_service.errors import ConsentDenied, PermissionDenied
 from ledger_service.runtime import Runtime
 from ledger_service.service.batching import DbLeafStore, DisclosureBatcher, LogAppendConflict
 from ledger_service.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, fresh_database_url
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     data_dir = tmp_path_factory.mktemp("batched-mode")
-    base = Settings(data_dir=data_dir, chain_port=free_port(), receipt_timeout=30.0)
+    base = Settings(data_dir=data_dir, chain_port=free_port(), receipt_timeout=30.0, database_url=fresh_database_url())
     with Runtime(base) as runtime:
         settings = base.model_copy(
             update={"disclosure_mode": "batched", "batch_size": BATCH_SIZE, "batch_interval": 3600.0}
@@ -359,8 +359,12 @@ def test_batcher_adopts_an_anchor_whose_db_write_was_lost(env: Env, monkeypatch:
 # ----------------------------------------------------------------- the verifier on the DB's log
 
 
-def test_verify_uses_the_db_log_and_flags_a_tampered_entry(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_uses_the_db_log_and_flags_a_tampered_entry(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = env.services
+    if env.settings.database_url:  # the CLI reads the DB URL from the environment, as an operator's would
+        monkeypatch.setenv("CONSENT_LEDGER_DATABASE_URL", env.settings.database_url)
     henry = env.patient()
     env.grant(henry, env.clinic)
     record_id = env.record(henry.address)

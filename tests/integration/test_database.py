@@ -1,0 +1,68 @@
+"""Migrations and the metadata DB on each backend: SQLite always, PostgreSQL 15 in `make test`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+
+from ledger_service.db.database import MIGRATIONS_DIR, Database
+from ledger_service.db.models import Base
+from ledger_service.errors import IdempotencyConflict
+from ledger_service.service.idempotency import IdempotencyStore
+from tests.conftest import fresh_database_url
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    else:
+        pg = fresh_database_url()
+        if pg is None:
+            pytest.skip("PostgreSQL runs in `make test` (CONSENT_LEDGER_TEST_POSTGRES_URL unset here)")
+        url = pg
+    db = Database(url)
+    db.migrate()
+    return db
+
+
+def _alembic(db: Database) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
+    return config
+
+
+def test_migrations_produce_exactly_the_models(database: Database) -> None:
+    with database.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_migrations_go_down_and_up_again(database: Database) -> None:
+    config = _alembic(database)
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    database.migrate()
+    with database.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_idempotency_claims_are_exclusive(database: Database) -> None:
+    store = IdempotencyStore(database)
+    key = store.scoped("0xabc", "upload-1")
+    assert store.claim(key, "fingerprint") is None
+    with pytest.raises(IdempotencyConflict, match="in progress"):
+        store.claim(key, "fingerprint")
+    store.complete(key, {"recordId": "0x01"})
+    assert store.claim(key, "fingerprint") == {"recordId": "0x01"}
+    with pytest.raises(IdempotencyConflict, match="different request"):
+        store.claim(key, "another request")
