@@ -17,6 +17,7 @@ from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.signers import ProviderSigners
 from ledger_service.crypto import KeyCustody, LocalKeyFile
 from ledger_service.db.database import Database
+from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.domain.consent import Eip712Domain
 from ledger_service.service.audit import AuditService
 from ledger_service.service.auth import AuthService, load_or_create_secret
@@ -97,6 +98,11 @@ def _provider_keys(settings: Settings) -> list[str]:
 def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = True) -> Services:
     rpc = RpcClient(settings.effective_rpc_url, timeout=settings.rpc_timeout)
     codec = ledger_codec()
+    db = Database(settings.effective_database_url)
+    if migrate:
+        db.migrate()
+    # Every account's nonces are allocated through the DB, shared by all processes on it.
+    nonce_ledger = DbNonceLedger(db)
     sender = TransactionSender(
         rpc,
         settings.custodian_key(),
@@ -104,11 +110,9 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         chain_id=deployment.chain_id,
         receipt_timeout=settings.receipt_timeout,
         confirmations=settings.confirmations,
+        nonce_ledger=nonce_ledger,
     )
     ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
-    db = Database(settings.effective_database_url)
-    if migrate:
-        db.migrate()
     blobs = _blob_store(settings)
     custody = LocalKeyFile(settings.effective_kek_file)
     providers = ProviderSigners(
@@ -119,6 +123,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         chain_id=deployment.chain_id,
         receipt_timeout=settings.receipt_timeout,
         confirmations=settings.confirmations,
+        nonce_ledger=nonce_ledger,
     )
     categories_cache: dict[str, bytes] = {}
 

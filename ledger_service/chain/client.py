@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import requests
 from eth_account import Account
@@ -239,6 +239,19 @@ class NonceManager:
         self._next = None
 
 
+T = TypeVar("T")
+
+
+class NonceLedger(Protocol):
+    """Allocates an account's nonces across processes (API replicas, the CLI beside a server).
+
+    ``allocate`` serialises senders of one account, picks ``max(recorded next, node's pending
+    count)``, calls ``send(nonce)`` and records ``nonce + 1`` only if the send succeeded.
+    """
+
+    def allocate(self, address: str, node_pending: Callable[[], int], send: Callable[[int], T]) -> T: ...
+
+
 class TransactionSender:
     """Signs locally, submits, and waits for a receipt (with confirmations) or a timeout."""
 
@@ -253,6 +266,7 @@ class TransactionSender:
         confirmations: int = 0,
         poll_interval: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
+        nonce_ledger: NonceLedger | None = None,
     ) -> None:
         self._rpc = rpc
         self._account: LocalAccount = Account.from_key(private_key)
@@ -263,6 +277,7 @@ class TransactionSender:
         self._poll = poll_interval
         self._clock = clock
         self._nonces = NonceManager.shared(rpc, self._account.address)
+        self._nonce_ledger = nonce_ledger
         self._gas_price: int | None = None
 
     @property
@@ -288,19 +303,14 @@ class TransactionSender:
         gas_limit = gas if gas is not None else self.estimate(to, data, action) * 12 // 10 + 10_000
         with self._nonces.lock:
             for attempt in range(_NONCE_RETRIES):
-                tx: dict[str, Any] = {
-                    "nonce": self._nonces.take(),
-                    "gas": gas_limit,
-                    "gasPrice": self._price(),
-                    "data": data,
-                    "chainId": self._chain_id,
-                    "value": 0,
-                }
-                if to:
-                    tx["to"] = to_checksum_address(to)
-                signed = self._account.sign_transaction(tx)
                 try:
-                    tx_hash = self._rpc.request("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
+                    if self._nonce_ledger is not None:
+                        return self._nonce_ledger.allocate(
+                            self.address,
+                            lambda: _int(self._rpc.request("eth_getTransactionCount", [self.address, "pending"])),
+                            lambda nonce: self._send(to, data, gas_limit, nonce),
+                        )
+                    return self._send(to, data, gas_limit, self._nonces.take())
                 except RpcError as exc:
                     self._nonces.resync()
                     if exc.revert_data is not None:
@@ -312,8 +322,21 @@ class TransactionSender:
                 except ChainError:
                     self._nonces.resync()
                     raise
-                return _hex_to_bytes(tx_hash)
         raise ChainError(f"{action}: could not obtain a usable nonce")
+
+    def _send(self, to: str | None, data: bytes, gas_limit: int, nonce: int) -> bytes:
+        tx: dict[str, Any] = {
+            "nonce": nonce,
+            "gas": gas_limit,
+            "gasPrice": self._price(),
+            "data": data,
+            "chainId": self._chain_id,
+            "value": 0,
+        }
+        if to:
+            tx["to"] = to_checksum_address(to)
+        signed = self._account.sign_transaction(tx)
+        return _hex_to_bytes(self._rpc.request("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()]))
 
     def wait(self, tx_hash: bytes, *, action: str, to: str | None = None, data: bytes | None = None) -> Receipt:
         deadline = self._clock() + self._receipt_timeout

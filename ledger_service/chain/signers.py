@@ -15,7 +15,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from ledger_service.chain.abi import ContractCodec
-from ledger_service.chain.client import RpcClient, TransactionSender
+from ledger_service.chain.client import NonceLedger, RpcClient, TransactionSender
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.errors import PermissionDenied
 
@@ -33,6 +33,7 @@ class ProviderSigners:
         chain_id: int,
         receipt_timeout: float,
         confirmations: int,
+        nonce_ledger: NonceLedger | None = None,
     ) -> None:
         self._rpc = rpc
         self._codec = codec
@@ -41,6 +42,7 @@ class ProviderSigners:
         self._chain_id = chain_id
         self._receipt_timeout = receipt_timeout
         self._confirmations = confirmations
+        self._nonce_ledger = nonce_ledger
         self._ledgers: dict[str, ConsentLedgerContract] = {}
         self._lock = threading.Lock()
 
@@ -69,6 +71,7 @@ class ProviderSigners:
                     chain_id=self._chain_id,
                     receipt_timeout=self._receipt_timeout,
                     confirmations=self._confirmations,
+                    nonce_ledger=self._nonce_ledger,
                 )
                 ledger = ConsentLedgerContract(self._rpc, self._address, self._codec, sender)
                 self._ledgers[provider] = ledger

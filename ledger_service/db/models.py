@@ -226,3 +226,12 @@ class AuthNonceRow(Base):
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AccountNonceRow(Base):
+    """The next nonce of an account this installation signs for, shared by all its processes."""
+
+    __tablename__ = "account_nonces"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    next_nonce: Mapped[int] = mapped_column(BigInteger)

@@ -66,3 +66,28 @@ def test_idempotency_claims_are_exclusive(database: Database) -> None:
     assert store.claim(key, "fingerprint") == {"recordId": "0x01"}
     with pytest.raises(IdempotencyConflict, match="different request"):
         store.claim(key, "another request")
+
+
+def test_two_processes_share_an_accounts_nonces(database: Database) -> None:
+    """Two senders with their own in-process state, one DB: every nonce is used exactly once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ledger_service.db.nonces import DbNonceLedger
+
+    sent: list[int] = []
+    node = {"pending": 0}  # a node that lags: it reports fewer pending txs than were sent
+
+    def send(nonce: int) -> int:
+        sent.append(nonce)
+        return nonce
+
+    ledgers = [DbNonceLedger(database), DbNonceLedger(Database(database.url))]
+
+    def one(i: int) -> int:
+        return ledgers[i % 2].allocate("0x" + "ab" * 20, lambda: node["pending"], send)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(one, range(60)))
+    assert sorted(results) == list(range(60)) == sorted(sent)
+    node["pending"] = 100  # the node knows of more (another installation): follow it
+    assert ledgers[0].allocate("0x" + "ab" * 20, lambda: node["pending"], send) == 100
