@@ -709,6 +709,8 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712, Nonces {
         view
         returns (address)
     {
+        // The third value only details why recovery failed; any failure means "not the patient's key".
+        // slither-disable-next-line unused-return
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err == ECDSA.RecoverError.NoError) {
             if (recovered == patient) return recovered;
