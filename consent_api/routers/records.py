@@ -126,22 +126,24 @@ def _created(version: AnchoredVersion) -> dict[str, Any]:
 
 
 async def _idempotent_upload(
-    services: ServicesDep, caller_address: str, key: str | None, fingerprint: str, work: Any
-) -> tuple[dict[str, Any], bool]:
+    services: ServicesDep, response: Response, caller_address: str, key: str | None, fingerprint: str, work: Any
+) -> dict[str, Any]:
+    """Run the upload once per Idempotency-Key; a replay answers 200 with the first result."""
     store = IdempotencyStore(services.db)
     if not key:
-        return _created(await run_in_threadpool(work)), False
+        return _created(await run_in_threadpool(work))
     scoped = store.scoped(caller_address, key)
     previous = await run_in_threadpool(store.claim, scoped, fingerprint)
     if previous is not None:
-        return previous, True
+        response.status_code = status.HTTP_200_OK
+        return previous
     try:
         result = _created(await run_in_threadpool(work))
     except BaseException:
         await run_in_threadpool(store.release, scoped)
         raise
     await run_in_threadpool(store.complete, scoped, result)
-    return result, False
+    return result
 
 
 @router.post(
@@ -169,10 +171,7 @@ async def create_record(
             content=_chunks(content),
         )
 
-    result, replayed = await _idempotent_upload(services, caller.address, idempotency_key, fingerprint, work)
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-    return result
+    return await _idempotent_upload(services, response, caller.address, idempotency_key, fingerprint, work)
 
 
 @router.post(
@@ -198,12 +197,7 @@ async def amend_record(
             provider=caller.address, record_id=record_id, media_type=fields["mediaType"], content=_chunks(content)
         )
 
-    result, replayed = await _idempotent_upload(
-        services, caller.address, idempotency_key, fingerprint + record_id, work
-    )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-    return result
+    return await _idempotent_upload(services, response, caller.address, idempotency_key, fingerprint + record_id, work)
 
 
 def _content_response(content: RecordContent) -> StreamingResponse:

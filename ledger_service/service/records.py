@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ledger_service.audit.entries import DisclosureEntry
 from ledger_service.blobs import BlobStore, Cid
@@ -599,16 +600,7 @@ class RecordService:
             )
             s.add(delivery)
             s.flush()
-            if key:
-                s.merge(
-                    IdempotencyRow(
-                        key=f"{entry.accessor}:{key}",
-                        request_hash=request_hash,
-                        state="done",
-                        result=json.dumps({"deliveryId": delivery.id}),
-                        created_at=_now(),
-                    )
-                )
+            _remember_delivery(s, entry.accessor, key, request_hash, delivery.id)
         return delivery
 
     def _refusal(self, record: RecordRow, accessor: str, rid: bytes, purpose: bytes) -> str:
@@ -689,16 +681,7 @@ class RecordService:
             )
             s.add(delivery)
             s.flush()
-            if key:
-                s.merge(
-                    IdempotencyRow(
-                        key=f"{accessor}:{key}",
-                        request_hash=request_hash,
-                        state="done",
-                        result=json.dumps({"deliveryId": delivery.id}),
-                        created_at=_now(),
-                    )
-                )
+            _remember_delivery(s, accessor, key, request_hash, delivery.id)
         return delivery
 
     def _release(self, record: RecordRow, delivery: DeliveryRow) -> RecordContent:
@@ -865,6 +848,20 @@ def _purpose_code(raw: bytes) -> str:
     from ledger_service.domain.codes import purpose_from_bytes32
 
     return purpose_from_bytes32(raw)
+
+
+def _remember_delivery(s: Session, accessor: str, key: str | None, request_hash: str, delivery_id: int) -> None:
+    """Record that a keyed request was answered by this delivery, in the delivery's transaction."""
+    if key:
+        s.merge(
+            IdempotencyRow(
+                key=f"{accessor}:{key}",
+                request_hash=request_hash,
+                state="done",
+                result=json.dumps({"deliveryId": delivery_id}),
+                created_at=_now(),
+            )
+        )
 
 
 def _request_hash(*parts: str) -> str:

@@ -115,3 +115,17 @@ def test_auditor_verifies_a_patient_and_a_record(api: Api) -> None:
     assert [d["purpose"] for d in record["disclosures"]] == ["TREAT"]
     assert_problem(api.client.get(f"/v1/audit/records/0x{'00' * 32}", headers=auditor), 404, "not-found")
     assert_problem(api.client.post("/v1/audit/verify", json={}, headers=api.token(clinic)), 403, "permission-denied")
+
+
+def test_upload_with_idempotency_key_happens_once(api: Api) -> None:
+    patient = api.new_patient()
+    body = {"patient": patient.address, "category": "laboratory", "mediaType": "text/plain", "content": "aGVsbG8="}
+    headers = {**api.token(api.chain.clinic.address), "Idempotency-Key": "upload-42"}
+    first = api.client.post("/v1/records", json=body, headers=headers)
+    again = api.client.post("/v1/records", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json() == again.json()
+    listed = api.client.get(f"/v1/patients/{patient.address}/records", headers=api.token(patient.address))
+    assert len(listed.json()["records"]) == 1
+    other = api.client.post("/v1/records", json={**body, "content": "d29ybGQ="}, headers=headers)
+    assert_problem(other, 409, "idempotency-conflict")
