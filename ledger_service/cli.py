@@ -49,17 +49,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     def _interrupt(signum: int, _frame: Any) -> None:
         stop.set()
 
+    # Ctrl+C and SIGTERM only ask to stop, whenever they come: the chain must always be shut
+    # down cleanly so its state is saved (uvicorn takes the signals over while it serves).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     with Runtime(settings) as runtime:
         _print_deployment(runtime.deployment)
         if args.no_api:
             print("chain ready; press Ctrl+C to stop (state is saved in the data dir)", flush=True)
-            try:
-                while not stop.wait(0.5):
-                    pass
-            except KeyboardInterrupt:
+            while not stop.wait(0.5):
                 pass
-        else:
+        elif not stop.is_set():
             from consent_api.server import serve
 
             serve(runtime, stop)
