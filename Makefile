@@ -11,7 +11,8 @@ BIN    := $(VENV)/bin
 FORGE  := $(CURDIR)/node_modules/.bin/forge
 # forge uses the solc that the Python build uses: native solc 0.8.30 if on PATH, else the solc-js wrapper.
 SOLC    = $(shell $(PY) -c 'from ledger_service.chain.build import find_solc; print(find_solc())')
-PYTEST_ARGS ?=
+# `slow` tests (a 30 MB FHIR body, a DB locked past its busy timeout, a reorg race) run with PYTEST_ARGS=.
+PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: help setup build browser-deps lint forge-test forge-snapshot slither pytest test run clean
 
@@ -19,6 +20,8 @@ help:
 	@echo "make run     set up and start the ledger (chain, API, portal) on 127.0.0.1"
 	@echo "make test    set up and run the whole suite (lint, forge ci profile, pytest)"
 	@echo "make build   compile the contracts into Python artifacts"
+	@echo "make soak    bounded load/soak against a real server (scripts/soak.py)"
+	@echo "make bench   the benchmark suite (BENCHMARKS.md, benchmarks/results/)"
 	@echo "make clean   remove the venv, node_modules and build outputs"
 
 setup: $(VENV)/.stamp node_modules/.stamp consent_api/static/vendor/VERSIONS.json
@@ -91,3 +94,6 @@ run: build
 
 clean:
 	rm -rf $(VENV) $(SLITHER_VENV) node_modules contracts/out contracts/cache ledger_service/chain/artifacts
+
+include tests/reliability.mk
+include benchmarks/bench.mk

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent_api import problems
-from consent_api.metrics import new_metrics
+from consent_api.metrics import Metrics, new_metrics
 from consent_api.routers import audit, auth, consents, fhir, meta, patients, records
 from ledger_service.bootstrap import Services
 
@@ -79,6 +80,47 @@ class BodyLimit:
             await _too_large(limit, scope, receive, send)
 
 
+class HeadersAndMetrics:
+    """Security headers on every response, and request metrics, as plain ASGI.
+
+    (Not ``@app.middleware("http")``: that wrapper turns errors raised while the body is read,
+    such as the body limit's, into exception groups the limit can no longer catch.)
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if not scope["path"].startswith("/docs"):
+                    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.inc("consent_ledger_requests_total", method=method, route=template, status=str(status))
+            self.metrics.inc("consent_ledger_request_seconds_total", time.perf_counter() - started, route=template)
+            if template.startswith("/v1/records/{record_id}") and method in ("GET", "POST") and status == 200:
+                kind = "emergency" if template.endswith("emergency-access") else "consent"
+                self.metrics.inc("consent_ledger_disclosures_total", kind=kind)
+
+
 class _BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
@@ -90,7 +132,14 @@ async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> 
     await response(scope, receive, send)
 
 
+# py_ecc (pulled in by the Ethereum libraries) raises the recursion limit to 100,000 when it is
+# imported; deeply nested JSON would then overflow the C stack and crash the process instead of
+# raising RecursionError. Nothing here needs more than the interpreter's default.
+RECURSION_LIMIT = 1000
+
+
 def create_app(services: Services) -> FastAPI:
+    sys.setrecursionlimit(RECURSION_LIMIT)
     settings = services.settings
     app = FastAPI(
         title="Consent Ledger API",
@@ -116,29 +165,6 @@ def create_app(services: Services) -> FastAPI:
     metrics = new_metrics()
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.inc(
-            "consent_ledger_requests_total", method=request.method, route=template, status=str(response.status_code)
-        )
-        metrics.inc("consent_ledger_request_seconds_total", time.perf_counter() - started, route=template)
-        if (
-            template.startswith("/v1/records/{record_id}")
-            and request.method in ("GET", "POST")
-            and response.status_code == 200
-        ):
-            kind = "emergency" if template.endswith("emergency-access") else "consent"
-            metrics.inc("consent_ledger_disclosures_total", kind=kind)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/docs"):
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        return response
-
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -147,6 +173,7 @@ def create_app(services: Services) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(BodyLimit, json_limit=settings.max_json_body + 64 * 1024, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(HeadersAndMetrics, metrics=metrics)  # outermost: every response, 413s included
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

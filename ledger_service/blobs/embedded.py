@@ -28,7 +28,7 @@ from ledger_service.blobs.car import write_car
 from ledger_service.blobs.cid import Cid
 from ledger_service.blobs.store import BlobSource, PutResult, iter_pieces
 from ledger_service.blobs.unixfs import Block, DagBuilder, open_file, walk_dag
-from ledger_service.errors import BlobNotFound, InvalidCid
+from ledger_service.errors import BlobError, BlobNotFound, BlobStoreUnavailable, InvalidCid
 
 
 class _SharedExclusiveLock:
@@ -118,6 +118,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _storage_errors(action: str) -> Iterator[None]:
+    """A failing filesystem (full, read-only, permissions, a broken dir) is an unavailable store."""
+    try:
+        yield
+    except BlobError:
+        raise
+    except OSError as exc:
+        raise BlobStoreUnavailable(f"blob store cannot {action}: {type(exc).__name__} ({exc.strerror})") from exc
+
+
 class EmbeddedBlobStore:
     """Filesystem :class:`~ledger_service.blobs.store.BlobStore`; safe for concurrent use by threads."""
 
@@ -133,7 +144,7 @@ class EmbeddedBlobStore:
     # ------------------------------------------------------------- BlobStore
 
     def put(self, source: BlobSource) -> PutResult:
-        with self._lock.shared(), _BlockWriter(self._write_atomically) as writer:
+        with _storage_errors("store a blob"), self._lock.shared(), _BlockWriter(self._write_atomically) as writer:
             builder = DagBuilder()
             dirty: set[Path] = set()
             stored: set[Cid] = set()
@@ -157,7 +168,7 @@ class EmbeddedBlobStore:
 
     def pin(self, cid: Cid) -> None:
         cid = Cid.parse(cid)
-        with self._lock.shared():
+        with _storage_errors("pin a blob"), self._lock.shared():
             for block_cid, data in walk_dag(cid, self._load, load_leaves=False):
                 if data is None and not self.has(block_cid):
                     raise BlobNotFound(f"block {block_cid} of {cid} is not stored", cid=str(block_cid), root=str(cid))
@@ -165,7 +176,7 @@ class EmbeddedBlobStore:
 
     def unpin(self, cid: Cid) -> None:
         path = self._pins / str(Cid.parse(cid))
-        with contextlib.suppress(FileNotFoundError):
+        with _storage_errors("unpin a blob"), contextlib.suppress(FileNotFoundError):
             path.unlink()
             _fsync_dir(self._pins)
 
@@ -173,7 +184,7 @@ class EmbeddedBlobStore:
         return (self._pins / str(Cid.parse(cid))).is_file()
 
     def gc(self) -> int:
-        with self._lock.exclusive():
+        with _storage_errors("collect garbage"), self._lock.exclusive():
             live: set[Cid] = set()
             for pin in self.pins():
                 # A missing or corrupted pinned node aborts gc: its children cannot be told from garbage.
@@ -225,6 +236,8 @@ class EmbeddedBlobStore:
             return self.block_path(cid).read_bytes()
         except FileNotFoundError:
             raise BlobNotFound(f"block {cid} is not stored", cid=str(cid)) from None
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"blob store cannot read block {cid}: {exc.strerror}", cid=str(cid)) from exc
 
     def _verified_blocks(self, cid: Cid) -> Iterator[tuple[Cid, bytes]]:
         for block_cid, data in walk_dag(cid, self._load, load_leaves=True):

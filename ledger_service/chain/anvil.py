@@ -49,7 +49,7 @@ class AnvilProcess:
         state_file: Path | None = None,
         block_time: int | None = None,
         log_file: Path | None = None,
-        state_interval: int = 5,
+        state_interval: int = 30,
     ) -> None:
         self.host = host
         self.port = port
@@ -69,9 +69,9 @@ class AnvilProcess:
         if self.state_file is not None:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             # --state loads the file if present and dumps on exit; the interval bounds what a
-            # crash (kill -9) can lose.
+            # crash (kill -9) can lose. Historical states are not kept: dumping them grows with
+            # every block and stalls the node under load (blocks, receipts and logs are kept).
             cmd += ["--state", str(self.state_file), "--state-interval", str(self.state_interval)]
-            cmd += ["--preserve-historical-states"]
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time)]
         return cmd
