@@ -90,13 +90,16 @@ class ConsentService:
         domain: Eip712Domain,
         indexer: EventIndexer,
         chain_time: Callable[[], int],
+        wait_for_twin: float = 120.0,
     ) -> None:
         self.db = db
         self.ledger = ledger
         self.domain = domain
         self.indexer = indexer
         self.chain_time = chain_time
+        self.wait_for_twin = wait_for_twin
         self._relay_lock = threading.Lock()
+        self._in_flight: dict[bytes, threading.Event] = {}
 
     # ------------------------------------------------------------- signature checks
 
@@ -140,6 +143,34 @@ class ConsentService:
         previous = self._replayed(digest)
         if previous is not None:
             return previous
+        # An identical message already on its way (a client retrying while the first request waits
+        # for confirmations) is not sent twice: wait for the first and answer with its result.
+        with self._relay_lock:
+            running = self._in_flight.get(digest)
+            if running is None:
+                self._in_flight[digest] = threading.Event()
+        if running is not None:
+            running.wait(timeout=self.wait_for_twin)
+            previous = self._replayed(digest)
+            if previous is not None:
+                return previous
+            return self._relay(kind, message, signature, submit, consent)
+        try:
+            return self._submit_once(kind, message, signature, submit, consent, signer, digest)
+        finally:
+            with self._relay_lock:
+                self._in_flight.pop(digest).set()
+
+    def _submit_once(
+        self,
+        kind: str,
+        message: SignedMessage,
+        signature: bytes,
+        submit: Callable[[], Receipt],
+        consent: str | None,
+        signer: str,
+        digest: bytes,
+    ) -> RelayResult:
         patient = to_checksum_address(message.patient)
         self._check_common(
             patient, message.nonce, message.deadline, signer, delegate_allowed=not isinstance(message, DelegateGrant)

@@ -100,14 +100,6 @@ def test_relayed_grant_resubmitted_while_pending_and_after_returns_one_consent(s
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ConsentService._relay writes the RelayedMessageRow only after the receipt and its confirmations, so an "
-        "identical message resubmitted meanwhile is sent again: its transaction reverts (nonce used, gas paid by "
-        "the relayer) and the client is told 400 invalid-signature for a valid, landed grant"
-    ),
-)
 def test_concurrent_resubmissions_of_one_grant_land_once(server: tuple[Node, ApiServer]) -> None:
     import threading
 
