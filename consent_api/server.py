@@ -19,10 +19,20 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
     settings = runtime.settings
     services = bootstrap(settings, runtime.deployment)
     try:
-        finished, discarded = services.records.recover_pending()
+        # A private SQLite DB has no other writer, so whatever is pending is this process's own
+        # from before a crash; on a shared DB another replica may still be uploading.
+        shared_db = not services.db.url.startswith("sqlite")
+        finished, discarded = services.records.recover_pending(
+            stale_after=2 * settings.receipt_timeout if shared_db else 0.0
+        )
         erasures = services.records.finish_interrupted_erasures()
-        if finished or discarded or erasures:
-            print(f"recovered: {finished} anchored, {discarded} discarded, {erasures} erasures completed", flush=True)
+        disclosed, dropped = services.records.finish_traced_disclosures()
+        if finished or discarded or erasures or disclosed or dropped:
+            print(
+                f"recovered: {finished} versions anchored, {discarded} discarded, {erasures} erasures completed, "
+                f"{disclosed} disclosures finished, {dropped} failed disclosures dropped",
+                flush=True,
+            )
         services.indexer.catch_up()
         services.start_background()
         app = create_app(services)

@@ -19,6 +19,7 @@ from ledger_service.crypto import KeyCustody, LocalKeyFile
 from ledger_service.db.database import Database
 from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.domain.consent import Eip712Domain
+from ledger_service.errors import LedgerError
 from ledger_service.service.audit import AuditService
 from ledger_service.service.auth import AuthService, load_or_create_secret
 from ledger_service.service.batching import DisclosureBatcher, DisclosureLog
@@ -59,12 +60,25 @@ class Services:
         thread = threading.Thread(target=self.indexer.run, args=(self._stop,), name="event-indexer", daemon=True)
         thread.start()
         self._threads.append(thread)
+        recovery = threading.Thread(target=self._recover_periodically, name="recovery", daemon=True)
+        recovery.start()
+        self._threads.append(recovery)
         if self.settings.disclosure_mode == "batched" or self.disclosure_log.size() > 0:
             batcher = threading.Thread(
                 target=self.batcher.run, args=(self._stop,), name="disclosure-batcher", daemon=True
             )
             batcher.start()
             self._threads.append(batcher)
+
+    def _recover_periodically(self, interval: float = 30.0) -> None:
+        """Resolve work a crashed process (this one earlier, or another replica) left half-done."""
+        stale_after = 2 * self.settings.receipt_timeout
+        while not self._stop.wait(interval):
+            try:
+                self.records.recover_pending(stale_after=stale_after)
+                self.records.finish_traced_disclosures()
+            except LedgerError as exc:
+                log.warning("recovery: %s", exc)
 
     def chain_time(self) -> int:
         return int(self.rpc.get_block("latest")["timestamp"], 16)

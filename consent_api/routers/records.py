@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -121,24 +121,26 @@ def _chunks(content: list[bytes] | UploadFile) -> Iterator[bytes]:
         yield chunk
 
 
-def _created(version: AnchoredVersion) -> dict[str, Any]:
-    return {"recordId": version.record_id, "version": version.version, "cid": version.cid, "txHash": version.tx_hash}
-
-
 async def _idempotent_upload(
-    services: ServicesDep, response: Response, caller_address: str, key: str | None, fingerprint: str, work: Any
+    services: ServicesDep,
+    response: Response,
+    caller_address: str,
+    key: str | None,
+    fingerprint: str,
+    work: Callable[[str | None], AnchoredVersion],
 ) -> dict[str, Any]:
     """Run the upload once per Idempotency-Key; a replay answers 200 with the first result."""
     store = IdempotencyStore(services.db)
     if not key:
-        return _created(await run_in_threadpool(work))
+        return (await run_in_threadpool(work, None)).as_result()
     scoped = store.scoped(caller_address, key)
     previous = await run_in_threadpool(store.claim, scoped, fingerprint)
     if previous is not None:
         response.status_code = status.HTTP_200_OK
         return previous
     try:
-        result = _created(await run_in_threadpool(work))
+        # The pending version carries the key, so a crash here is answered by recovery.
+        result = (await run_in_threadpool(work, scoped)).as_result()
     except BaseException:
         await run_in_threadpool(store.release, scoped)
         raise
@@ -162,8 +164,9 @@ async def create_record(
 ) -> dict[str, Any]:
     fields, content, fingerprint = await _parse_upload(request, amend=False)
 
-    def work() -> AnchoredVersion:
+    def work(scoped_key: str | None) -> AnchoredVersion:
         return services.records.create(
+            idempotency_key=scoped_key,
             provider=caller.address,
             patient=fields["patient"],
             category=fields["category"],
@@ -192,9 +195,13 @@ async def amend_record(
     record_id = record_id_param(record_id)
     fields, content, fingerprint = await _parse_upload(request, amend=True)
 
-    def work() -> AnchoredVersion:
+    def work(scoped_key: str | None) -> AnchoredVersion:
         return services.records.amend(
-            provider=caller.address, record_id=record_id, media_type=fields["mediaType"], content=_chunks(content)
+            idempotency_key=scoped_key,
+            provider=caller.address,
+            record_id=record_id,
+            media_type=fields["mediaType"],
+            content=_chunks(content),
         )
 
     return await _idempotent_upload(services, response, caller.address, idempotency_key, fingerprint + record_id, work)

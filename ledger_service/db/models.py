@@ -61,6 +61,9 @@ class RecordVersionRow(Base):
     # A version is written as pending (keys stored) before its anchor transaction is sent,
     # so a crash leaves either a finished version or a pending one that recovery resolves.
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | anchored
+    # The upload request's scoped Idempotency-Key, so recovery can answer a retry of a request
+    # whose process died with the version it adopted (or free the key if it discarded it).
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from eth_utils import keccak, to_checksum_address
@@ -62,6 +62,7 @@ from ledger_service.errors import (
     ValidationError,
 )
 from ledger_service.service.batching import DisclosureLog, LogAppendConflict
+from ledger_service.service.idempotency import IdempotencyStore
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,10 @@ class AnchoredVersion:
     tx_hash: str
     block_number: int
     version_hash: str
+
+    def as_result(self) -> dict[str, Any]:
+        """The API's answer to the upload (also what a retried request with its key gets)."""
+        return {"recordId": self.record_id, "version": self.version, "cid": self.cid, "txHash": self.tx_hash}
 
 
 @dataclass
@@ -213,7 +218,14 @@ class RecordService:
         return put.cid, size, put.size, commitment.digest(), salt, data_key
 
     def create(
-        self, *, provider: str, patient: str, category: str, media_type: str, content: Iterable[bytes]
+        self,
+        *,
+        provider: str,
+        patient: str,
+        category: str,
+        media_type: str,
+        content: Iterable[bytes],
+        idempotency_key: str | None = None,
     ) -> AnchoredVersion:
         provider, patient = _addr(provider, "provider"), _addr(patient, "patient")
         if not media_type or len(media_type) > 255:
@@ -256,6 +268,7 @@ class RecordService:
                     previous_hash=hex32(b"\x00" * 32),
                     author=provider,
                     state="pending",
+                    idempotency_key=idempotency_key,
                     created_at=now,
                 )
             )
@@ -278,7 +291,15 @@ class RecordService:
             raise
         return self._finish_anchor(ledger, receipt, record_id, 1)
 
-    def amend(self, *, provider: str, record_id: str, media_type: str, content: Iterable[bytes]) -> AnchoredVersion:
+    def amend(
+        self,
+        *,
+        provider: str,
+        record_id: str,
+        media_type: str,
+        content: Iterable[bytes],
+        idempotency_key: str | None = None,
+    ) -> AnchoredVersion:
         provider = _addr(provider, "provider")
         with self._lock_for(record_id):
             record = self._anchored_record(record_id)
@@ -309,6 +330,7 @@ class RecordService:
                         previous_hash=head,
                         author=provider,
                         state="pending",
+                        idempotency_key=idempotency_key,
                         created_at=_now(),
                     )
                 )
@@ -433,25 +455,22 @@ class RecordService:
                     purpose=purpose,
                 )
             try:
-                receipt = self.ledger.log_access(record.patient, rid, accessor, purpose_bytes)
+                delivery = self._disclose_on_chain(
+                    record,
+                    accessor,
+                    purpose,
+                    "logAccess",
+                    (record.patient, rid, accessor, purpose_bytes),
+                    key=idempotency_key,
+                    request_hash=request_hash,
+                    reason=None,
+                )
             except TransactionReverted as exc:
                 if exc.error_name == "AccessNotAuthorized":
                     raise ConsentDenied(
                         "consent changed before the disclosure could be logged", record_id=record_id
                     ) from exc
                 raise _record_error(exc) from exc
-            event = self.ledger.event(receipt, "AccessLogged")
-            delivery = self._log_delivery(
-                record,
-                receipt,
-                event.args,
-                idempotency_key,
-                request_hash,
-                accessor,
-                purpose,
-                consent=hex32(event.args["consentId"]),
-                reason=None,
-            )
         return self._release(record, delivery)
 
     def emergency_read(
@@ -473,25 +492,22 @@ class RecordService:
             # Only the reason's hash goes on chain: the text may carry clinical detail.
             reason_hash = keccak(reason.encode("utf-8"))
             try:
-                receipt = self.ledger.log_emergency_access(record.patient, rid, accessor, reason_hash)
+                delivery = self._disclose_on_chain(
+                    record,
+                    accessor,
+                    EMERGENCY_PURPOSE,
+                    "logEmergencyAccess",
+                    (record.patient, rid, accessor, reason_hash),
+                    key=idempotency_key,
+                    request_hash=request_hash,
+                    reason=reason,
+                )
             except TransactionReverted as exc:
                 if exc.error_name == "NotEmergencyProvider":
                     raise PermissionDenied(
                         f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor
                     ) from exc
                 raise _record_error(exc) from exc
-            event = self.ledger.event(receipt, "EmergencyAccessLogged")
-            delivery = self._log_delivery(
-                record,
-                receipt,
-                event.args,
-                idempotency_key,
-                request_hash,
-                accessor,
-                EMERGENCY_PURPOSE,
-                consent=None,
-                reason=reason,
-            )
         return self._release(record, delivery)
 
     # ------------------------------------------------------------- batched mode
@@ -624,7 +640,7 @@ class RecordService:
         return f"access refused: {decision.reason}"
 
     def _replay(self, accessor: str, key: str | None, request_hash: str) -> DeliveryRow | None:
-        """The earlier disclosure of an identical retried request, if any."""
+        """The disclosure of an identical earlier request, if any (adopted if it was still in flight)."""
         if not key:
             return None
         scoped = f"{accessor}:{key}"
@@ -634,55 +650,132 @@ class RecordService:
                 return None
             if row.request_hash != request_hash:
                 raise IdempotencyConflict("this Idempotency-Key was used for a different request")
-            if row.state != "done" or row.result is None:
+            if row.result is None:
                 return None
-            delivery_id = json.loads(row.result)["deliveryId"]
-            return s.get(DeliveryRow, delivery_id)
+            delivery = s.get(DeliveryRow, json.loads(row.result)["deliveryId"])
+        if delivery is not None and delivery.status == "pending":
+            return self._adopt(delivery)
+        return delivery
 
-    def _log_delivery(
+    def _disclose_on_chain(
         self,
         record: RecordRow,
-        receipt: Receipt,
-        args: dict[str, Any],
-        key: str | None,
-        request_hash: str,
         accessor: str,
         purpose: str,
+        call: str,
+        args: tuple[Any, ...],
         *,
-        consent: str | None,
+        key: str | None,
+        request_hash: str,
         reason: str | None,
     ) -> DeliveryRow:
-        log_index = next(
-            (
-                lg["logIndex"]
-                for lg in receipt.logs
-                if lg["topics"]
-                and lg["topics"][0]
-                in (self.ledger.codec.topic("AccessLogged"), self.ledger.codec.topic("EmergencyAccessLogged"))
-            ),
-            0,
-        )
+        """Send the disclosure transaction, trace it in the DB before waiting, then record its event.
+
+        The pending delivery row (with the transaction hash) is what lets a retry of a request whose
+        process died mid-wait adopt the transaction instead of logging a second disclosure, and what
+        recovery finishes after a restart.
+        """
+        sender = self.ledger.sender
+        assert sender is not None
+        data = self.ledger.codec.encode_call(call, *args)
+        tx_hash = sender.submit(self.ledger.address, data, action=call)
         with self.db.session() as s:
             delivery = DeliveryRow(
                 record_id=record.record_id,
-                version=int(args["version"]),
+                version=record.current_version,  # replaced by the event's version
                 patient=record.patient,
                 accessor=accessor,
                 purpose=purpose,
-                consent_id=consent,
-                emergency=consent is None,
+                consent_id=None,
+                emergency=purpose == EMERGENCY_PURPOSE,
                 reason=reason,
-                status="logged",
-                tx_hash=receipt.tx_hex,
-                block_number=receipt.block_number,
-                log_index=log_index,
+                status="pending",
+                tx_hash="0x" + tx_hash.hex(),
                 idempotency_key=key,
                 created_at=_now(),
             )
             s.add(delivery)
             s.flush()
-            _remember_delivery(s, accessor, key, request_hash, delivery.id)
-        return delivery
+            if key:
+                s.merge(
+                    IdempotencyRow(
+                        key=f"{accessor}:{key}",
+                        request_hash=request_hash,
+                        state="pending",
+                        result=json.dumps({"deliveryId": delivery.id}),
+                        created_at=_now(),
+                    )
+                )
+            delivery_id = delivery.id
+        try:
+            receipt = sender.wait(tx_hash, action=call, to=self.ledger.address, data=data)
+        except TransactionReverted:
+            self._forget_delivery(delivery_id)
+            raise
+        return self._finish_delivery(delivery_id, receipt, key)
+
+    def _finish_delivery(self, delivery_id: int, receipt: Receipt, key: str | None) -> DeliveryRow:
+        """Fill a traced delivery from its mined disclosure event and answer its idempotency key."""
+        topics = (self.ledger.codec.topic("AccessLogged"), self.ledger.codec.topic("EmergencyAccessLogged"))
+        log = next(lg for lg in receipt.logs if lg["topics"] and lg["topics"][0] in topics)
+        event = self.ledger.codec.decode_log(log)
+        assert event is not None
+        with self.db.session() as s:
+            delivery = s.get(DeliveryRow, delivery_id)
+            assert delivery is not None
+            delivery.version = int(event.args["version"])
+            delivery.consent_id = hex32(event.args["consentId"]) if event.name == "AccessLogged" else None
+            delivery.status, delivery.block_number, delivery.log_index = "logged", receipt.block_number, log["logIndex"]
+            if key:
+                row = s.get(IdempotencyRow, f"{delivery.accessor}:{key}")
+                if row is not None:
+                    row.state = "done"
+            return delivery
+
+    def _forget_delivery(self, delivery_id: int) -> None:
+        """A traced disclosure whose transaction failed: drop it and free its idempotency key."""
+        with self.db.session() as s:
+            delivery = s.get(DeliveryRow, delivery_id)
+            if delivery is None:
+                return
+            if delivery.idempotency_key:
+                row = s.get(IdempotencyRow, f"{delivery.accessor}:{delivery.idempotency_key}")
+                if row is not None:
+                    s.delete(row)
+            s.delete(delivery)
+
+    def _adopt(self, delivery: DeliveryRow) -> DeliveryRow | None:
+        """Finish a traced disclosure left by an earlier attempt; None if its transaction failed."""
+        sender = self.ledger.sender
+        assert sender is not None and delivery.tx_hash is not None
+        try:
+            receipt = sender.wait(bytes.fromhex(delivery.tx_hash[2:]), action="disclosure")
+        except TransactionReverted:
+            self._forget_delivery(delivery.id)
+            return None
+        return self._finish_delivery(delivery.id, receipt, delivery.idempotency_key)
+
+    def finish_traced_disclosures(self) -> tuple[int, int]:
+        """Resolve disclosures a crash left pending: finish mined ones, drop failed ones.
+
+        A transaction with no receipt yet is left pending (it may still be mined); a retry of its
+        request, or the next start, resolves it. Returns (finished, dropped).
+        """
+        with self.db.session() as s:
+            pending = list(s.execute(select(DeliveryRow).where(DeliveryRow.status == "pending")).scalars())
+        finished = dropped = 0
+        for delivery in pending:
+            assert delivery.tx_hash is not None
+            receipt = self.ledger.rpc.receipt(bytes.fromhex(delivery.tx_hash[2:]))
+            if receipt is None:
+                continue
+            if receipt.status == 1:
+                self._finish_delivery(delivery.id, receipt, delivery.idempotency_key)
+                finished += 1
+            else:
+                self._forget_delivery(delivery.id)
+                dropped += 1
+        return finished, dropped
 
     def _release(self, record: RecordRow, delivery: DeliveryRow) -> RecordContent:
         with self.db.session() as s:
@@ -786,12 +879,17 @@ class RecordService:
                 self._emit_erasure(record_id, patient, onchain.version)
         return len(pending)
 
-    def recover_pending(self) -> tuple[int, int]:
+    def recover_pending(self, *, stale_after: float = 0.0) -> tuple[int, int]:
         """Resolve versions left pending by a crash: finish the anchored, discard the rest.
 
+        A version whose anchor is on chain is adopted whatever its age. One whose anchor is not
+        is discarded only once older than ``stale_after`` seconds, so an upload another process
+        (a second replica) still has in flight is left alone. A retried upload's Idempotency-Key
+        is answered with the adopted version, or freed with the discarded one.
         Returns (finished, discarded).
         """
         finished = discarded = 0
+        cutoff = _now() - timedelta(seconds=stale_after)
         with self.db.session() as s:
             pending = list(s.execute(select(RecordVersionRow).where(RecordVersionRow.state == "pending")).scalars())
             records = {r.record_id: s.get(RecordRow, r.record_id) for r in pending}
@@ -800,16 +898,20 @@ class RecordService:
             assert record is not None
             onchain = self.ledger.record(record.patient, bytes.fromhex(version.record_id[2:]))
             if onchain.version >= version.version:
-                self._adopt_anchor(record, version)
+                adopted = self._adopt_anchor(record, version)
+                if adopted is not None and version.idempotency_key:
+                    IdempotencyStore(self.db).complete(version.idempotency_key, adopted.as_result())
                 finished += 1
-            else:
+            elif _aware(version.created_at) < cutoff:
                 self._discard_pending(
                     version.record_id, version.version, Cid.parse(version.cid), whole_record=version.version == 1
                 )
+                if version.idempotency_key:
+                    IdempotencyStore(self.db).release(version.idempotency_key)
                 discarded += 1
         return finished, discarded
 
-    def _adopt_anchor(self, record: RecordRow, version: RecordVersionRow) -> None:
+    def _adopt_anchor(self, record: RecordRow, version: RecordVersionRow) -> AnchoredVersion | None:
         codec = self.ledger.codec
         logs = self.ledger.rpc.get_logs(
             self.ledger.address,
@@ -831,7 +933,15 @@ class RecordService:
                     )
                     row.version_hash = hex32(event.args["versionHash"])
                     rec.state, rec.current_version = "anchored", max(rec.current_version, version.version)
-                return
+                    return AnchoredVersion(
+                        record.record_id, version.version, row.cid, row.tx_hash, event.block_number, row.version_hash
+                    )
+        return None
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timezone-aware columns back naive (in UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _record_id(patient: str, author: str, salt: bytes) -> bytes:

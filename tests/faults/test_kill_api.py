@@ -121,14 +121,6 @@ def _in_background(call: object) -> tuple[threading.Thread, list[object]]:
     return thread, results
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "idempotency claim left 'pending' by a crashed process blocks the retry with 409 idempotency-conflict "
-        "for STALE_AFTER (5 min) although recover_pending() already resolved the version; after 5 min the "
-        "retry would redo the work and create a second record (the adopted one is never linked to the key)"
-    ),
-)
 def test_kill_while_the_anchor_is_in_flight_then_retry_returns_the_adopted_record(node: Node, tmp_path: Path) -> None:
     server = _server(node, tmp_path)
     from_block = node.rpc.block_number() + 1
@@ -150,7 +142,7 @@ def test_kill_while_the_anchor_is_in_flight_then_retry_returns_the_adopted_recor
             node.rpc.request("evm_setAutomine", [True])
         node.mine()  # the anchor lands although its sender died
         server.start()
-        assert "recovered: 1 anchored" in server.output(), server.output()[-2000:]
+        assert "recovered: 1 versions anchored" in server.output(), server.output()[-2000:]
         retry = _upload(server, patient.address, content, "lab-7")
         assert retry.status_code in (200, 201), retry.text
         records = server.query("SELECT record_id FROM records")
@@ -179,7 +171,7 @@ def test_kill_while_sealing_discards_the_partial_version(node: Node, tmp_path: P
         finally:
             node.rpc.request("evm_setAutomine", [True])
         server.start()
-        assert "recovered: 0 anchored, 1 discarded" in server.output(), server.output()[-2000:]
+        assert "recovered: 0 versions anchored, 1 discarded" in server.output(), server.output()[-2000:]
         assert server.query("SELECT count(*) FROM records")[0][0] == 0
         assert server.query("SELECT count(*) FROM data_keys")[0][0] == 0
         pins = list((server.data_dir / "blobs" / "pins").glob("*"))
@@ -226,15 +218,6 @@ def test_kill_during_a_streamed_read_then_retry_replays_the_same_disclosure(node
         server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RecordService.read keeps no trace of a logAccess transaction before its receipt: killed while it is in "
-        "flight, the disclosure lands on chain with no delivery row and no idempotency record, so the retry with "
-        "the same Idempotency-Key logs a second disclosure (two AccessLogged events for one request) and the "
-        "first event has no delivery row"
-    ),
-)
 def test_kill_while_the_disclosure_is_in_flight_releases_nothing_and_the_retry_reads_once(
     node: Node, tmp_path: Path
 ) -> None:
