@@ -27,10 +27,10 @@ OBSERVATION = {
 }
 
 
-def upload_observation(clinic: Portal, shot: bool = True) -> str:
+def upload_observation(clinic: Portal, shot: bool = True, patient: str = PATIENT4) -> str:
     clinic.go("#/provider/upload", "Upload a record")
     page = clinic.page
-    page.get_by_label("Patient address").fill(PATIENT4)
+    page.get_by_label("Patient address").fill(patient)
     page.get_by_label("Category").select_option("laboratory")
     page.get_by_label("FHIR JSON").fill(json.dumps(OBSERVATION, indent=2))
     if shot:
@@ -173,6 +173,40 @@ def test_emergency_access_is_flagged(browser: object, portal: tuple[str, str]) -
         assert "Emergency access" in text.title() or "EMERGENCY ACCESS" in text.upper()
         assert "Unconscious patient" in text
         patient.shot("11-emergency-timeline")
+    finally:
+        clinic.close()
+        patient.close()
+
+
+PATIENT6 = "0x976EA74026E726554dB657fA54763abd0C3a0aa9"
+
+
+def test_patient_erases_a_record(browser: object, portal: tuple[str, str]) -> None:
+    kind, base = portal
+    clinic = Portal(browser, kind, base)
+    patient = Portal(browser, kind, base)
+    try:
+        clinic.sign_in_demo(1)
+        record_id = upload_observation(clinic, shot=False, patient=PATIENT6)
+        patient.sign_in_demo(6)
+        patient.go("#/patient/records", "My records")
+        page = patient.page
+        page.get_by_role("button", name=re.compile(f"Erase record {record_id[:6]}", re.I)).click()
+        dialog = page.locator("dialog[open]")
+        assert "permanently" in dialog.inner_text()
+        patient.shot("12-erase-confirm")
+        dialog.get_by_role("button", name="Erase permanently").click()
+        patient.wait_status("was erased")
+        page.locator("text=Erased").first.wait_for()
+        patient.shot("13-record-erased")
+        # the clinic's read of the erased record is refused with the record-erased problem
+        clinic.go(f"#/provider/patients?patient={PATIENT6}", "Find a patient")
+        clinic.page.get_by_label("Record id").fill(record_id)
+        clinic.page.get_by_label("Purpose of use").select_option("TREAT")
+        clinic.page.get_by_role("button", name="Read record", exact=True).click()
+        alert = clinic.alert()
+        alert.wait_for()
+        assert "erased" in alert.inner_text().lower()
     finally:
         clinic.close()
         patient.close()
