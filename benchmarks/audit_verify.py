@@ -130,6 +130,7 @@ class History:
         # Each put fsyncs its block, directory and pin: bound by the disk's sync latency, so run them side by side.
         with ThreadPoolExecutor(max_workers=16) as pool:
             cids = list(pool.map(lambda blob: self.services.blobs.put([blob]).cid, blobs))
+        first = len(self.records)
         for i, blob, cid in zip(indexes, blobs, cids, strict=True):
             patient = self.patients[i % len(self.patients)]
             salt = i.to_bytes(32, "big")
@@ -139,7 +140,8 @@ class History:
             )
             new_records.append((self.clinic, data))
             self.records.append((patient, record_id_of(patient, self.clinic, salt)))
-        self._send(new_records)
+        anchors = self._send(new_records)
+        self._write_operator_versions(first, blobs, cids, anchors)
         txs = []
         wanted = list(range(self.disclosures, disclosures))
         for n in wanted:
@@ -174,6 +176,65 @@ class History:
                 s.execute(DeliveryRow.__table__.insert(), rows[start : start + 5000])
         self.disclosures = disclosures
         self.generation_s += time.perf_counter() - began
+
+    def _write_operator_versions(
+        self, first: int, blobs: list[bytes], cids: list[Any], anchors: list[tuple[str, int, int]]
+    ) -> None:
+        """The operator's records/record_versions rows for records anchored straight on chain, as the
+        service would have written them (the verifier matches them against the anchors)."""
+        from ledger_service.db.models import RecordRow, RecordVersionRow
+        from ledger_service.domain.codes import ZERO32, hex32
+        from ledger_service.domain.records import version_hash
+
+        now = datetime.now(UTC)
+        records, versions = [], []
+        for offset, (blob, cid, (tx_hash, block, _index)) in enumerate(zip(blobs, cids, anchors, strict=True)):
+            patient, rid = self.records[first + offset]
+            commitment = hashlib.sha256(blob).digest()
+            anchored_hash = version_hash(
+                record_id=rid,
+                version=1,
+                patient=patient,
+                author=self.clinic,
+                category=self.category,
+                cid=cid.bytes,
+                commitment=commitment,
+                previous_hash=ZERO32,
+            )
+            records.append(
+                {
+                    "record_id": hex32(rid),
+                    "patient": patient,
+                    "author": self.clinic,
+                    "category": "laboratory",
+                    "salt": hex32((first + offset).to_bytes(32, "big")),
+                    "current_version": 1,
+                    "state": "anchored",
+                    "created_at": now,
+                }
+            )
+            versions.append(
+                {
+                    "record_id": hex32(rid),
+                    "version": 1,
+                    "cid": str(cid),
+                    "media_type": "application/octet-stream",
+                    "plaintext_size": len(blob),
+                    "ciphertext_size": len(blob),
+                    "commitment": hex32(commitment),
+                    "version_hash": hex32(anchored_hash),
+                    "previous_hash": hex32(ZERO32),
+                    "author": self.clinic,
+                    "state": "anchored",
+                    "tx_hash": tx_hash,
+                    "block_number": block,
+                    "created_at": now,
+                }
+            )
+        with self.services.db.session() as s:
+            for start in range(0, len(records), 5000):
+                s.execute(RecordRow.__table__.insert(), records[start : start + 5000])
+                s.execute(RecordVersionRow.__table__.insert(), versions[start : start + 5000])
 
     def verify(self) -> tuple[float, Any, dict[str, float]]:
         from ledger_service.audit.sources import operator_log, operator_records

@@ -7,44 +7,107 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ledger_service.audit.gcpause import paused_gc
 from ledger_service.audit.merkle import MerkleLog
-from ledger_service.audit.verifier import Delivery, OperatorLog, OperatorRecords
+from ledger_service.audit.verifier import Delivery, OperatorLog, OperatorRecords, OperatorVersion
 from ledger_service.db.database import Database
-from ledger_service.db.models import DataKeyRow, DeliveryRow, DisclosureLogEntryRow, RecordRow
+from ledger_service.db.models import DataKeyRow, DeliveryRow, DisclosureLogEntryRow, RecordRow, RecordVersionRow
 from ledger_service.errors import AuditError
 
 
 def operator_records(db: Database) -> OperatorRecords:
-    """The delivery log, the versions that still have wrapped keys, and the records marked erased."""
-    with db.session() as s:
+    """The delivery log, the versions that still have wrapped keys, the records marked erased, and the
+    record versions (with their anchors) the operator holds.
+
+    Read as plain Core rows (no ORM entities): a long delivery log is loaded in one pass.
+    """
+    d = DeliveryRow.__table__.c
+    v = RecordVersionRow.__table__.c
+    r = RecordRow.__table__.c
+    with paused_gc(), db.session() as s:
         deliveries = [
             Delivery(
-                id=row.id,
-                record_id=row.record_id,
-                version=row.version,
-                patient=row.patient,
-                accessor=row.accessor,
-                purpose=row.purpose,
-                consent_id=row.consent_id,
-                emergency=bool(row.emergency),
-                reason=row.reason,
+                row_id,
+                record_id,
+                version,
+                patient,
+                accessor,
+                purpose,
+                consent_id,
+                bool(emergency),
+                reason,
                 # A batched delivery has no transaction: it names its disclosure-log leaf instead.
-                tx_hash=row.tx_hash or "",
-                block_number=int(row.block_number or 0),
-                log_index=-1 if row.log_index is None else int(row.log_index),
-                status=row.status,
-                leaf_index=None if row.leaf_index is None else int(row.leaf_index),
+                tx_hash or "",
+                int(block_number or 0),
+                -1 if log_index is None else int(log_index),
+                status,
+                None if leaf_index is None else int(leaf_index),
             )
-            for row in s.execute(select(DeliveryRow).order_by(DeliveryRow.id)).scalars()
+            for (
+                row_id,
+                record_id,
+                version,
+                patient,
+                accessor,
+                purpose,
+                consent_id,
+                emergency,
+                reason,
+                tx_hash,
+                block_number,
+                log_index,
+                status,
+                leaf_index,
+            ) in s.execute(
+                select(
+                    d.id,
+                    d.record_id,
+                    d.version,
+                    d.patient,
+                    d.accessor,
+                    d.purpose,
+                    d.consent_id,
+                    d.emergency,
+                    d.reason,
+                    d.tx_hash,
+                    d.block_number,
+                    d.log_index,
+                    d.status,
+                    d.leaf_index,
+                )
+                # A pending row is a disclosure still in flight (its receipt not yet seen): no bytes
+                # were released for it, and recovery turns it into a logged row or drops it.
+                .where(d.status != "pending")
+                .order_by(d.id)
+            ).all()
         ]
-        keys = [(rid, int(v)) for rid, v in s.execute(select(DataKeyRow.record_id, DataKeyRow.version)).all()]
+        keys = [
+            (rid, int(version)) for rid, version in s.execute(select(DataKeyRow.record_id, DataKeyRow.version)).all()
+        ]
         erased = [
             rid
             for (rid,) in s.execute(
                 select(RecordRow.record_id).where((RecordRow.erased_at.is_not(None)) | (RecordRow.state == "erased"))
             ).all()
         ]
-    return OperatorRecords(deliveries, keys, erased)
+        versions = [
+            OperatorVersion(
+                record_id,
+                int(version),
+                cid,
+                version_hash or "",
+                tx_hash,
+                None if block_number is None else int(block_number),
+                state,
+                patient,
+            )
+            for record_id, version, cid, version_hash, tx_hash, block_number, state, patient in s.execute(
+                select(v.record_id, v.version, v.cid, v.version_hash, v.tx_hash, v.block_number, v.state, r.patient)
+                .select_from(RecordVersionRow.__table__.outerjoin(RecordRow.__table__, v.record_id == r.record_id))
+                .order_by(v.id)
+            ).all()
+        ]
+    return OperatorRecords(deliveries, keys, erased, versions)
 
 
 def operator_log(db: Database) -> OperatorLog | None:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 from typing import Any, Final, Literal, TypeVar
 
 from eth_utils import to_checksum_address
 
+from ledger_service.audit.fastlog import FastLogDecoder
+from ledger_service.audit.gcpause import paused_gc
 from ledger_service.chain.abi import ContractCodec, DecodedEvent
 from ledger_service.chain.client import RpcClient
 from ledger_service.chain.ledger import ledger_codec
@@ -44,7 +48,7 @@ class At:
     tx_hash: bytes = field(compare=False)
     timestamp: int = field(compare=False)
 
-    @property
+    @cached_property
     def tx(self) -> str:
         return "0x" + self.tx_hash.hex()
 
@@ -226,80 +230,133 @@ class Trail:
 # ----------------------------------------------------------------- decoding (pure)
 
 
+def _version(a: dict[str, Any], at: At) -> TrailEvent:
+    return VersionAnchored(
+        record_id=bytes(a["recordId"]),
+        patient=a["patient"],
+        author=a["author"],
+        version=int(a["version"]),
+        category=bytes(a["category"]),
+        cid=bytes(a["cid"]),
+        commitment=bytes(a["commitment"]),
+        previous_hash=bytes(a["previousHash"]),
+        version_hash=bytes(a["versionHash"]),
+        at=at,
+    )
+
+
+def _erasure(a: dict[str, Any], at: At) -> TrailEvent:
+    return RecordErasure(bytes(a["recordId"]), a["patient"], a["erasedBy"], int(a["version"]), at)
+
+
+def _granted(a: dict[str, Any], at: At) -> TrailEvent:
+    return ConsentEvent(
+        "granted",
+        bytes(a["consentId"]),
+        a["patient"],
+        a["signer"],
+        at,
+        grantee=a["grantee"],
+        scope=bytes(a["scope"]),
+        purpose=bytes(a["purpose"]),
+        valid_from=int(a["validFrom"]),
+        valid_until=int(a["validUntil"]),
+    )
+
+
+def _revoked(a: dict[str, Any], at: At) -> TrailEvent:
+    return ConsentEvent("revoked", bytes(a["consentId"]), a["patient"], a["signer"], at)
+
+
+def _delegate_granted(a: dict[str, Any], at: At) -> TrailEvent:
+    return DelegationEvent("granted", a["patient"], a["delegate"], int(a["validUntil"]), at)
+
+
+def _delegate_revoked(a: dict[str, Any], at: At) -> TrailEvent:
+    return DelegationEvent("revoked", a["patient"], a["delegate"], 0, at)
+
+
+def _role_granted(a: dict[str, Any], at: At) -> TrailEvent:
+    return RoleEvent("granted", a["account"], at, role=bytes(a["role"]), by=a["sender"])
+
+
+def _role_revoked(a: dict[str, Any], at: At) -> TrailEvent:
+    return RoleEvent("revoked", a["account"], at, role=bytes(a["role"]), by=a["sender"])
+
+
+def _onboarded(a: dict[str, Any], at: At) -> TrailEvent:
+    return RoleEvent("onboarded", a["provider"], at, name=str(a["name"]))
+
+
+def _suspended(a: dict[str, Any], at: At) -> TrailEvent:
+    return RoleEvent("suspended", a["provider"], at, by=a["by"])
+
+
+def _reinstated(a: dict[str, Any], at: At) -> TrailEvent:
+    return RoleEvent("reinstated", a["provider"], at, by=a["by"])
+
+
+def _category(a: dict[str, Any], at: At) -> TrailEvent:
+    return CategoryEvent(bytes(a["categoryId"]), int(a["index"]), str(a["code"]), at)
+
+
+def _access(a: dict[str, Any], at: At) -> TrailEvent:
+    return Disclosure(
+        bytes(a["recordId"]),
+        a["patient"],
+        a["accessor"],
+        int(a["version"]),
+        False,
+        at,
+        purpose=bytes(a["purpose"]),
+        consent_id=bytes(a["consentId"]),
+    )
+
+
+def _emergency(a: dict[str, Any], at: At) -> TrailEvent:
+    return Disclosure(
+        bytes(a["recordId"]),
+        a["patient"],
+        a["accessor"],
+        int(a["version"]),
+        True,
+        at,
+        reason_hash=bytes(a["reasonHash"]),
+    )
+
+
+def _batch(a: dict[str, Any], at: At) -> TrailEvent:
+    return BatchAnchor(bytes(a["root"]), int(a["fromIndex"]), int(a["toIndex"]), at)
+
+
+_BUILDERS: Final[dict[str, Callable[[dict[str, Any], At], TrailEvent]]] = {
+    "RecordAnchored": _version,
+    "RecordErased": _erasure,
+    "ConsentGranted": _granted,
+    "ConsentRevoked": _revoked,
+    "DelegateGranted": _delegate_granted,
+    "DelegateRevoked": _delegate_revoked,
+    "RoleGranted": _role_granted,
+    "RoleRevoked": _role_revoked,
+    "ProviderOnboarded": _onboarded,
+    "ProviderSuspended": _suspended,
+    "ProviderReinstated": _reinstated,
+    "CategoryRegistered": _category,
+    "AccessLogged": _access,
+    "EmergencyAccessLogged": _emergency,
+    "DisclosureBatchAnchored": _batch,
+}
+
+
 def event_from_decoded(event: DecodedEvent, timestamp: int) -> TrailEvent | None:
     """The trail event for one decoded ledger log, or None for events the audit does not use."""
-    a = event.args
-    at = At(event.block_number, event.log_index, event.tx_hash, timestamp)
-    name = event.name
-    if name == "RecordAnchored":
-        return VersionAnchored(
-            record_id=bytes(a["recordId"]),
-            patient=a["patient"],
-            author=a["author"],
-            version=int(a["version"]),
-            category=bytes(a["category"]),
-            cid=bytes(a["cid"]),
-            commitment=bytes(a["commitment"]),
-            previous_hash=bytes(a["previousHash"]),
-            version_hash=bytes(a["versionHash"]),
-            at=at,
-        )
-    if name == "RecordErased":
-        return RecordErasure(bytes(a["recordId"]), a["patient"], a["erasedBy"], int(a["version"]), at)
-    if name == "ConsentGranted":
-        return ConsentEvent(
-            "granted",
-            bytes(a["consentId"]),
-            a["patient"],
-            a["signer"],
-            at,
-            grantee=a["grantee"],
-            scope=bytes(a["scope"]),
-            purpose=bytes(a["purpose"]),
-            valid_from=int(a["validFrom"]),
-            valid_until=int(a["validUntil"]),
-        )
-    if name == "ConsentRevoked":
-        return ConsentEvent("revoked", bytes(a["consentId"]), a["patient"], a["signer"], at)
-    if name == "DelegateGranted":
-        return DelegationEvent("granted", a["patient"], a["delegate"], int(a["validUntil"]), at)
-    if name == "DelegateRevoked":
-        return DelegationEvent("revoked", a["patient"], a["delegate"], 0, at)
-    if name in ("RoleGranted", "RoleRevoked"):
-        kind: Literal["granted", "revoked"] = "granted" if name == "RoleGranted" else "revoked"
-        return RoleEvent(kind, a["account"], at, role=bytes(a["role"]), by=a["sender"])
-    if name == "ProviderOnboarded":
-        return RoleEvent("onboarded", a["provider"], at, name=str(a["name"]))
-    if name == "ProviderSuspended":
-        return RoleEvent("suspended", a["provider"], at, by=a["by"])
-    if name == "ProviderReinstated":
-        return RoleEvent("reinstated", a["provider"], at, by=a["by"])
-    if name == "CategoryRegistered":
-        return CategoryEvent(bytes(a["categoryId"]), int(a["index"]), str(a["code"]), at)
-    if name == "AccessLogged":
-        return Disclosure(
-            bytes(a["recordId"]),
-            a["patient"],
-            a["accessor"],
-            int(a["version"]),
-            False,
-            at,
-            purpose=bytes(a["purpose"]),
-            consent_id=bytes(a["consentId"]),
-        )
-    if name == "EmergencyAccessLogged":
-        return Disclosure(
-            bytes(a["recordId"]),
-            a["patient"],
-            a["accessor"],
-            int(a["version"]),
-            True,
-            at,
-            reason_hash=bytes(a["reasonHash"]),
-        )
-    if name == "DisclosureBatchAnchored":
-        return BatchAnchor(bytes(a["root"]), int(a["fromIndex"]), int(a["toIndex"]), at)
-    return None
+    builder = _BUILDERS.get(event.name)
+    if builder is None:
+        return None
+    return builder(event.args, At(event.block_number, event.log_index, event.tx_hash, timestamp))
+
+
+_LOG_ORDER: Final = attrgetter("block_number", "log_index")
 
 
 def build_trail(
@@ -312,7 +369,7 @@ def build_trail(
 ) -> Trail:
     """A :class:`Trail` from decoded events (any order) and the timestamps of their blocks."""
     events: list[TrailEvent] = []
-    for event in sorted(decoded, key=lambda e: (e.block_number, e.log_index)):
+    for event in sorted(decoded, key=_LOG_ORDER):
         timestamp = block_timestamps.get(event.block_number)
         if timestamp is None:
             raise AuditError(f"no timestamp for block {event.block_number} of event {event.name}")
@@ -359,13 +416,29 @@ def fetch_logs(
     progress: Progress = _no_progress,
 ) -> list[dict[str, Any]]:
     """Every log of ``contract`` in ``[from_block, to_block]``, by batched ranged ``eth_getLogs``."""
+    return [
+        _parse_log(raw)
+        for raw in fetch_raw_logs(rpc, contract, from_block, to_block, log_range=log_range, progress=progress)
+    ]
+
+
+def fetch_raw_logs(
+    rpc: RpcClient,
+    contract: str,
+    from_block: int,
+    to_block: int,
+    *,
+    log_range: int = LOG_RANGE,
+    progress: Progress = _no_progress,
+) -> list[dict[str, Any]]:
+    """:func:`fetch_logs` as the node returns them (hex strings), removed logs left out."""
     ranges = [(start, min(start + log_range - 1, to_block)) for start in range(from_block, to_block + 1, log_range)]
     logs: list[dict[str, Any]] = []
     done = 0
     for group in _chunks(ranges, RPC_BATCH):
         calls = [("eth_getLogs", [{"address": contract, "fromBlock": hex(lo), "toBlock": hex(hi)}]) for lo, hi in group]
         for result in rpc.batch(calls):
-            logs.extend(_parse_log(raw) for raw in result or [] if not raw.get("removed"))
+            logs.extend(raw for raw in result or [] if not raw.get("removed"))
         done += len(group)
         progress("reading events", done, len(ranges))
     return logs
@@ -403,15 +476,38 @@ def fetch_trail(
     that batched disclosure-log entries name). Raises :class:`AuditError` if a block's hash changed
     while reading (a reorganization): rerun once the chain is final.
     """
-    codec = codec or ledger_codec()
+    with paused_gc():
+        return _fetch_trail(
+            rpc,
+            contract,
+            from_block=from_block,
+            to_block=to_block,
+            codec=codec or ledger_codec(),
+            extra_blocks=extra_blocks,
+            progress=progress,
+        )
+
+
+def _fetch_trail(
+    rpc: RpcClient,
+    contract: str,
+    *,
+    from_block: int,
+    to_block: int | None,
+    codec: ContractCodec,
+    extra_blocks: Iterable[int],
+    progress: Progress,
+) -> Trail:
     contract = to_checksum_address(contract)
     chain_id = rpc.chain_id()
     head = rpc.block_number()
     to_block = head if to_block is None else min(to_block, head)
     if from_block > to_block:
         raise AuditError(f"from block {from_block} is after the last block {to_block}")
-    raw_logs = fetch_logs(rpc, contract, from_block, to_block, progress=progress)
-    decoded = [event for event in (codec.decode_log(lg) for lg in raw_logs) if event is not None]
+    raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress)
+    # By slicing the ABI layouts (the same results as codec.decode_log over _parse_log: see fastlog).
+    decode = FastLogDecoder(codec, _parse_log).decode_raw
+    decoded = [event for event in map(decode, raw_logs) if event is not None]
     headers = fetch_block_headers(
         rpc, [e.block_number for e in decoded] + [b for b in extra_blocks if b <= to_block], progress=progress
     )

@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Final, Protocol
 
 from eth_utils import keccak, to_checksum_address
 
 from ledger_service.audit.entries import DisclosureEntry
+from ledger_service.audit.gcpause import paused_gc
 from ledger_service.audit.merkle import EMPTY_ROOT, MerkleLog, ProofError, verify_consistency
 from ledger_service.audit.trail import (
     BatchAnchor,
@@ -42,7 +44,7 @@ from ledger_service.audit.trail import (
 from ledger_service.blobs import Cid
 from ledger_service.chain.ledger import EMERGENCY_ROLE, PROVIDER_ROLE
 from ledger_service.domain.codes import EMERGENCY_PURPOSE, GRANTABLE_PURPOSES, ZERO32, purpose_from_bytes32
-from ledger_service.domain.consent import AccessRequest, ConsentState, Delegation, consent_id, decide
+from ledger_service.domain.consent import AccessRequest, ConsentState, Delegation, decide, fast_consent_id
 from ledger_service.domain.records import chain_breaks
 from ledger_service.errors import BlobError, BlobIntegrityError, BlobNotFound, BlobStoreUnavailable, InvalidCid
 
@@ -60,6 +62,13 @@ VIOLATION_CODES: Final[dict[str, str]] = {
     "erasure-version-mismatch": "An erasure event names another head version than the record had.",
     "erasure-event-missing": "The operator marks a record erased but the chain has no RecordErased event for it.",
     "erased-key-remains": "A wrapped data key of an erased record is still in the operator's database.",
+    "version-without-event": (
+        "The operator's database has an anchored record version that no RecordAnchored event on chain records "
+        "(e.g. a reorganization deeper than the confirmation depth removed an acknowledged anchor)."
+    ),
+    "version-mismatch": "An anchored record version in the operator's database names another CID or version hash "
+    "than its RecordAnchored event on chain.",
+    "version-unknown-to-operator": "A RecordAnchored event on chain has no row in the operator's database.",
     "consent-id-mismatch": "A ConsentGranted consentId is not keccak(abi.encode(patient, grantee, scope, purpose)).",
     "consent-signer-unauthorized": "A consent was granted or revoked by neither the patient nor a live delegate.",
     "consent-purpose-not-grantable": "A consent names a purpose that cannot be granted (ETREAT or unknown).",
@@ -144,12 +153,28 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class OperatorVersion:
+    """One row of the operator's record versions (``RecordVersionRow``), as plain data."""
+
+    record_id: str  # 0x-hex
+    version: int
+    cid: str  # the CID's text form, as the operator stores it
+    version_hash: str  # 0x-hex ("" while pending)
+    tx_hash: str | None
+    block_number: int | None
+    state: str  # pending | anchored
+    patient: str | None = None  # from the operator's record row, when it has one
+
+
+@dataclass(frozen=True)
 class OperatorRecords:
     """What the operator's database claims (only available when verifying beside the operator)."""
 
     deliveries: Sequence[Delivery]
     keys_present: Collection[tuple[str, int]]  # (record id 0x-hex, version) that still have a wrapped key
     erased: Collection[str] = ()  # record ids (0x-hex) the operator marks erased
+    # The operator's record versions; None when not read (their checks against the chain are then skipped).
+    versions: Sequence[OperatorVersion] | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +319,10 @@ def _no_progress(_phase: str, _done: int, _total: int) -> None:
     return None
 
 
+_CHAIN_ORDER: Final = attrgetter("at.block", "at.log_index")
+_EMERGENCY32: Final = EMERGENCY_PURPOSE.encode("ascii").ljust(32, b"\x00")
+
+
 def _hex(raw: bytes) -> str:
     return "0x" + raw.hex()
 
@@ -321,7 +350,7 @@ class _Record:
     erased_at: int | None = None  # block of the erasure
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Access:
     """A disclosure to judge: an on-chain event or a batched log entry."""
 
@@ -364,8 +393,42 @@ class _Replay:
             "erasures": 0,
         }
         self.patients: set[str] = set()
+        # Memoized pure functions (a long history repeats the same records, accounts and purposes).
+        self._ids: dict[tuple[str, str, bytes, bytes], bytes] = {}
+        self._hexes: dict[bytes, str] = {}
+        self._purposes: dict[bytes, str] = {}
+        self._apply: dict[type, Callable[[Any], None]] = {
+            VersionAnchored: self.on_version,
+            RecordErasure: self.on_erasure,
+            ConsentEvent: self.on_consent,
+            DelegationEvent: self.on_delegation,
+            RoleEvent: self.on_role,
+            CategoryEvent: self.on_category,
+            Disclosure: self.on_disclosure,
+            BatchAnchor: self.on_batch,
+        }
 
     # ------------------------------------------------------------- helpers
+
+    def consent_id(self, patient: str, grantee: str, scope: bytes, purpose: bytes) -> bytes:
+        """:func:`~ledger_service.domain.consent.consent_id`, hand-rolled and memoized (same results)."""
+        key = (patient, grantee, scope, purpose)
+        found = self._ids.get(key)
+        if found is None:
+            found = self._ids[key] = fast_consent_id(patient, grantee, scope, purpose)
+        return found
+
+    def hex(self, raw: bytes) -> str:
+        found = self._hexes.get(raw)
+        if found is None:
+            found = self._hexes[raw] = _hex(raw)
+        return found
+
+    def purpose(self, raw: bytes) -> str:
+        found = self._purposes.get(raw)
+        if found is None:
+            found = self._purposes[raw] = purpose_from_bytes32(raw)
+        return found
 
     def flag(self, code: str, message: str, **where: Any) -> None:
         self.out.append(Violation(code, message, **where))
@@ -385,26 +448,28 @@ class _Replay:
     # ------------------------------------------------------------- events
 
     def apply(self, event: TrailEvent) -> None:
-        if isinstance(event, VersionAnchored):
-            self.on_version(event)
-        elif isinstance(event, RecordErasure):
-            self.on_erasure(event)
-        elif isinstance(event, ConsentEvent):
-            self.on_consent(event)
-        elif isinstance(event, DelegationEvent):
-            key = (event.patient, event.delegate)
-            if event.kind == "granted":
-                self.delegations[key] = Delegation(event.patient, event.delegate, event.valid_until)
+        handler = self._apply.get(type(event))
+        if handler is None:  # a subclass of an event type
+            for kind, method in self._apply.items():
+                if isinstance(event, kind):
+                    handler = method
+                    break
             else:
-                self.delegations.pop(key, None)
-        elif isinstance(event, RoleEvent):
-            self.on_role(event)
-        elif isinstance(event, CategoryEvent):
-            self.categories[event.category_id] = event.code
-        elif isinstance(event, Disclosure):
-            self.on_disclosure(event)
-        elif isinstance(event, BatchAnchor):
-            return  # judged as a sequence in _check_batches
+                return
+        handler(event)
+
+    def on_delegation(self, event: DelegationEvent) -> None:
+        key = (event.patient, event.delegate)
+        if event.kind == "granted":
+            self.delegations[key] = Delegation(event.patient, event.delegate, event.valid_until)
+        else:
+            self.delegations.pop(key, None)
+
+    def on_category(self, event: CategoryEvent) -> None:
+        self.categories[event.category_id] = event.code
+
+    def on_batch(self, event: BatchAnchor) -> None:
+        return  # judged as a sequence in _check_batches
 
     def on_role(self, event: RoleEvent) -> None:
         if event.kind == "granted":
@@ -530,7 +595,7 @@ class _Replay:
         assert c.grantee is not None
         if in_scope:
             self.counts["consentGrants"] += 1
-            expected_id = consent_id(c.patient, c.grantee, c.scope, c.purpose)
+            expected_id = self.consent_id(c.patient, c.grantee, c.scope, c.purpose)
             if expected_id != c.consent_id:
                 self.flag(
                     "consent-id-mismatch",
@@ -559,7 +624,7 @@ class _Replay:
                 d.patient,
                 d.accessor,
                 d.version,
-                d.purpose if not d.emergency else EMERGENCY_PURPOSE.encode("ascii").ljust(32, b"\x00"),
+                d.purpose if not d.emergency else _EMERGENCY32,
                 d.consent_id,
                 d.emergency,
                 d.reason_hash,
@@ -574,55 +639,51 @@ class _Replay:
     # ------------------------------------------------------------- the disclosure rule
 
     def judge(self, a: _Access) -> None:
-        if not self.scope.covers(a.patient, a.record_id, a.block):
+        scope = self.scope
+        if not (
+            (scope.patient is None or a.patient == scope.patient)
+            and (scope.record_id is None or a.record_id == scope.record_id)
+            and a.block >= scope.from_block
+        ):
             return
         self.patients.add(a.patient)
         self.counts["batchedDisclosures" if a.source == "batch" else "disclosures"] += 1
         if a.emergency:
             self.counts["emergencyAccesses"] += 1
-        where: dict[str, Any] = {
-            "record_id": _hex(a.record_id),
-            "block": a.block,
-            "tx": a.tx,
-            "entry": a.entry,
-            "patient": a.patient,
-        }
-        what = "break-glass access" if a.emergency else f"{purpose_from_bytes32(a.purpose)} disclosure"
-        label = f"{what} of record {_hex(a.record_id)} to {a.accessor} at block {a.block}"
         ok = True
         record = self.records.get(a.record_id)
         if record is None or record.patient != a.patient:
             self.flag(
                 "disclosure-unknown-record",
-                f"{label}: expected a record of patient {a.patient} anchored before; got "
+                f"{self._label(a)}: expected a record of patient {a.patient} anchored before; got "
                 + ("no such record" if record is None else f"a record of {record.patient}"),
-                **where,
+                **self._where(a),
             )
             ok = False
         elif record.erased_at is not None:
             self.flag(
                 "disclosure-erased-record",
-                f"{label}: expected a live record; got one erased at block {record.erased_at}",
-                **where,
+                f"{self._label(a)}: expected a live record; got one erased at block {record.erased_at}",
+                **self._where(a),
             )
             ok = False
         elif a.version != record.head_version:
             self.flag(
                 "disclosure-version-mismatch",
-                f"{label}: expected the head version {record.head_version}, got version {a.version}",
-                **where,
+                f"{self._label(a)}: expected the head version {record.head_version}, got version {a.version}",
+                **self._where(a),
             )
             ok = False
         if a.emergency:
-            ok = self._judge_emergency(a, label, where) and ok
+            ok = self._judge_emergency(a, self._label(a), self._where(a)) and ok
         else:
-            ok = self._judge_consented(a, record, label, where) and ok
+            ok = self._judge_consented(a, record) and ok
         self.timeline.append(
             TimelinePoint(
                 a.patient,
-                _hex(a.record_id),
+                self.hex(a.record_id),
                 a.accessor,
-                purpose_from_bytes32(a.purpose),
+                self.purpose(a.purpose),
                 a.block,
                 a.timestamp,
                 a.emergency,
@@ -630,6 +691,19 @@ class _Replay:
                 a.source,
             )
         )
+
+    def _where(self, a: _Access) -> dict[str, Any]:
+        return {
+            "record_id": self.hex(a.record_id),
+            "block": a.block,
+            "tx": a.tx,
+            "entry": a.entry,
+            "patient": a.patient,
+        }
+
+    def _label(self, a: _Access) -> str:
+        what = "break-glass access" if a.emergency else f"{self.purpose(a.purpose)} disclosure"
+        return f"{what} of record {self.hex(a.record_id)} to {a.accessor} at block {a.block}"
 
     def _judge_emergency(self, a: _Access, label: str, where: dict[str, Any]) -> bool:
         ok = True
@@ -665,13 +739,13 @@ class _Replay:
         )
         return ok
 
-    def _judge_consented(self, a: _Access, record: _Record | None, label: str, where: dict[str, Any]) -> bool:
-        purpose = purpose_from_bytes32(a.purpose)
+    def _judge_consented(self, a: _Access, record: _Record | None) -> bool:
+        purpose = self.purpose(a.purpose)
         if purpose == EMERGENCY_PURPOSE:
             self.flag(
                 "disclosure-emergency-purpose",
-                f"{label}: expected a grantable purpose; got ETREAT outside break-glass access",
-                **where,
+                f"{self._label(a)}: expected a grantable purpose; got ETREAT outside break-glass access",
+                **self._where(a),
             )
             return False
         category = record.category if record is not None else ZERO32
@@ -680,11 +754,13 @@ class _Replay:
             self.consents,
             timestamp=a.timestamp,
             grantee_is_active_provider=self.active_provider(a.accessor),
+            id_of=self.consent_id,
         )
         if not decision.allowed:
+            label, where = self._label(a), self._where(a)
             candidates = []
             for name, scope in (("the record", a.record_id), ("its category", category), ("all records", ZERO32)):
-                state = self.consents.get(consent_id(a.patient, a.accessor, scope, a.purpose))
+                state = self.consents.get(self.consent_id(a.patient, a.accessor, scope, a.purpose))
                 if state is not None:
                     candidates.append(f"consent 0x{state.consent_id.hex()[:12]}… for {name} valid {_window(state)}")
             known = "; ".join(candidates) if candidates else "no consent of the patient to this grantee and purpose"
@@ -701,9 +777,9 @@ class _Replay:
             if a.consent_id != decision.consent_id:
                 self.flag(
                     "disclosure-consent-mismatch",
-                    f"{label}: expected consent 0x{decision.consent_id.hex()} (the first active one by record, "
-                    f"category, all records), got 0x{a.consent_id.hex()}",
-                    **where,
+                    f"{self._label(a)}: expected consent 0x{decision.consent_id.hex()} (the first active one by "
+                    f"record, category, all records), got 0x{a.consent_id.hex()}",
+                    **self._where(a),
                 )
                 return False
         return True
@@ -830,21 +906,17 @@ def _check_deliveries(
     claimed_leaves: dict[int, list[Delivery]] = {}
     reasons: dict[tuple[str, int], str] = {}
     checked = 0
+    hexes: dict[bytes, str] = {}
+    purposes: dict[bytes, str] = {}
     for row in deliveries:
         row_record = _parse32(row.record_id)
-        if not scope.covers(row.patient, row_record, row.block_number):
+        if not (
+            (scope.patient is None or row.patient == scope.patient)
+            and (scope.record_id is None or row_record == scope.record_id)
+            and row.block_number >= scope.from_block
+        ):
             continue
         checked += 1
-        where: dict[str, Any] = {
-            "record_id": row.record_id,
-            "block": row.block_number,
-            "tx": row.tx_hash,
-            "entry": f"delivery #{row.id}",
-        }
-        label = (
-            f"delivery #{row.id} (record {row.record_id} v{row.version} to {row.accessor} for {row.purpose}, "
-            f"block {row.block_number})"
-        )
         if row.leaf_index is not None:
             claimed_leaves.setdefault(row.leaf_index, []).append(row)
             entry = entries.get(row.leaf_index)
@@ -852,37 +924,61 @@ def _check_deliveries(
                 violations.append(
                     Violation(
                         "delivery-without-event",
-                        f"{label}: expected disclosure-log leaf {row.leaf_index}; the log has no such entry",
-                        **where,
+                        f"{_row_label(row)}: expected disclosure-log leaf {row.leaf_index}; the log has no such entry",
+                        **_row_where(row),
                     )
                 )
                 continue
-            _compare(row, label, where, _entry_fields(entry), entry.reason_hash, violations)
+            _compare(row, _entry_fields(entry), entry.reason_hash, violations)
             continue
-        key = (row.tx_hash.lower(), row.log_index)
+        tx = row.tx_hash.lower()
+        key = (tx, row.log_index)
         event = by_key.get(key)
         if event is None:
-            same_tx = by_tx.get(row.tx_hash.lower(), [])
+            same_tx = by_tx.get(tx, [])
             if len(same_tx) == 1:
                 event, key = same_tx[0], (same_tx[0].at.tx, same_tx[0].at.log_index)
             else:
                 violations.append(
                     Violation(
                         "delivery-without-event",
-                        f"{label}: expected an AccessLogged or EmergencyAccessLogged event at tx {row.tx_hash} "
-                        f"log {row.log_index}; the chain has none",
-                        **where,
+                        f"{_row_label(row)}: expected an AccessLogged or EmergencyAccessLogged event at tx "
+                        f"{row.tx_hash} log {row.log_index}; the chain has none",
+                        **_row_where(row),
                     )
                 )
                 continue
         claimed.setdefault(key, []).append(row)
+        record_hex = hexes.get(event.record_id)
+        if record_hex is None:
+            record_hex = hexes[event.record_id] = _hex(event.record_id)
+        if event.emergency:
+            purpose = EMERGENCY_PURPOSE
+        else:
+            purpose = purposes.get(event.purpose)  # type: ignore[assignment]
+            if purpose is None:
+                purpose = purposes[event.purpose] = purpose_from_bytes32(event.purpose)
+        consent = None if event.emergency else _hex(event.consent_id)
+        if (
+            key[1] == row.log_index
+            and row.record_id == record_hex
+            and row.version == event.version
+            and row.patient == event.patient
+            and row.accessor == event.accessor
+            and row.purpose == purpose
+            and row.consent_id == consent
+            and row.emergency == event.emergency
+            and row.block_number == event.at.block
+            and not event.emergency
+        ):
+            continue  # every field equal as stored: nothing to report (the common case, checked cheaply)
         fields = _event_fields(event)
         if key[1] != row.log_index:
             fields["log_index"] = key[1]
-        _compare(row, label, where, fields, event.reason_hash if event.emergency else None, violations)
+        _compare(row, fields, event.reason_hash if event.emergency else None, violations)
         if event.emergency and row.reason:
             reasons[key] = row.reason
-    for key, rows in sorted(claimed.items()):
+    for key, rows in sorted((k, rows) for k, rows in claimed.items() if len(rows) > 1):
         if len(rows) > 1:
             violations.append(
                 Violation(
@@ -895,7 +991,7 @@ def _check_deliveries(
                     entry=", ".join(f"delivery #{r.id}" for r in rows),
                 )
             )
-    for leaf, rows in sorted(claimed_leaves.items()):
+    for leaf, rows in sorted((k, rows) for k, rows in claimed_leaves.items() if len(rows) > 1):
         if len(rows) > 1:
             violations.append(
                 Violation(
@@ -934,11 +1030,29 @@ def _check_deliveries(
                     patient=entry.patient,
                 )
             )
+    reason_of_tx: dict[str, str] = {}
+    for key, reason in reasons.items():
+        reason_of_tx[key[0]] = reason  # the last row's reason for a transaction wins, as it always did
     for i, flag in enumerate(emergencies):
-        for key, reason in reasons.items():
-            if flag.tx == key[0]:
-                emergencies[i] = EmergencyFlag(**{**flag.__dict__, "reason": reason})
+        if flag.tx is not None and flag.tx in reason_of_tx:
+            emergencies[i] = EmergencyFlag(**{**flag.__dict__, "reason": reason_of_tx[flag.tx]})
     return checked
+
+
+def _row_where(row: Delivery) -> dict[str, Any]:
+    return {
+        "record_id": row.record_id,
+        "block": row.block_number,
+        "tx": row.tx_hash,
+        "entry": f"delivery #{row.id}",
+    }
+
+
+def _row_label(row: Delivery) -> str:
+    return (
+        f"delivery #{row.id} (record {row.record_id} v{row.version} to {row.accessor} for {row.purpose}, "
+        f"block {row.block_number})"
+    )
 
 
 def _parse32(value: str) -> bytes | None:
@@ -983,12 +1097,11 @@ def _normal(value: object) -> object:
 
 def _compare(
     row: Delivery,
-    label: str,
-    where: dict[str, Any],
     expected: dict[str, object],
     reason_hash: bytes | None,
     violations: list[Violation],
 ) -> None:
+    label, where = _row_label(row), _row_where(row)
     diffs = []
     for name, chain_value in expected.items():
         row_value = getattr(row, name)
@@ -1099,6 +1212,20 @@ def verify(
 
     Raises only when verification cannot proceed (the blob store is unreachable).
     """
+    with paused_gc():
+        return _verify(trail, blobs, operator=operator, log=log, scope=scope, progress=progress, clock=clock)
+
+
+def _verify(
+    trail: Trail,
+    blobs: BlobReader | None,
+    *,
+    operator: OperatorRecords | None,
+    log: OperatorLog | None,
+    scope: Scope | None,
+    progress: Progress,
+    clock: Callable[[], float],
+) -> Report:
     scope = scope or Scope()
     started = clock()
     violations: list[Violation] = []
@@ -1114,16 +1241,20 @@ def verify(
 
     entries: list[tuple[int, DisclosureEntry]] = _entries(trail, log, violations) if log is not None else []
     # Batched entries are judged on the state at the end of the block they name.
-    timeline: list[tuple[int, int, int, TrailEvent | tuple[int, DisclosureEntry]]] = [
-        (e.at.block, e.at.log_index, 0, e) for e in trail.events
-    ]
-    for index, entry in entries:
-        if entry.block_number > trail.to_block:
-            continue
-        timeline.append((entry.block_number, 2**62, index, (index, entry)))
-    timeline.sort(key=lambda item: item[:3])
-    total = len(timeline)
-    for n, (_block, _pos, _idx, item) in enumerate(timeline, start=1):
+    batched = [(index, entry) for index, entry in entries if entry.block_number <= trail.to_block]
+    items: list[TrailEvent | tuple[int, DisclosureEntry]]
+    if batched:
+        timeline: list[tuple[int, int, int, TrailEvent | tuple[int, DisclosureEntry]]] = [
+            (e.at.block, e.at.log_index, 0, e) for e in trail.events
+        ]
+        for index, entry in batched:
+            timeline.append((entry.block_number, 2**62, index, (index, entry)))
+        timeline.sort(key=lambda item: item[:3])
+        items = [item for _block, _pos, _idx, item in timeline]
+    else:  # the same stable order by (block, log index), without building a tuple per event
+        items = sorted(trail.events, key=_CHAIN_ORDER)
+    total = len(items)
+    for n, item in enumerate(items, start=1):
         if isinstance(item, tuple):
             index, entry = item
             timestamp = trail.block_timestamps.get(entry.block_number)
@@ -1170,7 +1301,7 @@ def verify(
         if scope.covers_patient(versions[0].patient) and (scope.record_id is None or rid == scope.record_id)
     }
     for rid, versions in in_scope_records.items():
-        problems = chain_breaks([v.domain() for v in versions])
+        problems = chain_breaks([v.domain() for v in versions], fast=True)
         if problems:
             last = versions[-1]
             for problem in problems:
@@ -1212,6 +1343,7 @@ def verify(
         report.notes.append("no operator disclosure log given: anchored roots were checked only for order")
 
     deliveries_checked = 0
+    operator_versions_checked: int | None = None
     if operator is not None:
         deliveries_checked = _check_deliveries(
             [d for d in trail.disclosures],
@@ -1224,6 +1356,19 @@ def verify(
         _check_erasures(trail, records, operator, scope, violations)
         report.checks.append("operator delivery log matched against on-chain disclosures in both directions")
         report.checks.append("erased records: erasure event present, no wrapped key left in the operator DB")
+        if operator.versions is not None:
+            operator_versions_checked, beyond = _check_versions(trail, operator.versions, scope, violations)
+            report.checks.append(
+                "operator's anchored record versions matched against RecordAnchored events (CID, version hash) "
+                "in both directions"
+            )
+            if beyond:
+                report.notes.append(
+                    f"{beyond} anchored version(s) in the operator DB are after the trail's last block "
+                    f"{trail.to_block} and were not checked against the chain"
+                )
+        else:
+            report.notes.append("the operator's record versions were not given: not matched against the chain")
     else:
         report.notes.append(
             "no operator database: delivery-log matching and erased-key checks were skipped (auditor-only mode)"
@@ -1243,6 +1388,7 @@ def verify(
         **replay.counts,
         "batches": len(trail.batches),
         "deliveriesChecked": deliveries_checked,
+        **({} if operator_versions_checked is None else {"operatorVersionsChecked": operator_versions_checked}),
         "patients": len(replay.patients),
         "providers": len(replay.providers),
         "events": len(trail.events),
@@ -1252,6 +1398,102 @@ def verify(
     report.timeline = replay.timeline
     report.duration = clock() - started
     return report
+
+
+def _cid_text(raw: bytes) -> str:
+    try:
+        return str(Cid.parse(raw))
+    except InvalidCid:
+        return "0x" + raw.hex()
+
+
+def _check_versions(
+    trail: Trail, rows: Sequence[OperatorVersion], scope: Scope, violations: list[Violation]
+) -> tuple[int, int]:
+    """The operator's record versions and the chain's RecordAnchored events, matched both ways.
+
+    Every anchored row needs its event (same record and version) with the same CID and version hash;
+    every event in the trail needs a row (pending rows count: recovery resolves them). Rows anchored
+    before the trail's first block cannot be checked; rows after its last block are counted and
+    returned (a verification that read the DB after the chain meets them). Returns (rows checked,
+    rows after the trail).
+    """
+    events: dict[tuple[bytes, int], VersionAnchored] = {}
+    for v in trail.versions:
+        events.setdefault((v.record_id, v.version), v)
+    known: set[tuple[bytes, int]] = set()
+    checked = beyond = 0
+    for row in rows:
+        rid = _parse32(row.record_id)
+        if rid is None:
+            continue  # not a record id this ledger could anchor; nothing on chain can match it
+        known.add((rid, row.version))
+        if row.state != "anchored":
+            continue
+        block = row.block_number
+        if block is not None and block < trail.from_block:
+            continue
+        event = events.get((rid, row.version))
+        patient = row.patient if row.patient is not None else (event.patient if event is not None else None)
+        if scope.patient is not None and patient != scope.patient:
+            continue
+        if scope.record_id is not None and rid != scope.record_id:
+            continue
+        if block is not None and block < scope.from_block:
+            continue
+        if block is not None and block > trail.to_block:
+            beyond += 1
+            continue
+        checked += 1
+        label = f"version {row.version} of record {row.record_id}"
+        where: dict[str, Any] = {
+            "record_id": row.record_id.lower(),
+            "block": block,
+            "tx": row.tx_hash,
+            "entry": f"record version {row.record_id.lower()} v{row.version}",
+            "patient": patient,
+        }
+        if event is None:
+            violations.append(
+                Violation(
+                    "version-without-event",
+                    f"{label} (anchored in tx {row.tx_hash} at block {block} by the operator's account): expected a "
+                    "RecordAnchored event for it on chain; the chain has none (was it reorganized away?)",
+                    **where,
+                )
+            )
+            continue
+        diffs = []
+        chain_cid = _cid_text(event.cid)
+        if row.cid != chain_cid:
+            diffs.append(f"cid: chain says {chain_cid}, row says {row.cid}")
+        if row.version_hash.lower() != _hex(event.version_hash):
+            diffs.append(f"version hash: chain says {_hex(event.version_hash)}, row says {row.version_hash}")
+        if diffs:
+            violations.append(
+                Violation(
+                    "version-mismatch",
+                    f"{label} (tx {row.tx_hash}; on chain tx {event.at.tx} at block {event.at.block}): expected the "
+                    "row to match its RecordAnchored event; " + "; ".join(diffs),
+                    **where,
+                )
+            )
+    for v in trail.versions:
+        if (v.record_id, v.version) in known or not scope.covers(v.patient, v.record_id, v.at.block):
+            continue
+        violations.append(
+            Violation(
+                "version-unknown-to-operator",
+                f"version {v.version} of record {_hex(v.record_id)} anchored at block {v.at.block} (tx {v.at.tx}): "
+                "expected a row for it in the operator's database; it has none",
+                record_id=_hex(v.record_id),
+                block=v.at.block,
+                tx=v.at.tx,
+                entry=f"record version {_hex(v.record_id)} v{v.version}",
+                patient=v.patient,
+            )
+        )
+    return checked, beyond
 
 
 def _check_erasures(

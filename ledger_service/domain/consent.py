@@ -7,7 +7,7 @@ contract's own check.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -169,6 +169,35 @@ def consent_id(patient: str, grantee: str, scope: bytes, purpose: bytes) -> byte
     )
 
 
+def address_bytes(value: object) -> bytes | None:
+    """The 20 bytes of a ``0x``-prefixed hex address, or None for anything else (left to the slow path)."""
+    if type(value) is not str or len(value) != 42 or not value.startswith("0x"):
+        return None
+    try:
+        raw = bytes.fromhex(value[2:])
+    except ValueError:
+        return None
+    return raw if len(raw) == 20 else None
+
+
+def fast_consent_id(patient: str, grantee: str, scope: bytes, purpose: bytes) -> bytes:
+    """:func:`consent_id` without eth-abi or checksumming: keccak over the fixed 128-byte layout.
+
+    ``abi.encode(address, address, bytes32, bytes32)`` is ``pad12(patient) || pad12(grantee) || scope ||
+    purpose``; any input outside that plain shape (a short ``bytes32``, an address that is not ``0x`` + 40
+    hex digits) goes through :func:`consent_id` itself, so results and errors are the same.
+    """
+    p, g = address_bytes(patient), address_bytes(grantee)
+    if p is None or g is None or type(scope) is not bytes or type(purpose) is not bytes:
+        return consent_id(patient, grantee, scope, purpose)
+    if len(scope) != 32 or len(purpose) != 32:
+        return consent_id(patient, grantee, scope, purpose)
+    return keccak(_PAD12 + p + _PAD12 + g + scope + purpose)
+
+
+_PAD12: Final = b"\x00" * 12
+
+
 def check_grantable(purpose: bytes) -> None:
     code = purpose_from_bytes32(purpose)
     if code == EMERGENCY_PURPOSE:
@@ -275,10 +304,12 @@ def decide(
     grantee_is_active_provider: bool,
     record_exists: bool = True,
     record_erased: bool = False,
+    id_of: Callable[[str, str, bytes, bytes], bytes] = consent_id,
 ) -> Decision:
     """Whether ``request`` is authorized at ``timestamp``, mirroring ``isAuthorized``.
 
-    Scopes are tried in the contract's order: the record, its category, all records.
+    Scopes are tried in the contract's order: the record, its category, all records. ``id_of`` computes
+    the consent ids (a faster or memoized equivalent of :func:`consent_id` may be given; same results).
     """
     if not record_exists:
         return Decision(False, None, "unknown record")
@@ -289,18 +320,23 @@ def decide(
     if purpose_from_bytes32(request.purpose) == EMERGENCY_PURPOSE:
         return Decision(False, None, "ETREAT is reachable only through emergency access")
     for scope in (request.record_id, request.category, ZERO32):
-        cid = consent_id(request.patient, request.grantee, scope, request.purpose)
+        cid = id_of(request.patient, request.grantee, scope, request.purpose)
         state = consents.get(cid)
         if state is not None and state.active_at(timestamp):
             return Decision(True, cid, "consent active")
-    return Decision(False, None, _refusal_reason(request, consents, timestamp))
+    return Decision(False, None, _refusal_reason(request, consents, timestamp, id_of))
 
 
-def _refusal_reason(request: AccessRequest, consents: Mapping[bytes, ConsentState], timestamp: int) -> str:
+def _refusal_reason(
+    request: AccessRequest,
+    consents: Mapping[bytes, ConsentState],
+    timestamp: int,
+    id_of: Callable[[str, str, bytes, bytes], bytes] = consent_id,
+) -> str:
     """The most specific reason no consent applies: revoked, expired, not yet valid, or none."""
     reasons: list[str] = []
     for scope in (request.record_id, request.category, ZERO32):
-        state = consents.get(consent_id(request.patient, request.grantee, scope, request.purpose))
+        state = consents.get(id_of(request.patient, request.grantee, scope, request.purpose))
         if state is not None:
             reasons.append(state.status_at(timestamp))
     for status in ("revoked", "expired", "pending"):

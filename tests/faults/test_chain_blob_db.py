@@ -245,14 +245,6 @@ def test_reorg_inside_the_confirmation_depth_is_not_acknowledged(node: Node, tmp
         server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a reorg deeper than CONSENT_LEDGER_CONFIRMATIONS removes an acknowledged RecordAnchored event, yet "
-        "`consent-ledger verify --data-dir` passes: the verifier matches on-chain events to operator rows but "
-        "never checks the operator's anchored record_versions (tx_hash, block) back against the chain"
-    ),
-)
 def test_reorg_past_the_confirmation_depth_is_detected_by_the_auditor(node: Node, tmp_path: Path) -> None:
     server = _server(node, tmp_path, confirmations=2)
     from_block = node.rpc.block_number() + 1
@@ -281,5 +273,10 @@ def test_reorg_past_the_confirmation_depth_is_detected_by_the_auditor(node: Node
         )
         assert done.returncode == 1, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
         assert created.json()["recordId"] in done.stdout, "the auditor must name the record whose anchor vanished"
+        import json
+
+        vanished = [v for v in json.loads(done.stdout)["violations"] if v["code"] == "version-without-event"]
+        assert [(v["recordId"], v["tx"]) for v in vanished] == [(created.json()["recordId"], created.json()["txHash"])]
+        assert "version 1 of record" in vanished[0]["message"]
     finally:
         server.stop()
