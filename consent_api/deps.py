@@ -47,6 +47,9 @@ def current_caller(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError("sign in first: send `Authorization: Bearer <token>` from POST /v1/auth/login")
     session = services.auth.verify_token(credentials.credentials)
+    # One batched round trip at the latest block, never cached: a suspension or a revoked role takes
+    # effect on the very next request. (A per-block cache would need the latest block number first,
+    # which is itself a round trip: it could not make this cheaper without risking a stale answer.)
     return Caller(session, frozenset(services.ledger.roles_of(session.address)))
 
 

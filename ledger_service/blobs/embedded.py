@@ -86,7 +86,7 @@ class _BlockWriter:
     At most ``max_pending`` blocks are in flight, so memory stays a few chunks whatever the file size.
     """
 
-    def __init__(self, write: Callable[[Path, bytes], None], workers: int = 4, max_pending: int = 8) -> None:
+    def __init__(self, write: Callable[[Path, bytes], None], workers: int = 8, max_pending: int = 16) -> None:
         self._write = write
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-write")
         self._pending: deque[Future[None]] = deque()
@@ -100,6 +100,16 @@ class _BlockWriter:
     def wait(self) -> None:
         while self._pending:
             self._pending.popleft().result()
+
+    def each(self, action: Callable[[Path], None], paths: list[Path]) -> None:
+        """``action(path)`` for every path at once in the pool (independent fsyncs), until all are done."""
+        futures = [self._pool.submit(action, path) for path in paths]
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
     def __enter__(self) -> _BlockWriter:
         return self
@@ -152,8 +162,10 @@ class EmbeddedBlobStore:
                 self._store_blocks(builder.write(piece), stored, dirty, writer)
             self._store_blocks(builder.finish(), stored, dirty, writer)
             writer.wait()
-            for directory in sorted(dirty, key=lambda path: len(path.parts), reverse=True):
-                _fsync_dir(directory)
+            # Every block file is durable; now their directory entries (the shard directories, and
+            # blocks/ for new shards), all independent, fsynced at once through the writer's pool.
+            # Only when all are done is the pin written.
+            writer.each(_fsync_dir, sorted(dirty, key=lambda path: len(path.parts), reverse=True))
             self._write_pin(builder.root)
             return PutResult(builder.root, builder.size, len(stored))
 

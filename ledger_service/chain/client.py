@@ -1,27 +1,33 @@
-"""JSON-RPC access to the chain through web3.py's HTTP provider, and transaction sending.
+"""JSON-RPC access to the chain over one keep-alive HTTP connection pool, and transaction sending.
 
-Raw ``make_request``/``make_batch_request`` on a keep-alive session, beneath web3.py's
-contract layer (which costs more than the node does). Every library error is translated
-at this boundary into the ledger's chain errors.
+Requests and batches go straight to the node through an ``httpx.Client`` (thread-safe pool, JSON built
+and parsed with the stdlib): nothing per call goes through web3.py's provider and middleware, which
+cost several times what the node does. ``RpcClient.web3`` is still there, built on first use, for
+anything that wants web3.py's conveniences off the hot path. Every library error is translated at this
+boundary into the ledger's chain errors. Receipts of in-flight transactions are polled for all waiting
+threads at once by one :class:`ReceiptWaiter` per client, in one batched request.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
-import requests
+import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from web3 import Web3
-from web3.types import RPCEndpoint
 
 from ledger_service.chain.abi import ContractCodec
 from ledger_service.errors import ChainError, ChainUnavailable, TransactionReverted, TransactionTimeout
+
+if TYPE_CHECKING:
+    from web3 import Web3
 
 
 def _hex_to_bytes(value: str | None) -> bytes:
@@ -61,39 +67,106 @@ def _parse_log(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+_loads = json.loads
+
+# Sized for the API's thread pool (~32 request threads) plus the background threads and the receipt waiter.
+_POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=48, keepalive_expiry=60.0)
+
+
 class RpcClient:
-    """Raw JSON-RPC over one keep-alive HTTP session."""
+    """Raw JSON-RPC over a pool of keep-alive HTTP connections, safe for concurrent threads."""
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url
-        self._provider = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
-        self.web3 = Web3(self._provider)
+        self._timeout = timeout
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            limits=_POOL_LIMITS,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        self._ids = itertools.count(1)
+        self._web3: Web3 | None = None
+        self._waiter: ReceiptWaiter | None = None
+        self._lazy_lock = threading.Lock()
+
+    @property
+    def web3(self) -> Web3:
+        """A web3.py handle on the same node, for non-hot uses (built on first access)."""
+        with self._lazy_lock:
+            if self._web3 is None:
+                from web3 import Web3
+
+                provider = Web3.HTTPProvider(
+                    self.url, request_kwargs={"timeout": self._timeout}, exception_retry_configuration=None
+                )
+                self._web3 = Web3(provider)
+            return self._web3
+
+    @property
+    def receipts(self) -> ReceiptWaiter:
+        """The one receipt waiter shared by every sender on this client."""
+        waiter = self._waiter
+        if waiter is None:
+            with self._lazy_lock:
+                if self._waiter is None:
+                    self._waiter = ReceiptWaiter(self)
+                waiter = self._waiter
+        return waiter
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(self, payload: Any) -> Any:
+        try:
+            response = self._http.post(self.url, content=_dumps(payload).encode())
+            response.raise_for_status()
+            return _loads(response.content)
+        except (httpx.HTTPError, OSError) as exc:
+            raise ChainUnavailable(f"chain RPC {self.url} unreachable: {type(exc).__name__}") from exc
+        except ValueError as exc:  # not JSON: whatever answered is not a working node
+            raise ChainUnavailable(f"chain RPC {self.url} answered with invalid JSON") from exc
 
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            response = self._provider.make_request(RPCEndpoint(method), list(params))
-        except (requests.RequestException, OSError) as exc:
-            raise ChainUnavailable(f"chain RPC {self.url} unreachable: {type(exc).__name__}") from exc
+        response = self._post({"jsonrpc": "2.0", "method": method, "params": list(params), "id": next(self._ids)})
+        if not isinstance(response, dict):
+            raise _rpc_error(method, {"message": f"malformed response {str(response)[:80]!r}"})
         error = response.get("error")
         if error:
-            raise _rpc_error(method, cast(dict[str, Any], error))
+            raise _rpc_error(method, error)
         return response.get("result")
+
+    def batch_responses(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
+        """The raw response objects (``result`` or ``error``) of a batch, in the order of ``calls``."""
+        if not calls:
+            return []
+        payload = [
+            {"jsonrpc": "2.0", "method": method, "params": list(params), "id": index}
+            for index, (method, params) in enumerate(calls)
+        ]
+        responses = self._post(payload)
+        if not isinstance(responses, list):
+            error = responses.get("error") if isinstance(responses, dict) else None
+            raise _rpc_error("batch", error or {})
+        by_id = sorted(responses, key=lambda r: int(r.get("id") or 0))
+        if len(by_id) != len(calls):
+            raise _rpc_error("batch", {"message": f"{len(by_id)} responses to {len(calls)} requests"})
+        return cast(list[dict[str, Any]], by_id)
 
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Results of several independent requests in one HTTP round trip, in order."""
-        if not calls:
-            return []
-        try:
-            responses = self._provider.make_batch_request([(RPCEndpoint(m), list(p)) for m, p in calls])
-        except (requests.RequestException, OSError) as exc:
-            raise ChainUnavailable(f"chain RPC {self.url} unreachable: {type(exc).__name__}") from exc
-        if not isinstance(responses, list):
-            raise _rpc_error("batch", cast(dict[str, Any], responses.get("error") or {}))
-        by_id = sorted(responses, key=lambda r: int(r.get("id") or 0))
         results = []
-        for (method, _), response in zip(calls, by_id, strict=True):
+        for (method, _), response in zip(calls, self.batch_responses(calls), strict=True):
             if response.get("error"):
-                raise _rpc_error(method, cast(dict[str, Any], response["error"]))
+                raise _rpc_error(method, response["error"])
             results.append(response.get("result"))
         return results
 
@@ -132,16 +205,18 @@ class RpcClient:
 
     def receipt(self, tx_hash: bytes) -> Receipt | None:
         raw = self.request("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
-        if raw is None:
-            return None
-        return Receipt(
-            tx_hash=tx_hash,
-            block_number=_int(raw["blockNumber"]),
-            block_hash=_hex_to_bytes(raw["blockHash"]),
-            gas_used=_int(raw["gasUsed"]),
-            status=_int(raw["status"]),
-            logs=[_parse_log(log) for log in raw["logs"]],
-        )
+        return None if raw is None else _receipt(tx_hash, raw)
+
+
+def _receipt(tx_hash: bytes, raw: dict[str, Any]) -> Receipt:
+    return Receipt(
+        tx_hash=tx_hash,
+        block_number=_int(raw["blockNumber"]),
+        block_hash=_hex_to_bytes(raw["blockHash"]),
+        gas_used=_int(raw["gasUsed"]),
+        status=_int(raw["status"]),
+        logs=[_parse_log(log) for log in raw["logs"]],
+    )
 
 
 def _topic_filter(topic: Any) -> Any:
@@ -164,7 +239,9 @@ class RpcError(ChainError):
         self.revert_data = revert_data
 
 
-def _rpc_error(method: str, error: dict[str, Any]) -> RpcError:
+def _rpc_error(method: str, error: Any) -> RpcError:
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
     data = error.get("data")
     revert: bytes | None = None
     if isinstance(data, str) and data.startswith("0x"):
@@ -183,6 +260,107 @@ def reverted_from(exc: RpcError, codec: ContractCodec, action: str) -> Transacti
     name, args = decoded
     rendered = ", ".join(("0x" + a.hex()) if isinstance(a, bytes) else str(a) for a in args)
     return TransactionReverted(f"{action} reverted with {name}({rendered})", error_name=name, args=args)
+
+
+class _Watch:
+    """One thread waiting for one transaction's receipt."""
+
+    __slots__ = ("done", "error", "receipt", "since")
+
+    def __init__(self, since: float) -> None:
+        self.done = threading.Event()
+        self.receipt: Receipt | None = None
+        self.error: BaseException | None = None
+        self.since = since
+
+
+class ReceiptWaiter:
+    """Polls the receipts of every transaction some thread waits for, all in one batched request.
+
+    One daemon thread per :class:`RpcClient` runs while anything is pending: it asks for all pending
+    receipts at once every ``fast_interval`` seconds (``slow_interval`` once the youngest pending
+    transaction is older than ``slow_after``, so a slow chain is not hammered), wakes each waiter whose
+    receipt arrived, and hands a failed poll's error to the waiters it concerned. It stops after
+    ``idle_exit`` seconds with nothing pending and starts again on the next watch.
+    """
+
+    def __init__(
+        self,
+        rpc: RpcClient,
+        *,
+        fast_interval: float = 0.003,
+        slow_interval: float = 0.02,
+        slow_after: float = 0.5,
+        idle_exit: float = 2.0,
+    ) -> None:
+        self._rpc = rpc
+        self._fast = fast_interval
+        self._slow = slow_interval
+        self._slow_after = slow_after
+        self._idle_exit = idle_exit
+        self._condition = threading.Condition()
+        self._pending: dict[bytes, list[_Watch]] = {}
+        self._thread: threading.Thread | None = None
+        self._fresh = False
+
+    def watch(self, tx_hash: bytes) -> _Watch:
+        watch = _Watch(time.monotonic())
+        with self._condition:
+            self._pending.setdefault(tx_hash, []).append(watch)
+            self._fresh = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="receipt-waiter", daemon=True)
+                self._thread.start()
+            self._condition.notify_all()
+        return watch
+
+    def forget(self, tx_hash: bytes, watch: _Watch) -> None:
+        with self._condition:
+            watches = self._pending.get(tx_hash)
+            if watches is not None and watch in watches:
+                watches.remove(watch)
+                if not watches:
+                    del self._pending[tx_hash]
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                if not self._pending:
+                    self._condition.wait_for(lambda: bool(self._pending), timeout=self._idle_exit)
+                    if not self._pending:
+                        self._thread = None
+                        return
+                self._fresh = False
+                hashes = list(self._pending)
+                youngest = max(w.since for watches in self._pending.values() for w in watches)
+            outcomes = self._poll(hashes)
+            with self._condition:
+                for tx_hash, outcome in outcomes.items():
+                    for watch in self._pending.pop(tx_hash, []):
+                        if isinstance(outcome, Receipt):
+                            watch.receipt = outcome
+                        else:
+                            watch.error = outcome
+                        watch.done.set()
+                interval = self._fast if time.monotonic() - youngest < self._slow_after else self._slow
+                # A newly watched transaction is asked for at once; others wait for the interval.
+                if self._pending and not self._fresh:
+                    self._condition.wait_for(lambda: self._fresh, timeout=interval)
+
+    def _poll(self, hashes: list[bytes]) -> dict[bytes, Receipt | BaseException]:
+        """The receipts that arrived and the errors met, by transaction hash (absent: still pending)."""
+        calls = [("eth_getTransactionReceipt", ["0x" + tx_hash.hex()]) for tx_hash in hashes]
+        outcomes: dict[bytes, Receipt | BaseException] = {}
+        try:
+            responses = self._rpc.batch_responses(calls)
+            for tx_hash, response in zip(hashes, responses, strict=True):
+                if response.get("error"):
+                    outcomes[tx_hash] = _rpc_error("eth_getTransactionReceipt", response["error"])
+                elif response.get("result") is not None:
+                    outcomes[tx_hash] = _receipt(tx_hash, response["result"])
+        except Exception as exc:  # a failed poll fails the waits it was for, as a poll in each would have
+            return dict.fromkeys(hashes, exc)
+        return outcomes
 
 
 _NONCE_RETRIES = 5
@@ -276,13 +454,14 @@ class TransactionSender:
         self._confirmations = confirmations
         self._poll = poll_interval
         self._clock = clock
-        self._nonces = NonceManager.shared(rpc, self._account.address)
+        self._address = to_checksum_address(self._account.address)
+        self._nonces = NonceManager.shared(rpc, self._address)
         self._nonce_ledger = nonce_ledger
         self._gas_price: int | None = None
 
     @property
     def address(self) -> str:
-        return to_checksum_address(self._account.address)
+        return self._address
 
     def _price(self) -> int:
         if self._gas_price is None:
@@ -299,7 +478,13 @@ class TransactionSender:
             raise reverted_from(exc, self._codec, action) from exc
 
     def submit(self, to: str | None, data: bytes, *, action: str, gas: int | None = None) -> bytes:
-        """Send a transaction and return its hash without waiting (pipelined nonces)."""
+        """Send a transaction and return its hash without waiting (pipelined nonces).
+
+        Without ``gas`` the limit comes from ``eth_estimateGas``, which also turns a revert into a
+        decoded :class:`TransactionReverted` before anything is sent. With a fixed ``gas`` (for known
+        calls whose cost is bounded) nothing is simulated: a reverting call is mined with status 0
+        and :meth:`wait` explains it with the same decoded error.
+        """
         gas_limit = gas if gas is not None else self.estimate(to, data, action) * 12 // 10 + 10_000
         with self._nonces.lock:
             for attempt in range(_NONCE_RETRIES):
@@ -340,17 +525,22 @@ class TransactionSender:
 
     def wait(self, tx_hash: bytes, *, action: str, to: str | None = None, data: bytes | None = None) -> Receipt:
         deadline = self._clock() + self._receipt_timeout
-        receipt = None
-        while receipt is None:
-            receipt = self._rpc.receipt(tx_hash)
-            if receipt is not None:
-                break
-            if self._clock() > deadline:
-                raise TransactionTimeout(
-                    f"{action}: no receipt for 0x{tx_hash.hex()} after {self._receipt_timeout:.0f}s",
-                    tx_hash="0x" + tx_hash.hex(),
-                )
-            time.sleep(self._poll)
+        waiter = self._rpc.receipts
+        watch = waiter.watch(tx_hash)
+        try:
+            while not watch.done.wait(self._poll):
+                if self._clock() > deadline and not watch.done.is_set():
+                    raise TransactionTimeout(
+                        f"{action}: no receipt for 0x{tx_hash.hex()} after {self._receipt_timeout:.0f}s",
+                        tx_hash="0x" + tx_hash.hex(),
+                    )
+        finally:
+            waiter.forget(tx_hash, watch)
+        if watch.error is not None:
+            raise watch.error
+        receipt = watch.receipt
+        if receipt is None:  # the waiter sets one of the two before it signals
+            raise ChainError(f"{action}: the receipt waiter lost 0x{tx_hash.hex()}")
         if receipt.status != 1:
             raise self._explain_failure(receipt, action, to, data)
         if self._confirmations > 0:
@@ -371,9 +561,13 @@ class TransactionSender:
         return self.wait(tx_hash, action=action, to=to, data=data)
 
     def _explain_failure(self, receipt: Receipt, action: str, to: str | None, data: bytes | None) -> ChainError:
+        """The decoded custom error of a mined, reverted call: replayed by ``eth_call`` on the state before
+        its block, then (when an earlier transaction of the same block is what made it fail, e.g. a used
+        nonce) on the state after it."""
         if to is not None and data is not None:
-            try:
-                self._rpc.call(to, data, block=receipt.block_number - 1, sender=self.address)
-            except RpcError as exc:
-                return reverted_from(exc, self._codec, action)
+            for block in (receipt.block_number - 1, receipt.block_number):
+                try:
+                    self._rpc.call(to, data, block=block, sender=self.address)
+                except RpcError as exc:
+                    return reverted_from(exc, self._codec, action)
         return TransactionReverted(f"{action} reverted in tx 0x{receipt.tx_hash.hex()}")

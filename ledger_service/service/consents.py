@@ -49,6 +49,26 @@ class RelayResult:
 
 
 @dataclass(frozen=True)
+class _ChainState:
+    """What the relay checks read from the chain, in one batched round trip at the latest block."""
+
+    nonce: int
+    timestamp: int
+    delegate_live: bool | None = None  # whether the signer is a live delegate (asked only when it is not the patient)
+    provider_active: bool | None = None  # relay_grant: whether the grantee is an active provider
+    consent_patient: str | None = None  # relay_revoke: the consent's patient (the zero address if unknown)
+
+
+@dataclass(frozen=True)
+class _Recovered:
+    """The signer and digest of a message, or the error its signature raised (kept until its turn)."""
+
+    signer: str | None
+    digest: bytes
+    error: SignatureError | None
+
+
+@dataclass(frozen=True)
 class ConsentView:
     state: ConsentState
     status: str
@@ -113,19 +133,65 @@ class ConsentService:
             raise SignatureError("signature does not recover to an address", reason="bad-signature") from exc
         return to_checksum_address(signer), _digest(signable)
 
-    def _check_common(self, patient: str, nonce: int, deadline: int, signer: str, *, delegate_allowed: bool) -> None:
+    def _recover_once(self, message: SignedMessage, signature: bytes) -> _Recovered:
+        try:
+            signer, digest = self._recover(message, signature)
+        except SignatureError as exc:
+            return _Recovered(None, b"", exc)
+        return _Recovered(signer, digest, None)
+
+    def _chain_state(
+        self,
+        patient: str,
+        signer: str | None,
+        *,
+        delegate_allowed: bool,
+        provider: str | None = None,
+        consent_id: bytes | None = None,
+    ) -> _ChainState:
+        """The nonce, the latest block's time and whatever else the relay will check, in one round trip."""
+        calls: list[tuple[str, tuple[Any, ...]]] = [("nonces", (patient,))]
+        ask_delegate = delegate_allowed and signer is not None and signer != patient
+        if ask_delegate:
+            calls.append(("delegation", (patient, signer)))
+        if provider is not None:
+            calls.append(("isActiveProvider", (to_checksum_address(provider),)))
+        if consent_id is not None:
+            calls.append(("consent", (consent_id,)))
+        results, block = self.ledger.views(calls, with_block=True)
+        answers = iter(results[1:])
+        return _ChainState(
+            nonce=int(results[0][0]),
+            timestamp=int(block["timestamp"], 16) if block else self.chain_time(),
+            delegate_live=bool(next(answers)[1]) if ask_delegate else None,
+            provider_active=bool(next(answers)[0]) if provider is not None else None,
+            consent_patient=str(next(answers)[0][0]) if consent_id is not None else None,
+        )
+
+    def _check_common(
+        self,
+        patient: str,
+        nonce: int,
+        deadline: int,
+        signer: str,
+        *,
+        delegate_allowed: bool,
+        state: _ChainState | None = None,
+    ) -> None:
+        if state is None or (delegate_allowed and signer != patient and state.delegate_live is None):
+            state = self._chain_state(patient, signer, delegate_allowed=delegate_allowed)
         # The signature first: until it matches, nothing else in the message is the patient's word.
         if signer != patient:
-            live = delegate_allowed and self.ledger.delegation(patient, signer)[1]
+            live = delegate_allowed and bool(state.delegate_live)
             if not live:
                 who = "a live delegate" if delegate_allowed else "the patient"
                 raise SignatureError(
                     f"signed by {signer}, which is not the patient {patient} or {who}", reason="bad-signature"
                 )
-        now = self.chain_time()
+        now = state.timestamp
         if deadline < now:
             raise SignatureError(f"deadline {deadline} has passed (chain time {now})", reason="deadline-passed")
-        current = self.ledger.nonce(patient)
+        current = state.nonce
         if nonce != current:
             raise SignatureError(f"nonce {nonce} is not the patient's current nonce {current}", reason="stale-nonce")
 
@@ -137,9 +203,23 @@ class ConsentService:
             return RelayResult(tx_hash=row.tx_hash, consent_id=row.consent_id, replayed=True)
 
     def _relay(
-        self, kind: str, message: SignedMessage, signature: bytes, submit: Callable[[], Receipt], consent: str | None
+        self,
+        kind: str,
+        message: SignedMessage,
+        signature: bytes,
+        submit: Callable[[], Receipt],
+        consent: str | None,
+        recovered: _Recovered | None = None,
+        state: _ChainState | None = None,
     ) -> RelayResult:
-        signer, digest = self._recover(message, signature)
+        """Relay a checked message. ``recovered`` and ``state`` are what the caller already read (the
+        signature's recovery and the chain state of its pre-checks, read before a twin could change it)."""
+        if recovered is None:
+            signer, digest = self._recover(message, signature)
+        elif recovered.error is not None or recovered.signer is None:
+            raise recovered.error or SignatureError("signature does not recover", reason="bad-signature")
+        else:
+            signer, digest = recovered.signer, recovered.digest
         previous = self._replayed(digest)
         if previous is not None:
             return previous
@@ -154,9 +234,10 @@ class ConsentService:
             previous = self._replayed(digest)
             if previous is not None:
                 return previous
+            # The twin failed: judge the message afresh (the chain may have moved meanwhile).
             return self._relay(kind, message, signature, submit, consent)
         try:
-            return self._submit_once(kind, message, signature, submit, consent, signer, digest)
+            return self._submit_once(kind, message, signature, submit, consent, signer, digest, state)
         finally:
             with self._relay_lock:
                 self._in_flight.pop(digest).set()
@@ -170,10 +251,16 @@ class ConsentService:
         consent: str | None,
         signer: str,
         digest: bytes,
+        state: _ChainState | None = None,
     ) -> RelayResult:
         patient = to_checksum_address(message.patient)
         self._check_common(
-            patient, message.nonce, message.deadline, signer, delegate_allowed=not isinstance(message, DelegateGrant)
+            patient,
+            message.nonce,
+            message.deadline,
+            signer,
+            delegate_allowed=not isinstance(message, DelegateGrant),
+            state=state,
         )
         try:
             receipt = submit()
@@ -201,30 +288,63 @@ class ConsentService:
 
     # ------------------------------------------------------------- relays
 
+    # Each relay reads everything its checks need from the chain in one batched round trip, then
+    # raises the same errors in the same order as checking them one by one would.
+
     def relay_grant(self, grant: ConsentGrant, signature: bytes) -> RelayResult:
         grant.check()
         if grant.grantee == grant.patient:
             raise ValidationError("a patient cannot grant consent to themselves", field="grantee")
-        if not self.ledger.is_active_provider(grant.grantee):
+        recovered = self._recover_once(grant, signature)
+        patient = to_checksum_address(grant.patient)
+        state = self._chain_state(patient, recovered.signer, delegate_allowed=True, provider=grant.grantee)
+        if not state.provider_active:
             raise ValidationError(f"grantee {grant.grantee} is not an active provider", field="grantee")
         return self._relay(
-            "grant", grant, signature, lambda: self.ledger.grant_by_sig(grant, signature), hex32(grant.consent_id)
+            "grant",
+            grant,
+            signature,
+            lambda: self.ledger.grant_by_sig(grant, signature),
+            hex32(grant.consent_id),
+            recovered,
+            state,
         )
 
     def relay_revoke(self, revoke: ConsentRevoke, signature: bytes) -> RelayResult:
-        patient, _from, _until, _revoked = self.ledger.consent(revoke.consent_id)
-        if int(patient, 16) == 0 or to_checksum_address(patient) != to_checksum_address(revoke.patient):
+        recovered = self._recover_once(revoke, signature)
+        patient = to_checksum_address(revoke.patient)
+        state = self._chain_state(patient, recovered.signer, delegate_allowed=True, consent_id=revoke.consent_id)
+        on_chain = state.consent_patient or "0x0"
+        if int(on_chain, 16) == 0 or to_checksum_address(on_chain) != patient:
             raise ValidationError(
                 f"no consent {hex32(revoke.consent_id)} of patient {revoke.patient}", field="consentId"
             )
         return self._relay(
-            "revoke", revoke, signature, lambda: self.ledger.revoke_by_sig(revoke, signature), hex32(revoke.consent_id)
+            "revoke",
+            revoke,
+            signature,
+            lambda: self.ledger.revoke_by_sig(revoke, signature),
+            hex32(revoke.consent_id),
+            recovered,
+            state,
         )
 
     def relay_delegate(self, grant: DelegateGrant, signature: bytes) -> RelayResult:
         if to_checksum_address(grant.delegate) == to_checksum_address(grant.patient):
             raise ValidationError("a patient cannot be their own delegate", field="delegate")
-        return self._relay("delegate", grant, signature, lambda: self.ledger.delegate_by_sig(grant, signature), None)
+        recovered = self._recover_once(grant, signature)
+        state = None
+        if recovered.signer is not None:
+            state = self._chain_state(to_checksum_address(grant.patient), recovered.signer, delegate_allowed=False)
+        return self._relay(
+            "delegate",
+            grant,
+            signature,
+            lambda: self.ledger.delegate_by_sig(grant, signature),
+            None,
+            recovered,
+            state,
+        )
 
     # ------------------------------------------------------------- reads
 
