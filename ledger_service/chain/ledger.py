@@ -49,6 +49,7 @@ FIXED_GAS: Final = {
     "grantConsentBySig": 250_000,
     "revokeConsentBySig": 150_000,
     "logAccess": 150_000,
+    "logEmergencyAccess": 150_000,
     "anchorRecord": 250_000,
     "anchorDisclosureBatch": 150_000,
 }

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from ledger_service.audit.entries import DisclosureEntry
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.client import Receipt
-from ledger_service.chain.ledger import EMERGENCY_ROLE, ConsentLedgerContract
+from ledger_service.chain.ledger import EMERGENCY_ROLE, FIXED_GAS, ConsentLedgerContract
 from ledger_service.chain.signers import ProviderSigners
 from ledger_service.crypto import (
     DataKey,
@@ -678,7 +678,7 @@ class RecordService:
         sender = self.ledger.sender
         assert sender is not None
         data = self.ledger.codec.encode_call(call, *args)
-        tx_hash = sender.submit(self.ledger.address, data, action=call)
+        tx_hash = sender.submit(self.ledger.address, data, action=call, gas=FIXED_GAS.get(call))
         with self.db.session() as s:
             delivery = DeliveryRow(
                 record_id=record.record_id,

