@@ -26,10 +26,10 @@ help:
 
 setup: $(VENV)/.stamp node_modules/.stamp consent_api/static/vendor/VERSIONS.json
 
-$(VENV)/.stamp: pyproject.toml requirements.lock
+$(VENV)/.stamp: pyproject.toml requirements.lock Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,postgres]'
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
