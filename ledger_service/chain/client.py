@@ -429,6 +429,10 @@ class NonceLedger(Protocol):
 
     def allocate(self, address: str, node_pending: Callable[[], int], send: Callable[[int], T]) -> T: ...
 
+    def resync(self, address: str, node_pending: int) -> None:
+        """Forget nonces the node no longer knows of (a transaction dropped or reorganized out)."""
+        ...
+
 
 class TransactionSender:
     """Signs locally, submits, and waits for a receipt (with confirmations) or a timeout."""
@@ -524,6 +528,25 @@ class TransactionSender:
         return _hex_to_bytes(self._rpc.request("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()]))
 
     def wait(self, tx_hash: bytes, *, action: str, to: str | None = None, data: bytes | None = None) -> Receipt:
+        try:
+            return self._wait(tx_hash, action=action, to=to, data=data)
+        except TransactionTimeout:
+            # The transaction may have been dropped (or reorganized out and dropped): its nonce
+            # would stay a gap that blocks every later one, so take the node's count again.
+            self._resync_nonces()
+            raise
+
+    def _resync_nonces(self) -> None:
+        with self._nonces.lock:
+            self._nonces.resync()
+            if self._nonce_ledger is not None:
+                try:
+                    pending = _int(self._rpc.request("eth_getTransactionCount", [self.address, "pending"]))
+                except ChainError:
+                    return  # the next allocation reads the node anyway
+                self._nonce_ledger.resync(self.address, pending)
+
+    def _wait(self, tx_hash: bytes, *, action: str, to: str | None, data: bytes | None) -> Receipt:
         deadline = self._clock() + self._receipt_timeout
         waiter = self._rpc.receipts
         watch = waiter.watch(tx_hash)

@@ -50,3 +50,10 @@ class DbNonceLedger:
                 update(AccountNonceRow).where(AccountNonceRow.address == address).values(next_nonce=nonce + 1)
             )
             return result
+
+    def resync(self, address: str, node_pending: int) -> None:
+        """Take the node's pending count as the next nonce (it may be lower than recorded)."""
+        with self.db.engine.begin() as connection:
+            connection.execute(
+                update(AccountNonceRow).where(AccountNonceRow.address == address).values(next_nonce=node_pending)
+            )

@@ -206,7 +206,6 @@ class Miner:
         self.thread.join()
 
 
-@pytest.mark.slow  # intermittent: once in two runs the retry's anchor got no receipt in 30 s (under investigation)
 def test_reorg_inside_the_confirmation_depth_is_not_acknowledged(node: Node, tmp_path: Path) -> None:
     server = _server(node, tmp_path, confirmations=2)
     book = Ledgerbook()

@@ -91,3 +91,14 @@ def test_two_processes_share_an_accounts_nonces(database: Database) -> None:
     assert sorted(results) == list(range(60)) == sorted(sent)
     node["pending"] = 100  # the node knows of more (another installation): follow it
     assert ledgers[0].allocate("0x" + "ab" * 20, lambda: node["pending"], send) == 100
+
+
+def test_a_dropped_transaction_leaves_no_nonce_gap(database: Database) -> None:
+    from ledger_service.db.nonces import DbNonceLedger
+
+    ledger = DbNonceLedger(database)
+    account = "0x" + "cd" * 20
+    assert ledger.allocate(account, lambda: 7, lambda nonce: nonce) == 7
+    # The node dropped nonce 7 (a reorg): without the resync the next send would use 8 and wait forever.
+    ledger.resync(account, 7)
+    assert ledger.allocate(account, lambda: 7, lambda nonce: nonce) == 7
