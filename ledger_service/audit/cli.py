@@ -202,7 +202,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 else EmbeddedBlobStore(settings.blob_dir)
             )
             db = Database(settings.effective_database_url)
-            operator = operator_records(db)
+            operator = operator_records(db, patient=args.patient)
             if not args.disclosure_log:
                 log = operator_log(db)
                 if log is not None:
@@ -210,7 +210,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         rpc = RpcClient(rpc_url, timeout=30.0)
         if args.disclosure_log:
             log = disclosure_log_file(args.disclosure_log)
-        trail = fetch_trail(rpc, contract, from_block=start, extra_blocks=entry_blocks(log), progress=progress)
+        # With --patient only that patient's events (and the global ones) are read from the node.
+        trail = fetch_trail(
+            rpc,
+            contract,
+            from_block=start,
+            extra_blocks=entry_blocks(log, patient=args.patient),
+            progress=progress,
+            patient=args.patient,
+        )
         scope = Scope(patient=args.patient, record_id=args.record, from_block=args.from_block)
         report = verify(trail, blobs, operator=operator, log=log, scope=scope, progress=progress)
     except (ChainError, BlobStoreUnavailable) as exc:

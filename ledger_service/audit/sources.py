@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import select
+from eth_utils import to_checksum_address
+from sqlalchemy import select, true
 
 from ledger_service.audit.gcpause import paused_gc
 from ledger_service.audit.merkle import MerkleLog
@@ -15,15 +16,16 @@ from ledger_service.db.models import DataKeyRow, DeliveryRow, DisclosureLogEntry
 from ledger_service.errors import AuditError
 
 
-def operator_records(db: Database) -> OperatorRecords:
+def operator_records(db: Database, *, patient: str | None = None) -> OperatorRecords:
     """The delivery log, the versions that still have wrapped keys, the records marked erased, and the
-    record versions (with their anchors) the operator holds.
+    record versions (with their anchors) the operator holds; with ``patient``, only that patient's.
 
     Read as plain Core rows (no ORM entities): a long delivery log is loaded in one pass.
     """
     d = DeliveryRow.__table__.c
     v = RecordVersionRow.__table__.c
     r = RecordRow.__table__.c
+    mine = (r.patient == patient) if patient else true()
     with paused_gc(), db.session() as s:
         deliveries = [
             Delivery(
@@ -77,17 +79,24 @@ def operator_records(db: Database) -> OperatorRecords:
                 )
                 # A pending row is a disclosure still in flight (its receipt not yet seen): no bytes
                 # were released for it, and recovery turns it into a logged row or drops it.
-                .where(d.status != "pending")
+                .where(d.status != "pending", (d.patient == patient) if patient else true())
                 .order_by(d.id)
             ).all()
         ]
         keys = [
-            (rid, int(version)) for rid, version in s.execute(select(DataKeyRow.record_id, DataKeyRow.version)).all()
+            (rid, int(version))
+            for rid, version in s.execute(
+                select(DataKeyRow.record_id, DataKeyRow.version)
+                .select_from(DataKeyRow.__table__.join(RecordRow.__table__, DataKeyRow.record_id == r.record_id))
+                .where(mine)
+            ).all()
         ]
         erased = [
             rid
             for (rid,) in s.execute(
-                select(RecordRow.record_id).where((RecordRow.erased_at.is_not(None)) | (RecordRow.state == "erased"))
+                select(RecordRow.record_id).where(
+                    (RecordRow.erased_at.is_not(None)) | (RecordRow.state == "erased"), mine
+                )
             ).all()
         ]
         versions = [
@@ -104,6 +113,7 @@ def operator_records(db: Database) -> OperatorRecords:
             for record_id, version, cid, version_hash, tx_hash, block_number, state, patient in s.execute(
                 select(v.record_id, v.version, v.cid, v.version_hash, v.tx_hash, v.block_number, v.state, r.patient)
                 .select_from(RecordVersionRow.__table__.outerjoin(RecordRow.__table__, v.record_id == r.record_id))
+                .where(mine)
                 .order_by(v.id)
             ).all()
         ]
@@ -134,16 +144,19 @@ def operator_log(db: Database) -> OperatorLog | None:
     return OperatorLog(entries, MerkleLog(DbLeafStore(db)).consistency_proof)
 
 
-def entry_blocks(log: OperatorLog | None) -> list[int]:
-    """The blocks batched entries name, whose timestamps the verifier needs beside the events'."""
+def entry_blocks(log: OperatorLog | None, *, patient: str | None = None) -> list[int]:
+    """The blocks batched entries (of ``patient``, if given) name, whose timestamps the verifier needs
+    beside the events'."""
     from ledger_service.audit.entries import DisclosureEntry
 
     blocks: list[int] = []
     for raw in log.entries if log is not None else []:
         try:
-            blocks.append(DisclosureEntry.decode(raw).block_number)
+            entry = DisclosureEntry.decode(raw)
         except AuditError:
             continue  # a malformed entry is reported by the verifier itself
+        if patient is None or to_checksum_address(entry.patient) == patient:
+            blocks.append(entry.block_number)
     return blocks
 
 

@@ -179,6 +179,8 @@ class Trail:
     to_block: int
     events: list[TrailEvent] = field(default_factory=list)
     block_timestamps: dict[int, int] = field(default_factory=dict)
+    # Set when only this patient's events (and the global ones) were read: see patient_topic_filters.
+    patient: str | None = None
 
     def of_type(self, kind: type[T]) -> list[T]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -430,18 +432,56 @@ def fetch_raw_logs(
     *,
     log_range: int = LOG_RANGE,
     progress: Progress = _no_progress,
+    topic_filters: Sequence[Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """:func:`fetch_logs` as the node returns them (hex strings), removed logs left out."""
+    """:func:`fetch_logs` as the node returns them (hex strings), removed logs left out; with
+    ``topic_filters``, the logs matching any of them (one ``eth_getLogs`` per filter and range)."""
     ranges = [(start, min(start + log_range - 1, to_block)) for start in range(from_block, to_block + 1, log_range)]
+    filters: list[list[Any] | None] = [list(t) for t in topic_filters] if topic_filters else [None]
+    queries = [
+        {"address": contract, "fromBlock": hex(lo), "toBlock": hex(hi), **({"topics": t} if t else {})}
+        for lo, hi in ranges
+        for t in filters
+    ]
     logs: list[dict[str, Any]] = []
     done = 0
-    for group in _chunks(ranges, RPC_BATCH):
-        calls = [("eth_getLogs", [{"address": contract, "fromBlock": hex(lo), "toBlock": hex(hi)}]) for lo, hi in group]
-        for result in rpc.batch(calls):
+    for group in _chunks(queries, RPC_BATCH):
+        for result in rpc.batch([("eth_getLogs", [query]) for query in group]):
             logs.extend(raw for raw in result or [] if not raw.get("removed"))
         done += len(group)
-        progress("reading events", done, len(ranges))
+        progress("reading events", done, len(queries))
     return logs
+
+
+def patient_topic_filters(patient: str, codec: ContractCodec | None = None) -> list[list[Any]]:
+    """``eth_getLogs`` topic filters that select one patient's events and every global one.
+
+    Every event about a patient's records, consents and disclosures indexes the patient (second
+    topic, or first for delegations); the rest (roles, providers, categories, batch anchors) is the
+    same for every patient and small. Together they are all a patient-scoped verification needs.
+    """
+    codec = codec or ledger_codec()
+    padded = "0x" + bytes(12).hex() + to_checksum_address(patient)[2:].lower()
+    second = [_topic_hex(codec, name) for name in _PATIENT_SECOND_TOPIC]
+    first = [_topic_hex(codec, name) for name in _PATIENT_FIRST_TOPIC]
+    per_patient = (*_PATIENT_SECOND_TOPIC, *_PATIENT_FIRST_TOPIC)
+    shared = [_topic_hex(codec, name) for name in _BUILDERS if name not in per_patient]
+    return [[second, None, padded], [first, padded], [shared]]
+
+
+_PATIENT_SECOND_TOPIC: Final = (
+    "RecordAnchored",
+    "RecordErased",
+    "ConsentGranted",
+    "ConsentRevoked",
+    "AccessLogged",
+    "EmergencyAccessLogged",
+)
+_PATIENT_FIRST_TOPIC: Final = ("DelegateGranted", "DelegateRevoked")
+
+
+def _topic_hex(codec: ContractCodec, name: str) -> str:
+    return "0x" + codec.topic(name).hex()
 
 
 def fetch_block_headers(
@@ -469,12 +509,15 @@ def fetch_trail(
     codec: ContractCodec | None = None,
     extra_blocks: Iterable[int] = (),
     progress: Progress = _no_progress,
+    patient: str | None = None,
 ) -> Trail:
     """Read the ledger's events in ``[from_block, to_block]`` (default: up to the head) into a :class:`Trail`.
 
     ``extra_blocks`` are blocks whose timestamps are wanted besides the events' own (e.g. the blocks
-    that batched disclosure-log entries name). Raises :class:`AuditError` if a block's hash changed
-    while reading (a reorganization): rerun once the chain is final.
+    that batched disclosure-log entries name). With ``patient``, only that patient's events and the
+    global ones are read (the node filters them), so the cost follows the patient's history, not the
+    chain's. Raises :class:`AuditError` if a block's hash changed while reading (a reorganization):
+    rerun once the chain is final.
     """
     with paused_gc():
         return _fetch_trail(
@@ -485,6 +528,7 @@ def fetch_trail(
             codec=codec or ledger_codec(),
             extra_blocks=extra_blocks,
             progress=progress,
+            patient=to_checksum_address(patient) if patient else None,
         )
 
 
@@ -497,6 +541,7 @@ def _fetch_trail(
     codec: ContractCodec,
     extra_blocks: Iterable[int],
     progress: Progress,
+    patient: str | None,
 ) -> Trail:
     contract = to_checksum_address(contract)
     chain_id = rpc.chain_id()
@@ -504,7 +549,8 @@ def _fetch_trail(
     to_block = head if to_block is None else min(to_block, head)
     if from_block > to_block:
         raise AuditError(f"from block {from_block} is after the last block {to_block}")
-    raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress)
+    filters = patient_topic_filters(patient, codec) if patient else None
+    raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress, topic_filters=filters)
     # By slicing the ABI layouts (the same results as codec.decode_log over _parse_log: see fastlog).
     decode = FastLogDecoder(codec, _parse_log).decode_raw
     decoded = [event for event in map(decode, raw_logs) if event is not None]
@@ -518,4 +564,6 @@ def _fetch_trail(
                 f"block {event.block_number} changed while reading (hash 0x{event.block_hash.hex()} in the log, "
                 f"0x{block_hash.hex()} now): the chain reorganized; verify again once it is final"
             )
-    return build_trail(chain_id, contract, from_block, to_block, decoded, {n: t for n, (t, _h) in headers.items()})
+    trail = build_trail(chain_id, contract, from_block, to_block, decoded, {n: t for n, (t, _h) in headers.items()})
+    trail.patient = patient
+    return trail

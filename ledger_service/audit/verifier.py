@@ -46,7 +46,14 @@ from ledger_service.chain.ledger import EMERGENCY_ROLE, PROVIDER_ROLE
 from ledger_service.domain.codes import EMERGENCY_PURPOSE, GRANTABLE_PURPOSES, ZERO32, purpose_from_bytes32
 from ledger_service.domain.consent import AccessRequest, ConsentState, Delegation, decide, fast_consent_id
 from ledger_service.domain.records import chain_breaks
-from ledger_service.errors import BlobError, BlobIntegrityError, BlobNotFound, BlobStoreUnavailable, InvalidCid
+from ledger_service.errors import (
+    AuditError,
+    BlobError,
+    BlobIntegrityError,
+    BlobNotFound,
+    BlobStoreUnavailable,
+    InvalidCid,
+)
 
 VIOLATION_CODES: Final[dict[str, str]] = {
     "blob-missing": "A record version's ciphertext (or one block of it) is not in the blob store.",
@@ -1227,6 +1234,9 @@ def _verify(
     clock: Callable[[], float],
 ) -> Report:
     scope = scope or Scope()
+    if trail.patient is not None and scope.patient != trail.patient:
+        # The trail lacks everyone else's events: it can only vouch for its own patient.
+        raise AuditError(f"a trail read for patient {trail.patient} verifies only that patient")
     started = clock()
     violations: list[Violation] = []
     report = Report(
@@ -1241,7 +1251,12 @@ def _verify(
 
     entries: list[tuple[int, DisclosureEntry]] = _entries(trail, log, violations) if log is not None else []
     # Batched entries are judged on the state at the end of the block they name.
-    batched = [(index, entry) for index, entry in entries if entry.block_number <= trail.to_block]
+    batched = [
+        (index, entry)
+        for index, entry in entries
+        if entry.block_number <= trail.to_block
+        and (trail.patient is None or to_checksum_address(entry.patient) == trail.patient)
+    ]
     items: list[TrailEvent | tuple[int, DisclosureEntry]]
     if batched:
         timeline: list[tuple[int, int, int, TrailEvent | tuple[int, DisclosureEntry]]] = [

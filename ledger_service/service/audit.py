@@ -8,15 +8,20 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from eth_utils import to_checksum_address
+
 from ledger_service.audit.report_html import render_html
 from ledger_service.audit.sources import entry_blocks, operator_log, operator_records
-from ledger_service.audit.trail import Trail, fetch_trail
+from ledger_service.audit.trail import Trail, fetch_raw_logs, fetch_trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import BlobStore
 from ledger_service.chain.client import RpcClient
+from ledger_service.chain.ledger import ledger_codec
 from ledger_service.db.database import Database
 
 KEEP_REPORTS = 32
+ZERO_ADDRESS = "0x" + "00" * 20
+_ANCHORED = "0x" + ledger_codec().topic("RecordAnchored").hex()
 
 
 @dataclass(frozen=True)
@@ -37,11 +42,25 @@ class AuditService:
         self._lock = threading.Lock()
 
     def run(self, *, patient: str | None = None, record_id: bytes | None = None) -> AuditRun:
-        """Verify everything from the deployment block on; report only what the scope names."""
+        """Verify from the deployment block on and report what the scope names.
+
+        A patient or record scope reads only that patient's events (and the global ones), so its
+        cost follows the patient's history rather than the whole chain's; the record's patient is
+        taken from its anchor on chain, not from the operator's DB.
+        """
+        if record_id is not None and patient is None:
+            patient = self._patient_of(record_id)
         log = operator_log(self.db)
-        trail = fetch_trail(self.rpc, self.contract, from_block=self.start_block, extra_blocks=entry_blocks(log))
+        trail = fetch_trail(
+            self.rpc,
+            self.contract,
+            from_block=self.start_block,
+            extra_blocks=entry_blocks(log, patient=patient),
+            patient=patient,
+        )
         scope = Scope(patient=patient, record_id=record_id)
-        report = verify(trail, self.blobs, operator=operator_records(self.db), log=log, scope=scope)
+        operator = operator_records(self.db, patient=scope.patient)
+        report = verify(trail, self.blobs, operator=operator, log=log, scope=scope)
         report_id = secrets.token_hex(8)
         html = render_html(report)
         with self._lock:
@@ -49,6 +68,19 @@ class AuditService:
             while len(self._html) > KEEP_REPORTS:
                 self._html.popitem(last=False)
         return AuditRun(report_id, report, trail)
+
+    def _patient_of(self, record_id: bytes) -> str:
+        """The patient a record's first anchor names (the zero address, which has no events, if none)."""
+        anchored = fetch_raw_logs(
+            self.rpc,
+            self.contract,
+            self.start_block,
+            self.rpc.block_number(),
+            topic_filters=[[_ANCHORED, "0x" + record_id.hex()]],
+        )
+        if not anchored:
+            return ZERO_ADDRESS
+        return to_checksum_address("0x" + anchored[0]["topics"][2][-40:])
 
     def html(self, report_id: str) -> str | None:
         with self._lock:

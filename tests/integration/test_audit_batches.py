@@ -117,9 +117,13 @@ def test_anchored_log_verifies_and_an_altered_proof_is_named(
         "--no-progress",
     ]
     assert _cli(argv) == 0
+    # Read for one patient alone (only their events and the global ones): the same verdicts.
+    patient = ["--patient", DisclosureEntry.decode(entries[0]).patient]
+    assert _cli([*argv, *patient]) == 0
     forked = [*entries[:3], entries[3][:-1] + b"\x07", *entries[4:]]
     exported.write_text(json.dumps({"entries": ["0x" + e.hex() for e in forked]}))
     assert _cli(argv) == 1
+    assert _cli([*argv, *patient]) == 1
 
 
 def test_receipts_verify_against_the_chain_alone(

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ledger_service.audit.cli import add_audit_commands
 from ledger_service.audit.sources import operator_records
-from ledger_service.audit.trail import fetch_trail
+from ledger_service.audit.trail import RoleEvent, fetch_trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import Cid, EmbeddedBlobStore
 from ledger_service.bootstrap import Services
@@ -25,6 +25,7 @@ from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.db.models import DeliveryRow
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentState, consent_id
+from ledger_service.errors import AuditError
 from tests.conftest import Chain
 
 pytestmark = pytest.mark.integration
@@ -63,15 +64,29 @@ class Scenario:
     data_dir: Path
 
     def report(self, **scope: object) -> Report:
-        trail = fetch_trail(
-            self.services.rpc, self.chain.deployment.ledger_address, from_block=self.chain.deployment.block_number
-        )
-        return verify(
-            trail,
-            self.services.blobs,
-            operator=operator_records(self.services.db),
-            scope=Scope(patient=self.patient, **scope),  # type: ignore[arg-type]
-        )
+        """The patient's report from the whole trail, checked to equal the one from a trail and an
+        operator DB read for this patient alone (what the API and ``verify --patient`` do)."""
+        reports = []
+        for only in (None, self.patient):
+            trail = fetch_trail(
+                self.services.rpc,
+                self.chain.deployment.ledger_address,
+                from_block=self.chain.deployment.block_number,
+                patient=only,
+            )
+            reports.append(
+                verify(
+                    trail,
+                    self.services.blobs,
+                    operator=operator_records(self.services.db, patient=only),
+                    scope=Scope(patient=self.patient, **scope),  # type: ignore[arg-type]
+                )
+            )
+        whole, scoped = reports
+        assert [v.to_json() for v in scoped.violations] == [v.to_json() for v in whole.violations]
+        # Every count but the events read (fewer: the other patients' are not fetched) agrees.
+        assert {**scoped.counts, "events": 0} == {**whole.counts, "events": 0}
+        return whole
 
     def cli(self, *extra: str) -> int:
         return run_cli(["verify", "--data-dir", str(self.data_dir), "--patient", self.patient, "--no-progress", *extra])
@@ -102,6 +117,13 @@ def scenario(chain: Chain, services: Services) -> Scenario:
     for record in (small, big):
         services.records.read(accessor=chain.lab.address, record_id=record.record_id, purpose="TREAT").read_all()
     services.records.emergency_read(accessor=chain.clinic.address, record_id=small.record_id, reason="coma").read_all()
+    # Another patient's history beside it, which a patient-scoped read of the trail leaves out.
+    other_ledger, other = patient_ledger(services.rpc, chain.deployment.ledger_address, chain.deployment.chain_id)
+    grant(other_ledger, other, chain.lab.address)
+    theirs = services.records.create(
+        provider=chain.clinic.address, patient=other, category="laboratory", media_type="text/plain", content=[b"Na"]
+    )
+    services.records.read(accessor=chain.lab.address, record_id=theirs.record_id, purpose="TREAT").read_all()
     data_dir = services.settings.data_dir
     chain.deployment.save(services.settings.deployment_file)
     cids = [v.cid for r in (small, big) for v in services.records.versions(r.record_id)]
@@ -123,6 +145,18 @@ def test_clean_trail_passes_and_cli_exits_zero(
     assert "<svg" in html.read_text() and scenario.patient in html.read_text()
     assert scenario.cli("--record", scenario.records[0]) == 0
     assert "PASSED" in capsys.readouterr().out
+
+
+def test_a_patient_scoped_read_leaves_other_patients_out(scenario: Scenario) -> None:
+    ledger = scenario.chain.deployment.ledger_address
+    start = scenario.chain.deployment.block_number
+    whole = fetch_trail(scenario.services.rpc, ledger, from_block=start)
+    mine = fetch_trail(scenario.services.rpc, ledger, from_block=start, patient=scenario.patient)
+    patients = {getattr(e, "patient", scenario.patient) for e in mine.events}
+    assert patients == {scenario.patient} and len(mine.events) < len(whole.events)
+    assert len(mine.of_type(RoleEvent)) == len(whole.of_type(RoleEvent)) > 0  # the global events are all there
+    with pytest.raises(AuditError, match="verifies only that patient"):
+        verify(mine, scenario.services.blobs, scope=Scope())
 
 
 def test_auditor_mode_uses_only_own_nodes(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
