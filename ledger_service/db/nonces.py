@@ -1,15 +1,23 @@
 """Nonce allocation shared through the metadata DB, so several processes (API replicas, the
 CLI next to a running server) can sign for one account without replacing each other's
-transactions. The row update takes the row lock (PostgreSQL) or the writer lock (SQLite) for
-the time of one send, which is what serialises the senders.
+transactions.
+
+A nonce is reserved in one short write transaction and the transaction is sent after it commits:
+no DB lock is held across a network round trip. (SQLite has one writer lock for the whole file, so
+holding it for a send stalled every other write, and a slow node turned into busy timeouts.) Within
+a process the sender's own lock keeps reservation and send in order; across processes a later
+nonce may reach the node first, which nodes queue until the earlier one arrives. A send that fails
+gives its nonce back unless a later one has been reserved since; a gap left that way is closed by
+:meth:`DbNonceLedger.resync` when the stuck transaction's wait times out.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Executable, select, update
+from sqlalchemy import Executable, case, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger_service.db.database import Database
@@ -21,8 +29,13 @@ T = TypeVar("T")
 class DbNonceLedger:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
 
     def _ensure_row(self, address: str) -> None:
+        with self._lock:
+            if address in self._known:
+                return
         values = {"address": address, "next_nonce": 0}
         statement: Executable
         if self.db.engine.dialect.name == "postgresql":
@@ -31,25 +44,37 @@ class DbNonceLedger:
             statement = sqlite.insert(AccountNonceRow).values(**values).on_conflict_do_nothing()
         with self.db.engine.begin() as connection:
             connection.execute(statement)
+        with self._lock:
+            self._known.add(address)
+
+    def _reserve(self, address: str, node_pending: int) -> int:
+        """Take ``max(recorded next, the node's pending count)`` and record the one after it."""
+        column = AccountNonceRow.next_nonce
+        with self.db.engine.begin() as connection:
+            taken = connection.execute(
+                update(AccountNonceRow)
+                .where(AccountNonceRow.address == address)
+                .values(next_nonce=case((column > node_pending, column), else_=node_pending) + 1)
+                .returning(AccountNonceRow.next_nonce)
+            ).scalar_one()
+        return int(taken) - 1
+
+    def _give_back(self, address: str, nonce: int) -> None:
+        with self.db.engine.begin() as connection:
+            connection.execute(
+                update(AccountNonceRow)
+                .where(AccountNonceRow.address == address, AccountNonceRow.next_nonce == nonce + 1)
+                .values(next_nonce=nonce)
+            )
 
     def allocate(self, address: str, node_pending: Callable[[], int], send: Callable[[int], T]) -> T:
         self._ensure_row(address)
-        with self.db.engine.begin() as connection:
-            # A no-op write first: it takes the lock that keeps other senders out until commit.
-            connection.execute(
-                update(AccountNonceRow)
-                .where(AccountNonceRow.address == address)
-                .values(next_nonce=AccountNonceRow.next_nonce)
-            )
-            recorded = connection.execute(
-                select(AccountNonceRow.next_nonce).where(AccountNonceRow.address == address)
-            ).scalar_one()
-            nonce = max(int(recorded), node_pending())
-            result = send(nonce)
-            connection.execute(
-                update(AccountNonceRow).where(AccountNonceRow.address == address).values(next_nonce=nonce + 1)
-            )
-            return result
+        nonce = self._reserve(address, node_pending())
+        try:
+            return send(nonce)
+        except BaseException:
+            self._give_back(address, nonce)
+            raise
 
     def resync(self, address: str, node_pending: int) -> None:
         """Take the node's pending count as the next nonce (it may be lower than recorded)."""

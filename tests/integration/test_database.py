@@ -93,6 +93,32 @@ def test_two_processes_share_an_accounts_nonces(database: Database) -> None:
     assert ledgers[0].allocate("0x" + "ab" * 20, lambda: node["pending"], send) == 100
 
 
+def test_a_failed_send_gives_its_nonce_back_and_holds_no_lock(database: Database) -> None:
+    from ledger_service.db.nonces import DbNonceLedger
+
+    ledger, other = DbNonceLedger(database), DbNonceLedger(Database(database.url))
+    account = "0x" + "ef" * 20
+
+    def refused(nonce: int) -> int:
+        raise ConnectionError(f"node down at nonce {nonce}")
+
+    with pytest.raises(ConnectionError):
+        ledger.allocate(account, lambda: 3, refused)
+    assert ledger.allocate(account, lambda: 3, lambda nonce: nonce) == 3  # 3 was given back
+
+    def slow_send(nonce: int) -> int:
+        # While this send is on the wire the DB is free: another process reserves (a write).
+        assert other.allocate(account, lambda: 0, lambda n: n) == nonce + 1
+        raise ConnectionError("lost")
+
+    with pytest.raises(ConnectionError):
+        ledger.allocate(account, lambda: 0, slow_send)
+    # A later nonce was taken meanwhile, so 4 is not given back (the node's count closes that gap).
+    assert ledger.allocate(account, lambda: 0, lambda nonce: nonce) == 6
+    ledger.resync(account, 4)
+    assert ledger.allocate(account, lambda: 4, lambda nonce: nonce) == 4
+
+
 def test_a_dropped_transaction_leaves_no_nonce_gap(database: Database) -> None:
     from ledger_service.db.nonces import DbNonceLedger
 
