@@ -36,18 +36,43 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_relaxed(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_engine(url: str, *, relaxed: bool = False) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    if relaxed:
+        event.listen(engine, "connect", _sqlite_relaxed)
+    return engine
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
+        self._relaxed: Engine | None = None
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine: Engine = _sqlite_engine(url)
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def relaxed_engine(self) -> Engine:
+        """The same DB for state the chain can rebuild (reserved nonces): on SQLite its commits survive a
+        process crash but skip the fsync that makes them survive a power loss (WAL, synchronous=NORMAL;
+        a later full commit syncs them too). PostgreSQL: the main engine."""
+        if not self.url.startswith("sqlite"):
+            return self.engine
+        if self._relaxed is None:
+            self._relaxed = _sqlite_engine(self.url, relaxed=True)
+        return self._relaxed
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
@@ -82,3 +107,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._relaxed is not None:
+            self._relaxed.dispose()
