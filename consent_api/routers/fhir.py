@@ -9,9 +9,8 @@ from fastapi.responses import JSONResponse
 
 from consent_api.deps import Caller, CurrentCaller, ServicesDep, address_param, patient_or_delegate
 from ledger_service.bootstrap import Services
-from ledger_service.domain.codes import hex32, purpose_from_bytes32
 from ledger_service.fhir_export import Accounts, ConsentFacts, DisclosureFacts, bundle_of
-from ledger_service.service.consents import scope_kind
+from ledger_service.service.consents import consent_summaries
 from ledger_service.service.disclosures import BatchedDisclosure, Disclosure, accounting_of
 
 router = APIRouter(prefix="/v1/fhir", tags=["fhir"])
@@ -39,27 +38,24 @@ def consent_bundle(
     patient: PatientQuery, request: Request, caller: CurrentCaller, services: ServicesDep
 ) -> JSONResponse:
     patient = _patient_for(services, caller, patient)
-    categories = services.categories()
-    facts = []
-    for view in services.consents.consents_of(patient):
-        kind, label = scope_kind(view.state.scope, categories)
-        facts.append(
-            ConsentFacts(
-                consent_id=hex32(view.state.consent_id),
-                patient=patient,
-                grantee=view.state.grantee,
-                grantee_name=services.directory.name_of(view.state.grantee),
-                scope_kind=kind,
-                scope_value="" if kind == "all" else label,
-                purpose=purpose_from_bytes32(view.state.purpose),
-                valid_from=view.state.valid_from,
-                valid_until=view.state.valid_until,
-                status=view.status,
-                granted_at=view.granted_at,
-                signer=view.signer,
-                tx_hash=view.tx_hash,
-            )
+    facts = [
+        ConsentFacts(
+            consent_id=s.consent_id,
+            patient=s.patient,
+            grantee=s.grantee,
+            grantee_name=s.grantee_name,
+            scope_kind=s.scope_kind,
+            scope_value=s.scope_value,
+            purpose=s.purpose,
+            valid_from=s.valid_from,
+            valid_until=s.valid_until,
+            status=s.status,
+            granted_at=s.granted_at,
+            signer=s.signer,
+            tx_hash=s.tx_hash,
         )
+        for s in consent_summaries(services.consents, patient, services.categories(), services.directory.name_of)
+    ]
     bundle: dict[str, Any] = bundle_of("Consent", facts, Accounts(services.deployment.chain_id), _base(request))
     return JSONResponse(bundle, media_type=FHIR_JSON)
 

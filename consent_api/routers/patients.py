@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, status
 
 from consent_api.deps import CurrentCaller, ServicesDep, address_param, patient_or_delegate
@@ -18,10 +20,9 @@ from consent_api.schemas import (
     TxOut,
 )
 from ledger_service.db.models import RecordRow
-from ledger_service.domain.codes import hex32, purpose_from_bytes32
 from ledger_service.domain.consent import DelegateGrant
 from ledger_service.errors import ValidationError
-from ledger_service.service.consents import scope_kind
+from ledger_service.service.consents import consent_summaries
 from ledger_service.service.disclosures import BatchedDisclosure, accounting_of
 
 router = APIRouter(prefix="/v1/patients", tags=["patients"])
@@ -30,31 +31,8 @@ router = APIRouter(prefix="/v1/patients", tags=["patients"])
 @router.get("/{patient}/consents", response_model=ConsentList, summary="The patient's grants with their status")
 def consents(patient: str, caller: CurrentCaller, services: ServicesDep) -> ConsentList:
     patient = patient_or_delegate(services, caller, patient)
-    categories = services.categories()
-    out = []
-    for view in services.consents.consents_of(patient):
-        kind, label = scope_kind(view.state.scope, categories)
-        out.append(
-            ConsentOut(
-                consent_id=hex32(view.state.consent_id),
-                patient=patient,
-                grantee=view.state.grantee,
-                grantee_name=services.directory.name_of(view.state.grantee),
-                scope=hex32(view.state.scope),
-                scope_kind=kind,
-                scope_label=label,
-                purpose=purpose_from_bytes32(view.state.purpose),
-                valid_from=view.state.valid_from,
-                valid_until=view.state.valid_until,
-                status=view.status,
-                granted_at=view.granted_at,
-                tx_hash=view.tx_hash,
-                signer=view.signer,
-                revoked_at=view.revoked_at,
-                revoke_tx_hash=view.revoke_tx,
-            )
-        )
-    return ConsentList(consents=out)
+    summaries = consent_summaries(services.consents, patient, services.categories(), services.directory.name_of)
+    return ConsentList(consents=[ConsentOut(**asdict(s)) for s in summaries])
 
 
 def _record_out(services: ServicesDep, record: RecordRow) -> RecordOut:

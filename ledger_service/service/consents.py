@@ -418,3 +418,66 @@ def scope_kind(scope: bytes, categories: dict[str, bytes]) -> tuple[str, str]:
 
 def purpose_code(raw: bytes) -> str:
     return purpose_from_bytes32(raw)
+
+
+@dataclass(frozen=True)
+class ConsentSummary:
+    """A consent as the API shows it; one shape for the patient's list and the FHIR Consent bundle.
+
+    Field names are those of the API's ``ConsentOut``.
+    """
+
+    consent_id: str
+    patient: str
+    grantee: str
+    grantee_name: str | None
+    scope: str
+    scope_kind: str
+    scope_label: str
+    purpose: str
+    valid_from: int
+    valid_until: int
+    status: str
+    granted_at: int
+    tx_hash: str
+    signer: str
+    revoked_at: int | None
+    revoke_tx_hash: str | None
+
+    @property
+    def scope_value(self) -> str:
+        """FHIR's scope value: "" for all records, else the category code or the record id."""
+        return "" if self.scope_kind == "all" else self.scope_label
+
+
+def consent_summaries(
+    consents: ConsentService,
+    patient: str,
+    categories: dict[str, bytes],
+    name_of: Callable[[str], str | None],
+) -> list[ConsentSummary]:
+    """The patient's grants with status, scope kind and label, and the grantee's directory name."""
+    out = []
+    for view in consents.consents_of(patient):
+        kind, label = scope_kind(view.state.scope, categories)
+        out.append(
+            ConsentSummary(
+                consent_id=hex32(view.state.consent_id),
+                patient=patient,
+                grantee=view.state.grantee,
+                grantee_name=name_of(view.state.grantee),
+                scope=hex32(view.state.scope),
+                scope_kind=kind,
+                scope_label=label,
+                purpose=purpose_from_bytes32(view.state.purpose),
+                valid_from=view.state.valid_from,
+                valid_until=view.state.valid_until,
+                status=view.status,
+                granted_at=view.granted_at,
+                tx_hash=view.tx_hash,
+                signer=view.signer,
+                revoked_at=view.revoked_at,
+                revoke_tx_hash=view.revoke_tx,
+            )
+        )
+    return out

@@ -151,6 +151,24 @@ class ErasureResult:
     versions: int
 
 
+@dataclass(frozen=True)
+class _Disclosure:
+    """What a purposed read and a break-glass read differ in; the steps around them are shared.
+
+    ``precheck`` runs before an on-chain disclosure is sent (per-read mode only: batched mode checks
+    at a pinned block itself); a revert named ``refused_by`` becomes ``refusal()``, any other the
+    usual record error.
+    """
+
+    purpose: str
+    reason: str | None
+    call: str
+    args: tuple[Any, ...]
+    precheck: Callable[[], None] | None
+    refused_by: str
+    refusal: Callable[[], LedgerError]
+
+
 class RecordService:
     def __init__(
         self,
@@ -438,40 +456,34 @@ class RecordService:
             raise ValidationError("ETREAT reads go through emergency access with a reason", field="purpose")
         purpose_bytes = purpose_to_bytes32(purpose)
         record = self._anchored_record(record_id)
-        request_hash = _request_hash("read", accessor, record_id, purpose)
-        delivery = self._replay(accessor, idempotency_key, request_hash)
-        if delivery is None and self.disclosure_mode == "batched":
-            delivery = self._batched_disclosure(
-                record, accessor, purpose, reason=None, key=idempotency_key, request_hash=request_hash
-            )
-        if delivery is None:
-            rid = bytes.fromhex(record_id[2:])
-            consent = self.ledger.authorizing_consent(record.patient, accessor, rid, purpose_bytes)
-            if consent is None:
+        rid = bytes.fromhex(record_id[2:])
+
+        def check_consent() -> None:
+            if self.ledger.authorizing_consent(record.patient, accessor, rid, purpose_bytes) is None:
                 raise ConsentDenied(
                     self._refusal(record, accessor, rid, purpose_bytes),
                     record_id=record_id,
                     accessor=accessor,
                     purpose=purpose,
                 )
-            try:
-                delivery = self._disclose_on_chain(
-                    record,
-                    accessor,
-                    purpose,
-                    "logAccess",
-                    (record.patient, rid, accessor, purpose_bytes),
-                    key=idempotency_key,
-                    request_hash=request_hash,
-                    reason=None,
-                )
-            except TransactionReverted as exc:
-                if exc.error_name == "AccessNotAuthorized":
-                    raise ConsentDenied(
-                        "consent changed before the disclosure could be logged", record_id=record_id
-                    ) from exc
-                raise _record_error(exc) from exc
-        return self._release(record, delivery)
+
+        return self._disclose_and_release(
+            record,
+            accessor,
+            _Disclosure(
+                purpose=purpose,
+                reason=None,
+                call="logAccess",
+                args=(record.patient, rid, accessor, purpose_bytes),
+                precheck=check_consent,
+                refused_by="AccessNotAuthorized",
+                refusal=lambda: ConsentDenied(
+                    "consent changed before the disclosure could be logged", record_id=record_id
+                ),
+            ),
+            key=idempotency_key,
+            request_hash=_request_hash("read", accessor, record_id, purpose),
+        )
 
     def emergency_read(
         self, *, accessor: str, record_id: str, reason: str, idempotency_key: str | None = None
@@ -481,33 +493,44 @@ class RecordService:
         if not reason or len(reason) > 2000:
             raise ValidationError("an emergency access needs a reason (1 to 2000 characters)", field="reason")
         record = self._anchored_record(record_id)
-        request_hash = _request_hash("emergency", accessor, record_id, reason)
-        delivery = self._replay(accessor, idempotency_key, request_hash)
+        rid = bytes.fromhex(record_id[2:])
+        return self._disclose_and_release(
+            record,
+            accessor,
+            _Disclosure(
+                purpose=EMERGENCY_PURPOSE,
+                reason=reason,
+                call="logEmergencyAccess",
+                # Only the reason's hash goes on chain: the text may carry clinical detail.
+                args=(record.patient, rid, accessor, keccak(reason.encode("utf-8"))),
+                precheck=None,
+                refused_by="NotEmergencyProvider",
+                refusal=lambda: PermissionDenied(
+                    f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor
+                ),
+            ),
+            key=idempotency_key,
+            request_hash=_request_hash("emergency", accessor, record_id, reason),
+        )
+
+    def _disclose_and_release(
+        self, record: RecordRow, accessor: str, d: _Disclosure, *, key: str | None, request_hash: str
+    ) -> RecordContent:
+        """Replay, else log the disclosure (batched or on chain); only then release the bytes."""
+        delivery = self._replay(accessor, key, request_hash)
         if delivery is None and self.disclosure_mode == "batched":
             delivery = self._batched_disclosure(
-                record, accessor, EMERGENCY_PURPOSE, reason=reason, key=idempotency_key, request_hash=request_hash
+                record, accessor, d.purpose, reason=d.reason, key=key, request_hash=request_hash
             )
         if delivery is None:
-            rid = bytes.fromhex(record_id[2:])
-            # Only the reason's hash goes on chain: the text may carry clinical detail.
-            reason_hash = keccak(reason.encode("utf-8"))
+            if d.precheck is not None:
+                d.precheck()
             try:
                 delivery = self._disclose_on_chain(
-                    record,
-                    accessor,
-                    EMERGENCY_PURPOSE,
-                    "logEmergencyAccess",
-                    (record.patient, rid, accessor, reason_hash),
-                    key=idempotency_key,
-                    request_hash=request_hash,
-                    reason=reason,
+                    record, accessor, d.purpose, d.call, d.args, key=key, request_hash=request_hash, reason=d.reason
                 )
             except TransactionReverted as exc:
-                if exc.error_name == "NotEmergencyProvider":
-                    raise PermissionDenied(
-                        f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor
-                    ) from exc
-                raise _record_error(exc) from exc
+                raise (d.refusal() if exc.error_name == d.refused_by else _record_error(exc)) from exc
         return self._release(record, delivery)
 
     # ------------------------------------------------------------- batched mode
