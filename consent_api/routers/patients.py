@@ -19,7 +19,7 @@ from consent_api.schemas import (
     RecordOut,
     TxOut,
 )
-from ledger_service.db.models import RecordRow
+from ledger_service.db.models import RecordRow, RecordVersionRow
 from ledger_service.domain.consent import DelegateGrant
 from ledger_service.errors import ValidationError
 from ledger_service.service.consents import consent_summaries
@@ -35,9 +35,7 @@ def consents(patient: str, caller: CurrentCaller, services: ServicesDep) -> Cons
     return ConsentList(consents=[ConsentOut(**asdict(s)) for s in summaries])
 
 
-def _record_out(services: ServicesDep, record: RecordRow) -> RecordOut:
-    versions = services.records.versions(record.record_id)
-    head = versions[-1] if versions else None
+def _record_out(services: ServicesDep, record: RecordRow, head: RecordVersionRow | None) -> RecordOut:
     return RecordOut(
         record_id=record.record_id,
         patient=record.patient,
@@ -61,16 +59,20 @@ def _record_out(services: ServicesDep, record: RecordRow) -> RecordOut:
 def records(patient: str, caller: CurrentCaller, services: ServicesDep) -> RecordList:
     if caller.has("provider") and address_param(patient, "patient") != caller.address:
         patient = address_param(patient, "patient")
+        heads = services.records.head_versions_of(patient)
         visible = []
         for record in services.records.records_of(patient):
             if record.author == caller.address or any(
                 services.ledger.is_authorized(patient, caller.address, bytes.fromhex(record.record_id[2:]), p)
                 for p in _grantable_purposes()
             ):
-                visible.append(_record_out(services, record))
+                visible.append(_record_out(services, record, heads.get(record.record_id)))
         return RecordList(records=visible)
     patient = patient_or_delegate(services, caller, patient)
-    return RecordList(records=[_record_out(services, r) for r in services.records.records_of(patient)])
+    heads = services.records.head_versions_of(patient)
+    return RecordList(
+        records=[_record_out(services, r, heads.get(r.record_id)) for r in services.records.records_of(patient)]
+    )
 
 
 def _grantable_purposes() -> list[bytes]:

@@ -437,6 +437,22 @@ class RecordService:
                 ).scalars()
             )
 
+    def head_versions_of(self, patient: str) -> dict[str, RecordVersionRow]:
+        """The newest anchored version of each of the patient's records, in one query (a listing
+        must not cost a query per record)."""
+        patient = _addr(patient, "patient")
+        heads: dict[str, RecordVersionRow] = {}
+        with self.db.session() as s:
+            rows = s.execute(
+                select(RecordVersionRow)
+                .join(RecordRow, RecordRow.record_id == RecordVersionRow.record_id)
+                .where(RecordRow.patient == patient, RecordVersionRow.state == "anchored")
+                .order_by(RecordVersionRow.version)
+            ).scalars()
+            for row in rows:
+                heads[row.record_id] = row
+        return heads
+
     def records_of(self, patient: str) -> list[RecordRow]:
         patient = _addr(patient, "patient")
         with self.db.session() as s:

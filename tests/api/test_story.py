@@ -129,3 +129,22 @@ def test_upload_with_idempotency_key_happens_once(api: Api) -> None:
     assert len(listed.json()["records"]) == 1
     other = api.client.post("/v1/records", json={**body, "content": "d29ybGQ="}, headers=headers)
     assert_problem(other, 409, "idempotency-conflict")
+
+
+def test_the_record_list_shows_each_records_newest_version(api: Api) -> None:
+    patient = api.new_patient()
+    clinic = api.token(api.chain.clinic.address)
+    body = {"patient": patient.address, "category": "laboratory", "mediaType": "text/plain", "content": "aGVsbG8="}
+    first = api.client.post("/v1/records", json=body, headers=clinic).json()
+    second = api.client.post("/v1/records", json={**body, "content": "d29ybGQ="}, headers=clinic).json()
+    amended = api.client.post(
+        f"/v1/records/{first['recordId']}/versions",
+        json={"mediaType": "application/json", "content": "eyJrIjogMn0="},
+        headers=clinic,
+    )
+    assert amended.status_code == 201, amended.text
+    listed = api.client.get(f"/v1/patients/{patient.address}/records", headers=api.token(patient.address))
+    by_id = {r["recordId"]: r for r in listed.json()["records"]}
+    assert (by_id[first["recordId"]]["version"], by_id[first["recordId"]]["cid"]) == (2, amended.json()["cid"])
+    assert (by_id[first["recordId"]]["mediaType"], by_id[first["recordId"]]["size"]) == ("application/json", 8)
+    assert (by_id[second["recordId"]]["version"], by_id[second["recordId"]]["cid"]) == (1, second["cid"])
