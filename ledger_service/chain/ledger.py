@@ -55,6 +55,8 @@ FIXED_GAS: Final = {
 }
 
 _ZERO12: Final = b"\x00" * 12
+_ZERO32: Final = b"\x00" * 32
+_CHECK_INPUTS: Final = ("address", "address", "bytes32", "bytes32")
 
 
 @functools.cache
@@ -228,32 +230,40 @@ class ConsentLedgerContract:
     def nonce(self, patient: str, *, block: int | str = "latest") -> int:
         return int(self.view("nonces", to_checksum_address(patient), block=block)[0])
 
+    def _check(self, name: str, patient: str, grantee: str, record_id: bytes, purpose: bytes, block: int | str) -> Any:
+        """The one result of ``name(address patient, address grantee, bytes32 recordId, bytes32 purpose)``, the
+        per-request consent check: its four static words are joined here (checksummed addresses are plain hex),
+        what :meth:`view` would send, without the generic per-argument encoder; anything else goes through it."""
+        patient = to_checksum_address(patient)
+        grantee = to_checksum_address(grantee)
+        fn = self.codec.functions[name]
+        if not (
+            fn.input_types == _CHECK_INPUTS
+            and isinstance(record_id, bytes)
+            and len(record_id) == 32
+            and isinstance(purpose, bytes)
+            and len(purpose) == 32
+        ):
+            return self.view(name, patient, grantee, record_id, purpose, block=block)[0]
+        data = b"".join(
+            (fn.selector, _ZERO12, bytes.fromhex(patient[2:]), _ZERO12, bytes.fromhex(grantee[2:]), record_id, purpose)
+        )
+        try:
+            raw = self.rpc.call(self.address, data, block=block)
+        except RpcError as exc:
+            raise reverted_from(exc, self.codec, name) from exc
+        return self.decode(name, raw)[0]
+
     def is_authorized(
         self, patient: str, grantee: str, record_id: bytes, purpose: bytes, *, block: int | str = "latest"
     ) -> bool:
-        return bool(
-            self.view(
-                "isAuthorized",
-                to_checksum_address(patient),
-                to_checksum_address(grantee),
-                record_id,
-                purpose,
-                block=block,
-            )[0]
-        )
+        return bool(self._check("isAuthorized", patient, grantee, record_id, purpose, block))
 
     def authorizing_consent(
         self, patient: str, grantee: str, record_id: bytes, purpose: bytes, *, block: int | str = "latest"
     ) -> bytes | None:
-        (cid,) = self.view(
-            "authorizingConsent",
-            to_checksum_address(patient),
-            to_checksum_address(grantee),
-            record_id,
-            purpose,
-            block=block,
-        )
-        return None if cid == b"\x00" * 32 else bytes(cid)
+        cid = self._check("authorizingConsent", patient, grantee, record_id, purpose, block)
+        return None if cid == _ZERO32 else bytes(cid)
 
     def consent(self, consent_id: bytes) -> tuple[str, int, int, bool]:
         ((patient, valid_from, valid_until, revoked),) = self.view("consent", consent_id)
