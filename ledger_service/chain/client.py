@@ -28,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from ledger_service.chain.abi import ContractCodec
+from ledger_service.chain.txsign import LegacyTransactionSigner
 from ledger_service.errors import ChainError, ChainUnavailable, TransactionReverted, TransactionTimeout
 
 if TYPE_CHECKING:
@@ -578,6 +579,7 @@ class TransactionSender:
     ) -> None:
         self._rpc = rpc
         self._account: LocalAccount = Account.from_key(private_key)
+        self._signer = LegacyTransactionSigner(bytes(self._account.key), chain_id)
         self._codec = codec
         self._chain_id = chain_id
         self._receipt_timeout = receipt_timeout
@@ -640,18 +642,15 @@ class TransactionSender:
         raise ChainError(f"{action}: could not obtain a usable nonce")
 
     def _send(self, to: str | None, data: bytes, gas_limit: int, nonce: int) -> bytes:
-        tx: dict[str, Any] = {
-            "nonce": nonce,
-            "gas": gas_limit,
-            "gasPrice": self._price(),
-            "data": data,
-            "chainId": self._chain_id,
-            "value": 0,
-        }
-        if to:
-            tx["to"] = to_checksum_address(to)
-        signed = self._account.sign_transaction(tx)
-        return _hex_to_bytes(self._rpc.request("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()]))
+        raw = self._signer.sign(
+            nonce=nonce,
+            gas_price=self._price(),
+            gas=gas_limit,
+            to=bytes.fromhex(to[2:]) if to else b"",
+            value=0,
+            data=data,
+        )
+        return _hex_to_bytes(self._rpc.request("eth_sendRawTransaction", ["0x" + raw.hex()]))
 
     def wait(self, tx_hash: bytes, *, action: str, to: str | None = None, data: bytes | None = None) -> Receipt:
         try:

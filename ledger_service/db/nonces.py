@@ -19,13 +19,20 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Executable, case, update
+from sqlalchemy import Executable, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger_service.db.database import Database
 from ledger_service.db.models import AccountNonceRow
 
 T = TypeVar("T")
+
+# Plain SQL, valid on SQLite and PostgreSQL: this runs once per transaction sent, on the hot path.
+_RESERVE = text(
+    "UPDATE account_nonces SET next_nonce = CASE WHEN next_nonce > :pending THEN next_nonce ELSE :pending END + 1 "
+    "WHERE address = :address RETURNING next_nonce"
+)
+_GIVE_BACK = text("UPDATE account_nonces SET next_nonce = :nonce WHERE address = :address AND next_nonce = :nonce + 1")
 
 
 class DbNonceLedger:
@@ -51,23 +58,13 @@ class DbNonceLedger:
 
     def _reserve(self, address: str, node_pending: int) -> int:
         """Take ``max(recorded next, the node's pending count)`` and record the one after it."""
-        column = AccountNonceRow.next_nonce
         with self.db.relaxed_engine.begin() as connection:
-            taken = connection.execute(
-                update(AccountNonceRow)
-                .where(AccountNonceRow.address == address)
-                .values(next_nonce=case((column > node_pending, column), else_=node_pending) + 1)
-                .returning(AccountNonceRow.next_nonce)
-            ).scalar_one()
+            taken = connection.execute(_RESERVE, {"address": address, "pending": node_pending}).scalar_one()
         return int(taken) - 1
 
     def _give_back(self, address: str, nonce: int) -> None:
         with self.db.relaxed_engine.begin() as connection:
-            connection.execute(
-                update(AccountNonceRow)
-                .where(AccountNonceRow.address == address, AccountNonceRow.next_nonce == nonce + 1)
-                .values(next_nonce=nonce)
-            )
+            connection.execute(_GIVE_BACK, {"address": address, "nonce": nonce})
 
     def allocate(self, address: str, node_pending: Callable[[], int], send: Callable[[int], T]) -> T:
         self._ensure_row(address)
