@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from eth_utils import keccak, to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from ledger_service.audit.entries import DisclosureEntry
@@ -718,34 +718,37 @@ class RecordService:
         assert sender is not None
         data = self.ledger.codec.encode_call(call, *args)
         tx_hash = sender.submit(self.ledger.address, data, action=call, gas=FIXED_GAS.get(call))
+        # Plain INSERT ... RETURNING statements: this runs once per read, and the ORM's unit of work
+        # cost more than the writes themselves.
         with self.db.session() as s:
-            delivery = DeliveryRow(
-                record_id=record.record_id,
-                version=record.current_version,  # replaced by the event's version
-                patient=record.patient,
-                accessor=accessor,
-                purpose=purpose,
-                consent_id=None,
-                emergency=purpose == EMERGENCY_PURPOSE,
-                reason=reason,
-                status="pending",
-                tx_hash="0x" + tx_hash.hex(),
-                idempotency_key=key,
-                created_at=_now(),
-            )
-            s.add(delivery)
-            s.flush()
+            delivery_id = s.execute(
+                insert(DeliveryRow)
+                .values(
+                    record_id=record.record_id,
+                    version=record.current_version,  # replaced by the event's version
+                    patient=record.patient,
+                    accessor=accessor,
+                    purpose=purpose,
+                    consent_id=None,
+                    emergency=purpose == EMERGENCY_PURPOSE,
+                    reason=reason,
+                    status="pending",
+                    tx_hash="0x" + tx_hash.hex(),
+                    idempotency_key=key,
+                    created_at=_now(),
+                )
+                .returning(DeliveryRow.id)
+            ).scalar_one()
             if key:
                 s.merge(
                     IdempotencyRow(
                         key=f"{accessor}:{key}",
                         request_hash=request_hash,
                         state="pending",
-                        result=json.dumps({"deliveryId": delivery.id}),
+                        result=json.dumps({"deliveryId": delivery_id}),
                         created_at=_now(),
                     )
                 )
-            delivery_id = delivery.id
         try:
             receipt = sender.wait(tx_hash, action=call, to=self.ledger.address, data=data)
         except TransactionReverted:
@@ -760,15 +763,24 @@ class RecordService:
         event = self.ledger.codec.decode_log(log)
         assert event is not None
         with self.db.session() as s:
-            delivery = s.get(DeliveryRow, delivery_id)
-            assert delivery is not None
-            delivery.version = int(event.args["version"])
-            delivery.consent_id = hex32(event.args["consentId"]) if event.name == "AccessLogged" else None
-            delivery.status, delivery.block_number, delivery.log_index = "logged", receipt.block_number, log["logIndex"]
+            delivery = s.scalars(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == delivery_id)
+                .values(
+                    version=int(event.args["version"]),
+                    consent_id=hex32(event.args["consentId"]) if event.name == "AccessLogged" else None,
+                    status="logged",
+                    block_number=receipt.block_number,
+                    log_index=log["logIndex"],
+                )
+                .returning(DeliveryRow)
+            ).one()
             if key:
-                row = s.get(IdempotencyRow, f"{delivery.accessor}:{key}")
-                if row is not None:
-                    row.state = "done"
+                s.execute(
+                    update(IdempotencyRow)
+                    .where(IdempotencyRow.key == f"{delivery.accessor}:{key}")
+                    .values(state="done")
+                )
             return delivery
 
     def _forget_delivery(self, delivery_id: int) -> None:
@@ -818,16 +830,15 @@ class RecordService:
 
     def _release(self, record: RecordRow, delivery: DeliveryRow) -> RecordContent:
         with self.db.session() as s:
-            version = s.execute(
-                select(RecordVersionRow).where(
-                    RecordVersionRow.record_id == record.record_id, RecordVersionRow.version == delivery.version
+            version, key_row = s.execute(
+                select(RecordVersionRow, DataKeyRow)
+                .outerjoin(
+                    DataKeyRow,
+                    (DataKeyRow.record_id == RecordVersionRow.record_id)
+                    & (DataKeyRow.version == RecordVersionRow.version),
                 )
-            ).scalar_one()
-            key_row = s.execute(
-                select(DataKeyRow).where(
-                    DataKeyRow.record_id == record.record_id, DataKeyRow.version == delivery.version
-                )
-            ).scalar_one_or_none()
+                .where(RecordVersionRow.record_id == record.record_id, RecordVersionRow.version == delivery.version)
+            ).one()
         if key_row is None:
             raise KeyDestroyed(f"the keys of {record.record_id} were destroyed", record_id=record.record_id)
         binding = RecordBinding(bytes.fromhex(record.record_id[2:]), delivery.version, record.patient)
