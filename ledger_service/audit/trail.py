@@ -9,6 +9,8 @@ judges anything: :mod:`ledger_service.audit.verifier` does, as pure functions ov
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,7 +26,7 @@ from ledger_service.chain.client import RpcClient
 from ledger_service.chain.ledger import ledger_codec
 from ledger_service.domain.codes import ZERO32
 from ledger_service.domain.records import RecordVersion
-from ledger_service.errors import AuditError
+from ledger_service.errors import AuditError, ChainError
 
 LOG_RANGE: Final = 5_000  # blocks per eth_getLogs request
 RPC_BATCH: Final = 50  # requests per JSON-RPC batch
@@ -484,6 +486,64 @@ def _topic_hex(codec: ContractCodec, name: str) -> str:
     return "0x" + codec.topic(name).hex()
 
 
+@dataclass
+class _PatientLogs:
+    from_block: int
+    to_block: int
+    to_block_hash: str
+    logs: list[dict[str, Any]]
+
+
+class PatientLogCache:
+    """The raw logs of recently audited patients, so that auditing a patient again reads only the
+    blocks added since (a node without log indexes, such as anvil, scans every block of the range).
+
+    An entry is trusted only while the block it ends at keeps its hash: every block links to its
+    parent's hash, so an unchanged last block means no block up to it changed. Otherwise the entry
+    is read again from the start. Bounded: the least recently audited patients are forgotten.
+    """
+
+    def __init__(self, max_patients: int = 1024) -> None:
+        self._entries: OrderedDict[tuple[str, str], _PatientLogs] = OrderedDict()
+        self._max = max_patients
+        self._lock = threading.Lock()
+
+    def logs(
+        self,
+        rpc: RpcClient,
+        contract: str,
+        patient: str,
+        from_block: int,
+        to_block: int,
+        filters: Sequence[Sequence[Any]],
+        progress: Progress = _no_progress,
+    ) -> list[dict[str, Any]]:
+        key = (contract, patient)
+        with self._lock:
+            entry = self._entries.get(key)
+        start, known = from_block, []
+        if entry is not None and entry.from_block == from_block and entry.to_block <= to_block:
+            try:
+                unchanged = rpc.get_block(entry.to_block).get("hash") == entry.to_block_hash
+            except ChainError:  # the block is gone (a reorganization to a shorter chain)
+                unchanged = False
+            if unchanged:
+                start, known = entry.to_block + 1, entry.logs
+        new = (
+            fetch_raw_logs(rpc, contract, start, to_block, progress=progress, topic_filters=filters)
+            if start <= to_block
+            else []
+        )
+        logs = known + new
+        end = rpc.get_block(to_block)
+        with self._lock:
+            self._entries[key] = _PatientLogs(from_block, to_block, str(end["hash"]), logs)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return logs
+
+
 def fetch_block_headers(
     rpc: RpcClient, blocks: Iterable[int], *, progress: Progress = _no_progress
 ) -> dict[int, tuple[int, bytes]]:
@@ -510,13 +570,15 @@ def fetch_trail(
     extra_blocks: Iterable[int] = (),
     progress: Progress = _no_progress,
     patient: str | None = None,
+    cache: PatientLogCache | None = None,
 ) -> Trail:
     """Read the ledger's events in ``[from_block, to_block]`` (default: up to the head) into a :class:`Trail`.
 
     ``extra_blocks`` are blocks whose timestamps are wanted besides the events' own (e.g. the blocks
     that batched disclosure-log entries name). With ``patient``, only that patient's events and the
     global ones are read (the node filters them), so the cost follows the patient's history, not the
-    chain's. Raises :class:`AuditError` if a block's hash changed while reading (a reorganization):
+    chain's; a ``cache`` keeps them between calls, so a repeated audit reads only the new blocks.
+    Raises :class:`AuditError` if a block's hash changed while reading (a reorganization):
     rerun once the chain is final.
     """
     with paused_gc():
@@ -529,6 +591,7 @@ def fetch_trail(
             extra_blocks=extra_blocks,
             progress=progress,
             patient=to_checksum_address(patient) if patient else None,
+            cache=cache,
         )
 
 
@@ -542,6 +605,7 @@ def _fetch_trail(
     extra_blocks: Iterable[int],
     progress: Progress,
     patient: str | None,
+    cache: PatientLogCache | None,
 ) -> Trail:
     contract = to_checksum_address(contract)
     chain_id = rpc.chain_id()
@@ -549,8 +613,14 @@ def _fetch_trail(
     to_block = head if to_block is None else min(to_block, head)
     if from_block > to_block:
         raise AuditError(f"from block {from_block} is after the last block {to_block}")
-    filters = patient_topic_filters(patient, codec) if patient else None
-    raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress, topic_filters=filters)
+    if patient is None:
+        raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress)
+    elif cache is not None:
+        filters = patient_topic_filters(patient, codec)
+        raw_logs = cache.logs(rpc, contract, patient, from_block, to_block, filters, progress)
+    else:
+        filters = patient_topic_filters(patient, codec)
+        raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress, topic_filters=filters)
     # By slicing the ABI layouts (the same results as codec.decode_log over _parse_log: see fastlog).
     decode = FastLogDecoder(codec, _parse_log).decode_raw
     decoded = [event for event in map(decode, raw_logs) if event is not None]

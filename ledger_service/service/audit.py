@@ -12,7 +12,7 @@ from eth_utils import to_checksum_address
 
 from ledger_service.audit.report_html import render_html
 from ledger_service.audit.sources import entry_blocks, operator_log, operator_records
-from ledger_service.audit.trail import Trail, fetch_raw_logs, fetch_trail
+from ledger_service.audit.trail import PatientLogCache, Trail, fetch_raw_logs, fetch_trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import BlobStore
 from ledger_service.chain.client import RpcClient
@@ -20,6 +20,7 @@ from ledger_service.chain.ledger import ledger_codec
 from ledger_service.db.database import Database
 
 KEEP_REPORTS = 32
+KEEP_RECORD_PATIENTS = 100_000
 ZERO_ADDRESS = "0x" + "00" * 20
 _ANCHORED = "0x" + ledger_codec().topic("RecordAnchored").hex()
 
@@ -40,6 +41,10 @@ class AuditService:
         self.db = db
         self._html: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
+        # Audits of one patient or record are repeated (the portal, the API's record route): keep each
+        # patient's logs so the next audit reads only the blocks added since.
+        self._logs = PatientLogCache()
+        self._patients: OrderedDict[bytes, str] = OrderedDict()
 
     def run(self, *, patient: str | None = None, record_id: bytes | None = None) -> AuditRun:
         """Verify from the deployment block on and report what the scope names.
@@ -57,6 +62,7 @@ class AuditService:
             from_block=self.start_block,
             extra_blocks=entry_blocks(log, patient=patient),
             patient=patient,
+            cache=self._logs,
         )
         scope = Scope(patient=patient, record_id=record_id)
         operator = operator_records(self.db, patient=scope.patient)
@@ -70,7 +76,14 @@ class AuditService:
         return AuditRun(report_id, report, trail)
 
     def _patient_of(self, record_id: bytes) -> str:
-        """The patient a record's first anchor names (the zero address, which has no events, if none)."""
+        """The patient a record's first anchor names (the zero address, which has no events, if none).
+
+        Remembered once found: a record's patient never changes (a reorganization that drops the
+        anchor leaves the record without versions in that patient's trail, which is reported)."""
+        with self._lock:
+            known = self._patients.get(record_id)
+        if known is not None:
+            return known
         anchored = fetch_raw_logs(
             self.rpc,
             self.contract,
@@ -80,7 +93,12 @@ class AuditService:
         )
         if not anchored:
             return ZERO_ADDRESS
-        return to_checksum_address("0x" + anchored[0]["topics"][2][-40:])
+        patient = to_checksum_address("0x" + anchored[0]["topics"][2][-40:])
+        with self._lock:
+            self._patients[record_id] = patient
+            while len(self._patients) > KEEP_RECORD_PATIENTS:
+                self._patients.popitem(last=False)
+        return patient
 
     def html(self, report_id: str) -> str | None:
         with self._lock:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_abi import encode as abi_encode
@@ -16,7 +18,7 @@ from sqlalchemy import select
 
 from ledger_service.audit.cli import add_audit_commands
 from ledger_service.audit.sources import operator_records
-from ledger_service.audit.trail import RoleEvent, fetch_trail
+from ledger_service.audit.trail import PatientLogCache, RoleEvent, fetch_trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import Cid, EmbeddedBlobStore
 from ledger_service.bootstrap import Services
@@ -157,6 +159,51 @@ def test_a_patient_scoped_read_leaves_other_patients_out(scenario: Scenario) -> 
     assert len(mine.of_type(RoleEvent)) == len(whole.of_type(RoleEvent)) > 0  # the global events are all there
     with pytest.raises(AuditError, match="verifies only that patient"):
         verify(mine, scenario.services.blobs, scope=Scope())
+
+
+class _CountingRpc(RpcClient):
+    """The real client, noting the block ranges of the eth_getLogs requests it sends."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.log_ranges: list[tuple[int, int]] = []
+
+    def batch_responses(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
+        for method, params in calls:
+            if method == "eth_getLogs":
+                self.log_ranges.append((int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)))
+        return super().batch_responses(calls)
+
+
+def test_a_repeated_patient_audit_reads_only_new_blocks_and_survives_a_reorg(scenario: Scenario) -> None:
+    rpc = _CountingRpc(scenario.chain.rpc_url)
+    ledger, start = scenario.chain.deployment.ledger_address, scenario.chain.deployment.block_number
+    cache = PatientLogCache()
+
+    def audited() -> list[object]:
+        return fetch_trail(rpc, ledger, from_block=start, patient=scenario.patient, cache=cache).events
+
+    def uncached() -> list[object]:
+        return fetch_trail(scenario.services.rpc, ledger, from_block=start, patient=scenario.patient).events
+
+    assert audited() == uncached()
+    head = rpc.block_number()
+    snapshot = rpc.request("evm_snapshot")
+    rpc.log_ranges.clear()
+    scenario.services.records.read(
+        accessor=scenario.chain.lab.address, record_id=scenario.records[0], purpose="TREAT"
+    ).read_all()
+    events = audited()
+    assert events == uncached() and len(events) == len(uncached())
+    assert rpc.log_ranges and min(lo for lo, _hi in rpc.log_ranges) == head + 1  # only the new blocks
+    # A reorganization replaces the blocks after the snapshot: the cached range no longer ends at the
+    # same block, so the patient's logs are read again from the start.
+    rpc.request("evm_revert", [snapshot])
+    other_ledger, other = patient_ledger(rpc, ledger, scenario.chain.deployment.chain_id)
+    grant(other_ledger, other, scenario.chain.lab.address)  # a different block at the cached height
+    rpc.log_ranges.clear()
+    assert audited() == uncached() and len(audited()) == len(events) - 1  # the read is gone with its block
+    assert min(lo for lo, _hi in rpc.log_ranges) == start
 
 
 def test_auditor_mode_uses_only_own_nodes(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
