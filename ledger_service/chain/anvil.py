@@ -37,6 +37,9 @@ def _rpc_ready(url: str) -> bool:
         return False
 
 
+PERSISTED_STATES = 100
+
+
 class AnvilProcess:
     """A child anvil process. ``stop()`` sends SIGINT so anvil dumps its state on exit."""
 
@@ -74,6 +77,14 @@ class AnvilProcess:
             cmd += ["--state", str(self.state_file), "--state-interval", str(self.state_interval)]
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time)]
+        # anvil moves the states of older blocks to disk, by default without limit and under
+        # ~/.foundry (tens of GB over a long run, which also slowed it). Keep 100 on disk, beside
+        # the chain's own files so they go with them; older states are dropped (nothing here runs
+        # calls that far back; the blocks, receipts and logs themselves are all kept).
+        cmd += ["--max-persisted-states", str(PERSISTED_STATES)]
+        home = self.state_file.parent if self.state_file else self.log_file.parent if self.log_file else None
+        if home is not None:
+            cmd += ["--cache-path", str(home / "anvil-history")]
         return cmd
 
     def start(self, timeout: float = 30.0) -> AnvilProcess:
