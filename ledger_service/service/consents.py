@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from sqlalchemy import select
 
 from ledger_service.chain.client import Receipt
@@ -24,6 +22,7 @@ from ledger_service.chain.indexer import EventIndexer
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.database import Database
 from ledger_service.db.models import ChainEventRow, RelayedMessageRow
+from ledger_service.domain import eip712
 from ledger_service.domain.codes import ZERO32, hex32, purpose_from_bytes32
 from ledger_service.domain.consent import (
     ConsentGrant,
@@ -32,13 +31,8 @@ from ledger_service.domain.consent import (
     DelegateGrant,
     Eip712Domain,
     SignedMessage,
-    typed_data,
 )
 from ledger_service.errors import SignatureError, TransactionReverted, ValidationError
-
-
-def _digest(signable: SignableMessage) -> bytes:
-    return keccak(b"\x19" + signable.version + signable.header + signable.body)
 
 
 @dataclass(frozen=True)
@@ -124,14 +118,21 @@ class ConsentService:
     # ------------------------------------------------------------- signature checks
 
     def _recover(self, message: SignedMessage, signature: bytes) -> tuple[str, bytes]:
-        signable = encode_typed_data(full_message=typed_data(self.domain, message))
+        # The digest is also the replay key stored with each relayed message (same bytes as eth-account's).
+        digest = eip712.digest(self.domain, message)
         if len(signature) != 65:
             raise SignatureError("signature must be 65 bytes (r, s, v)", reason="bad-signature")
+        # The ledger verifies with OpenZeppelin's ECDSA, which takes only v = 27 or 28 and a low s (no
+        # malleable twin): refuse the rest here rather than send a transaction bound to revert.
+        if signature[64] not in (27, 28) or int.from_bytes(signature[32:64], "big") > eip712.SECP256K1_N // 2:
+            raise SignatureError(
+                "signature must have v = 27 or 28 and a low s (as the ledger's ECDSA requires)", reason="bad-signature"
+            )
         try:
-            signer = Account.recover_message(signable, signature=signature)
-        except Exception as exc:  # eth-keys raises several types for malformed signatures
+            signer = eip712.recover(digest, signature)
+        except Exception as exc:  # refused exactly where eth-account's recover_message refuses
             raise SignatureError("signature does not recover to an address", reason="bad-signature") from exc
-        return to_checksum_address(signer), _digest(signable)
+        return signer, digest
 
     def _recover_once(self, message: SignedMessage, signature: bytes) -> _Recovered:
         try:
