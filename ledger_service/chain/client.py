@@ -704,8 +704,20 @@ class TransactionSender:
             receipt = final
         return receipt
 
-    def transact(self, to: str | None, data: bytes, *, action: str, gas: int | None = None) -> Receipt:
+    def transact(
+        self,
+        to: str | None,
+        data: bytes,
+        *,
+        action: str,
+        gas: int | None = None,
+        on_sent: Callable[[bytes], None] | None = None,
+    ) -> Receipt:
+        """Submit and wait; ``on_sent`` gets the hash once the node has the transaction, before the wait
+        (for callers that trace it, so that a retry after a crash can adopt it)."""
         tx_hash = self.submit(to, data, action=action, gas=gas)
+        if on_sent is not None:
+            on_sent(tx_hash)
         return self.wait(tx_hash, action=action, to=to, data=data)
 
     def _explain_failure(self, receipt: Receipt, action: str, to: str | None, data: bytes | None) -> ChainError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -201,13 +201,15 @@ class ConsentLedgerContract:
                 raise ChainError(f"block {block} not found")
         return results, header
 
-    def _transact(self, name: str, *args: Any, gas: int | None = None) -> Receipt:
+    def _transact(
+        self, name: str, *args: Any, gas: int | None = None, on_sent: Callable[[bytes], None] | None = None
+    ) -> Receipt:
         if self.sender is None:
             raise RuntimeError("this ledger handle has no transaction sender")
         data = self.encode(name, *args)
         if gas is None and self.fixed_gas:
             gas = FIXED_GAS.get(name)
-        return self.sender.transact(self.address, data, action=name, gas=gas)
+        return self.sender.transact(self.address, data, action=name, gas=gas, on_sent=on_sent)
 
     def events(self, receipt: Receipt) -> list[DecodedEvent]:
         decoded = []
@@ -311,7 +313,9 @@ class ConsentLedgerContract:
 
     # ------------------------------------------------------------- consent writes
 
-    def grant_by_sig(self, grant: ConsentGrant, signature: bytes) -> Receipt:
+    def grant_by_sig(
+        self, grant: ConsentGrant, signature: bytes, *, on_sent: Callable[[bytes], None] | None = None
+    ) -> Receipt:
         return self._transact(
             "grantConsentBySig",
             (
@@ -325,16 +329,22 @@ class ConsentLedgerContract:
                 grant.deadline,
             ),
             signature,
+            on_sent=on_sent,
         )
 
-    def revoke_by_sig(self, revoke: ConsentRevoke, signature: bytes) -> Receipt:
+    def revoke_by_sig(
+        self, revoke: ConsentRevoke, signature: bytes, *, on_sent: Callable[[bytes], None] | None = None
+    ) -> Receipt:
         return self._transact(
             "revokeConsentBySig",
             (to_checksum_address(revoke.patient), revoke.consent_id, revoke.nonce, revoke.deadline),
             signature,
+            on_sent=on_sent,
         )
 
-    def delegate_by_sig(self, grant: DelegateGrant, signature: bytes) -> Receipt:
+    def delegate_by_sig(
+        self, grant: DelegateGrant, signature: bytes, *, on_sent: Callable[[bytes], None] | None = None
+    ) -> Receipt:
         return self._transact(
             "grantDelegateBySig",
             (
@@ -345,6 +355,7 @@ class ConsentLedgerContract:
                 grant.deadline,
             ),
             signature,
+            on_sent=on_sent,
         )
 
     def grant_direct(self, state: ConsentState) -> Receipt:

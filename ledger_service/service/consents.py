@@ -197,18 +197,38 @@ class ConsentService:
             raise SignatureError(f"nonce {nonce} is not the patient's current nonce {current}", reason="stale-nonce")
 
     def _replayed(self, digest: bytes) -> RelayResult | None:
+        """The first relay of this exact message, once its transaction is mined; None if there is none.
+
+        The row is written as soon as the node has the transaction, before its receipt, so a retry of
+        a request that died (or failed) while waiting adopts that transaction instead of judging the
+        message again (its nonce is used by then). A transaction that failed frees the message.
+        """
         with self.db.session() as s:
             row = s.get(RelayedMessageRow, hex32(digest))
             if row is None:
                 return None
-            return RelayResult(tx_hash=row.tx_hash, consent_id=row.consent_id, replayed=True)
+            tx_hash, kind, consent = row.tx_hash, row.kind, row.consent_id
+        sender = self.ledger.sender
+        if sender is not None:
+            try:
+                sender.wait(bytes.fromhex(tx_hash[2:]), action=f"relayed {kind}")
+            except TransactionReverted:
+                self._forget_relayed(digest, tx_hash)
+                return None
+        return RelayResult(tx_hash=tx_hash, consent_id=consent, replayed=True)
+
+    def _forget_relayed(self, digest: bytes, tx_hash: str) -> None:
+        with self.db.session() as s:
+            row = s.get(RelayedMessageRow, hex32(digest))
+            if row is not None and row.tx_hash == tx_hash:
+                s.delete(row)
 
     def _relay(
         self,
         kind: str,
         message: SignedMessage,
         signature: bytes,
-        submit: Callable[[], Receipt],
+        submit: Callable[[Callable[[bytes], None]], Receipt],
         consent: str | None,
         recovered: _Recovered | None = None,
         state: _ChainState | None = None,
@@ -248,7 +268,7 @@ class ConsentService:
         kind: str,
         message: SignedMessage,
         signature: bytes,
-        submit: Callable[[], Receipt],
+        submit: Callable[[Callable[[bytes], None]], Receipt],
         consent: str | None,
         signer: str,
         digest: bytes,
@@ -263,9 +283,28 @@ class ConsentService:
             delegate_allowed=not isinstance(message, DelegateGrant),
             state=state,
         )
+        sent: list[str] = []
+
+        def trace(tx_hash: bytes) -> None:
+            # Written once the node has the transaction and before its receipt: see _replayed.
+            sent.append("0x" + tx_hash.hex())
+            with self.db.session() as s:
+                s.merge(
+                    RelayedMessageRow(
+                        digest=hex32(digest),
+                        kind=kind,
+                        patient=patient,
+                        consent_id=consent,
+                        tx_hash=sent[0],
+                        created_at=datetime.now(UTC),
+                    )
+                )
+
         try:
-            receipt = submit()
+            receipt = submit(trace)
         except TransactionReverted as exc:
+            if sent:
+                self._forget_relayed(digest, sent[0])
             # The same message may have landed through a concurrent identical request.
             previous = self._replayed(digest)
             if previous is not None:
@@ -274,17 +313,6 @@ class ConsentService:
             if reason is None:
                 raise
             raise SignatureError(f"the ledger refused the {kind}: {exc}", reason=reason) from exc
-        with self.db.session() as s:
-            s.merge(
-                RelayedMessageRow(
-                    digest=hex32(digest),
-                    kind=kind,
-                    patient=patient,
-                    consent_id=consent,
-                    tx_hash=receipt.tx_hex,
-                    created_at=datetime.now(UTC),
-                )
-            )
         return RelayResult(tx_hash=receipt.tx_hex, consent_id=consent)
 
     # ------------------------------------------------------------- relays
@@ -305,7 +333,7 @@ class ConsentService:
             "grant",
             grant,
             signature,
-            lambda: self.ledger.grant_by_sig(grant, signature),
+            lambda trace: self.ledger.grant_by_sig(grant, signature, on_sent=trace),
             hex32(grant.consent_id),
             recovered,
             state,
@@ -324,7 +352,7 @@ class ConsentService:
             "revoke",
             revoke,
             signature,
-            lambda: self.ledger.revoke_by_sig(revoke, signature),
+            lambda trace: self.ledger.revoke_by_sig(revoke, signature, on_sent=trace),
             hex32(revoke.consent_id),
             recovered,
             state,
@@ -341,7 +369,7 @@ class ConsentService:
             "delegate",
             grant,
             signature,
-            lambda: self.ledger.delegate_by_sig(grant, signature),
+            lambda trace: self.ledger.delegate_by_sig(grant, signature, on_sent=trace),
             None,
             recovered,
             state,

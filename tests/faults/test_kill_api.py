@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ledger_service.chain.ledger import ledger_codec
 from tests.faults.harness import (
     CLINIC,
     ApiServer,
@@ -268,3 +269,35 @@ def test_kill_while_the_disclosure_is_in_flight_releases_nothing_and_the_retry_r
     logged = disclosure_txs(node.url, server.deployment.ledger_address, from_block)
     assert logged == [retry.headers["X-Disclosure-Tx"]], f"one request, one key: {len(logged)} disclosures logged"
     check_invariants(server, book, from_block=from_block)
+
+
+def test_kill_while_a_relayed_grant_waits_for_its_receipt_then_the_same_message_is_acknowledged(
+    node: Node, server: ApiServer
+) -> None:
+    """The relay traces the transaction before its receipt: the patient's retry of the identical signed
+    message is answered with that transaction, not refused for its (by then used) nonce."""
+    patient = new_patient(node.url)
+    client = server.client()
+    body = client.grant_body(patient, CLINIC, deadline=int(time.time()) + 3600)
+    with _automine_off(node):
+        thread, _ = _in_background(lambda: client.http.post("/v1/consents", json=body))
+        _wait_for(server, "SELECT 1 FROM relayed_messages")
+        _kill_once_traced(node, server, traced=None)
+        thread.join(10)
+    node.mine()  # the grant lands although the relay died waiting for it
+    client.close()
+    server.start()
+    retry = server.client()
+    again = retry.http.post("/v1/consents", json=body)
+    assert again.status_code == 200, again.text  # the first relay's result, replayed
+    (tx_hash,) = server.query("SELECT tx_hash FROM relayed_messages")[0]
+    assert again.json()["txHash"] == tx_hash
+    assert node.deployment is not None
+    granted = node.rpc.get_logs(
+        node.deployment.ledger_address,
+        0,
+        node.rpc.block_number(),
+        [ledger_codec().topic("ConsentGranted"), None, bytes(12) + bytes.fromhex(patient.address[2:])],
+    )
+    assert ["0x" + g["transactionHash"].hex() for g in granted] == [tx_hash], "one grant, the traced one"
+    retry.close()
