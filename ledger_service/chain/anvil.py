@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -108,6 +109,12 @@ class AnvilProcess:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        # Stop mining first. anvil still answers (and automines) while it writes its state after
+        # SIGINT, so a transaction mined in that moment could get its receipt, be acknowledged, and
+        # then be missing after a restart. A transaction arriving now stays unmined and gets no receipt.
+        for method, params in (("evm_setAutomine", [False]), ("evm_setIntervalMining", [0])):
+            with contextlib.suppress(requests.RequestException):
+                requests.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=2)
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=timeout)
