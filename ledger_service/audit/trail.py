@@ -462,13 +462,19 @@ def patient_topic_filters(patient: str, codec: ContractCodec | None = None) -> l
     topic, or first for delegations); the rest (roles, providers, categories, batch anchors) is the
     same for every patient and small. Together they are all a patient-scoped verification needs.
     """
-    codec = codec or ledger_codec()
+    return [*_own_topic_filters(patient, codec or ledger_codec()), _shared_topic_filter(codec or ledger_codec())]
+
+
+def _own_topic_filters(patient: str, codec: ContractCodec) -> list[list[Any]]:
     padded = "0x" + bytes(12).hex() + to_checksum_address(patient)[2:].lower()
     second = [_topic_hex(codec, name) for name in _PATIENT_SECOND_TOPIC]
     first = [_topic_hex(codec, name) for name in _PATIENT_FIRST_TOPIC]
+    return [[second, None, padded], [first, padded]]
+
+
+def _shared_topic_filter(codec: ContractCodec) -> list[Any]:
     per_patient = (*_PATIENT_SECOND_TOPIC, *_PATIENT_FIRST_TOPIC)
-    shared = [_topic_hex(codec, name) for name in _BUILDERS if name not in per_patient]
-    return [[second, None, padded], [first, padded], [shared]]
+    return [[_topic_hex(codec, name) for name in _BUILDERS if name not in per_patient]]
 
 
 _PATIENT_SECOND_TOPIC: Final = (
@@ -498,6 +504,7 @@ class PatientLogCache:
     """The raw logs of recently audited patients, so that auditing a patient again reads only the
     blocks added since (a node without log indexes, such as anvil, scans every block of the range).
 
+    The global events (roles, providers, categories, batch anchors) are kept once, not per patient.
     An entry is trusted only while the block it ends at keeps its hash: every block links to its
     parent's hash, so an unchanged last block means no block up to it changed. Otherwise the entry
     is read again from the start. Bounded: the least recently audited patients are forgotten.
@@ -515,10 +522,23 @@ class PatientLogCache:
         patient: str,
         from_block: int,
         to_block: int,
-        filters: Sequence[Sequence[Any]],
+        codec: ContractCodec,
         progress: Progress = _no_progress,
     ) -> list[dict[str, Any]]:
-        key = (contract, patient)
+        """The patient's own logs and the global ones in ``[from_block, to_block]``, in no set order."""
+        own = self._read((contract, patient), rpc, from_block, to_block, _own_topic_filters(patient, codec), progress)
+        shared = self._read((contract, ""), rpc, from_block, to_block, [_shared_topic_filter(codec)], progress)
+        return own + shared
+
+    def _read(
+        self,
+        key: tuple[str, str],
+        rpc: RpcClient,
+        from_block: int,
+        to_block: int,
+        filters: Sequence[Sequence[Any]],
+        progress: Progress,
+    ) -> list[dict[str, Any]]:
         with self._lock:
             entry = self._entries.get(key)
         start, known = from_block, []
@@ -530,7 +550,7 @@ class PatientLogCache:
             if unchanged:
                 start, known = entry.to_block + 1, entry.logs
         new = (
-            fetch_raw_logs(rpc, contract, start, to_block, progress=progress, topic_filters=filters)
+            fetch_raw_logs(rpc, key[0], start, to_block, progress=progress, topic_filters=filters)
             if start <= to_block
             else []
         )
@@ -539,8 +559,9 @@ class PatientLogCache:
         with self._lock:
             self._entries[key] = _PatientLogs(from_block, to_block, str(end["hash"]), logs)
             self._entries.move_to_end(key)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+            while len(self._entries) > self._max + 1:  # the patients, and the shared entry
+                oldest = next(k for k in self._entries if k[1])
+                del self._entries[oldest]
         return logs
 
 
@@ -616,8 +637,7 @@ def _fetch_trail(
     if patient is None:
         raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress)
     elif cache is not None:
-        filters = patient_topic_filters(patient, codec)
-        raw_logs = cache.logs(rpc, contract, patient, from_block, to_block, filters, progress)
+        raw_logs = cache.logs(rpc, contract, patient, from_block, to_block, codec, progress)
     else:
         filters = patient_topic_filters(patient, codec)
         raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress, topic_filters=filters)

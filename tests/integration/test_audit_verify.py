@@ -167,11 +167,14 @@ class _CountingRpc(RpcClient):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.log_ranges: list[tuple[int, int]] = []
+        self.shared_from: list[int] = []  # where each read of the global (not per-patient) events began
 
     def batch_responses(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
         for method, params in calls:
             if method == "eth_getLogs":
                 self.log_ranges.append((int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)))
+                if len(params[0].get("topics", ())) == 1:
+                    self.shared_from.append(int(params[0]["fromBlock"], 16))
         return super().batch_responses(calls)
 
 
@@ -204,6 +207,12 @@ def test_a_repeated_patient_audit_reads_only_new_blocks_and_survives_a_reorg(sce
     rpc.log_ranges.clear()
     assert audited() == uncached() and len(audited()) == len(events) - 1  # the read is gone with its block
     assert min(lo for lo, _hi in rpc.log_ranges) == start
+    # Another patient's audit reads their own events from the start, the global ones only where the
+    # cache ends: those are kept once for everyone.
+    head = rpc.block_number()
+    rpc.shared_from.clear()
+    fetch_trail(rpc, ledger, from_block=start, patient=scenario.chain.lab.address, cache=cache)
+    assert rpc.shared_from == [] or min(rpc.shared_from) > head
 
 
 def test_auditor_mode_uses_only_own_nodes(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
