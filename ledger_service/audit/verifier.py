@@ -1316,7 +1316,7 @@ def _verify(
         if scope.covers_patient(versions[0].patient) and (scope.record_id is None or rid == scope.record_id)
     }
     for rid, versions in in_scope_records.items():
-        problems = chain_breaks([v.domain() for v in versions], fast=True)
+        problems = chain_breaks([v.domain() for v in versions])
         if problems:
             last = versions[-1]
             for problem in problems:

@@ -119,8 +119,7 @@ class RecordVersion:
     block_number: int = 0
     tx_hash: bytes = b""
 
-    def fast_recomputed_hash(self) -> bytes:
-        """:meth:`recomputed_hash` through :func:`fast_version_hash` (same result)."""
+    def recomputed_hash(self) -> bytes:
         return fast_version_hash(
             record_id=self.record_id,
             version=self.version,
@@ -132,24 +131,9 @@ class RecordVersion:
             previous_hash=self.previous_hash,
         )
 
-    def recomputed_hash(self) -> bytes:
-        return version_hash(
-            record_id=self.record_id,
-            version=self.version,
-            patient=self.patient,
-            author=self.author,
-            category=self.category,
-            cid=self.cid,
-            commitment=self.commitment,
-            previous_hash=self.previous_hash,
-        )
 
-
-def chain_breaks(versions: list[RecordVersion], *, fast: bool = False) -> list[str]:
-    """Every way a record's versions fail to form a hash chain (empty list = intact).
-
-    ``fast`` recomputes the version hashes with :func:`fast_version_hash` (same results).
-    """
+def chain_breaks(versions: list[RecordVersion]) -> list[str]:
+    """Every way a record's versions fail to form a hash chain (empty list = intact)."""
     problems: list[str] = []
     expected_previous = ZERO32
     for expected_version, v in enumerate(sorted(versions, key=lambda v: v.version), start=1):
@@ -160,7 +144,7 @@ def chain_breaks(versions: list[RecordVersion], *, fast: bool = False) -> list[s
                 f"version {v.version}: previous hash expected 0x{expected_previous.hex()}, "
                 f"got 0x{v.previous_hash.hex()}"
             )
-        recomputed = v.fast_recomputed_hash() if fast else v.recomputed_hash()
+        recomputed = v.recomputed_hash()
         if recomputed != v.version_hash:
             problems.append(
                 f"version {v.version}: version hash expected 0x{recomputed.hex()}, got 0x{v.version_hash.hex()}"

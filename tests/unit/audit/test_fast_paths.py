@@ -86,8 +86,9 @@ def test_fast_version_hash_equals_the_abi_encoded_one(
     )
     assert fast_version_hash(**kw) == version_hash(**kw)  # type: ignore[arg-type]
     v = RecordVersion(rid, version, patient, author, category, cid, commitment, prev, b"\x00" * 32)
-    assert v.fast_recomputed_hash() == v.recomputed_hash()
-    assert chain_breaks([v], fast=True) == chain_breaks([v])
+    # The record's own check and the hash chain use the fast path: the reference's result.
+    assert v.recomputed_hash() == version_hash(**kw)  # type: ignore[arg-type]
+    assert f"version hash expected 0x{version_hash(**kw).hex()}" in " ".join(chain_breaks([v]))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
