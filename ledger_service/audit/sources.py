@@ -32,7 +32,7 @@ def operator_records(db: Database, *, patient: str | None = None) -> OperatorRec
                 row_id,
                 record_id,
                 version,
-                patient,
+                row_patient,
                 accessor,
                 purpose,
                 consent_id,
@@ -49,7 +49,7 @@ def operator_records(db: Database, *, patient: str | None = None) -> OperatorRec
                 row_id,
                 record_id,
                 version,
-                patient,
+                row_patient,  # not ``patient``: that is the scope this function was given
                 accessor,
                 purpose,
                 consent_id,
@@ -108,9 +108,9 @@ def operator_records(db: Database, *, patient: str | None = None) -> OperatorRec
                 tx_hash,
                 None if block_number is None else int(block_number),
                 state,
-                patient,
+                row_patient,
             )
-            for record_id, version, cid, version_hash, tx_hash, block_number, state, patient in s.execute(
+            for record_id, version, cid, version_hash, tx_hash, block_number, state, row_patient in s.execute(
                 select(v.record_id, v.version, v.cid, v.version_hash, v.tx_hash, v.block_number, v.state, r.patient)
                 .select_from(RecordVersionRow.__table__.outerjoin(RecordRow.__table__, v.record_id == r.record_id))
                 .where(mine)
