@@ -739,16 +739,7 @@ class RecordService:
                 )
                 .returning(DeliveryRow.id)
             ).scalar_one()
-            if key:
-                s.merge(
-                    IdempotencyRow(
-                        key=f"{accessor}:{key}",
-                        request_hash=request_hash,
-                        state="pending",
-                        result=json.dumps({"deliveryId": delivery_id}),
-                        created_at=_now(),
-                    )
-                )
+            _remember_delivery(s, accessor, key, request_hash, delivery_id, state="pending")
         try:
             receipt = sender.wait(tx_hash, action=call, to=self.ledger.address, data=data)
         except TransactionReverted:
@@ -1010,14 +1001,17 @@ def _purpose_code(raw: bytes) -> str:
     return purpose_from_bytes32(raw)
 
 
-def _remember_delivery(s: Session, accessor: str, key: str | None, request_hash: str, delivery_id: int) -> None:
-    """Record that a keyed request was answered by this delivery, in the delivery's transaction."""
+def _remember_delivery(
+    s: Session, accessor: str, key: str | None, request_hash: str, delivery_id: int, *, state: str = "done"
+) -> None:
+    """Record that a keyed request is answered by this delivery (``pending`` while its transaction is
+    in flight), in the delivery's transaction."""
     if key:
         s.merge(
             IdempotencyRow(
                 key=f"{accessor}:{key}",
                 request_hash=request_hash,
-                state="done",
+                state=state,
                 result=json.dumps({"deliveryId": delivery_id}),
                 created_at=_now(),
             )
