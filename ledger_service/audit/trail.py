@@ -526,9 +526,10 @@ class PatientLogCache:
         progress: Progress = _no_progress,
     ) -> list[dict[str, Any]]:
         """The patient's own logs and the global ones in ``[from_block, to_block]``, in no set order."""
-        own = self._read((contract, patient), rpc, from_block, to_block, _own_topic_filters(patient, codec), progress)
-        shared = self._read((contract, ""), rpc, from_block, to_block, [_shared_topic_filter(codec)], progress)
-        return own + shared
+        end = str(rpc.get_block(to_block)["hash"])
+        own, shared = _own_topic_filters(patient, codec), [_shared_topic_filter(codec)]
+        logs = self._read((contract, patient), rpc, from_block, to_block, end, own, progress)
+        return logs + self._read((contract, ""), rpc, from_block, to_block, end, shared, progress)
 
     def _read(
         self,
@@ -536,6 +537,7 @@ class PatientLogCache:
         rpc: RpcClient,
         from_block: int,
         to_block: int,
+        to_block_hash: str,
         filters: Sequence[Sequence[Any]],
         progress: Progress,
     ) -> list[dict[str, Any]]:
@@ -543,10 +545,13 @@ class PatientLogCache:
             entry = self._entries.get(key)
         start, known = from_block, []
         if entry is not None and entry.from_block == from_block and entry.to_block <= to_block:
-            try:
-                unchanged = rpc.get_block(entry.to_block).get("hash") == entry.to_block_hash
-            except ChainError:  # the block is gone (a reorganization to a shorter chain)
-                unchanged = False
+            if entry.to_block == to_block:
+                unchanged = entry.to_block_hash == to_block_hash
+            else:
+                try:
+                    unchanged = rpc.get_block(entry.to_block).get("hash") == entry.to_block_hash
+                except ChainError:  # the block is gone (a reorganization to a shorter chain)
+                    unchanged = False
             if unchanged:
                 start, known = entry.to_block + 1, entry.logs
         new = (
@@ -555,9 +560,8 @@ class PatientLogCache:
             else []
         )
         logs = known + new
-        end = rpc.get_block(to_block)
         with self._lock:
-            self._entries[key] = _PatientLogs(from_block, to_block, str(end["hash"]), logs)
+            self._entries[key] = _PatientLogs(from_block, to_block, to_block_hash, logs)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max + 1:  # the patients, and the shared entry
                 oldest = next(k for k in self._entries if k[1])
