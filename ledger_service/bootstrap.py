@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from eth_account import Account
 
@@ -25,6 +26,7 @@ from ledger_service.service.auth import AuthService, load_or_create_secret
 from ledger_service.service.batching import DisclosureBatcher, DisclosureLog
 from ledger_service.service.consents import ConsentService
 from ledger_service.service.directory import Directory
+from ledger_service.service.idempotency import IdempotencyStore
 from ledger_service.service.records import RecordService
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 
@@ -51,6 +53,7 @@ class Services:
     audit: AuditService
     disclosure_log: DisclosureLog
     batcher: DisclosureBatcher
+    idempotency: IdempotencyStore
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -163,8 +166,10 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         batch_interval=settings.batch_interval,
         start_block=deployment.block_number,
     )
+    idempotency = IdempotencyStore(db, ttl=timedelta(seconds=settings.idempotency_ttl))
     records = RecordService(
         db=db,
+        idempotency=idempotency,
         blobs=blobs,
         custody=custody,
         ledger=ledger,
@@ -214,6 +219,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         audit,
         disclosure_log,
         batcher,
+        idempotency,
     )
 
 

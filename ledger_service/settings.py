@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         cls,
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
+    # Idempotency (docs/security.md, "Idempotent reads")
+    idempotency_ttl: float = Field(
+        default=24 * 3600.0,
+        gt=600,
+        description="Seconds an Idempotency-Key is remembered after its last use; later the same key is a new request",
+    )
+
         env_settings: PydanticBaseSettingsSource,
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,

@@ -149,6 +149,7 @@ class LedgerClient:
         purpose: str = "TREAT",
         nonce: int | None = None,
         deadline: int | None = None,
+        valid_until: int = 0,
         **domain: Any,
     ) -> dict[str, Any]:
         grant = {
@@ -157,7 +158,7 @@ class LedgerClient:
             "scope": scope,
             "purpose": purpose32(purpose),
             "validFrom": 0,
-            "validUntil": 0,
+            "validUntil": valid_until,
             "nonce": self.nonce_of(patient.address) if nonce is None else nonce,
             "deadline": int(time.time()) + 3600 if deadline is None else deadline,
         }

@@ -130,10 +130,10 @@ async def _idempotent_upload(
     work: Callable[[str | None], AnchoredVersion],
 ) -> dict[str, Any]:
     """Run the upload once per Idempotency-Key; a replay answers 200 with the first result."""
-    store = IdempotencyStore(services.db)
+    store = services.idempotency
     if not key:
         return (await run_in_threadpool(work, None)).as_result()
-    scoped = store.scoped(caller_address, key)
+    scoped = IdempotencyStore.scoped(caller_address, key)
     previous = await run_in_threadpool(store.claim, scoped, fingerprint)
     if previous is not None:
         response.status_code = status.HTTP_200_OK

@@ -108,13 +108,17 @@ class DeliveryRow(Base):
     consent_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
     emergency: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="logged")  # logged (event on chain) | released
+    status: Mapped[str] = mapped_column(String(16), default="logged")  # pending (tx traced) | logged
     tx_hash: Mapped[str | None] = mapped_column(String(66), unique=True, nullable=True)
     block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     log_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     leaf_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Keyed reads only (docs/security.md, "Idempotent reads"): when a request took the right to send
+    # the bytes, and when the last byte went out. A delivery is sent in full at most once.
+    release_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class DisclosureLogEntryRow(Base):

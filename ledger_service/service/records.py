@@ -71,6 +71,9 @@ DisclosureMode = Literal["per-read", "batched"]
 MAX_APPEND_ATTEMPTS = 8
 
 # FHIR bodies are parsed whole for validation; larger files must not be FHIR JSON.
+# A release claim older than this is taken to be a dead process's (it sent part of the bytes at most).
+STALE_RELEASE = timedelta(minutes=15)
+
 MAX_FHIR_BYTES = 32 * 1024 * 1024
 
 
@@ -175,6 +178,9 @@ class RecordService:
         *,
         db: Database,
         blobs: BlobStore,
+    # Whether the accessor may be released the bytes now, at the latest block: what a replay under an
+    # earlier disclosure must pass (docs/security.md, "Idempotent reads"). Raises the refusal.
+    still_allowed: Callable[[], None]
         custody: KeyCustody,
         ledger: ConsentLedgerContract,
         providers: ProviderSigners,
@@ -182,6 +188,7 @@ class RecordService:
         disclosure_mode: DisclosureMode = "per-read",
         disclosure_log: DisclosureLog | None = None,
         on_disclosure: Callable[[], None] | None = None,
+        idempotency: IdempotencyStore,
     ) -> None:
         if disclosure_mode == "batched" and disclosure_log is None:
             raise ValueError("batched disclosure mode needs a disclosure log")
@@ -197,6 +204,7 @@ class RecordService:
         self._record_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
+        self.idempotency = idempotency
     def _lock_for(self, record_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._record_locks.setdefault(record_id, threading.Lock())
@@ -506,6 +514,7 @@ class RecordService:
     ) -> RecordContent:
         accessor = _addr(accessor, "accessor")
         reason = (reason or "").strip()
+                still_allowed=check_consent,
         if not reason or len(reason) > 2000:
             raise ValidationError("an emergency access needs a reason (1 to 2000 characters)", field="reason")
         record = self._anchored_record(record_id)
@@ -520,10 +529,17 @@ class RecordService:
                 # Only the reason's hash goes on chain: the text may carry clinical detail.
                 args=(record.patient, rid, accessor, keccak(reason.encode("utf-8"))),
                 precheck=None,
+
+        def refused() -> LedgerError:
+            return PermissionDenied(f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor)
+
+        def may_break_the_glass() -> None:
+            if not (self.ledger.has_role(EMERGENCY_ROLE, accessor) and self.ledger.is_active_provider(accessor)):
+                raise refused()
+
                 refused_by="NotEmergencyProvider",
-                refusal=lambda: PermissionDenied(
-                    f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor
-                ),
+                refusal=refused,
+                still_allowed=may_break_the_glass,
             ),
             key=idempotency_key,
             request_hash=_request_hash("emergency", accessor, record_id, reason),
@@ -532,7 +548,14 @@ class RecordService:
     def _disclose_and_release(
         self, record: RecordRow, accessor: str, d: _Disclosure, *, key: str | None, request_hash: str
     ) -> RecordContent:
-        """Replay, else log the disclosure (batched or on chain); only then release the bytes."""
+        """Replay, else log the disclosure (batched or on chain); only then release the bytes.
+
+        A replay is served under its earlier disclosure only if that one's bytes never went out in full
+        and the accessor is allowed now; otherwise it is a new release with a disclosure of its own
+        (docs/security.md, "Idempotent reads").
+        """
+        if key:
+            IdempotencyStore.scoped(accessor, key)  # the key's own rules (length, printable)
         delivery = self._replay(accessor, key, request_hash)
         if delivery is None and self.disclosure_mode == "batched":
             delivery = self._batched_disclosure(
@@ -544,10 +567,12 @@ class RecordService:
             try:
                 delivery = self._disclose_on_chain(
                     record, accessor, d.purpose, d.call, d.args, key=key, request_hash=request_hash, reason=d.reason
+        if delivery is not None:
+            d.still_allowed()
                 )
             except TransactionReverted as exc:
                 raise (d.refusal() if exc.error_name == d.refused_by else _record_error(exc)) from exc
-        return self._release(record, delivery)
+        return self._release(record, delivery, claim=bool(key))
 
     # ------------------------------------------------------------- batched mode
 
@@ -634,8 +659,15 @@ class RecordService:
             leaf = self.disclosure_log.store.append_in(s, entry.encode())
             if key:  # under the log's writer lock: a twin request that committed first wins
                 done = s.get(IdempotencyRow, f"{entry.accessor}:{key}")
-                if done is not None and done.state == "done" and done.result is not None:
-                    raise _Replayed
+                if (
+                    done is not None
+                    and done.state == "done"
+                    and done.result is not None
+                    and self.idempotency.is_live(done)
+                ):
+                    twin = s.get(DeliveryRow, json.loads(done.result)["deliveryId"])
+                    if twin is not None and twin.released_at is None:
+                        raise _Replayed
             delivery = DeliveryRow(
                 record_id=hex32(entry.record_id),
                 version=entry.version,
@@ -679,20 +711,23 @@ class RecordService:
         return f"access refused: {decision.reason}"
 
     def _replay(self, accessor: str, key: str | None, request_hash: str) -> DeliveryRow | None:
-        """The disclosure of an identical earlier request, if any (adopted if it was still in flight)."""
+        """The disclosure of an identical earlier request whose bytes were never sent in full, if any
+        (adopted if its transaction was still in flight); None means this request needs its own."""
         if not key:
             return None
         scoped = f"{accessor}:{key}"
         with self.db.session() as s:
             row = s.get(IdempotencyRow, scoped)
-            if row is None:
+            if row is None or not self.idempotency.is_live(row):
                 return None
             if row.request_hash != request_hash:
                 raise IdempotencyConflict("this Idempotency-Key was used for a different request")
             if row.result is None:
                 return None
             delivery = s.get(DeliveryRow, json.loads(row.result)["deliveryId"])
-        if delivery is not None and delivery.status == "pending":
+        if delivery is None or delivery.released_at is not None:
+            return None  # its bytes went out in full: serving them again is a new release
+        if delivery.status == "pending":
             return self._adopt(delivery)
         return delivery
 
@@ -819,7 +854,42 @@ class RecordService:
                 dropped += 1
         return finished, dropped
 
-    def _release(self, record: RecordRow, delivery: DeliveryRow) -> RecordContent:
+    def _claim_release(self, delivery_id: int) -> None:
+        """Take the right to send a keyed delivery's bytes; a twin request holding it is a conflict."""
+        now = _now()
+        with self.db.session() as s:
+            claimed = s.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.id == delivery_id,
+                    DeliveryRow.released_at.is_(None),
+                    (DeliveryRow.release_started_at.is_(None)) | (DeliveryRow.release_started_at < now - STALE_RELEASE),
+                )
+                .values(release_started_at=now)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                raise IdempotencyConflict(
+                    "a request with this Idempotency-Key is being answered right now; retry when it finishes"
+                )
+
+    def _mark_release(self, delivery_id: int, *, complete: bool) -> None:
+        """After the last byte: the delivery is spent. After an interrupted send: free it for a retry."""
+        values = {"released_at": _now()} if complete else {"release_started_at": None}
+        with self.db.session() as s:
+            s.execute(update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values))
+
+    def reset_interrupted_releases(self) -> int:
+        """Free the release claims a dead process left (it sent part of the bytes at most). Only for a
+        private DB, where no other process can be sending; on a shared one a claim goes stale instead."""
+        with self.db.session() as s:
+            result = s.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.released_at.is_(None), DeliveryRow.release_started_at.is_not(None))
+                .values(release_started_at=None)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def _release(self, record: RecordRow, delivery: DeliveryRow, *, claim: bool) -> RecordContent:
         with self.db.session() as s:
             version, key_row = s.execute(
                 select(RecordVersionRow, DataKeyRow)
@@ -841,15 +911,29 @@ class RecordService:
         plaintext = decrypt_stream(data_key, binding, blob)
         first = next(plaintext, b"")
 
-        def chunks() -> Iterator[bytes]:
-            if first:
-                yield first
-            yield from plaintext
+        else:
+            self._claim_release(delivery.id)
+
+            def chunks() -> Iterator[bytes]:
+                complete = False
+                try:
+                    if first:
+                        yield first
+                    yield from plaintext
+                    complete = True
+                finally:
+                    self._mark_release(delivery.id, complete=complete)
 
         return RecordContent(
             record.record_id,
             delivery.version,
             version.media_type,
+        if not claim:
+            # No key, no replay: nothing to mark (a read without a key costs no extra write).
+            def chunks() -> Iterator[bytes]:
+                if first:
+                    yield first
+                yield from plaintext
             version.cid,
             delivery.tx_hash or "",
             version.plaintext_size,
