@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     idempotency_ttl: float = Field(
         default=24 * 3600.0,
         gt=600,
-        description="Seconds an Idempotency-Key is remembered after its last use; later the same key is a new request",
+        description="Seconds an Idempotency-Key is remembered from the request that claimed it; then it is new",
     )
 
         env_settings: PydanticBaseSettingsSource,

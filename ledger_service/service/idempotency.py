@@ -6,7 +6,7 @@ different request under the same key is a conflict; a retry while the first atte
 still running is a conflict too, unless that attempt is stale (its process died), in
 which case the retry takes the key over.
 
-Keys expire ``ttl`` after their last use (docs/security.md, "Idempotent reads"): an expired key
+Keys expire ``ttl`` after the request that claimed them (docs/security.md, "Idempotent reads"): an expired key
 is a new request, and :meth:`IdempotencyStore.purge_expired` deletes them.
 """
 

@@ -68,6 +68,26 @@ def test_idempotency_claims_are_exclusive(database: Database) -> None:
         store.claim(key, "another request")
 
 
+def test_an_idempotency_key_past_its_window_is_a_new_request_and_is_purged(database: Database) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2026, 12, 1, tzinfo=UTC)]
+    store = IdempotencyStore(database, ttl=timedelta(hours=24), clock=lambda: now[0])
+    key = store.scoped("0xabc", "upload-2")
+    assert store.claim(key, "first request") is None
+    store.complete(key, {"recordId": "0x01"})
+    now[0] += timedelta(hours=23)
+    assert store.claim(key, "first request") == {"recordId": "0x01"}  # inside the window: the replay
+    assert store.purge_expired() == 0
+    now[0] += timedelta(hours=2)
+    assert store.claim(key, "another request") is None  # past it: free for a new request, no conflict
+    store.complete(key, {"recordId": "0x02"})
+    assert store.claim(key, "another request") == {"recordId": "0x02"}
+    now[0] += timedelta(hours=25)
+    assert store.purge_expired() == 1
+    assert store.claim(key, "a third request") is None
+
+
 def test_two_processes_share_an_accounts_nonces(database: Database) -> None:
     """Two senders with their own in-process state, one DB: every nonce is used exactly once."""
     from concurrent.futures import ThreadPoolExecutor
