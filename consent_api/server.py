@@ -9,6 +9,7 @@ import uvicorn
 
 from consent_api.app import create_app
 from ledger_service.bootstrap import bootstrap
+from ledger_service.origins import sign_in_origins, trusted_proxies
 from ledger_service.runtime import Runtime
 
 log = logging.getLogger("consent_api")
@@ -17,6 +18,7 @@ log = logging.getLogger("consent_api")
 def serve(runtime: Runtime, stop: threading.Event) -> None:
     """Run until Ctrl+C, SIGTERM or ``stop``; resolves work a crash left half-done first."""
     settings = runtime.settings
+    origins, proxies = sign_in_origins(settings), trusted_proxies(settings)  # refuse a bad config before any work
     services = bootstrap(settings, runtime.deployment)
     try:
         # A private SQLite DB has no other writer, so whatever is pending is this process's own
@@ -39,7 +41,17 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
         services.indexer.catch_up()
         services.start_background()
         app = create_app(services)
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        # X-Forwarded-For/-Proto are believed from the configured proxies only; uvicorn's default
+        # trusts them from 127.0.0.1, i.e. from anything else running on this host.
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=list(proxies),
+        )
         server = uvicorn.Server(config)
 
         def watch() -> None:
@@ -49,6 +61,7 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
         threading.Thread(target=watch, name="stop-watch", daemon=True).start()
         print(f"portal  http://{settings.host}:{settings.port}/", flush=True)
         print(f"API     http://{settings.host}:{settings.port}/docs  (OpenAPI at /openapi.json)", flush=True)
+        print(f"sign-in messages must name {' or '.join(origins)}", flush=True)
         print("press Ctrl+C to stop (state is saved in the data dir)", flush=True)
         server.run()
     finally:

@@ -44,6 +44,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     from ledger_service.runtime import Runtime
 
     settings = _settings(args, host=args.host, port=args.port, chain_port=args.chain_port)
+    if not args.no_api:  # a server that cannot tell its own origin must not start the chain first
+        from ledger_service.origins import sign_in_origins, trusted_proxies
+
+        sign_in_origins(settings)
+        trusted_proxies(settings)
     stop = threading.Event()
 
     def _interrupt(signum: int, _frame: Any) -> None:

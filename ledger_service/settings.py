@@ -40,7 +40,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_origin: str | None = Field(
-        default=None, description="Origin clients use (https://ledger.example.org); sign-in messages must name it"
+        default=None,
+        description="Origin clients use (https://ledger.example.org); sign-in messages must name it. "
+        "Unset: http://{host}:{port} on the dev chain; required with an external rpc_url (ledger_service/origins.py)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Further origins sign-in messages may name (http://localhost:8000)"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses or networks whose X-Forwarded-For/-Proto are believed; none by default",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed cross-site; none by default")
 

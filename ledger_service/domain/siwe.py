@@ -1,11 +1,12 @@
 """Sign-In with Ethereum (EIP-4361) messages: parsing and the checks on their fields.
 
-Pure: the caller supplies the expected domain, origin, chain id and the current time.
+Pure: the caller supplies the expected origins, chain id and the current time.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -129,18 +130,28 @@ def parse(message: str) -> SiweMessage:
 def check(
     message: SiweMessage,
     *,
-    domain: str,
-    origin: str,
+    origins: Sequence[str],
     chain_id: int,
     now: datetime,
     max_skew_seconds: int = 300,
     max_age_seconds: int = 900,
 ) -> None:
-    """Raise SiweError unless the message is for this server, chain and moment."""
-    if message.domain != domain:
-        raise SiweError(f"message is for domain {message.domain!r}, expected {domain!r}")
-    if not (message.uri == origin or message.uri.startswith(origin.rstrip("/") + "/")):
-        raise SiweError(f"message URI {message.uri!r} is not on {origin!r}")
+    """Raise SiweError unless the message is for this server, chain and moment.
+
+    ``origins`` are this server's own (``scheme://host[:port]``, from its settings): the message's
+    domain (and scheme, if it names one) must be one of them and its URI must be on that origin.
+    """
+    matching = [
+        origin
+        for origin in origins
+        if origin.split("://", 1)[1] == message.domain
+        and (message.scheme is None or message.scheme == origin.split("://", 1)[0])
+    ]
+    if not matching:
+        expected = " or ".join(repr(origin.split("://", 1)[1]) for origin in origins)
+        raise SiweError(f"message is for domain {message.domain!r}, expected {expected}")
+    if not any(message.uri == origin or message.uri.startswith(origin.rstrip("/") + "/") for origin in matching):
+        raise SiweError(f"message URI {message.uri!r} is not on {' or '.join(repr(o) for o in matching)}")
     if message.chain_id != chain_id:
         raise SiweError(f"message is for chain {message.chain_id}, expected {chain_id}")
     skew = max_skew_seconds

@@ -16,7 +16,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,11 +125,10 @@ class AuthService:
 
     # ------------------------------------------------------------- login
 
-    def login(self, message: str, signature: str, *, domain: str, origin: str) -> tuple[str, Session]:
+    def login(self, message: str, signature: str, *, origins: Sequence[str]) -> tuple[str, Session]:
+        """``origins``: the ones this server is reached at, from its settings (ledger_service/origins.py)."""
         parsed = siwe.parse(message)
-        siwe.check(
-            parsed, domain=domain, origin=origin, chain_id=self.chain_id, now=datetime.fromtimestamp(self._clock(), UTC)
-        )
+        siwe.check(parsed, origins=origins, chain_id=self.chain_id, now=datetime.fromtimestamp(self._clock(), UTC))
         try:
             raw = bytes.fromhex(signature[2:] if signature.startswith("0x") else signature)
             signer = Account.recover_message(encode_defunct(text=message), signature=raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -10,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from consent_api.app import create_app
-from ledger_service.bootstrap import Services
+from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, DelegateGrant, typed_data
 from tests.conftest import Chain
 
@@ -118,6 +119,15 @@ class Api:
         response = self.client.post("/v1/records", json=body, headers=self.token(provider or self.chain.clinic.address))
         assert response.status_code == 201, response.text
         return dict(response.json())
+
+
+@pytest.fixture
+def services(chain: Chain, tmp_path: Path) -> Iterator[Services]:
+    """A service instance whose public origin is the one the TestClient calls it at, so sign-in
+    messages name that origin as a browser there would."""
+    instance = bootstrap(chain.settings_for(tmp_path / "svc", public_origin=f"http://{HOST}"), chain.deployment)
+    yield instance
+    instance.close()
 
 
 @pytest.fixture

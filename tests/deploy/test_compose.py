@@ -9,6 +9,7 @@ the API's settings point at services the file defines, and no secret is written 
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import re
 import tomllib
@@ -454,6 +455,25 @@ def test_nginx_upstream_lists_every_api_replica(services: dict[str, dict[str, An
             assert shares_network(proxy, services[name])
     published = [s for s in services.values() if s.get("ports")]
     assert published == proxies, "only the reverse proxy publishes ports"
+
+
+def test_api_replicas_believe_forwarded_headers_from_the_proxy_only(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    from ledger_service.origins import trusted_proxies
+    from ledger_service.settings import Settings
+
+    proxies = [s for s in services.values() if str(s.get("image", "")).startswith("nginx:")]
+    subnet = ipaddress.ip_network(compose["networks"]["edge"]["ipam"]["config"][0]["subnet"])
+    addresses = {str(proxy["networks"]["edge"]["ipv4_address"]) for proxy in proxies}
+    assert addresses and all(ipaddress.ip_address(a) in subnet for a in addresses)
+    conf = NGINX_CONF.read_text(encoding="utf-8")
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
+    for name in api_services(services):
+        env = environment(services[name])
+        settings = Settings(trusted_proxies=json.loads(env["CONSENT_LEDGER_TRUSTED_PROXIES"]))
+        assert set(trusted_proxies(settings)) == addresses, f"{name} trusts {settings.trusted_proxies}"
 
 
 # ---------------------------------------------------------------------------- secrets

@@ -114,6 +114,7 @@ class ApiServer:
             "RELAYER_KEY": ADMIN_KEY,
             "PROVIDER_KEYS": f"{CLINIC_KEY},{LAB_KEY}",
             "PORT": str(self.port),
+            "PUBLIC_ORIGIN": self.url,  # an external chain: the origin sign-in messages name must be set
             "RECEIPT_TIMEOUT": "30",
             **{k.upper(): str(v) for k, v in self.settings.items()},
         }
