@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import TracebackType
 
 from ledger_service.chain.anvil import AnvilProcess
 from ledger_service.chain.client import RpcClient, TransactionSender
 from ledger_service.chain.deploy import Deployment, deploy_ledger, deployment_is_live, onboard_demo
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.datadir import secure_data_dir
 from ledger_service.errors import ConfigurationError
 from ledger_service.settings import Settings
+
+
+def _sqlite_files(settings: Settings) -> tuple[Path, ...]:
+    """A SQLite DB and its journals, wherever the DB lives (normally in the data dir)."""
+    url = settings.effective_database_url
+    path = url.split("///", 1)[-1] if url.startswith("sqlite") else ""
+    if not path or path == ":memory:":
+        return ()
+    db = Path(path)
+    return tuple(db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", "-journal"))
 
 
 class Runtime:
@@ -31,7 +43,7 @@ class Runtime:
 
     def __enter__(self) -> Runtime:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(s.data_dir, extra_files=_sqlite_files(s))
         if s.embedded_chain:
             self.anvil = AnvilProcess(
                 host=s.chain_host,
