@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Batched mode: ... or once the oldest unanchored entry is T seconds old"
     )
 
+    # Idempotency (docs/security.md, "Idempotent reads")
+    idempotency_ttl: float = Field(
+        default=24 * 3600.0,
+        gt=600,
+        description="Seconds an Idempotency-Key is remembered from the request that claimed it; then it is new",
+    )
+
     # Limits
     max_json_body: int = 32 * 1024 * 1024
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
@@ -92,13 +99,6 @@ class Settings(BaseSettings):
         cls,
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
-    # Idempotency (docs/security.md, "Idempotent reads")
-    idempotency_ttl: float = Field(
-        default=24 * 3600.0,
-        gt=600,
-        description="Seconds an Idempotency-Key is remembered from the request that claimed it; then it is new",
-    )
-
         env_settings: PydanticBaseSettingsSource,
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
