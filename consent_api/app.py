@@ -105,8 +105,7 @@ class HeadersAndMetrics:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
-                if not scope["path"].startswith("/docs"):
-                    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
             await send(message)
 
         try:
@@ -145,7 +144,7 @@ def create_app(services: Services) -> FastAPI:
         title="Consent Ledger API",
         version="1.0.0",
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # /docs is the page below: swagger-ui served from this origin
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -192,5 +191,10 @@ def create_app(services: Services) -> FastAPI:
         @app.get("/portal/{path:path}", include_in_schema=False)
         def portal(path: str = "") -> FileResponse:
             return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+        @app.get("/docs", include_in_schema=False)
+        def api_docs() -> FileResponse:
+            # Own page, not FastAPI's: that one loads swagger-ui from a CDN and starts it inline.
+            return FileResponse(STATIC_DIR / "docs.html", headers={"Cache-Control": "no-cache"})
 
     return app

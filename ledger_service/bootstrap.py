@@ -27,7 +27,7 @@ from ledger_service.service.batching import DisclosureBatcher, DisclosureLog
 from ledger_service.service.consents import ConsentService
 from ledger_service.service.directory import Directory
 from ledger_service.service.idempotency import IdempotencyStore
-from ledger_service.service.records import RecordService
+from ledger_service.service.records import FHIR_INLINE_BELOW, RecordService, check_fhir
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class Services:
     disclosure_log: DisclosureLog
     batcher: DisclosureBatcher
     idempotency: IdempotencyStore
+    parse_workers: ParseWorkers
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -167,6 +168,11 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         start_block=deployment.block_number,
     )
     idempotency = IdempotencyStore(db, ttl=timedelta(seconds=settings.idempotency_ttl))
+    parse_workers = ParseWorkers(settings.parse_workers)
+
+    def check_fhir_in_worker(document: bytes) -> None:
+        parse_workers.run(check_fhir, document, inline_below=FHIR_INLINE_BELOW)
+
     records = RecordService(
         db=db,
         idempotency=idempotency,
@@ -220,6 +226,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         disclosure_log,
         batcher,
         idempotency,
+        parse_workers,
     )
 
 

@@ -57,6 +57,7 @@ from ledger_service.errors import (
     PermissionDenied,
     RecordErased,
     RecordNotFound,
+    RecordTooLarge,
     StaleVersion,
     TransactionReverted,
     ValidationError,
@@ -70,11 +71,15 @@ DisclosureMode = Literal["per-read", "batched"]
 # Appending retries when another writer takes the leaf index first (PostgreSQL without the lock).
 MAX_APPEND_ATTEMPTS = 8
 
-# FHIR bodies are parsed whole for validation; larger files must not be FHIR JSON.
 # A release claim older than this is taken to be a dead process's (it sent part of the bytes at most).
 STALE_RELEASE = timedelta(minutes=15)
 
+# FHIR bodies are parsed whole for validation; larger files must not be FHIR JSON. The default of the
+# service's limit, which the settings set (max_json_body).
 MAX_FHIR_BYTES = 32 * 1024 * 1024
+# A FHIR document under this many bytes is validated in the calling thread: that takes milliseconds,
+# less than handing it to a worker process (ledger_service/workers.py).
+FHIR_INLINE_BELOW = 16 * 1024
 
 
 def _now() -> datetime:
@@ -92,8 +97,6 @@ def validate_fhir(content: bytes) -> dict[str, Any]:
     """Parse and validate a FHIR R4 resource (checked against fhir.resources' R4B models)."""
     from fhir.resources.R4B import get_fhir_model_class
 
-    if len(content) > MAX_FHIR_BYTES:
-        raise InvalidRecordContent(f"FHIR resources are limited to {MAX_FHIR_BYTES} bytes")
     try:
         data = json.loads(content)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -110,6 +113,25 @@ def validate_fhir(content: bytes) -> dict[str, Any]:
         first = str(exc).splitlines()[:3]
         raise InvalidRecordContent(f"invalid FHIR {data['resourceType']}: {' '.join(first)}") from exc
     return data
+
+
+def check_fhir(content: bytes) -> None:
+    """validate_fhir without its result, as a worker process answers (the parsed tree stays there)."""
+    validate_fhir(content)
+
+
+def fhir_document(content: Iterable[bytes], limit: int) -> bytes:
+    """The whole FHIR document for its validation, read no further than ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in content:
+        size += len(chunk)
+        if size > limit:
+            raise RecordTooLarge(
+                f"FHIR JSON is limited to {limit} bytes (it is validated whole); send larger files as another type"
+            )
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -170,6 +192,9 @@ class _Disclosure:
     precheck: Callable[[], None] | None
     refused_by: str
     refusal: Callable[[], LedgerError]
+    # Whether the accessor may be released the bytes now, at the latest block: what a replay under an
+    # earlier disclosure must pass (docs/security.md, "Idempotent reads"). Raises the refusal.
+    still_allowed: Callable[[], None]
 
 
 class RecordService:
@@ -177,10 +202,8 @@ class RecordService:
         self,
         *,
         db: Database,
+        idempotency: IdempotencyStore,
         blobs: BlobStore,
-    # Whether the accessor may be released the bytes now, at the latest block: what a replay under an
-    # earlier disclosure must pass (docs/security.md, "Idempotent reads"). Raises the refusal.
-    still_allowed: Callable[[], None]
         custody: KeyCustody,
         ledger: ConsentLedgerContract,
         providers: ProviderSigners,
@@ -188,7 +211,8 @@ class RecordService:
         disclosure_mode: DisclosureMode = "per-read",
         disclosure_log: DisclosureLog | None = None,
         on_disclosure: Callable[[], None] | None = None,
-        idempotency: IdempotencyStore,
+        fhir_check: Callable[[bytes], None] = check_fhir,
+        max_fhir_bytes: int = MAX_FHIR_BYTES,
     ) -> None:
         if disclosure_mode == "batched" and disclosure_log is None:
             raise ValueError("batched disclosure mode needs a disclosure log")
@@ -196,6 +220,7 @@ class RecordService:
         self.disclosure_log = disclosure_log
         self._on_disclosure = on_disclosure
         self.db = db
+        self.idempotency = idempotency
         self.blobs = blobs
         self.custody = custody
         self.ledger = ledger  # the custodian's handle: views, disclosures, erasure events
@@ -203,8 +228,9 @@ class RecordService:
         self._categories = categories
         self._record_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._fhir_check = fhir_check  # bootstrap: in a worker process, for a large document
+        self.max_fhir_bytes = max_fhir_bytes
 
-        self.idempotency = idempotency
     def _lock_for(self, record_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._record_locks.setdefault(record_id, threading.Lock())
@@ -504,6 +530,7 @@ class RecordService:
                 refusal=lambda: ConsentDenied(
                     "consent changed before the disclosure could be logged", record_id=record_id
                 ),
+                still_allowed=check_consent,
             ),
             key=idempotency_key,
             request_hash=_request_hash("read", accessor, record_id, purpose),
@@ -514,11 +541,18 @@ class RecordService:
     ) -> RecordContent:
         accessor = _addr(accessor, "accessor")
         reason = (reason or "").strip()
-                still_allowed=check_consent,
         if not reason or len(reason) > 2000:
             raise ValidationError("an emergency access needs a reason (1 to 2000 characters)", field="reason")
         record = self._anchored_record(record_id)
         rid = bytes.fromhex(record_id[2:])
+
+        def refused() -> LedgerError:
+            return PermissionDenied(f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor)
+
+        def may_break_the_glass() -> None:
+            if not (self.ledger.has_role(EMERGENCY_ROLE, accessor) and self.ledger.is_active_provider(accessor)):
+                raise refused()
+
         return self._disclose_and_release(
             record,
             accessor,
@@ -529,14 +563,6 @@ class RecordService:
                 # Only the reason's hash goes on chain: the text may carry clinical detail.
                 args=(record.patient, rid, accessor, keccak(reason.encode("utf-8"))),
                 precheck=None,
-
-        def refused() -> LedgerError:
-            return PermissionDenied(f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor)
-
-        def may_break_the_glass() -> None:
-            if not (self.ledger.has_role(EMERGENCY_ROLE, accessor) and self.ledger.is_active_provider(accessor)):
-                raise refused()
-
                 refused_by="NotEmergencyProvider",
                 refusal=refused,
                 still_allowed=may_break_the_glass,
@@ -557,6 +583,8 @@ class RecordService:
         if key:
             IdempotencyStore.scoped(accessor, key)  # the key's own rules (length, printable)
         delivery = self._replay(accessor, key, request_hash)
+        if delivery is not None:
+            d.still_allowed()
         if delivery is None and self.disclosure_mode == "batched":
             delivery = self._batched_disclosure(
                 record, accessor, d.purpose, reason=d.reason, key=key, request_hash=request_hash
@@ -567,8 +595,6 @@ class RecordService:
             try:
                 delivery = self._disclose_on_chain(
                     record, accessor, d.purpose, d.call, d.args, key=key, request_hash=request_hash, reason=d.reason
-        if delivery is not None:
-            d.still_allowed()
                 )
             except TransactionReverted as exc:
                 raise (d.refusal() if exc.error_name == d.refused_by else _record_error(exc)) from exc
@@ -910,6 +936,12 @@ class RecordService:
         blob = self.blobs.open(cid)
         plaintext = decrypt_stream(data_key, binding, blob)
         first = next(plaintext, b"")
+        if not claim:
+            # No key, no replay: nothing to mark (a read without a key costs no extra write).
+            def chunks() -> Iterator[bytes]:
+                if first:
+                    yield first
+                yield from plaintext
 
         else:
             self._claim_release(delivery.id)
@@ -928,12 +960,6 @@ class RecordService:
             record.record_id,
             delivery.version,
             version.media_type,
-        if not claim:
-            # No key, no replay: nothing to mark (a read without a key costs no extra write).
-            def chunks() -> Iterator[bytes]:
-                if first:
-                    yield first
-                yield from plaintext
             version.cid,
             delivery.tx_hash or "",
             version.plaintext_size,

@@ -53,7 +53,8 @@ def _wait_health(url: str, proc: subprocess.Popen[bytes] | None, timeout: float)
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    if not (ROOT / "consent_api" / "static" / "vendor" / "ethers.min.js").exists():
+    vendor = ROOT / "consent_api" / "static" / "vendor"
+    if not all((vendor / name).exists() for name in ("ethers.min.js", "swagger-ui-bundle.js")):
         subprocess.run([str(ROOT / "scripts" / "vendor_portal.sh")], check=True)
     from playwright.sync_api import sync_playwright
 

@@ -192,6 +192,18 @@ def test_dockerfile_base_images_are_pinned_and_runtime_has_no_node() -> None:
     assert "npm ci" in text
 
 
+def test_the_image_vendors_the_browser_code_from_the_lockfile() -> None:
+    """The portal and /docs load every script from the server, so the image must carry them: copied
+    from the locked node_modules at build time, before the package (and its static data) is installed."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    build = text[: text.rindex("\nFROM ")]
+    assert "RUN bash scripts/vendor_portal.sh" in build
+    assert build.index("npm ci") < build.index("RUN bash scripts/vendor_portal.sh") < build.index("RUN pip install")
+    assert "swagger-ui-bundle.js" in text[text.rindex("\nFROM ") :], "the runtime stage checks the vendored files"
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
+    assert "consent_api/static/vendor" in ignored, "a workstation's vendor copy must not reach the image"
+
+
 def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         if is_one_shot(service):
