@@ -5,7 +5,10 @@ import { ethers } from "../vendor/ethers.min.js";
 
 const TOKEN_KEY = "consentLedger.session";
 const KEYS_KEY = "consentLedger.keys";
-export const SCRYPT_N = 2 ** 14; // reduced from ethers' default 2**17 so unlocking takes < 1 s
+// Cost of the passphrase KDF for saved keys: OWASP's scrypt minimum (N = 2**17, r = 8, p = 1), about
+// a second to unlock in a browser. Keys saved before at N = 2**14 still open (the keystore JSON carries
+// its own parameters) and are saved again at this cost on their next unlock.
+export const SCRYPT = Object.freeze({ N: 2 ** 17, r: 8, p: 1 });
 
 const listeners = new Set();
 let signer = null; // ethers Signer for the current session, when unlocked
@@ -94,26 +97,47 @@ export const keystore = {
   get(address) {
     return this.list().find((k) => k.address.toLowerCase() === String(address).toLowerCase()) || null;
   },
-  /** Encrypt a wallet with the passphrase (scrypt keystore v3, N = 2**14) and save it. */
-  async save(wallet, passphrase, label) {
+  /** Encrypt a wallet with the passphrase (scrypt keystore v3 at the SCRYPT cost) and save it. */
+  async save(wallet, passphrase, label, createdAt) {
     const json = await ethers.encryptKeystoreJson(
       { address: wallet.address, privateKey: wallet.privateKey },
       passphrase,
-      { scrypt: { N: SCRYPT_N } },
+      { scrypt: { ...SCRYPT } },
     );
-    const entry = { address: wallet.address, label: label || "", json, createdAt: new Date().toISOString() };
-    const keys = this.list().filter((k) => k.address !== wallet.address);
-    keys.push(entry);
+    const entry = { address: wallet.address, label: label || "", json, createdAt: createdAt || new Date().toISOString() };
+    const keys = this.list();
+    const at = keys.findIndex((k) => k.address === wallet.address);
+    if (at >= 0) keys[at] = entry; else keys.push(entry);
     localStorage.setItem(KEYS_KEY, JSON.stringify(keys));
     return entry;
   },
+  /** Decrypt a saved key (with the KDF parameters its JSON names); re-save it if they are weaker than SCRYPT. */
   async unlock(entry, passphrase) {
-    return ethers.Wallet.fromEncryptedJson(entry.json, passphrase);
+    const wallet = await ethers.Wallet.fromEncryptedJson(entry.json, passphrase);
+    if (weakerThanCurrent(entry.json)) {
+      try {
+        await this.save(wallet, passphrase, entry.label, entry.createdAt);
+      } catch (e) {
+        console.warn("The key opened but could not be saved again at the current cost:", e);
+      }
+    }
+    return wallet;
   },
   remove(address) {
     localStorage.setItem(KEYS_KEY, JSON.stringify(this.list().filter((k) => k.address !== address)));
   },
 };
+
+function weakerThanCurrent(json) {
+  try {
+    const data = JSON.parse(json);
+    const crypto = data.crypto || data.Crypto || {}; // ethers writes "Crypto", others "crypto"
+    const kdf = crypto.kdfparams || {};
+    return String(crypto.kdf).toLowerCase() !== "scrypt" || !(kdf.n >= SCRYPT.N && kdf.r >= SCRYPT.r && kdf.p >= SCRYPT.p);
+  } catch {
+    return false; // it just decrypted, so it parses; never block an unlock on this check
+  }
+}
 
 export async function injectedSigner(expected) {
   if (!window.ethereum) throw new Error("No browser wallet (window.ethereum) is available.");
