@@ -31,13 +31,13 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
         disclosed, dropped = services.records.finish_traced_disclosures()
         if finished or discarded or erasures or disclosed or dropped:
             print(
-        if not shared_db:  # a read killed mid-stream left its claim; its retry may finish it (docs/security.md)
-            services.records.reset_interrupted_releases()
-        services.idempotency.purge_expired()
                 f"recovered: {finished} versions anchored, {discarded} discarded, {erasures} erasures completed, "
                 f"{disclosed} disclosures finished, {dropped} failed disclosures dropped",
                 flush=True,
             )
+        if not shared_db:  # a read killed mid-stream left its claim; its retry may finish it (docs/security.md)
+            services.records.reset_interrupted_releases()
+        services.idempotency.purge_expired()
         services.indexer.catch_up()
         services.start_background()
         app = create_app(services)
