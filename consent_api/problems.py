@@ -39,6 +39,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "payload-too-large": (413, "Request body too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "invalid-record-content": (422, "Record content is not acceptable"),
+    "invalid-media-type": (422, "Record media type is not acceptable"),
     "blob-integrity": (502, "Stored record failed its integrity check"),
     "blob-not-found": (502, "Stored record is missing"),
     "decryption-failed": (502, "Stored record failed authentication"),

@@ -212,17 +212,25 @@ class DelegateList(Out):
 # ----------------------------------------------------------------- records
 
 
+MEDIA_TYPE_DOC = (
+    "RFC 6838 type/subtype with optional parameters (422 invalid-media-type otherwise); a type the service "
+    "does not serve as itself is stored as application/octet-stream"
+)
+
+
 class RecordCreateIn(Schema):
     patient: Address
     category: str = Field(min_length=1, max_length=64, examples=["laboratory"])
-    media_type: str = Field(min_length=1, max_length=255, examples=["application/fhir+json"])
+    media_type: str = Field(
+        min_length=1, max_length=255, examples=["application/fhir+json"], description=MEDIA_TYPE_DOC
+    )
     content: dict[str, Any] | str = Field(
         description="A FHIR resource object for application/fhir+json, else the bytes as base64"
     )
 
 
 class RecordAmendIn(Schema):
-    media_type: str = Field(min_length=1, max_length=255)
+    media_type: str = Field(min_length=1, max_length=255, description=MEDIA_TYPE_DOC)
     content: dict[str, Any] | str
 
 
@@ -231,6 +239,11 @@ class RecordCreated(Out):
     version: int
     cid: str
     tx_hash: str
+    media_type: str | None = Field(
+        default=None,
+        description="The media type the version is stored and served as: the declared one in canonical form "
+        "if the service serves it as itself, else application/octet-stream",
+    )
 
 
 class RecordOut(Out):

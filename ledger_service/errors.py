@@ -178,6 +178,12 @@ class InvalidRecordContent(RecordError, ValidationError):
     code = "invalid-record-content"
 
 
+class InvalidMediaType(RecordError, ValidationError):
+    """A declared media type that is not ``type/subtype`` with well-formed parameters (RFC 6838)."""
+
+    code = "invalid-media-type"
+
+
 class PermissionDenied(LedgerError):
     """The caller's role does not allow the operation."""
 

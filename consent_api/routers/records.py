@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep, record_id_param
 from consent_api.schemas import EmergencyIn, ErasureOut, RecordAmendIn, RecordCreated, RecordCreateIn
+from ledger_service.domain.media_types import served_as
 from ledger_service.domain.records import FHIR_MEDIA_TYPE
 from ledger_service.errors import PermissionDenied, ValidationError
 from ledger_service.service.idempotency import IdempotencyStore
@@ -207,12 +208,27 @@ async def amend_record(
     return await _idempotent_upload(services, response, caller.address, idempotency_key, fingerprint + record_id, work)
 
 
+# Record bytes are the provider's, not this site's: even shown in a browser they may load nothing and
+# run nothing (sandbox: an opaque origin with no scripts, forms or plugins).
+RECORD_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
+
+
 def _content_response(content: RecordContent) -> StreamingResponse:
+    """The released bytes as a download, or inline only for JSON (docs/security.md, "Record media types").
+
+    ``served_as`` maps any stored value to an allowlisted type or application/octet-stream and never
+    fails, so no header here can fail to be written after the disclosure was logged.
+    """
+    media_type, served = served_as(content.media_type)
+    filename = f"record-{content.record_id}-v{content.version}{served.extension}"  # hex id: nothing to escape
     return StreamingResponse(
         content.chunks,
-        media_type=content.media_type,
+        media_type=media_type,
         headers={
             "Content-Length": str(content.size),
+            "Content-Disposition": f'{"inline" if served.inline else "attachment"}; filename="{filename}"',
+            "Content-Security-Policy": RECORD_CONTENT_SECURITY_POLICY,
+            "X-Content-Type-Options": "nosniff",
             "X-Record-Version": str(content.version),
             "X-Record-Cid": content.cid,
             "X-Disclosure-Tx": content.disclosure_tx,

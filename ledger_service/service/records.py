@@ -46,6 +46,7 @@ from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.models import DataKeyRow, DeliveryRow, IdempotencyRow, RecordRow, RecordVersionRow
 from ledger_service.domain.codes import EMERGENCY_PURPOSE, ZERO32, category_id, hex32, purpose_to_bytes32
 from ledger_service.domain.consent import AccessRequest, ConsentState, decide
+from ledger_service.domain.media_types import media_type_essence, served_media_type, stored_media_type
 from ledger_service.domain.records import FHIR_MEDIA_TYPE
 from ledger_service.errors import (
     ConsentDenied,
@@ -142,10 +143,17 @@ class AnchoredVersion:
     tx_hash: str
     block_number: int
     version_hash: str
+    media_type: str  # as stored and served: a non-allowlisted declaration becomes application/octet-stream
 
     def as_result(self) -> dict[str, Any]:
         """The API's answer to the upload (also what a retried request with its key gets)."""
-        return {"recordId": self.record_id, "version": self.version, "cid": self.cid, "txHash": self.tx_hash}
+        return {
+            "recordId": self.record_id,
+            "version": self.version,
+            "cid": self.cid,
+            "txHash": self.tx_hash,
+            "mediaType": self.media_type,
+        }
 
 
 @dataclass
@@ -249,7 +257,7 @@ class RecordService:
         self, binding: RecordBinding, media_type: str, content: Iterable[bytes]
     ) -> tuple[Cid, int, int, bytes, bytes, DataKey]:
         """Encrypt and store a version; returns (cid, plaintext size, ciphertext size, commitment, salt, key)."""
-        if media_type == FHIR_MEDIA_TYPE:
+        if media_type_essence(media_type) == FHIR_MEDIA_TYPE:
             body = b"".join(content)
             validate_fhir(body)
             content = [body]
@@ -280,8 +288,7 @@ class RecordService:
         idempotency_key: str | None = None,
     ) -> AnchoredVersion:
         provider, patient = _addr(provider, "provider"), _addr(patient, "patient")
-        if not media_type or len(media_type) > 255:
-            raise ValidationError("mediaType is required", field="mediaType")
+        media_type = stored_media_type(media_type)  # a malformed one is refused before anything is stored
         category_bytes = self._category(category)
         ledger = self.providers.ledger_for(provider)
         if not self.ledger.is_active_provider(provider):
@@ -353,6 +360,7 @@ class RecordService:
         idempotency_key: str | None = None,
     ) -> AnchoredVersion:
         provider = _addr(provider, "provider")
+        media_type = stored_media_type(media_type)  # a malformed one is refused before anything is stored
         with self._lock_for(record_id):
             record = self._anchored_record(record_id)
             if record.author != provider:
@@ -426,7 +434,9 @@ class RecordService:
             record = s.get(RecordRow, record_id)
             assert record is not None
             record.state, record.current_version = "anchored", version
-        return AnchoredVersion(record_id, version, row.cid, receipt.tx_hex, receipt.block_number, version_hash)
+        return AnchoredVersion(
+            record_id, version, row.cid, receipt.tx_hex, receipt.block_number, version_hash, row.media_type
+        )
 
     def _discard_pending(self, record_id: str, version: int, cid: Cid, *, whole_record: bool) -> None:
         """Undo a version whose anchor was refused: no key, no blob, no row remains."""
@@ -959,7 +969,8 @@ class RecordService:
         return RecordContent(
             record.record_id,
             delivery.version,
-            version.media_type,
+            # Whatever the row holds (it may predate upload validation) becomes a safe Content-Type.
+            served_media_type(version.media_type),
             version.cid,
             delivery.tx_hash or "",
             version.plaintext_size,
@@ -1085,7 +1096,13 @@ class RecordService:
                     row.version_hash = hex32(event.args["versionHash"])
                     rec.state, rec.current_version = "anchored", max(rec.current_version, version.version)
                     return AnchoredVersion(
-                        record.record_id, version.version, row.cid, row.tx_hash, event.block_number, row.version_hash
+                        record.record_id,
+                        version.version,
+                        row.cid,
+                        row.tx_hash,
+                        event.block_number,
+                        row.version_hash,
+                        row.media_type,
                     )
         return None
 
