@@ -29,6 +29,7 @@ from ledger_service.service.directory import Directory
 from ledger_service.service.idempotency import IdempotencyStore
 from ledger_service.service.records import FHIR_INLINE_BELOW, RecordService, check_fhir
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
+from ledger_service.workers import ParseWorkers
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Services:
             thread.join(timeout=timeout)
             if thread.is_alive():
                 log.warning("background thread %s did not stop in %.0f s", thread.name, timeout)
+        self.parse_workers.close()
         self.db.dispose()
 
 
@@ -184,6 +186,8 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         disclosure_mode=settings.disclosure_mode,
         disclosure_log=disclosure_log,
         on_disclosure=batcher.notify,
+        fhir_check=check_fhir_in_worker,
+        max_fhir_bytes=settings.max_json_body,
     )
     indexer = EventIndexer(
         rpc,

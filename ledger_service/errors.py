@@ -178,6 +178,19 @@ class InvalidRecordContent(RecordError, ValidationError):
     code = "invalid-record-content"
 
 
+class RecordTooLarge(InvalidRecordContent):
+    """Content over the limit of its kind (FHIR JSON is parsed whole: the FHIR limit), refused before
+    it is held whole."""
+
+    code = "payload-too-large"
+
+
+class ParseWorkerFailed(LedgerError):
+    """The worker process parsing an upload died (ledger_service/workers.py); nothing was stored."""
+
+    code = "parse-worker-failed"
+
+
 class InvalidMediaType(RecordError, ValidationError):
     """A declared media type that is not ``type/subtype`` with well-formed parameters (RFC 6838)."""
 

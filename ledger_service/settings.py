@@ -90,9 +90,27 @@ class Settings(BaseSettings):
         description="Seconds an Idempotency-Key is remembered from the request that claimed it; then it is new",
     )
 
-    # Limits
-    max_json_body: int = 32 * 1024 * 1024
-    max_upload_bytes: int = 2 * 1024 * 1024 * 1024
+    # Limits (docs/operations.md, "Request body limits"): each route's is chosen before its body is read.
+    max_json_body: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Record uploads and amendments as JSON, and FHIR JSON files however sent (parsed whole)",
+    )
+    max_upload_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024, ge=1024, description="Multipart record uploads of other files (streamed)"
+    )
+    # The largest legitimate body on the other routes is a sign-in: an EIP-4361 message of at most 8192
+    # characters of ASCII text (each line break escaped as two bytes in JSON) and a signature of at most
+    # 2050, ~10.5 KB in all. An emergency reason (2000 characters) takes 12 KB even \u-escaped; the
+    # signed consent and delegate messages take under 1 KB.
+    max_small_body: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Every other route: sign-in, relayed consent and delegate messages, emergency reasons",
+    )
+    parse_workers: int = Field(
+        default=2, ge=1, description="Processes that parse large JSON uploads off the API's event loop"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -258,8 +258,8 @@ class RecordService:
     ) -> tuple[Cid, int, int, bytes, bytes, DataKey]:
         """Encrypt and store a version; returns (cid, plaintext size, ciphertext size, commitment, salt, key)."""
         if media_type_essence(media_type) == FHIR_MEDIA_TYPE:
-            body = b"".join(content)
-            validate_fhir(body)
+            body = fhir_document(content, self.max_fhir_bytes)
+            self._fhir_check(body)
             content = [body]
         data_key = DataKey.generate()
         salt = new_salt()
