@@ -914,6 +914,23 @@ class RecordService:
         with self.db.session() as s:
             s.execute(update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values))
 
+    def _marked_release(self, delivery_id: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The claimed delivery's stream, already started, so that however it ends (sent to the last byte,
+        or dropped unread by a client that went away) its delivery row is marked."""
+
+        def marked() -> Iterator[bytes]:
+            complete = False
+            try:
+                yield b""  # consumed below: a generator only runs its finally once it has started
+                yield from chunks
+                complete = True
+            finally:
+                self._mark_release(delivery_id, complete=complete)
+
+        stream = marked()
+        next(stream)
+        return stream
+
     def reset_interrupted_releases(self) -> int:
         """Free the release claims a dead process left (it sent part of the bytes at most). Only for a
         private DB, where no other process can be sending; on a shared one a claim goes stale instead."""
@@ -946,26 +963,16 @@ class RecordService:
         blob = self.blobs.open(cid)
         plaintext = decrypt_stream(data_key, binding, blob)
         first = next(plaintext, b"")
-        if not claim:
-            # No key, no replay: nothing to mark (a read without a key costs no extra write).
-            def chunks() -> Iterator[bytes]:
-                if first:
-                    yield first
-                yield from plaintext
 
-        else:
+        def chunks() -> Iterator[bytes]:
+            if first:
+                yield first
+            yield from plaintext
+
+        stream = chunks()
+        if claim:  # a keyed read may be replayed: mark what went out (a read without a key writes nothing)
             self._claim_release(delivery.id)
-
-            def chunks() -> Iterator[bytes]:
-                complete = False
-                try:
-                    if first:
-                        yield first
-                    yield from plaintext
-                    complete = True
-                finally:
-                    self._mark_release(delivery.id, complete=complete)
-
+            stream = self._marked_release(delivery.id, stream)
         return RecordContent(
             record.record_id,
             delivery.version,
@@ -974,7 +981,7 @@ class RecordService:
             version.cid,
             delivery.tx_hash or "",
             version.plaintext_size,
-            chunks(),
+            stream,
             delivery.leaf_index,
         )
 

@@ -21,12 +21,14 @@ from ledger_service.errors import (
     BlobIntegrityError,
     ChainUnavailable,
     ConsentDenied,
+    IdempotencyConflict,
     InvalidRecordContent,
     NotRecordAuthor,
     PermissionDenied,
     RecordErased,
 )
 from ledger_service.runtime import Runtime
+from ledger_service.service.records import RecordContent
 from ledger_service.settings import Settings
 from tests.conftest import Chain, free_port
 
@@ -213,7 +215,7 @@ def test_amend_chains_versions_and_only_the_author_may_amend(chain: Chain, servi
     )
 
 
-def test_retried_read_with_idempotency_key_discloses_once(chain: Chain, services: Services) -> None:
+def test_a_retried_keyed_read_discloses_once_per_release_of_its_bytes(chain: Chain, services: Services) -> None:
     erin = _patient(chain, services)
     erin.grant(chain.clinic.address)
     created = services.records.create(
@@ -224,15 +226,27 @@ def test_retried_read_with_idempotency_key_discloses_once(chain: Chain, services
         content=[b"HbA1c 5.4%"],
     )
     before = services.rpc.block_number()
-    first = services.records.read(
-        accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT", idempotency_key="req-1"
-    )
-    again = services.records.read(
-        accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT", idempotency_key="req-1"
-    )
-    assert first.read_all() == again.read_all() == b"HbA1c 5.4%"
-    assert first.disclosure_tx == again.disclosure_tx
+
+    def read(key: str) -> RecordContent:
+        return services.records.read(
+            accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT", idempotency_key=key
+        )
+
+    # A retry whose first attempt never got its bytes out is answered by that attempt's disclosure.
+    cut = read("req-1")
+    cut.chunks.close()  # the client went away before reading anything
+    retried = read("req-1")
+    # ... while it is being sent, an identical request is told to wait, not given a second copy.
+    with pytest.raises(IdempotencyConflict, match="being answered"):
+        read("req-1")
+    assert retried.read_all() == b"HbA1c 5.4%"
+    assert retried.disclosure_tx == cut.disclosure_tx
     assert _access_events(services, before + 1) == 1
+    # Once the bytes went out in full, the same key again is a new release with a disclosure of its own.
+    again = read("req-1")
+    assert again.read_all() == b"HbA1c 5.4%"
+    assert again.disclosure_tx != retried.disclosure_tx
+    assert _access_events(services, before + 1) == 2
 
 
 def test_emergency_access_is_logged_flagged_and_needs_the_role(chain: Chain, services: Services) -> None:

@@ -32,11 +32,18 @@ __all__ = ["node"]
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["per-read", "batched"])
-def server(node: Node, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ApiServer]:
+# One server per mode for the module: a batched server's log is the one the contract's anchored batches
+# extend, so a second fresh log on the same deployment could never anchor.
+@pytest.fixture(scope="module", params=["per-read", "batched"])
+def server(node: Node, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ApiServer]:
     assert node.deployment is not None
     api = ApiServer(
-        tmp_path / "api", node.url, node.deployment, disclosure_mode=request.param, batch_size=1, batch_interval=1
+        tmp_path_factory.mktemp("api"),
+        node.url,
+        node.deployment,
+        disclosure_mode=request.param,
+        batch_size=1,
+        batch_interval=1,
     ).start()
     yield api
     api.stop()
