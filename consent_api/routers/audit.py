@@ -20,6 +20,19 @@ def verify(body: VerifyIn, request: Request, caller: AuditorCaller, services: Se
     patient = address_param(body.patient, "patient") if body.patient else None
     run = services.audit.run(patient=patient)
     result = run.report.to_json()
+    # The erased records in scope, from the chain's RecordErased events, so a report can mark them.
+    result["erasures"] = [
+        {
+            "recordId": "0x" + e.record_id.hex(),
+            "patient": e.patient,
+            "erasedBy": e.erased_by,
+            "blockNumber": e.at.block,
+            "timestamp": e.at.timestamp,
+            "txHash": e.at.tx,
+        }
+        for e in run.trail.erasures
+        if patient is None or e.patient == patient
+    ]
     result["reportUrl"] = str(request.url_for("audit_report", report_id=run.report_id))
     return result
 
@@ -38,6 +51,7 @@ def record(record_id: str, request: Request, caller: AuditorCaller, services: Se
         "ok": report["ok"],
         **trail,
         "violations": report["violations"],
+        "emergencies": report["emergencies"],  # the break-glass accesses, with their reasons where held
         "checks": report["checks"],
         "reportUrl": str(request.url_for("audit_report", report_id=run.report_id)),
     }

@@ -296,6 +296,27 @@ def emergency_access(
 
 
 @router.delete("/{record_id}", response_model=ErasureOut, summary="Erase a record (crypto-shredding), by the patient")
-def erase_record(record_id: str, caller: CurrentCaller, services: ServicesDep) -> ErasureOut:
-    result = services.records.erase(record_id=record_id_param(record_id), requested_by=caller.address)
-    return ErasureOut(record_id=result.record_id, tx_hash=result.tx_hash)
+def erase_record(
+    record_id: str, caller: CurrentCaller, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    """Erase once per Idempotency-Key: a replay answers 200 with the first erasure, not "already erased"."""
+    record_id = record_id_param(record_id)
+
+    def erase() -> dict[str, Any]:
+        result = services.records.erase(record_id=record_id, requested_by=caller.address)
+        return ErasureOut(record_id=result.record_id, tx_hash=result.tx_hash).model_dump(by_alias=True)
+
+    if not idempotency_key:
+        return erase()
+    store = services.idempotency
+    scoped = IdempotencyStore.scoped(caller.address, idempotency_key)
+    previous = store.claim(scoped, hashlib.sha256(f"erase {record_id}".encode()).hexdigest())
+    if previous is not None:
+        return previous
+    try:
+        result = erase()
+    except BaseException:
+        store.release(scoped)
+        raise
+    store.complete(scoped, result)
+    return result

@@ -148,3 +148,30 @@ def test_the_record_list_shows_each_records_newest_version(api: Api) -> None:
     assert (by_id[first["recordId"]]["version"], by_id[first["recordId"]]["cid"]) == (2, amended.json()["cid"])
     assert (by_id[first["recordId"]]["mediaType"], by_id[first["recordId"]]["size"]) == ("application/json", 8)
     assert (by_id[second["recordId"]]["version"], by_id[second["recordId"]]["cid"]) == (1, second["cid"])
+
+
+def test_a_replayed_erasure_answers_as_the_first_time(api: Api) -> None:
+    patient = api.new_patient()
+    created = api.upload(patient.address)
+    record = f"/v1/records/{created['recordId']}"
+    headers = {**api.token(patient.address), "Idempotency-Key": "erase-7"}
+    first = api.client.delete(record, headers=headers)
+    again = api.client.delete(record, headers=headers)
+    assert (first.status_code, again.status_code) == (200, 200), again.text
+    assert again.json() == first.json() and first.json()["txHash"].startswith("0x")
+    # the chain holds one erasure, and the verify report names the erased record
+    report = api.client.post(
+        "/v1/audit/verify", json={"patient": patient.address}, headers=api.token(api.chain.auditor.address)
+    ).json()
+    assert report["summary"]["erasures"] == 1
+    assert [(e["recordId"], e["txHash"]) for e in report["erasures"]] == [(created["recordId"], first.json()["txHash"])]
+    # without the key, or with a new one, a second erasure is refused as before
+    assert_problem(api.client.delete(record, headers=api.token(patient.address)), 410, "record-erased")
+    assert_problem(
+        api.client.delete(record, headers={**api.token(patient.address), "Idempotency-Key": "erase-8"}),
+        410,
+        "record-erased",
+    )
+    # the same key for another record is a different request
+    other = api.upload(patient.address)
+    assert_problem(api.client.delete(f"/v1/records/{other['recordId']}", headers=headers), 409, "idempotency-conflict")
