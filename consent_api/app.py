@@ -16,13 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consent_api import problems
 from consent_api.metrics import Metrics, new_metrics
 from consent_api.routers import audit, auth, consents, fhir, meta, patients, records
+from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
 from ledger_service.bootstrap import Services
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
-# Pages may only load what this server serves; the API answers with no framing allowed.
+# Pages may only load what this server serves; the API answers with no framing allowed. The one
+# inline style allowed is the audit report's own stylesheet, by its hash: the portal shows the report
+# from a blob: URL, which inherits this policy.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    f"default-src 'self'; script-src 'self'; style-src 'self' {REPORT_STYLE_SOURCE}; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 SECURITY_HEADERS = {

@@ -7,12 +7,18 @@ explanation of its code.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
 from ledger_service.audit.verifier import VIOLATION_CODES, Report, TimelinePoint
+
+_OK_COLOR: Final = "#1f7a3d"
+_EMERGENCY_COLOR: Final = "#d97706"
+_BAD_COLOR: Final = "#b42318"
 
 _CSS: Final = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -32,11 +38,13 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12p
 .legend span{margin-right:14px}
 .dot{display:inline-block;width:10px;height:10px;border-radius:50%;vertical-align:middle;margin-right:4px}
 ul{margin:4px 0 4px 18px;padding:0}
-"""
-
-_OK_COLOR: Final = "#1f7a3d"
-_EMERGENCY_COLOR: Final = "#d97706"
-_BAD_COLOR: Final = "#b42318"
+""" + (
+    f".dot.consented{{background:{_OK_COLOR}}}.dot.emergency{{background:{_EMERGENCY_COLOR}}}"
+    f".dot.violation{{background:{_BAD_COLOR}}}\n"
+)
+# The CSP source that allows the report's one stylesheet and nothing else: the report has no style
+# attributes and no scripts, so the portal can show it under its own policy (consent_api/app.py).
+STYLE_SOURCE: Final = "'sha256-" + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode() + "'"
 
 
 def _when(timestamp: int) -> str:
@@ -180,9 +188,9 @@ def render_html(report: Report) -> str:
     parts.append("<h2>Disclosure timeline per patient</h2>")
     parts.append(
         "<p class='legend'>"
-        f"<span><i class='dot' style='background:{_OK_COLOR}'></i>consented</span>"
-        f"<span><i class='dot' style='background:{_EMERGENCY_COLOR}'></i>break-glass</span>"
-        f"<span><i class='dot' style='background:{_BAD_COLOR}'></i>violation</span>"
+        "<span><i class='dot consented'></i>consented</span>"
+        "<span><i class='dot emergency'></i>break-glass</span>"
+        "<span><i class='dot violation'></i>violation</span>"
         "<span class='muted'>hover a mark for details</span></p>"
     )
     if not report.timeline:

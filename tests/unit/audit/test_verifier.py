@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 import secrets
 from html import escape
 from pathlib import Path
@@ -12,7 +15,7 @@ from eth_utils import keccak
 
 from ledger_service.audit.entries import DisclosureEntry
 from ledger_service.audit.merkle import MerkleLog
-from ledger_service.audit.report_html import render_html
+from ledger_service.audit.report_html import STYLE_SOURCE, render_html
 from ledger_service.audit.trail import Disclosure
 from ledger_service.audit.verifier import (
     VIOLATION_CODES,
@@ -379,3 +382,14 @@ def test_report_json_and_html_explain_every_violation(world: World) -> None:
     assert "<svg" in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "disclosure-not-authorized" in html and escape(VIOLATION_CODES["event-without-delivery"]) in html
     assert world.alice in html
+
+
+def test_html_report_is_styled_only_by_its_hashed_stylesheet(world: World) -> None:
+    """The portal shows the report under its own CSP, which allows this one stylesheet by its hash."""
+    b = world.b
+    b.emergency(world.r1.record_id, world.alice, world.clinic)
+    html = render_html(verify(b.trail(), None))
+    (stylesheet,) = re.findall(r"<style>(.*?)</style>", html, re.S)
+    digest = base64.b64encode(hashlib.sha256(stylesheet.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" == STYLE_SOURCE
+    assert " style=" not in html and "<script" not in html.lower()
