@@ -73,3 +73,49 @@ class Portal:
 
     def alert(self) -> Any:
         return self.page.locator("#alert:not([hidden])")
+
+
+class SlowApi:
+    """The page's API calls as on a slow chain: each /v1/ request waits ``seconds`` before it goes on.
+
+    Every request is logged as (method, path, Idempotency-Key), so a test can count what the portal sent.
+    """
+
+    def __init__(self, page: Any, seconds: float = 2.5) -> None:
+        self.page = page
+        self.delay_ms = seconds * 1000
+        self.sent: list[tuple[str, str, str | None]] = []
+        page.route("**/v1/**", self._delay)
+
+    def _delay(self, route: Any, request: Any) -> None:
+        path = request.url.split("//", 1)[1].split("/", 1)[1]
+        self.sent.append((request.method, "/" + path.split("?")[0], request.headers.get("idempotency-key")))
+        self.page.wait_for_timeout(self.delay_ms)  # waits without holding up the page's other requests
+        route.continue_()
+
+    def calls(self, method: str, path_end: str) -> list[str | None]:
+        """The Idempotency-Keys of the logged requests with this method whose path ends with `path_end`."""
+        return [key for m, path, key in self.sent if m == method and path.endswith(path_end)]
+
+    def stop(self) -> None:
+        """Back to full speed, once the requests already delayed have gone on."""
+        self.page.unroute_all(behavior="wait")
+
+    def __enter__(self) -> SlowApi:
+        return self
+
+    def __exit__(self, failed: object, *_: object) -> None:
+        # after a failure the page may be closing: drop the delayed requests rather than wait for them
+        self.page.unroute_all(behavior="ignoreErrors" if failed else "wait")
+
+
+def api_json(portal: Portal, method: str, path: str, headers: dict[str, str] | None = None) -> Any:
+    """Call the API as the page's signed-in user (its bearer token): (status, JSON body)."""
+    return portal.page.evaluate(
+        """async ([method, path, extra]) => {
+          const { token } = JSON.parse(sessionStorage.getItem("consentLedger.session"));
+          const res = await fetch(path, { method, headers: { Authorization: `Bearer ${token}`, ...extra } });
+          return [res.status, await res.json()];
+        }""",
+        [method, path, headers or {}],
+    )

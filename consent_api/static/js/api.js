@@ -31,28 +31,50 @@ async function problemFrom(res) {
   return new ApiProblem({ status: res.status, title: res.statusText || undefined, ...(body || {}) });
 }
 
+/** A fresh Idempotency-Key (128 random bits): one per intended action, made when it starts (ui.js singleFlight). */
+export function idempotencyKey() {
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// A write cut off by the network or a gateway is sent again with the same key, so the server does
+// its work once; any other failure is the user's to see (docs/security.md, "Double clicks and retries").
+const RETRY_DELAYS_MS = [1000, 3000];
+const RETRY_STATUSES = new Set([0, 502, 503, 504]);
+const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
 /**
  * request("GET", "/v1/chain") → parsed JSON.
- * opts: {json, form, query, raw (return the Response), auth (default true)}
+ * opts: {json, form, query, raw (return the Response), auth (default true), accept,
+ *        idempotencyKey (required for writes), write (default: any method but GET)}
  */
 export async function request(method, path, opts = {}) {
+  const write = opts.write ?? method !== "GET";
+  if (write && !opts.idempotencyKey) throw new TypeError(`${method} ${path} is a write: give it the action's idempotency key`);
   const headers = { Accept: "application/json, application/problem+json" };
   let body;
   if (opts.json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(opts.json); }
   if (opts.form !== undefined) body = opts.form;
   if (opts.auth !== false && session.token) headers.Authorization = `Bearer ${session.token}`;
   if (opts.accept) headers.Accept = opts.accept;
+  if (opts.idempotencyKey) headers["Idempotency-Key"] = opts.idempotencyKey;
   let url = path;
   if (opts.query) {
     const q = new URLSearchParams(Object.entries(opts.query).filter(([, v]) => v !== undefined && v !== null && v !== ""));
     if ([...q].length) url += `?${q}`;
   }
   let res;
-  try {
-    res = await fetch(url, { method, headers, body, credentials: "same-origin" });
-  } catch (err) {
-    throw new ApiProblem({ status: 0, title: "The server could not be reached", detail: `${err.message}. Check that the Consent Ledger service is running.` });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      res = await fetch(url, { method, headers, body, credentials: "same-origin" });
+    } catch (err) {
+      res = new ApiProblem({ status: 0, title: "The server could not be reached", detail: `${err.message}. Check that the Consent Ledger service is running.` });
+    }
+    const status = res instanceof ApiProblem ? 0 : res.status;
+    const retry = write && attempt < RETRY_DELAYS_MS.length && RETRY_STATUSES.has(status);
+    if (!retry) break;
+    await pause(RETRY_DELAYS_MS[attempt]);
   }
+  if (res instanceof ApiProblem) throw res;
   if (!res.ok) {
     const problem = await problemFrom(res);
     if (res.status === 401 && opts.auth !== false && session.token) session.expired(problem);
@@ -67,6 +89,7 @@ export async function request(method, path, opts = {}) {
 const enc = encodeURIComponent;
 let chainCache = null;
 
+// Writes take the action's idempotency key last (ui.js singleFlight makes one per intended action).
 export const api = {
   chain: async (refresh = false) => {
     if (!chainCache || refresh) chainCache = await request("GET", "/v1/chain", { auth: false });
@@ -74,24 +97,25 @@ export const api = {
   },
   health: () => request("GET", "/health", { auth: false }),
   authNonce: () => request("GET", "/v1/auth/nonce", { auth: false }),
-  login: (message, signature) => request("POST", "/v1/auth/login", { json: { message, signature }, auth: false }),
+  login: (message, signature, key) => request("POST", "/v1/auth/login", { json: { message, signature }, auth: false, idempotencyKey: key }),
   me: () => request("GET", "/v1/me"),
   providers: () => request("GET", "/v1/providers"),
   consentNonce: (patient) => request("GET", `/v1/consents/nonce/${enc(patient)}`),
-  grant: (grant, signature) => request("POST", "/v1/consents", { json: { grant, signature } }),
-  revoke: (consentId, revoke, signature) => request("POST", `/v1/consents/${enc(consentId)}/revoke`, { json: { revoke, signature } }),
+  grant: (grant, signature, key) => request("POST", "/v1/consents", { json: { grant, signature }, idempotencyKey: key }),
+  revoke: (consentId, revoke, signature, key) => request("POST", `/v1/consents/${enc(consentId)}/revoke`, { json: { revoke, signature }, idempotencyKey: key }),
   consents: (patient) => request("GET", `/v1/patients/${enc(patient)}/consents`),
   records: (patient) => request("GET", `/v1/patients/${enc(patient)}/records`),
   disclosures: (patient) => request("GET", `/v1/patients/${enc(patient)}/disclosures`),
   delegates: (patient) => request("GET", `/v1/patients/${enc(patient)}/delegates`),
-  addDelegate: (patient, delegate, signature) => request("POST", `/v1/patients/${enc(patient)}/delegates`, { json: { delegate, signature } }),
-  createRecordJson: (body) => request("POST", "/v1/records", { json: body }),
-  createRecordFile: (form) => request("POST", "/v1/records", { form }),
-  amendJson: (id, body) => request("POST", `/v1/records/${enc(id)}/versions`, { json: body }),
-  amendFile: (id, form) => request("POST", `/v1/records/${enc(id)}/versions`, { form }),
-  readRecord: (id, purpose) => request("GET", `/v1/records/${enc(id)}`, { query: { purpose }, raw: true, accept: "*/*" }),
-  emergency: (id, reason) => request("POST", `/v1/records/${enc(id)}/emergency-access`, { json: { reason }, raw: true, accept: "*/*" }),
-  erase: (id) => request("DELETE", `/v1/records/${enc(id)}`),
+  addDelegate: (patient, delegate, signature, key) => request("POST", `/v1/patients/${enc(patient)}/delegates`, { json: { delegate, signature }, idempotencyKey: key }),
+  createRecordJson: (body, key) => request("POST", "/v1/records", { json: body, idempotencyKey: key }),
+  createRecordFile: (form, key) => request("POST", "/v1/records", { form, idempotencyKey: key }),
+  amendJson: (id, body, key) => request("POST", `/v1/records/${enc(id)}/versions`, { json: body, idempotencyKey: key }),
+  amendFile: (id, form, key) => request("POST", `/v1/records/${enc(id)}/versions`, { form, idempotencyKey: key }),
+  // a read logs a disclosure on the ledger: a write like the others
+  readRecord: (id, purpose, key) => request("GET", `/v1/records/${enc(id)}`, { query: { purpose }, raw: true, accept: "*/*", write: true, idempotencyKey: key }),
+  emergency: (id, reason, key) => request("POST", `/v1/records/${enc(id)}/emergency-access`, { json: { reason }, raw: true, accept: "*/*", idempotencyKey: key }),
+  erase: (id, key) => request("DELETE", `/v1/records/${enc(id)}`, { idempotencyKey: key }),
   auditRecord: (id) => request("GET", `/v1/audit/records/${enc(id)}`),
-  auditVerify: (patient) => request("POST", "/v1/audit/verify", { json: patient ? { patient } : {} }),
+  auditVerify: (patient) => request("POST", "/v1/audit/verify", { json: patient ? { patient } : {}, write: false }),
 };

@@ -120,6 +120,8 @@ async function unlockPrompt(entry) {
     title: "Unlock your key",
     content: h("div", pass.wrap, err),
     confirmLabel: "Unlock",
+    busyLabel: "Unlocking…",
+    busyNote: "Decrypting your key…",
     onConfirm: async () => {
       try {
         wallet = await keystore.unlock(entry, pass.input.value);

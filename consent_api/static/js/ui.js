@@ -1,4 +1,5 @@
 // Small DOM and formatting helpers shared by every page.
+import { idempotencyKey } from "./api.js";
 
 /** h("tag.class#id", {attrs}, ...children): build an element (text children are escaped). */
 export function h(spec, attrs, ...children) {
@@ -116,19 +117,50 @@ export function showError(err) {
   el.scrollIntoView({ block: "nearest" });
 }
 
-/** Run an async action with a busy button, clearing old alerts and showing new ones. */
-export async function busy(button, label, fn) {
-  clearAlert();
-  clearStatus();
-  const old = button ? button.textContent : null;
-  if (button) { button.disabled = true; button.setAttribute("aria-busy", "true"); button.textContent = label; }
+/** An error's title and detail on one line, for an error shown beside the control that failed. */
+export function problemText(err) {
+  const title = (err && err.title) || "Refused";
+  const detail = (err && (err.detail || err.message)) || "";
+  return `${title}${detail ? `: ${detail}` : ""}${err && err.status ? ` (HTTP ${err.status})` : ""}`;
+}
+
+const inFlight = new WeakSet();
+
+/**
+ * Run one intended action from `button`, once: a second click or Enter while it runs does nothing.
+ * The button is disabled and relabelled (`label`, e.g. "Reading…") and a progress note appears beside
+ * it until the action ends. `fn(flight)` gets `flight.key`, the action's Idempotency-Key, made here
+ * when the action starts (api.js reuses it only for its automatic retries of the same request), and
+ * `flight.step(label)` to relabel the button between steps. Resolves with fn's result, or undefined
+ * after an error, which goes to `onError` (default: the page's alert).
+ */
+export async function singleFlight(button, label, fn, { note = "Waiting for the ledger…", onError = showError } = {}) {
+  if (inFlight.has(button)) return undefined;
+  inFlight.add(button);
+  if (onError === showError) { clearAlert(); clearStatus(); }
+  const saved = [...button.childNodes];
+  const wasDisabled = button.disabled;
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  button.textContent = label;
+  const elapsed = h("span.flight-elapsed", { "aria-hidden": "true" });
+  const progress = h("span.flight", { role: "status" }, h("span.spinner", { "aria-hidden": "true" }), h("span", note), elapsed);
+  button.after(progress);
+  const started = Date.now();
+  const timer = setInterval(() => { elapsed.textContent = `${Math.round((Date.now() - started) / 1000)} s`; }, 1000);
+  const flight = { key: idempotencyKey(), step: (text) => { button.textContent = text; } };
   try {
-    return await fn();
+    return await fn(flight);
   } catch (err) {
-    showError(err);
+    onError(err);
     return undefined;
   } finally {
-    if (button) { button.disabled = false; button.removeAttribute("aria-busy"); button.textContent = old; }
+    clearInterval(timer);
+    progress.remove();
+    button.replaceChildren(...saved);
+    button.removeAttribute("aria-busy");
+    button.disabled = wasDisabled;
+    inFlight.delete(button);
   }
 }
 
@@ -136,34 +168,46 @@ export async function busy(button, label, fn) {
 
 /**
  * A modal dialog; resolves with the value of the pressed button (or null on cancel/Esc).
- * `build(body, close)` may add content; `confirm` buttons can be gated by `canConfirm()`.
+ * `confirm` buttons can be gated by `canConfirm()`. `onConfirm(flight)` runs as a singleFlight of the
+ * confirm button (relabelled `busyLabel`): resolve undefined to keep the dialog open; what it throws
+ * is shown in the dialog. Cancel and Esc wait until it ends, so an action cannot be left half seen.
  */
-export function modal({ title, tone, content, confirmLabel = "Confirm", confirmClass = "btn", cancelLabel = "Cancel", canConfirm, onConfirm }) {
+export function modal({ title, tone, content, confirmLabel = "Confirm", confirmClass = "btn", cancelLabel = "Cancel", busyLabel = "Working…", busyNote, canConfirm, onConfirm }) {
   const dialog = document.getElementById("dialog");
   dialog.className = tone || "";
   const titleEl = h("h2#dialog-title", title);
   const cancel = h("button.btn.btn-secondary", { type: "button", value: "cancel" }, cancelLabel);
   const ok = h(`button.${confirmClass.split(" ").join(".")}`, { type: "submit", value: "ok" }, confirmLabel);
-  const form = h("form.dialog-body", { method: "dialog" }, titleEl, content, h("div.actions", ok, cancel));
+  const failure = h("p.field-error.dialog-error", { role: "alert" });
+  const form = h("form.dialog-body", { method: "dialog" }, titleEl, content, failure, h("div.actions", ok, cancel));
   dialog.replaceChildren(form);
   const opener = document.activeElement;
   return new Promise((resolve) => {
     let done = false;
+    let running = false;
+    const onCancel = (e) => { e.preventDefault(); if (!running) finish(null); };
     const finish = (value) => {
       if (done) return;
       done = true;
+      dialog.removeEventListener("cancel", onCancel); // the dialog element serves every modal
       if (dialog.open) dialog.close();
       if (opener && opener.focus && document.contains(opener)) opener.focus();
       resolve(value);
     };
-    cancel.addEventListener("click", () => finish(null));
-    dialog.addEventListener("cancel", (e) => { e.preventDefault(); finish(null); }, { once: true });
+    cancel.addEventListener("click", () => { if (!running) finish(null); });
+    dialog.addEventListener("cancel", onCancel);
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
+      if (running) return;
       if (canConfirm && !canConfirm()) return;
       let value = true;
       if (onConfirm) {
-        value = await onConfirm();
+        running = true;
+        cancel.disabled = true;
+        failure.textContent = "";
+        value = await singleFlight(ok, busyLabel, onConfirm, { note: busyNote, onError: (err) => { failure.textContent = problemText(err); } });
+        running = false;
+        cancel.disabled = false;
         if (value === undefined) return; // keep the dialog open
       }
       finish(value);

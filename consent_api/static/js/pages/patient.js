@@ -3,7 +3,7 @@ import { api } from "../api.js";
 import { session } from "../session.js";
 import { ALL_RECORDS, checksum, deadlineFromNow, isAddress, purposeBytes32, signTyped } from "../signing.js";
 import {
-  h, field, choice, setFieldError, busy, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
+  h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
   purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError,
 } from "../ui.js";
 
@@ -82,13 +82,13 @@ async function eraseRecord(r, p, body) {
     confirmLabel: "Erase permanently",
     confirmClass: "btn btn-danger",
     cancelLabel: "Keep the record",
+    busyLabel: "Erasing…",
+    busyNote: "Destroying the keys and logging the erasure on the ledger…",
+    onConfirm: (flight) => api.erase(r.recordId, flight.key),
   });
   if (!ok) return;
-  const res = await busy(null, "", () => api.erase(r.recordId));
-  if (res) {
-    announce(`Record ${shortHex(r.recordId)} was erased (transaction ${shortHex(res.txHash)}).`);
-    await records(body, p);
-  }
+  announce(`Record ${shortHex(r.recordId)} was erased (transaction ${shortHex(ok.txHash)}).`);
+  await records(body, p);
 }
 
 // ---------------------------------------------------------------- consents
@@ -197,7 +197,7 @@ function grantForm(p, providers, recs, reload) {
       scope = recSel.value; scopeDesc = `record ${shortHex(recSel.value)}`;
     }
     const providerName = providerSel.selectedOptions[0].textContent;
-    busy(submit, "Signing…", async () => {
+    singleFlight(submit, "Signing…", async (flight) => {
       const signer = await session.signer();
       const { nonce } = await api.consentNonce(p.patient);
       const grant = {
@@ -211,8 +211,8 @@ function grantForm(p, providers, recs, reload) {
         deadline: deadlineFromNow(),
       };
       const { signature } = await signTyped(signer, chain, "ConsentGrant", grant);
-      submit.textContent = "Recording on the ledger…";
-      const res = await api.grant(grant, signature);
+      flight.step("Recording on the ledger…");
+      const res = await api.grant(grant, signature, flight.key);
       announce(`Access granted: ${providerName} may read ${scopeDesc} for ${PURPOSE_LABELS[purposeSel.value] || purposeSel.value}. Consent ${shortHex(res.consentId)}, transaction ${shortHex(res.txHash)}.`);
       if (p.params.get("record")) history.replaceState(null, "", `#/patient/consents${qs(p)}`);
       await reload();
@@ -246,12 +246,12 @@ async function revoke(c, p, button, reload) {
     cancelLabel: "Keep access",
   });
   if (!ok) return;
-  await busy(button, "Revoking…", async () => {
+  await singleFlight(button, "Revoking…", async (flight) => {
     const signer = await session.signer();
     const { nonce } = await api.consentNonce(p.patient);
     const revokeMsg = { patient: p.patient, consentId: c.consentId, nonce: Number(nonce), deadline: deadlineFromNow() };
     const { signature } = await signTyped(signer, p.chain, "ConsentRevoke", revokeMsg);
-    const res = await api.revoke(c.consentId, revokeMsg, signature);
+    const res = await api.revoke(c.consentId, revokeMsg, signature, flight.key);
     announce(`Consent revoked for ${c.granteeName || c.grantee} (transaction ${shortHex(res.txHash)}).`);
     await reload();
   });
@@ -314,12 +314,13 @@ async function delegates(body, p) {
       if (!until || until * 1000 < Date.now()) { setFieldError(fUntil, "Choose a date in the future."); fUntil.input.focus(); return; }
     }
     setFieldError(fUntil, "");
-    busy(submit, "Signing…", async () => {
+    singleFlight(submit, "Signing…", async (flight) => {
       const signer = await session.signer();
       const { nonce } = await api.consentNonce(p.patient);
       const msg = { patient: p.patient, delegate: checksum(a), validUntil: until, nonce: Number(nonce), deadline: deadlineFromNow() };
       const { signature } = await signTyped(signer, p.chain, "DelegateGrant", msg);
-      const res = await api.addDelegate(p.patient, msg, signature);
+      flight.step("Recording on the ledger…");
+      const res = await api.addDelegate(p.patient, msg, signature, flight.key);
       announce(`Delegate ${shortHex(a)} added (transaction ${shortHex(res.txHash)}).`);
       await delegates(body, p);
     });

@@ -3,8 +3,8 @@ import { api } from "../api.js";
 import { session } from "../session.js";
 import { checksum, isAddress } from "../signing.js";
 import {
-  h, field, choice, setFieldError, busy, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
-  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError, clearAlert,
+  h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
+  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, clearAlert,
 } from "../ui.js";
 
 export async function render(main, ctx) {
@@ -104,11 +104,12 @@ function readerCard(chain, me) {
     if (!validId()) return;
     const id = idInput.value.trim();
     result.replaceChildren();
-    busy(submit, "Checking consent and reading…", async () => {
-      const res = await api.readRecord(id, fPurpose.input.value);
+    const purpose = fPurpose.input.value;
+    singleFlight(submit, "Reading…", async (flight) => {
+      const res = await api.readRecord(id, purpose, flight.key);
       await showContent(result, id, res, false);
-      announce(`Record ${shortHex(id)} read for ${PURPOSE_LABELS[fPurpose.input.value]}; the disclosure was logged on the ledger.`);
-    });
+      announce(`Record ${shortHex(id)} read for ${PURPOSE_LABELS[purpose]}; the disclosure was logged on the ledger.`);
+    }, { note: "Checking consent and logging the disclosure on the ledger…" });
   });
   glass.addEventListener("click", async () => {
     if (!validId()) return;
@@ -129,15 +130,15 @@ function readerCard(chain, me) {
       confirmLabel: "Break the glass and read",
       confirmClass: "btn btn-danger",
       cancelLabel: "Cancel",
-      onConfirm: async () => {
+      busyLabel: "Reading…",
+      busyNote: "Logging the emergency access on the ledger…",
+      onConfirm: async (flight) => {
         const text = reason.input.value.trim();
         if (text.length < 10) { setFieldError(reason, "Give a reason of at least 10 characters."); reason.input.focus(); return undefined; }
         setFieldError(reason, "");
         if (!confirm.input.checked) { err.textContent = "Tick the confirmation to continue."; confirm.input.focus(); return undefined; }
-        try { response = await api.emergency(id, text); return true; } catch (e2) {
-          err.textContent = `${e2.title || "Refused"}: ${e2.detail || e2.message}`;
-          return undefined;
-        }
+        response = await api.emergency(id, text, flight.key);
+        return true;
       },
     });
     if (!ok || !response) return;
@@ -209,6 +210,14 @@ function contentFields(prefix) {
   const el = h("div", h("fieldset", h("legend", "Content"), kFhir.row, kFile.row), fhirBox, fileBox);
   return {
     el,
+    /** Empty every content field and go back to FHIR JSON. */
+    clear() {
+      json.input.value = "";
+      file.input.value = "";
+      mt.input.value = "";
+      kFhir.input.checked = true;
+      sync();
+    },
     /** {kind:"json", content, mediaType} | {kind:"file", file, mediaType} | null after showing errors */
     read() {
       if (kFhir.input.checked) {
@@ -249,18 +258,22 @@ async function upload(main, { chain, params }) {
     const c = content.read();
     if (!c) return;
     result.replaceChildren();
-    busy(submit, "Encrypting and anchoring…", async () => {
+    singleFlight(submit, "Uploading…", async (flight) => {
       let res;
       if (c.kind === "json") {
-        res = await api.createRecordJson({ patient: checksum(p), category: category.input.value, content: c.content, mediaType: c.mediaType });
+        res = await api.createRecordJson({ patient: checksum(p), category: category.input.value, content: c.content, mediaType: c.mediaType }, flight.key);
       } else {
         const fd = new FormData();
         fd.append("patient", checksum(p));
         fd.append("category", category.input.value);
         fd.append("mediaType", c.mediaType);
         fd.append("file", c.file, c.file.name);
-        res = await api.createRecordFile(fd);
+        res = await api.createRecordFile(fd, flight.key);
       }
+      // a filled form invites a second click that would upload the same record again
+      patient.input.value = "";
+      category.input.selectedIndex = 0;
+      content.clear();
       result.replaceChildren(h("div.card", h("h3", "Record uploaded"), h("dl.kv",
         h("dt", "Record id"), h("dd.mono#new-record-id", res.recordId),
         h("dt", "Version"), h("dd", String(res.version)),
@@ -268,7 +281,7 @@ async function upload(main, { chain, params }) {
         h("dt", "Transaction"), h("dd.mono", res.txHash)),
         h("a", { href: `#/provider/patients?patient=${checksum(p)}` }, "See this patient's records")));
       announce(`Record uploaded for ${shortHex(p)}: ${shortHex(res.recordId)}, version ${res.version}.`);
-    });
+    }, { note: "Encrypting, storing and anchoring on the ledger…" });
   });
   main.replaceChildren(h("h1", "Upload a record"),
     h("section.card", { "aria-labelledby": "up-h" }, h("h2#up-h", "New record"),
@@ -279,25 +292,24 @@ async function upload(main, { chain, params }) {
 async function amendRecord(r, reload) {
   const content = contentFields("am");
   let res = null;
-  const err = h("p.field-error", { role: "alert" });
   const ok = await modal({
     title: "Amend record (new version)",
     content: h("div", h("p.small", "The new version is linked to the previous one; earlier versions stay in the audit trail."),
-      h("dl.kv", h("dt", "Record"), h("dd.mono", r.recordId), h("dt", "Current version"), h("dd", String(r.version))), content.el, err),
+      h("dl.kv", h("dt", "Record"), h("dd.mono", r.recordId), h("dt", "Current version"), h("dd", String(r.version))), content.el),
     confirmLabel: "Save new version",
-    onConfirm: async () => {
+    busyLabel: "Saving…",
+    busyNote: "Encrypting, storing and anchoring on the ledger…",
+    onConfirm: async (flight) => {
       const c = content.read();
       if (!c) return undefined;
-      try {
-        if (c.kind === "json") res = await api.amendJson(r.recordId, { content: c.content, mediaType: c.mediaType });
-        else {
-          const fd = new FormData();
-          fd.append("mediaType", c.mediaType);
-          fd.append("file", c.file, c.file.name);
-          res = await api.amendFile(r.recordId, fd);
-        }
-        return true;
-      } catch (e) { err.textContent = `${e.title || "Refused"}: ${e.detail || e.message}`; return undefined; }
+      if (c.kind === "json") res = await api.amendJson(r.recordId, { content: c.content, mediaType: c.mediaType }, flight.key);
+      else {
+        const fd = new FormData();
+        fd.append("mediaType", c.mediaType);
+        fd.append("file", c.file, c.file.name);
+        res = await api.amendFile(r.recordId, fd, flight.key);
+      }
+      return true;
     },
   });
   if (!ok || !res) return;

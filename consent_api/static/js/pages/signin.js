@@ -3,16 +3,16 @@ import { ethers } from "../../vendor/ethers.min.js";
 import { api } from "../api.js";
 import { session, keystore, injectedSigner } from "../session.js";
 import { siweMessage } from "../signing.js";
-import { h, field, setFieldError, busy, announce, shortHex, modal } from "../ui.js";
+import { h, field, setFieldError, singleFlight, announce, shortHex, modal } from "../ui.js";
 import { isDevChain } from "../dev-accounts.js";
 
-/** SIWE: nonce → EIP-4361 message → personal_sign → POST /v1/auth/login. */
-export async function signInWith(signer, signerInfo, chain) {
+/** SIWE: nonce → EIP-4361 message → personal_sign → POST /v1/auth/login (with the action's idempotency key). */
+export async function signInWith(signer, signerInfo, chain, key) {
   const address = ethers.getAddress(await signer.getAddress());
   const { nonce } = await api.authNonce();
   const message = siweMessage({ address, chainId: chain.chainId, nonce });
   const signature = await signer.signMessage(message);
-  const login = await api.login(message, signature);
+  const login = await api.login(message, signature, key);
   session.start(login, signerInfo, signer);
   announce(`Signed in as ${shortHex(login.address)}.`);
   return login;
@@ -45,7 +45,7 @@ async function demoPanel(chain) {
     const btn = h("button.btn.btn-secondary", { type: "button", "data-demo-index": acct.index },
       h("span", `#${acct.index} ${name}`), h("small", `${roleText} · ${shortHex(wallet.address, 6, 4)}`));
     btn.setAttribute("aria-label", `Sign in as demo ${roleText} ${name} (account #${acct.index}, ${wallet.address})`);
-    btn.addEventListener("click", () => busy(btn, "Signing in…", () => signInWith(wallet, { kind: "demo", index: acct.index }, chain)));
+    btn.addEventListener("click", () => singleFlight(btn, "Signing in…", (flight) => signInWith(wallet, { kind: "demo", index: acct.index }, chain, flight.key), { note: "Checking your signature…" }));
     list.append(h("li", btn));
   }
   return h("section.card.demo", { "aria-labelledby": "demo-title" },
@@ -65,11 +65,11 @@ function savedKeysCard(chain) {
   for (const entry of keys) {
     const btn = h("button.btn.btn-small", { type: "button" }, "Sign in");
     btn.setAttribute("aria-label", `Sign in with ${entry.label || "key"} ${entry.address}`);
-    btn.addEventListener("click", () => busy(btn, "Signing in…", async () => {
+    btn.addEventListener("click", () => singleFlight(btn, "Signing in…", async (flight) => {
       needChain(chain);
       const wallet = await unlockWithPrompt(entry);
-      if (wallet) await signInWith(wallet, { kind: "keystore" }, chain);
-    }));
+      if (wallet) await signInWith(wallet, { kind: "keystore" }, chain, flight.key);
+    }, { note: "Unlocking your key and checking your signature…" }));
     const backup = h("a.btn.btn-quiet.btn-small", {
       href: URL.createObjectURL(new Blob([entry.json], { type: "application/json" })),
       download: `consent-ledger-key-${entry.address}.json`,
@@ -89,6 +89,8 @@ async function unlockWithPrompt(entry) {
     title: `Unlock ${entry.label || "your key"}`,
     content: h("div", h("p.mono.small", entry.address), pass.wrap, err),
     confirmLabel: "Unlock and sign in",
+    busyLabel: "Unlocking…",
+    busyNote: "Decrypting your key…",
     onConfirm: async () => {
       try { wallet = await keystore.unlock(entry, pass.input.value); return true; } catch {
         err.textContent = "That passphrase does not unlock this key.";
@@ -122,12 +124,13 @@ function newKeyCard(chain) {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     if (!pp.check()) return;
-    busy(submit, "Creating key…", async () => {
+    singleFlight(submit, "Creating key…", async (flight) => {
       needChain(chain);
       const wallet = ethers.Wallet.createRandom();
       await keystore.save(wallet, pp.pass.input.value, label.input.value.trim());
-      await signInWith(wallet, { kind: "keystore" }, chain);
-    });
+      flight.step("Signing in…");
+      await signInWith(wallet, { kind: "keystore" }, chain, flight.key);
+    }, { note: "Encrypting your key in this browser…" });
   });
   return h("section.card", { "aria-labelledby": "new-title" }, h("h2#new-title", "Create a new key"), form);
 }
@@ -149,12 +152,13 @@ function importCard(chain) {
       return;
     }
     if (!pp.check()) return;
-    busy(submit, "Importing…", async () => {
+    singleFlight(submit, "Importing…", async (flight) => {
       needChain(chain);
       await keystore.save(wallet, pp.pass.input.value, label.input.value.trim());
       key.input.value = "";
-      await signInWith(wallet, { kind: "keystore" }, chain);
-    });
+      flight.step("Signing in…");
+      await signInWith(wallet, { kind: "keystore" }, chain, flight.key);
+    }, { note: "Encrypting your key in this browser…" });
   });
   return h("section.card", { "aria-labelledby": "import-title" }, h("h2#import-title", "Import a private key"), form);
 }
@@ -166,11 +170,11 @@ function walletCard(chain) {
     return card;
   }
   const btn = h("button.btn", { type: "button" }, "Sign in with browser wallet");
-  btn.addEventListener("click", () => busy(btn, "Waiting for the wallet…", async () => {
+  btn.addEventListener("click", () => singleFlight(btn, "Waiting for the wallet…", async (flight) => {
     needChain(chain);
     const signer = await injectedSigner();
-    await signInWith(signer, { kind: "injected" }, chain);
-  }));
+    await signInWith(signer, { kind: "injected" }, chain, flight.key);
+  }, { note: "Approve the sign-in message in your wallet." }));
   card.append(h("p.muted", "Your wallet will ask you to approve a sign-in message."), h("div.actions", btn));
   return card;
 }
