@@ -118,4 +118,6 @@ export const api = {
   erase: (id, key) => request("DELETE", `/v1/records/${enc(id)}`, { idempotencyKey: key }),
   auditRecord: (id) => request("GET", `/v1/audit/records/${enc(id)}`),
   auditVerify: (patient) => request("POST", "/v1/audit/verify", { json: patient ? { patient } : {}, write: false }),
+  // the report's path only: the bearer token goes to this origin, in a header, never in a URL
+  auditReport: (reportUrl) => request("GET", new URL(reportUrl, location.origin).pathname, { accept: "text/html" }),
 };

@@ -1,9 +1,13 @@
 // Auditor page: verify one record, one patient, or everything; read the report.
 import { api } from "../api.js";
 import { isAddress, checksum, isBytes32 } from "../signing.js";
-import { h, field, choice, setFieldError, announce, clearAlert, showError, hexSpan, timeEl, purposeLabel, shortHex } from "../ui.js";
+import { h, field, choice, setFieldError, announce, clearAlert, showError, hexSpan, timeEl, purposeLabel, shortHex, pill, singleFlight } from "../ui.js";
 
 export async function render(main) {
+  const names = {};
+  try {
+    for (const x of (await api.providers()).providers || []) names[x.address.toLowerCase()] = x.name;
+  } catch { /* addresses are shown without names */ }
   const sRecord = choice("radio", "target", "record", "One record");
   const sPatient = choice("radio", "target", "patient", "One patient", { checked: true });
   const sAll = choice("radio", "target", "all", "Everything on the ledger");
@@ -48,7 +52,7 @@ export async function render(main) {
     try {
       const res = await run();
       const secs = ((performance.now() - started) / 1000).toFixed(1);
-      report.replaceChildren(renderReport(res, label, secs));
+      report.replaceChildren(renderReport(res, label, secs, names));
       announce(`Verification of ${label} finished: ${res.ok ? "no violations" : `${(res.violations || []).length} violation(s)`}.`);
       report.querySelector("h2").focus();
     } catch (err) {
@@ -68,15 +72,24 @@ export async function render(main) {
 
 const humanKey = (k) => k.replace(/([a-z])([A-Z])/g, "$1 $2").replace(/^./, (c) => c.toUpperCase());
 
-function renderReport(res, label, secs) {
+function renderReport(res, label, secs, names) {
   const ok = Boolean(res.ok);
   const violations = res.violations || [];
+  const who = (addr) => (addr && names[addr.toLowerCase()] ? h("span", names[addr.toLowerCase()], " ", hexSpan(addr)) : hexSpan(addr));
+  // erased records in scope: the patient or ledger report's `erasures`, a record trail's `erasure`
+  const erased = new Map((res.erasures || []).map((e) => [e.recordId.toLowerCase(), e]));
+  if (res.erasure && res.recordId) erased.set(res.recordId.toLowerCase(), res.erasure);
+  const erasedMark = (id) => (id && erased.has(id.toLowerCase()) ? [" ", pill("erased", "Erased")] : "");
   const parts = [
-    h("h2", { tabindex: "-1" }, `Report: ${label}`),
+    h("h2", { tabindex: "-1" }, `Report: ${label}`, res.erasure ? [" ", pill("erased", "Erased")] : ""),
     h("div", { class: `verdict ${ok ? "ok" : "fail"}` }, h("span", { "aria-hidden": "true" }, ok ? "✔" : "✖"),
       ok ? "Verified — no violations found" : `${violations.length} violation${violations.length === 1 ? "" : "s"} found`),
     h("p.muted.small", `Finished in ${secs} s.`),
   ];
+  if (res.erasure) {
+    parts.push(h("p", `This record was erased in block ${res.erasure.blockNumber}`,
+      res.erasure.txHash ? [", transaction ", hexSpan(res.erasure.txHash, 10, 6)] : "", ". Its content can no longer be read; its history stays on the ledger."));
+  }
   const summary = res.summary || {};
   const counts = Object.entries(summary).filter(([, v]) => typeof v === "number" || typeof v === "string");
   if (res.versions) counts.push(["versions", res.versions.length]);
@@ -94,6 +107,31 @@ function renderReport(res, label, secs) {
         v.block !== undefined && v.block !== null ? `block ${v.block} ` : "",
         v.txHash ? ["tx ", hexSpan(v.txHash, 10, 6)] : "")))));
   }
+  const glass = res.emergencies || [];
+  parts.push(h("h3#glass-h", `Break-glass accesses (${glass.length})`));
+  if (!glass.length) parts.push(h("p.empty", "None."));
+  else {
+    const entry = (e) => h("li",
+      h("div", h("span.emergency-flag", h("span", { "aria-hidden": "true" }, "⚠"), "Emergency access"), " ",
+        who(e.accessor), " read record ", hexSpan(e.recordId, 10, 6), erasedMark(e.recordId)),
+      h("dl.kv",
+        h("dt", "When"), h("dd", timeEl(e.timestamp)),
+        h("dt", "Reason given"), h("dd", e.reason ? h("strong", e.reason)
+          : h("span.muted", "not held by this operator (its hash is on the ledger: ", hexSpan(e.reasonHash), ")")),
+        h("dt", "Accessor"), h("dd.mono", e.accessor || "—"),
+        h("dt", "Emergency role"), h("dd", e.authorized ? "held at the time" : h("strong", "NOT held at the time")),
+        h("dt", "Ledger"), h("dd", `block ${e.block}`, e.tx ? [", transaction ", hexSpan(e.tx, 10, 6)] : "")));
+    parts.push(h("ol.glass-list", { "aria-labelledby": "glass-h" }, glass.map(entry)));
+  }
+  if (res.erasures) {
+    parts.push(h("h3#erased-h", `Erased records (${res.erasures.length})`));
+    if (!res.erasures.length) parts.push(h("p.empty", "None."));
+    else {
+      parts.push(h("ul.erased-list", { "aria-labelledby": "erased-h" }, res.erasures.map((e) => h("li",
+        hexSpan(e.recordId, 10, 6), " ", pill("erased", "Erased"), " ", timeEl(e.timestamp),
+        ` · block ${e.blockNumber}`, e.txHash ? [", transaction ", hexSpan(e.txHash, 10, 6)] : ""))));
+    }
+  }
   if (res.versions && res.versions.length) {
     parts.push(h("h3", "Versions"), h("ol", res.versions.map((v) => h("li", h("span", `Version ${v.version ?? ""} `),
       v.cid ? h("span.mono.small", v.cid) : "", v.ok === false ? h("strong", " — failed") : ""))));
@@ -103,8 +141,42 @@ function renderReport(res, label, secs) {
       d.emergency ? h("strong", "Emergency: ") : "", `${d.accessorName || shortHex(d.accessor)} · ${purposeLabel(d.purpose)} · `, timeEl(d.timestamp)))));
   }
   if (res.reportUrl) {
-    parts.push(h("p", h("a.btn.btn-secondary", { href: res.reportUrl, target: "_blank", rel: "noopener" }, "Open the full HTML report")));
+    const open = h("button.btn.btn-secondary", { type: "button" }, "Open the full HTML report");
+    open.addEventListener("click", () => openReport(open, res.reportUrl));
+    parts.push(h("div.actions", open));
   }
   parts.push(h("details", h("summary", "Raw report (JSON)"), h("pre.json", { tabindex: "0" }, JSON.stringify(res, null, 2))));
   return h("section.card", { "aria-live": "polite" }, ...parts);
+}
+
+/**
+ * The HTML report needs the auditor's bearer token, which a plain link cannot send: fetch it with the
+ * token (in a header, never in a URL) and show it from a blob: URL in a new tab. The tab is opened in
+ * the click itself, so no popup blocker stops it; the blob document inherits the portal's policy,
+ * which allows the report's one stylesheet by its hash and no script.
+ */
+async function openReport(button, reportUrl) {
+  clearAlert();
+  const tab = window.open("", "_blank");
+  if (tab) {
+    tab.document.title = "Loading the verification report…";
+    tab.document.body.textContent = "Loading the verification report…";
+  }
+  const html = await singleFlight(button, "Opening the report…", () => api.auditReport(reportUrl), {
+    note: "Fetching the report…",
+    onError: showError,
+  });
+  if (html === undefined) { // failed (shown in the page) or already opening
+    if (tab) tab.close();
+    return;
+  }
+  const url = URL.createObjectURL(new Blob([html], { type: "text/html" }));
+  if (tab && !tab.closed) {
+    tab.opener = null;
+    tab.location.replace(url);
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    return;
+  }
+  // the browser kept the tab from opening: offer the fetched report as a link
+  button.after(h("a.btn.btn-quiet", { href: url, target: "_blank", rel: "noopener" }, "Show the fetched report"));
 }
