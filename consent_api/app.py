@@ -14,6 +14,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent_api import problems
+from consent_api.body_limits import BodyLimit, Limits
 from consent_api.metrics import Metrics, new_metrics
 from consent_api.routers import audit, auth, consents, fhir, meta, patients, records
 from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
@@ -45,42 +46,6 @@ Patient-controlled consent and record-audit ledger.
   (domain from `GET /v1/chain`); anyone may relay them here.
 * Every error is RFC 9457 `application/problem+json` with a stable `type` (`/problems/<code>`).
 """
-
-
-class BodyLimit:
-    """Refuse bodies over the limit (413) before reading them whole, declared or chunked."""
-
-    def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
-        self.app = app
-        self.json_limit = json_limit
-        self.upload_limit = upload_limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
-        limit = self.upload_limit if content_type.startswith("multipart/form-data") else self.json_limit
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(limit, scope, receive, send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge(limit)
-            return message
-
-        try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLarge:
-            await _too_large(limit, scope, receive, send)
 
 
 class HeadersAndMetrics:
@@ -123,17 +88,6 @@ class HeadersAndMetrics:
                 self.metrics.inc("consent_ledger_disclosures_total", kind=kind)
 
 
-class _BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.limit = limit
-
-
-async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-    response = problems.problem(413, "payload-too-large", f"request body exceeds {limit} bytes")
-    await response(scope, receive, send)
-
-
 # py_ecc (pulled in by the Ethereum libraries) raises the recursion limit to 100,000 when it is
 # imported; deeply nested JSON would then overflow the C stack and crash the process instead of
 # raising RecursionError. Nothing here needs more than the interpreter's default.
@@ -174,7 +128,7 @@ def create_app(services: Services) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
-    app.add_middleware(BodyLimit, json_limit=settings.max_json_body + 64 * 1024, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, limits=Limits.of(settings))  # by route (consent_api/body_limits.py)
     app.add_middleware(HeadersAndMetrics, metrics=metrics)  # outermost: every response, 413s included
 
     @app.get("/metrics", include_in_schema=False)

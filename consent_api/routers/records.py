@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import functools
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError as PydanticValidationError
 from starlette.datastructures import UploadFile
 
 from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep, record_id_param
-from consent_api.schemas import EmergencyIn, ErasureOut, RecordAmendIn, RecordCreated, RecordCreateIn
+from consent_api.schemas import EmergencyIn, ErasureOut, RecordCreated
+from consent_api.uploads import JSON_INLINE_BELOW, UPLOAD_CHUNK, parse_json_upload, parse_multipart_upload
+from ledger_service.bootstrap import Services
 from ledger_service.domain.media_types import served_as
-from ledger_service.domain.records import FHIR_MEDIA_TYPE
 from ledger_service.errors import PermissionDenied, ValidationError
 from ledger_service.service.idempotency import IdempotencyStore
 from ledger_service.service.records import AnchoredVersion, RecordContent
@@ -28,7 +26,6 @@ router = APIRouter(prefix="/v1/records", tags=["records"])
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="Makes a retried request do its work once")
 ]
-UPLOAD_CHUNK = 1024 * 1024
 MULTIPART_SCHEMA: dict[str, Any] = {
     "schema": {
         "type": "object",
@@ -63,53 +60,19 @@ AMEND_DOC: dict[str, Any] = {
 }
 
 
-def _json_content(media_type: str, content: dict[str, Any] | str) -> bytes:
-    if media_type == FHIR_MEDIA_TYPE:
-        if not isinstance(content, dict):
-            raise ValidationError("content must be a FHIR resource object for application/fhir+json", field="content")
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    if not isinstance(content, str):
-        raise ValidationError("content must be base64 text for media types other than FHIR JSON", field="content")
-    try:
-        return base64.b64decode(content, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValidationError("content is not valid base64", field="content") from exc
-
-
 async def _parse_upload(request: Request, *, amend: bool) -> tuple[dict[str, str], list[bytes] | UploadFile, str]:
-    """(fields, content, fingerprint) from a JSON or a multipart body."""
+    """(fields, content, fingerprint) from a JSON or a multipart body (consent_api/uploads.py)."""
+    services: Services = request.app.state.services
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         raw = await request.body()
-        try:
-            payload = json.loads(raw)
-            model = RecordAmendIn.model_validate(payload) if amend else RecordCreateIn.model_validate(payload)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"body is not JSON: {exc.msg}") from exc
-        except PydanticValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            raise ValidationError(f"{where}: {first.get('msg')}", field=where) from exc
-        fields = {"mediaType": model.media_type}
-        if isinstance(model, RecordCreateIn):
-            fields.update(patient=model.patient, category=model.category)
-        body = _json_content(model.media_type, model.content)
-        return fields, [body], hashlib.sha256(raw).hexdigest()
+        parse = functools.partial(parse_json_upload, amend=amend)
+        fields, body, fingerprint = await run_in_threadpool(
+            services.parse_workers.run, parse, raw, inline_below=JSON_INLINE_BELOW
+        )
+        return fields, [body], fingerprint
     if content_type == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=8)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise ValidationError("multipart upload needs a `file` part", field="file")
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        required = ("mediaType",) if amend else ("patient", "category", "mediaType")
-        for name in required:
-            if not fields.get(name):
-                raise ValidationError(f"multipart upload needs a `{name}` field", field=name)
-        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
-        while chunk := await upload.read(UPLOAD_CHUNK):
-            digest.update(chunk)
-        await upload.seek(0)
-        return fields, upload, digest.hexdigest()
+        return await parse_multipart_upload(request, amend=amend, fhir_limit=services.settings.max_json_body)
     raise ValidationError("send application/json or multipart/form-data", field="Content-Type")
 
 

@@ -89,6 +89,135 @@ def test_multipart_upload_over_the_configured_limit_is_413(
     _nothing_stored(services)
 
 
+# ----------------------------------------------------------------- limits by route
+
+KiB = 1024
+SMALL_LIMIT = 16 * KiB  # max_small_body's default
+CONSENT_ID = "0x" + "ab" * 32
+RECORD_ID = "0x" + "cd" * 32
+SMALL_ROUTES = [
+    "/v1/auth/login",
+    "/v1/consents",
+    f"/v1/consents/{CONSENT_ID}/revoke",
+    "/v1/patients/0x90F79bf6EB2c4f870365E785982E1f101E93b906/delegates",
+    f"/v1/records/{RECORD_ID}/emergency-access",
+    "/v1/audit/verify",
+]
+
+
+@pytest.mark.parametrize("framing", ["declared", "chunked"])
+@pytest.mark.parametrize("path", SMALL_ROUTES)
+def test_routes_without_records_refuse_bodies_over_the_small_limit(api: Api, path: str, framing: str) -> None:
+    body = json.dumps({"padding": "x" * SMALL_LIMIT}).encode()
+    headers = {**api.token(api.chain.clinic.address), "Content-Type": "application/json"}
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(body), 4 * KiB):
+            yield body[start : start + 4 * KiB]
+
+    response = api.client.post(path, content=body if framing == "declared" else pieces(), headers=headers)
+    problem = assert_problem(response, 413, "payload-too-large")
+    assert f"exceeds {SMALL_LIMIT} bytes" in str(problem["detail"]), problem
+
+
+def test_a_path_no_route_has_gets_the_small_limit(api: Api) -> None:
+    # (A chunked body to it is never read: the answer is 404.)
+    headers = {"Content-Type": "application/json", "Content-Length": str(SMALL_LIMIT + 1)}
+    response = api.client.post("/v1/records/x/y/versions", content=b"{" + b" " * SMALL_LIMIT, headers=headers)
+    assert_problem(response, 413, "payload-too-large")
+
+
+def test_the_small_limit_takes_the_largest_legal_bodies_and_no_more(api: Api) -> None:
+    # A sign-in at its limits: an 8191-character message (lines of 63) and a 2050-character signature,
+    # pretty-printed; and a 2000-character emergency reason with every character \u-escaped.
+    message = "\n".join("m" * 63 for _ in range(128))
+    login = {"message": message, "signature": "0x" + "ab" * 1024}
+    reason = json.dumps({"reason": "\u00e9" * 2000}, ensure_ascii=True).encode()
+    headers = {"Content-Type": "application/json"}
+    response = api.client.post("/v1/auth/login", content=json.dumps(login, indent=2).encode(), headers=headers)
+    assert_problem(response, 401, "invalid-sign-in")  # read whole and judged: not a sign-in message
+    emergency = {**headers, **api.token(api.chain.clinic.address)}
+    response = api.client.post(f"/v1/records/{RECORD_ID}/emergency-access", content=reason, headers=emergency)
+    assert_problem(response, 404, "record-not-found")  # read as a reason, then: no such record
+    # The same sign-in with room to spare: refused unread.
+    padded = json.dumps(login, indent=SMALL_LIMIT // 4).encode()
+    assert len(padded) > SMALL_LIMIT
+    assert_problem(api.client.post("/v1/auth/login", content=padded, headers=headers), 413, "payload-too-large")
+
+
+def test_record_uploads_take_the_bodies_sign_in_refuses(api: Api) -> None:
+    patient = api.new_patient()
+    headers = api.token(api.chain.clinic.address)
+    content = bytes(range(256)) * (4 * KiB)  # 1 MiB: its JSON is parsed by a worker process
+    body = _record_body(patient.address, base64.b64encode(content).decode(), "application/pdf")
+    refused = api.client.post("/v1/auth/login", json=body)
+    assert_problem(refused, 413, "payload-too-large")
+    created = api.client.post("/v1/records", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    resource = {"resourceType": "Observation", "status": "final", "code": {"text": "x" * (64 * KiB)}}
+    amended = api.client.post(
+        f"/v1/records/{created.json()['recordId']}/versions",
+        json={"mediaType": "application/fhir+json", "content": resource},
+        headers=headers,
+    )
+    assert amended.status_code == 201, amended.text
+
+
+@pytest.fixture
+def small_fhir_limit(chain: Chain, tmp_path: Path) -> Iterator[tuple[TestClient, Services]]:
+    services = bootstrap(chain.settings_for(tmp_path / "fhir", max_json_body=256 * KiB), chain.deployment)
+    with TestClient(create_app(services), base_url="http://testserver") as client:
+        yield client, services
+    services.close()
+
+
+def test_fhir_files_over_the_fhir_limit_are_413_other_files_are_not(
+    small_fhir_limit: tuple[TestClient, Services], chain: Chain
+) -> None:
+    client, services = small_fhir_limit
+    token, _ = services.auth.issue_token(chain.clinic.address)
+    headers = {"Authorization": f"Bearer {token}"}
+    fields = {"patient": chain.patients[0].address, "category": "laboratory"}
+    document = json.dumps({"resourceType": "Binary", "contentType": "text/plain", "data": "QUFB" * 128 * KiB})
+    assert 512 * KiB < len(document) < MiB
+    response = client.post(
+        "/v1/records",
+        data={**fields, "mediaType": "application/fhir+json"},
+        files={"file": ("big.json", document.encode(), "application/fhir+json")},
+        headers=headers,
+    )
+    problem = assert_problem(response, 413, "payload-too-large")
+    assert str(256 * KiB) in str(problem["detail"]), problem
+    response = client.post(
+        "/v1/records",
+        json={**fields, "mediaType": "application/fhir+json", "content": json.loads(document)},
+        headers=headers,
+    )
+    assert_problem(response, 413, "payload-too-large")  # as JSON: over max_json_body and its envelope
+    _nothing_stored(services)
+    # The FHIR limit is FHIR's alone: the same bytes as another file stream in as before.
+    response = client.post(
+        "/v1/records",
+        data={**fields, "mediaType": "text/plain"},
+        files={"file": ("big.txt", document.encode(), "text/plain")},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+
+
+def test_the_large_body_routes_are_the_upload_routes() -> None:
+    from consent_api.body_limits import LARGE_BODY_ROUTES
+    from consent_api.routers import records
+
+    declared = {
+        (method, route.path)
+        for route in records.router.routes
+        for method in getattr(route, "methods", ())
+        if "multipart/form-data" in str(getattr(route, "openapi_extra", None) or {})
+    }
+    assert declared == set(LARGE_BODY_ROUTES)
+
+
 # ----------------------------------------------------------------- FHIR
 
 
