@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent_api import problems
 from consent_api.body_limits import BodyLimit, Limits
-from consent_api.metrics import Metrics, new_metrics
+from consent_api.metrics import Metrics, new_metrics, request_labels
 from consent_api.routers import audit, auth, consents, fhir, meta, patients, records
 from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
 from ledger_service.bootstrap import Services
@@ -79,9 +79,9 @@ class HeadersAndMetrics:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            template = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.metrics.inc("consent_ledger_requests_total", method=method, route=template, status=str(status))
+            labels = request_labels(scope["method"], scope.get("route"), status)  # closed sets only
+            template, method = labels["route"], labels["method"]
+            self.metrics.inc("consent_ledger_requests_total", method=method, route=template, status=labels["status"])
             self.metrics.inc("consent_ledger_request_seconds_total", time.perf_counter() - started, route=template)
             if template.startswith("/v1/records/{record_id}") and method in ("GET", "POST") and status == 200:
                 kind = "emergency" if template.endswith("emergency-access") else "consent"
@@ -130,10 +130,6 @@ def create_app(services: Services) -> FastAPI:
         )
     app.add_middleware(BodyLimit, limits=Limits.of(settings))  # by route (consent_api/body_limits.py)
     app.add_middleware(HeadersAndMetrics, metrics=metrics)  # outermost: every response, 413s included
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
-        return Response(metrics.render(services), media_type="text/plain; version=0.0.4")
 
     @app.get("/problems/{code}", include_in_schema=False)
     def problem_doc(code: str) -> Response:

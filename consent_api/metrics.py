@@ -1,11 +1,35 @@
-"""Prometheus text-format metrics for /metrics (no client library needed for this few)."""
+"""Prometheus text-format metrics (no client library needed for this few), on a listener of their own.
+
+Every label comes from a closed set (known methods, the app's route templates, status classes), so
+no request, however odd its method or path, adds a series. The public API does not serve them:
+``metrics_app`` does, on ``metrics_host:metrics_port`` (docs/operations.md, "Monitoring").
+"""
 
 from __future__ import annotations
 
+import hmac
 import threading
 from collections import defaultdict
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from consent_api import problems
 from ledger_service.bootstrap import Services
+
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def request_labels(method: str, route: object, status: int) -> dict[str, str]:
+    """The labels of one request: its method or "other", its route template or "unmatched", "2xx"..."""
+    template = getattr(route, "path", None)
+    return {
+        "method": method if method in KNOWN_METHODS else "other",
+        "route": template if isinstance(template, str) else "unmatched",
+        "status": f"{status // 100}xx" if 100 <= status <= 599 else "other",
+    }
 
 
 def _labels(labels: tuple[tuple[str, str], ...]) -> str:
@@ -49,6 +73,22 @@ class Metrics:
         for name, (value, text) in gauges.items():
             lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(lines) + "\n"
+
+
+def metrics_app(metrics: Metrics, services: Services, *, token: str | None = None) -> Starlette:
+    """GET /metrics alone; with ``token`` set, only for ``Authorization: Bearer <token>``."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    def scrape(request: Request) -> Response:
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode("latin-1", "replace")
+            if not hmac.compare_digest(given, expected):  # constant time: the token is a secret
+                refused = problems.problem(401, "unauthorized", "send Authorization: Bearer <metrics token>")
+                refused.headers["WWW-Authenticate"] = "Bearer"
+                return refused
+        return Response(metrics.render(services), media_type="text/plain; version=0.0.4")
+
+    return Starlette(routes=[Route("/metrics", scrape, methods=["GET"])])
 
 
 def new_metrics() -> Metrics:

@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 
 import uvicorn
 
 from consent_api.app import create_app
-from ledger_service.bootstrap import bootstrap
+from consent_api.metrics import Metrics, metrics_app
+from ledger_service.bootstrap import Services, bootstrap
+from ledger_service.errors import ConfigurationError
 from ledger_service.origins import sign_in_origins, trusted_proxies
 from ledger_service.runtime import Runtime
 
 log = logging.getLogger("consent_api")
+
+
+def start_metrics_listener(services: Services, metrics: Metrics) -> tuple[uvicorn.Server, str] | None:
+    """Serve GET /metrics on ``metrics_host:metrics_port`` (default 127.0.0.1, port + 1) in a thread.
+
+    The socket is bound here, before the API starts, so a port already taken fails the start
+    with the setting to change instead of leaving the service without metrics.
+    """
+    settings = services.settings
+    port = settings.port + 1 if settings.metrics_port is None else settings.metrics_port
+    if port == 0:
+        return None
+    host = settings.metrics_host
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"the metrics listener cannot bind {host}:{port} ({exc.strerror}); set CONSENT_LEDGER_METRICS_PORT "
+            "to a free port, or to 0 for no metrics listener"
+        ) from exc
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app = metrics_app(metrics, services, token=token or None)
+    # A handful of scrapers at most: refuse a crowd (503) rather than queue it.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", limit_concurrency=8)
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="metrics-listener", daemon=True).start()
+    shown = f"[{host}]" if ":" in host else host
+    return server, f"http://{shown}:{port}/metrics"
 
 
 def serve(runtime: Runtime, stop: threading.Event) -> None:
@@ -53,16 +87,23 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
             forwarded_allow_ips=list(proxies),
         )
         server = uvicorn.Server(config)
+        metrics_listener = start_metrics_listener(services, app.state.metrics)
 
         def watch() -> None:
             stop.wait()
             server.should_exit = True
+            if metrics_listener is not None:
+                metrics_listener[0].should_exit = True
 
         threading.Thread(target=watch, name="stop-watch", daemon=True).start()
         print(f"portal  http://{settings.host}:{settings.port}/", flush=True)
         print(f"API     http://{settings.host}:{settings.port}/docs  (OpenAPI at /openapi.json)", flush=True)
+        if metrics_listener is not None:
+            print(f"metrics {metrics_listener[1]}", flush=True)
         print(f"sign-in messages must name {' or '.join(origins)}", flush=True)
         print("press Ctrl+C to stop (state is saved in the data dir)", flush=True)
         server.run()
+        if metrics_listener is not None:
+            metrics_listener[0].should_exit = True
     finally:
         services.close()

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         description="Proxy addresses or networks whose X-Forwarded-For/-Proto are believed; none by default",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed cross-site; none by default")
+    # Metrics are served by a listener of their own, never by the public API (docs/operations.md, "Monitoring")
+    metrics_host: str = Field(default="127.0.0.1", description="Address of the metrics listener (GET /metrics)")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of the metrics listener; unset = port + 1, 0 = no listener"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token the metrics listener requires; unset = none (it is on loopback)"
+    )
 
     # Chain
     rpc_url: str | None = Field(default=None, description="External JSON-RPC URL; unset = start a local anvil")

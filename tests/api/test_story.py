@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from consent_api.metrics import metrics_app
 from tests.api.conftest import Api, assert_problem
 
 pytestmark = pytest.mark.e2e
@@ -78,11 +80,14 @@ def test_fhir_bundles_for_patient_and_auditor(api: Api) -> None:
     )
 
 
-def test_metrics_are_prometheus_text(api: Api) -> None:
+def test_metrics_are_prometheus_text_on_their_own_app(api: Api) -> None:
     api.client.get("/v1/chain")
-    text = api.client.get("/metrics").text
+    assert_problem(api.client.get("/metrics"), 404, "not-found")  # the public API serves none
+    app = api.client.app
+    with TestClient(metrics_app(app.state.metrics, api.services)) as scraper:  # type: ignore[attr-defined]
+        text = scraper.get("/metrics").text
     assert "# TYPE consent_ledger_requests_total counter" in text
-    assert 'consent_ledger_requests_total{method="GET",route="/v1/chain",status="200"}' in text
+    assert 'consent_ledger_requests_total{method="GET",route="/v1/chain",status="2xx"}' in text
     assert "consent_ledger_chain_block_number " in text
 
 

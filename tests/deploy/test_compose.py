@@ -427,6 +427,21 @@ def test_api_settings_point_at_services_the_file_defines(services: dict[str, dic
         assert "CONSENT_LEDGER_DEPLOYER_KEY" not in env, f"{name}: the admin key belongs to the deployer only"
 
 
+def test_api_metrics_are_on_their_own_port_behind_a_token(services: dict[str, dict[str, Any]]) -> None:
+    conf = NGINX_CONF.read_text(encoding="utf-8")
+    for name in api_services(services):
+        service = services[name]
+        env = environment(service)
+        public, metrics = int(env["CONSENT_LEDGER_PORT"]), int(env["CONSENT_LEDGER_METRICS_PORT"])
+        assert metrics != public, f"{name}: metrics on the public port"
+        _target_port_ok(name, service, metrics)
+        token = env["CONSENT_LEDGER_METRICS_TOKEN"]
+        assert INTERPOLATION.match(token) and ":?" in token, f"{name}: the metrics token must be required"
+        assert f"{name}:{metrics}" not in conf, f"the proxy forwards to {name}'s metrics listener"
+        assert not service.get("ports"), f"{name} publishes ports"
+    assert re.search(r"location\s*=\s*/metrics\s*\{\s*return 404;", conf), "the proxy keeps /metrics closed"
+
+
 def test_ipfs_is_a_private_swarm_behind_the_cluster(services: dict[str, dict[str, Any]]) -> None:
     kubos = sorted(n for n, s in services.items() if str(s.get("image", "")).startswith("ipfs/kubo:"))
     clusters = sorted(n for n, s in services.items() if str(s.get("image", "")).startswith("ipfs/ipfs-cluster:"))

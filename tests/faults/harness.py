@@ -100,6 +100,9 @@ class ApiServer:
         self.deployment = deployment
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The metrics listener gets its own free port: port + 1 (the default) may be taken here.
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "api.log"
@@ -115,6 +118,7 @@ class ApiServer:
             "PROVIDER_KEYS": f"{CLINIC_KEY},{LAB_KEY}",
             "PORT": str(self.port),
             "PUBLIC_ORIGIN": self.url,  # an external chain: the origin sign-in messages name must be set
+            "METRICS_PORT": str(self.metrics_port),
             "RECEIPT_TIMEOUT": "30",
             **{k.upper(): str(v) for k, v in self.settings.items()},
         }
