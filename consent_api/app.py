@@ -17,6 +17,7 @@ from consent_api import problems
 from consent_api.body_limits import BodyLimit, Limits
 from consent_api.metrics import Metrics, new_metrics, request_labels
 from consent_api.routers import audit, auth, consents, fhir, meta, patients, records
+from consent_api.throttle import Throttle
 from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
 from ledger_service.bootstrap import Services
 
@@ -120,6 +121,7 @@ def create_app(services: Services) -> FastAPI:
 
     metrics = new_metrics()
     app.state.metrics = metrics
+    app.state.throttle = Throttle(settings)  # sign-in and relay rate limits, relay slots (consent_api/throttle.py)
 
     if settings.cors_origins:
         app.add_middleware(

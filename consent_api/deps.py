@@ -16,7 +16,8 @@ from ledger_service.service.auth import AuthenticationError, Session
 bearer = HTTPBearer(auto_error=False, description="Token from POST /v1/auth/login (Sign-In with Ethereum)")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain def dependency on a worker thread, which this lookup does not need
     services: Services = request.app.state.services
     return services
 

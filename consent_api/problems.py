@@ -37,6 +37,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "record-erased": (410, "Record erased"),
     "key-destroyed": (410, "Record keys destroyed"),
     "payload-too-large": (413, "Request body too large"),
+    "rate-limited": (429, "Too many requests"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "invalid-record-content": (422, "Record content is not acceptable"),
     "invalid-media-type": (422, "Record media type is not acceptable"),
@@ -44,6 +45,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "blob-not-found": (502, "Stored record is missing"),
     "decryption-failed": (502, "Stored record failed authentication"),
     "chain-unavailable": (503, "Ledger chain unavailable"),
+    "relay-busy": (503, "Relay busy"),
     "blob-store-unavailable": (503, "Record store unavailable"),
     "database-unavailable": (503, "Metadata database unavailable"),
     "transaction-timeout": (504, "Ledger transaction not confirmed in time"),
@@ -79,9 +81,13 @@ def _for_ledger_error(exc: errors.LedgerError) -> JSONResponse:
             extra["recordId" if key == "record_id" else key] = value
     if isinstance(exc, errors.TransactionReverted) and exc.error_name:
         extra["contractError"] = exc.error_name
-    if status >= 500:
+    if status >= 500 and code != "relay-busy":  # a refused relay flood is not an incident per request
         log.warning("%s: %s", code, exc)
-    return problem(status, code, str(exc), **extra)
+    response = problem(status, code, str(exc), **extra)
+    retry_after = exc.details.get("retry_after")
+    if isinstance(retry_after, int):  # 429 / 503: when the client may try again (RFC 9110 10.2.3)
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def install(app: FastAPI) -> None:

@@ -209,6 +209,18 @@ class IdempotencyConflict(LedgerError):
     code = "idempotency-conflict"
 
 
+class RateLimited(LedgerError):
+    """Too many requests on a limited route (sign-in, relays); ``retry_after`` seconds until one is free."""
+
+    code = "rate-limited"
+
+
+class RelayBusy(LedgerError):
+    """Every relay slot holds a transaction still waiting for its receipt; ``retry_after`` as above."""
+
+    code = "relay-busy"
+
+
 # ----------------------------------------------------------------- audit
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 # anvil's well-known development mnemonic accounts ("test test ... junk"); only ever used
@@ -119,6 +119,28 @@ class Settings(BaseSettings):
     parse_workers: int = Field(
         default=2, ge=1, description="Processes that parse large JSON uploads off the API's event loop"
     )
+
+    # Rate limits, in the `limits` notation ("30/minute", "5/second"; docs/operations.md, "Rate limits").
+    # Each API process counts its own requests, in memory.
+    auth_rate_limit: str = Field(default="60/minute", description="Sign-in requests (nonce, login) per client address")
+    auth_rate_limit_global: str = Field(default="1200/minute", description="Sign-in requests of all clients together")
+    relay_rate_limit: str = Field(default="30/minute", description="Relayed messages per client address")
+    relay_rate_limit_per_signer: str = Field(default="10/minute", description="Relayed messages per signing patient")
+    relay_rate_limit_global: str = Field(default="300/minute", description="Relayed messages of all clients together")
+    relay_concurrency: int = Field(
+        default=16, ge=1, description="Relayed messages waiting for their transactions at once; more are refused (503)"
+    )
+
+    @field_validator(
+        "auth_rate_limit", "auth_rate_limit_global", "relay_rate_limit", "relay_rate_limit_per_signer",
+        "relay_rate_limit_global",
+    )  # fmt: skip
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # ValueError names the string it could not read
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -208,6 +208,15 @@ class LedgerClient:
 # ----------------------------------------------------------------- the server under test
 
 
+def raised_limits(clients: int) -> dict[str, str]:
+    """Settings for the soak's server: every client here is 127.0.0.1 and they relay in parallel, so
+    the rate limits and relay slots a public server keeps (docs/operations.md, "Rate limits") would
+    refuse the very load the soak measures. Raised, not switched off."""
+    names = ("AUTH_RATE_LIMIT", "AUTH_RATE_LIMIT_GLOBAL", "RELAY_RATE_LIMIT", "RELAY_RATE_LIMIT_PER_SIGNER")
+    limits = {f"CONSENT_LEDGER_{name}": "1000000/minute" for name in (*names, "RELAY_RATE_LIMIT_GLOBAL")}
+    return {**limits, "CONSENT_LEDGER_RELAY_CONCURRENCY": str(max(16, 2 * clients))}
+
+
 class Server:
     """`consent-ledger up` as a child process on free loopback ports."""
 
@@ -217,7 +226,8 @@ class Server:
         self.chain_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.rpc_url = f"http://127.0.0.1:{self.chain_port}"
-        self.env = env or {}
+        # Its own free port for the metrics listener (the default, port + 1, may be taken).
+        self.env = {"CONSENT_LEDGER_METRICS_PORT": str(free_port()), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "server.log"
 
@@ -581,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tmp = None if args.data_dir else tempfile.mkdtemp(prefix="consent-ledger-soak-")
     data_dir = args.data_dir or Path(tmp or ".")
-    server = Server(data_dir)
+    server = Server(data_dir, env=raised_limits(args.clients))
     print(f"starting consent-ledger up in {data_dir} (API {server.url}, chain {server.rpc_url})", flush=True)
     server.start()
     try:

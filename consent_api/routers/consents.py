@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from consent_api.deps import ServicesDep, address_param
 from consent_api.schemas import ContractNonceOut, GrantOut, GrantRequest, RevokeRequest, TxOut
+from consent_api.throttle import RELAY_LIMITED, relay
 from ledger_service.domain.consent import ConsentGrant, ConsentRevoke
 
 router = APIRouter(prefix="/v1/consents", tags=["consents"])
@@ -25,9 +26,9 @@ def patient_nonce(patient: str, services: ServicesDep) -> ContractNonceOut:
     response_model=GrantOut,
     status_code=status.HTTP_201_CREATED,
     summary="Relay a signed ConsentGrant",
-    responses={200: {"description": "The identical signed message was relayed before; its result"}},
+    responses={200: {"description": "The identical signed message was relayed before; its result"}, **RELAY_LIMITED},
 )
-def grant(body: GrantRequest, response: Response, services: ServicesDep) -> GrantOut:
+async def grant(body: GrantRequest, request: Request, response: Response, services: ServicesDep) -> GrantOut:
     g = body.grant
     message = ConsentGrant(
         patient=address_param(g.patient, "grant.patient"),
@@ -39,15 +40,17 @@ def grant(body: GrantRequest, response: Response, services: ServicesDep) -> Gran
         nonce=g.nonce,
         deadline=g.deadline,
     )
-    result = services.consents.relay_grant(message, _bytes(body.signature))
+    result = await relay(request, services.consents.relay_grant, message, _bytes(body.signature))
     if result.replayed:
         response.status_code = status.HTTP_200_OK
     assert result.consent_id is not None
     return GrantOut(consent_id=result.consent_id, tx_hash=result.tx_hash)
 
 
-@router.post("/{consent_id}/revoke", response_model=TxOut, summary="Relay a signed ConsentRevoke")
-def revoke(consent_id: str, body: RevokeRequest, services: ServicesDep) -> TxOut:
+@router.post(
+    "/{consent_id}/revoke", response_model=TxOut, summary="Relay a signed ConsentRevoke", responses=RELAY_LIMITED
+)
+async def revoke(consent_id: str, body: RevokeRequest, request: Request, services: ServicesDep) -> TxOut:
     from ledger_service.domain.codes import parse_bytes32
     from ledger_service.errors import ValidationError
 
@@ -58,5 +61,5 @@ def revoke(consent_id: str, body: RevokeRequest, services: ServicesDep) -> TxOut
     message = ConsentRevoke(
         patient=address_param(r.patient, "revoke.patient"), consent_id=path_id, nonce=r.nonce, deadline=r.deadline
     )
-    result = services.consents.relay_revoke(message, _bytes(body.signature))
+    result = await relay(request, services.consents.relay_revoke, message, _bytes(body.signature))
     return TxOut(tx_hash=result.tx_hash)

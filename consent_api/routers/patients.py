@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from consent_api.deps import CurrentCaller, ServicesDep, address_param, patient_or_delegate
 from consent_api.schemas import (
@@ -19,6 +19,7 @@ from consent_api.schemas import (
     RecordOut,
     TxOut,
 )
+from consent_api.throttle import RELAY_LIMITED, relay
 from ledger_service.db.models import RecordRow, RecordVersionRow
 from ledger_service.domain.consent import DelegateGrant
 from ledger_service.errors import ValidationError
@@ -121,8 +122,9 @@ def disclosures(patient: str, caller: CurrentCaller, services: ServicesDep) -> D
     response_model=TxOut,
     status_code=status.HTTP_201_CREATED,
     summary="Relay a signed DelegateGrant (name a guardian)",
+    responses=RELAY_LIMITED,
 )
-def add_delegate(patient: str, body: DelegateRequest, services: ServicesDep) -> TxOut:
+async def add_delegate(patient: str, body: DelegateRequest, request: Request, services: ServicesDep) -> TxOut:
     d = body.delegate
     if address_param(d.patient, "delegate.patient") != address_param(patient, "patient"):
         raise ValidationError("delegate.patient differs from the patient in the path", field="patient")
@@ -133,7 +135,7 @@ def add_delegate(patient: str, body: DelegateRequest, services: ServicesDep) -> 
         nonce=d.nonce,
         deadline=d.deadline,
     )
-    result = services.consents.relay_delegate(message, bytes.fromhex(body.signature[2:]))
+    result = await relay(request, services.consents.relay_delegate, message, bytes.fromhex(body.signature[2:]))
     return TxOut(tx_hash=result.tx_hash)
 
 

@@ -226,7 +226,10 @@ class RelayedMessageRow(Base):
 
 
 class AuthNonceRow(Base):
-    """A Sign-In with Ethereum nonce: single use, short-lived, shared by all API replicas."""
+    """A Sign-In with Ethereum nonce a login used: kept until it expires, shared by all API replicas.
+
+    Issued nonces are signed, not stored (ledger_service/service/auth.py); ``used`` is always true.
+    """
 
     __tablename__ = "auth_nonces"
 

@@ -1,6 +1,9 @@
 """Sign-in with Ethereum and bearer tokens.
 
-Nonces are single-use and expire (stored in the DB so every API replica shares them).
+Nonces are single-use and expire. A nonce is signed, not stored: its expiry and random bytes
+under an HMAC, so issuing one writes nothing (anyone may ask for one). A login that uses it
+records it in the used-nonce table, which every API replica shares and which keeps only the
+nonces not yet expired.
 A token is an HMAC-signed claim (address, issued, expiry, id) under a secret in the data
 dir; it proves only who the caller is. Roles are read from the chain on each request,
 so a role change on chain (a suspension) takes effect at once.
@@ -14,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -24,14 +28,18 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
-from sqlalchemy import delete, update
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
-from ledger_service.db.database import Database
+from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.models import AuthNonceRow
 from ledger_service.domain import siwe
 from ledger_service.errors import ConfigurationError, LedgerError
 
 NONCE_TTL_SECONDS = 600
+# expiry (10 hex digits, unix seconds) + 8 random bytes + the first 16 bytes of their HMAC-SHA256:
+# 58 alphanumeric characters, as EIP-4361 wants a nonce, within the table's 64.
+_SIGNED_NONCE = re.compile(r"([0-9a-f]{10}[0-9a-f]{16})([0-9a-f]{32})")
 TOKEN_TTL_SECONDS = 3600
 
 
@@ -104,24 +112,33 @@ class AuthService:
     # ------------------------------------------------------------- nonces
 
     def issue_nonce(self) -> str:
-        nonce = secrets.token_hex(16)  # 32 alphanumeric characters
-        now = int(self._clock())
-        with self.db.session() as s:
-            s.execute(delete(AuthNonceRow).where(AuthNonceRow.expires_at < now - NONCE_TTL_SECONDS))
-            s.add(AuthNonceRow(nonce=nonce, expires_at=now + NONCE_TTL_SECONDS, used=False))
-        return nonce
+        """A fresh nonce, valid for NONCE_TTL_SECONDS; nothing is stored."""
+        body = f"{int(self._clock()) + NONCE_TTL_SECONDS:010x}{secrets.token_hex(8)}"
+        return body + self._nonce_mac(body)
+
+    def _nonce_mac(self, body: str) -> str:
+        # Its own prefix under the token secret: a nonce's MAC can never pass for a token's.
+        return hmac.new(self._secret, b"sign-in nonce " + body.encode(), hashlib.sha256).hexdigest()[:32]
 
     def _consume_nonce(self, nonce: str) -> None:
+        signed = _SIGNED_NONCE.fullmatch(nonce)
+        if signed is None or not hmac.compare_digest(self._nonce_mac(signed[1]), signed[2]):
+            raise siwe.SiweError("nonce was not issued by this server; request a new one")
+        expires = int(signed[1][:10], 16)
         now = int(self._clock())
-        with self.db.session() as s:
-            # One conditional UPDATE: of two concurrent logins with the same nonce, one wins.
-            result = s.execute(
-                update(AuthNonceRow)
-                .where(AuthNonceRow.nonce == nonce, AuthNonceRow.used.is_(False), AuthNonceRow.expires_at >= now)
-                .values(used=True)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                raise siwe.SiweError("nonce is unknown, expired or already used; request a new one")
+        if expires < now:
+            raise siwe.SiweError("nonce has expired; request a new one")
+        try:
+            with self.db.session() as s:
+                # Expired nonces are refused above, so their rows can go; the margin covers replicas'
+                # clocks that differ a little.
+                s.execute(delete(AuthNonceRow).where(AuthNonceRow.expires_at < now - NONCE_TTL_SECONDS))
+                # The primary key decides: of two logins with the same nonce, one inserts, the other fails.
+                s.add(AuthNonceRow(nonce=nonce, expires_at=expires, used=True))
+        except DatabaseError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise siwe.SiweError("nonce was already used; request a new one") from None
+            raise
 
     # ------------------------------------------------------------- login
 

@@ -141,6 +141,12 @@ class ConsentService:
             return _Recovered(None, b"", exc)
         return _Recovered(signer, digest, None)
 
+    def signer_of(self, message: SignedMessage, signature: bytes) -> str | None:
+        """Who signed ``message`` (patient or delegate), or None for a signature the relay refuses.
+
+        Pure CPU (~55 us): the API counts relayed messages per signer with it before relaying."""
+        return self._recover_once(message, signature).signer
+
     def _chain_state(
         self,
         patient: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from ledger_service.domain import siwe
+from ledger_service.service.auth import NONCE_TTL_SECONDS, AuthService, load_or_create_secret
 from tests.api.conftest import HOST, Api, assert_problem
 
 pytestmark = pytest.mark.integration
@@ -130,3 +132,22 @@ def test_expired_forged_and_missing_tokens_are_unauthorized(api: Api) -> None:
     expired, _ = api.services.auth.issue_token(address, datetime.now(UTC) - timedelta(seconds=1))
     body = assert_problem(api.client.get("/v1/me", headers={"Authorization": f"Bearer {expired}"}), 401, "unauthorized")
     assert "expired" in str(body["detail"])
+
+
+def test_a_nonce_edited_to_live_longer_or_expired_is_refused(api: Api) -> None:
+    """Nonces are signed, not stored: their expiry is part of what the server signed."""
+    patient = api.new_patient()
+    fresh = api.client.get("/v1/auth/nonce").json()["nonce"]
+    extended = f"{int(fresh[:10], 16) + 86_400:010x}" + fresh[10:]  # a day more, same MAC
+    body = assert_problem(_login(api, patient, _message(api, patient, nonce=extended)), 401, "invalid-sign-in")
+    assert "not issued by this server" in str(body["detail"])
+    secret = load_or_create_secret(api.services.settings.data_dir / "keys" / "api-token.key")
+    issued_long_ago = AuthService(
+        db=api.services.db,
+        secret=secret,
+        chain_id=api.services.deployment.chain_id,
+        clock=lambda: time.time() - 2 * NONCE_TTL_SECONDS,
+    ).issue_nonce()
+    body = assert_problem(_login(api, patient, _message(api, patient, nonce=issued_long_ago)), 401, "invalid-sign-in")
+    assert "expired" in str(body["detail"])
+    assert _login(api, patient, _message(api, patient, nonce=fresh)).status_code == 200  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ by Hypothesis directly. Examples are bounded so the whole run stays well under a
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -15,12 +16,24 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from consent_api.app import create_app
-from ledger_service.bootstrap import Services
+from ledger_service.bootstrap import bootstrap
 from tests.conftest import Chain
 
 pytestmark = pytest.mark.integration
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "40"))
+# The fuzzer sends every example from one client: limits high enough that sign-in and the relays
+# are fuzzed through, not refused with 429 after their first examples.
+FUZZ_LIMITS = {
+    name: f"{100 * MAX_EXAMPLES}/minute"
+    for name in (
+        "auth_rate_limit",
+        "auth_rate_limit_global",
+        "relay_rate_limit",
+        "relay_rate_limit_per_signer",
+        "relay_rate_limit_global",
+    )
+}
 
 
 def _fuzzer(operation: object, auth: str) -> object:
@@ -40,19 +53,23 @@ def _fuzzer(operation: object, auth: str) -> object:
     return fuzz
 
 
-def test_no_server_errors_and_responses_match_their_schema(services: Services, chain: Chain) -> None:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(services))
-    tokens = {
-        who: f"Bearer {services.auth.issue_token(account.address)[0]}"
-        for who, account in (("auditor", chain.auditor), ("provider", chain.clinic))
-    }
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) > 15, [op.label for op in operations]
-    failures: list[str] = []
-    for operation in operations:
-        auth = tokens["auditor" if operation.path.startswith("/v1/audit") else "provider"]
-        try:
-            _fuzzer(operation, auth)()  # type: ignore[operator]
-        except Exception as exc:  # collect every operation's failure, then report them all
-            failures.append(f"{operation.label}: {str(exc)[:1500]}")
-    assert not failures, "\n\n".join(failures)
+def test_no_server_errors_and_responses_match_their_schema(chain: Chain, tmp_path: Path) -> None:
+    services = bootstrap(chain.settings_for(tmp_path / "svc", **FUZZ_LIMITS), chain.deployment)
+    try:
+        schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(services))
+        tokens = {
+            who: f"Bearer {services.auth.issue_token(account.address)[0]}"
+            for who, account in (("auditor", chain.auditor), ("provider", chain.clinic))
+        }
+        operations = [result.ok() for result in schema.get_all_operations()]
+        assert len(operations) > 15, [op.label for op in operations]
+        failures: list[str] = []
+        for operation in operations:
+            auth = tokens["auditor" if operation.path.startswith("/v1/audit") else "provider"]
+            try:
+                _fuzzer(operation, auth)()  # type: ignore[operator]
+            except Exception as exc:  # collect every operation's failure, then report them all
+                failures.append(f"{operation.label}: {str(exc)[:1500]}")
+        assert not failures, "\n\n".join(failures)
+    finally:
+        services.close()
