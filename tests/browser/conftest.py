@@ -73,9 +73,12 @@ def real_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("portal-data")
     port, chain_port = _free_port(), _free_port()
     log = (data_dir / "server.log").open("wb")
+    # The metrics listener gets a free port of its own too (its default, port + 1, may be taken).
+    env = {**os.environ, "CONSENT_LEDGER_METRICS_PORT": str(_free_port())}
     proc = subprocess.Popen(
         [str(exe), "up", "--data-dir", str(data_dir), "--port", str(port), "--chain-port", str(chain_port)],
         cwd=ROOT,
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def test_demo_plays_the_whole_story_over_http(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
+        env={**os.environ, "CONSENT_LEDGER_METRICS_PORT": str(free_port())},  # port + 1 may be taken
     )
     url = f"http://127.0.0.1:{port}"
     try:

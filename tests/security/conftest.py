@@ -41,7 +41,8 @@ class DevServer:
             "--port", str(self.port), "--chain-port", str(self.chain_port),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_LEDGER_")}
-        env.update({"PYTHONUNBUFFERED": "1", **self.env})
+        # The metrics listener gets a free port of its own (its default, port + 1, may be taken).
+        env.update({"PYTHONUNBUFFERED": "1", "CONSENT_LEDGER_METRICS_PORT": str(free_port()), **self.env})
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, umask=0o022, start_new_session=True
