@@ -21,6 +21,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from consent_api.schemas import RecordAmendIn, RecordCreateIn
+from ledger_service.domain.media_types import media_type_essence
 from ledger_service.domain.records import FHIR_MEDIA_TYPE
 from ledger_service.errors import RecordTooLarge, ValidationError
 
@@ -31,7 +32,7 @@ UPLOAD_CHUNK = 1024 * 1024
 
 
 def json_content(media_type: str, content: dict[str, Any] | str) -> bytes:
-    if media_type == FHIR_MEDIA_TYPE:
+    if _declares_fhir(media_type):
         if not isinstance(content, dict):
             raise ValidationError("content must be a FHIR resource object for application/fhir+json", field="content")
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -67,7 +68,8 @@ def parse_json_upload(raw: bytes, *, amend: bool) -> tuple[dict[str, str], bytes
 
 
 def _declares_fhir(media_type: str) -> bool:
-    return media_type.split(";", 1)[0].strip().lower() == FHIR_MEDIA_TYPE
+    # The service's own rule (FHIR parameters such as fhirVersion do not make it another type).
+    return media_type_essence(media_type) == FHIR_MEDIA_TYPE
 
 
 class _FhirLimitedParser(MultiPartParser):

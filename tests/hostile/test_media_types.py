@@ -185,3 +185,24 @@ def test_a_stored_type_with_crlf_is_served_safely_by_a_real_server(server: ApiSe
     events = _disclosures(server, record_id)
     assert len(events) == 1
     assert "0x" + bytes(events[0]["transactionHash"]).hex() == response.headers["x-disclosure-tx"]
+
+
+def test_fhir_json_with_a_version_parameter_is_taken_as_fhir_in_a_json_upload(api: Api) -> None:
+    """The API and the service agree what FHIR JSON is: parameters (fhirVersion) do not change the type."""
+    patient = api.new_patient()
+    api.grant(patient, api.chain.clinic.address)
+    resource = {"resourceType": "Observation", "status": "final", "code": {"text": "Heart rate"}}
+    created = api.client.post(
+        "/v1/records",
+        json={
+            "patient": patient.address,
+            "category": "laboratory",
+            "mediaType": "application/fhir+json; fhirVersion=4.0",
+            "content": resource,
+        },
+        headers=api.token(api.chain.clinic.address),
+    )
+    assert created.status_code == 201, created.text
+    read = _read(api, created.json()["recordId"])
+    assert read.status_code == 200, read.text
+    assert read.json() == resource
