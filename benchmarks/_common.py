@@ -169,6 +169,8 @@ class Stack:
 
     def env(self, **extra: str) -> dict[str, str]:
         """``CONSENT_LEDGER_*`` variables that make a child process use this stack."""
+        from scripts.soak import raised_limits
+
         s = self.settings
         env = {
             **os.environ,
@@ -180,6 +182,9 @@ class Stack:
             "CONSENT_LEDGER_CONFIRMATIONS": str(s.confirmations),
             "CONSENT_LEDGER_DISCLOSURE_MODE": s.disclosure_mode,
             "PYTHONPATH": str(REPO),
+            # The benchmarks measure the service's own cost: the rate limits a public server keeps
+            # (docs/operations.md, "Rate limits") would refuse that load from one loopback client.
+            **raised_limits(clients=64),
         }
         env.update(extra)
         return env
