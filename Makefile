@@ -57,6 +57,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ledger_service consent_api
+	$(BIN)/lint-imports --no-cache
 	cd contracts && $(FORGE) fmt --check
 
 forge-test: build

@@ -1,0 +1,1 @@
+"""The services: the stories of the product over the adapters (docs/architecture.md)."""
