@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import Node
+from tests.faults.harness import ApiServer, Node
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +15,12 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     chain = Node(tmp_path_factory.mktemp("fault-chain")).start()
     yield chain
     chain.stop()
+
+
+@pytest.fixture
+def server(node: Node, tmp_path: Path) -> Iterator[ApiServer]:
+    """A fresh API on its own data dir; stopped however the test ends."""
+    assert node.deployment is not None
+    api = ApiServer(tmp_path / "api", node.url, node.deployment).start()
+    yield api
+    api.stop()

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -59,15 +58,6 @@ def _upload(server: ApiServer, patient: str, content: bytes, key: str, **kw: obj
     }
     with httpx.Client(base_url=server.url, timeout=60) as client:
         return client.post("/v1/records", content=_multipart(patient, content, **kw), headers=headers)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def server(node: Node, tmp_path: Path) -> Iterator[ApiServer]:
-    """A fresh API on its own data dir; stopped however the test ends."""
-    assert node.deployment is not None
-    api = ApiServer(tmp_path / "api", node.url, node.deployment).start()
-    yield api
-    api.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,14 +40,6 @@ def _scrape(server: ApiServer, **headers: str) -> httpx.Response:
 def _series(text: str) -> set[str]:
     """The metric names with their label sets, without values."""
     return set(SERIES.findall(text))
-
-
-@pytest.fixture
-def server(node: Node, tmp_path: Path) -> Iterator[ApiServer]:
-    assert node.deployment is not None
-    api = ApiServer(tmp_path / "api", node.url, node.deployment).start()
-    yield api
-    api.stop()
 
 
 def test_junk_methods_and_paths_do_not_grow_the_metrics(server: ApiServer) -> None:

@@ -54,14 +54,6 @@ def _assert_limited(response: httpx.Response, code: str = "rate-limited") -> Non
     assert 1 <= retry_after <= 3600
 
 
-@pytest.fixture
-def server(node: Node, tmp_path: Path) -> Iterator[ApiServer]:
-    assert node.deployment is not None
-    api = ApiServer(tmp_path / "api", node.url, node.deployment).start()
-    yield api
-    api.stop()
-
-
 def test_a_nonce_flood_is_refused_and_stores_nothing(server: ApiServer) -> None:
     rows_before = server.query("SELECT COUNT(*) FROM auth_nonces")[0][0]
     with _client_from(server, "127.0.0.1") as attacker:
