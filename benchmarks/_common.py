@@ -196,9 +196,10 @@ def stack(
 ) -> Iterator[Stack]:
     """A :class:`Stack`; ``anvil_args`` are extra anvil flags (e.g. ``--steps-tracing`` for opcode traces)."""
     from ledger_service.chain.anvil import AnvilProcess
-    from ledger_service.chain.client import RpcClient, TransactionSender
     from ledger_service.chain.deploy import Deployment, deploy_ledger, onboard_demo
     from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+    from ledger_service.chain.rpc import RpcClient
+    from ledger_service.chain.sender import TransactionSender
     from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="consent-bench-"))

@@ -240,7 +240,7 @@ class History:
         from ledger_service.audit.sources import operator_log, operator_records
         from ledger_service.audit.trail import fetch_trail
         from ledger_service.audit.verifier import verify
-        from ledger_service.chain.client import RpcClient
+        from ledger_service.chain.rpc import RpcClient
 
         phases: dict[str, float] = {}
         began = time.perf_counter()

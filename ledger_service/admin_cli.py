@@ -23,8 +23,9 @@ def _context(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _admin_ledger(args: argparse.Namespace) -> Any:
-    from ledger_service.chain.client import RpcClient, TransactionSender
     from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+    from ledger_service.chain.rpc import RpcClient
+    from ledger_service.chain.sender import TransactionSender
 
     settings, deployment = _context(args)
     rpc = RpcClient(settings.rpc_url or deployment.rpc_url, timeout=settings.rpc_timeout)

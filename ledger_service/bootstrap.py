@@ -11,10 +11,11 @@ from datetime import timedelta
 from eth_account import Account
 
 from ledger_service.blobs import BlobStore, EmbeddedBlobStore, KuboBlobStore
-from ledger_service.chain.client import RpcClient, TransactionSender
 from ledger_service.chain.deploy import DEMO_PROVIDERS, Deployment
 from ledger_service.chain.indexer import EventIndexer
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.sender import TransactionSender
 from ledger_service.chain.signers import ProviderSigners
 from ledger_service.crypto import KeyCustody, LocalKeyFile
 from ledger_service.db.database import Database

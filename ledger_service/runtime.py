@@ -7,9 +7,10 @@ from pathlib import Path
 from types import TracebackType
 
 from ledger_service.chain.anvil import AnvilProcess
-from ledger_service.chain.client import RpcClient, TransactionSender
 from ledger_service.chain.deploy import Deployment, deploy_ledger, deployment_is_live, onboard_demo
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.sender import TransactionSender
 from ledger_service.datadir import secure_data_dir
 from ledger_service.errors import ConfigurationError
 from ledger_service.settings import Settings

@@ -75,7 +75,7 @@ class Chain:
 
     def now(self) -> int:
         """The chain's clock (tests never assume it equals the wall clock)."""
-        from ledger_service.chain.client import RpcClient
+        from ledger_service.chain.rpc import RpcClient
 
         return int(RpcClient(self.rpc_url).get_block("latest")["timestamp"], 16)
 

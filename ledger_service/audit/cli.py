@@ -168,7 +168,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ledger_service.audit.trail import fetch_trail
     from ledger_service.audit.verifier import OperatorLog, OperatorRecords, Scope, verify
     from ledger_service.blobs import BlobStore, EmbeddedBlobStore, KuboBlobStore
-    from ledger_service.chain.client import RpcClient
+    from ledger_service.chain.rpc import RpcClient
     from ledger_service.db.database import Database
 
     auditor_mode = any(v is not None for v in (args.rpc_url, args.contract, args.blob_store))
@@ -272,7 +272,7 @@ def _print_summary(report: Any) -> None:
 
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
     from ledger_service.audit.receipts import ReceiptError, verify_receipt
-    from ledger_service.chain.client import RpcClient
+    from ledger_service.chain.rpc import RpcClient
 
     try:
         data = json.loads(args.receipt.read_text(encoding="utf-8"))

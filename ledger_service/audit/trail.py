@@ -22,8 +22,8 @@ from eth_utils import to_checksum_address
 from ledger_service.audit.fastlog import FastLogDecoder
 from ledger_service.audit.gcpause import paused_gc
 from ledger_service.chain.abi import ContractCodec, DecodedEvent
-from ledger_service.chain.client import RpcClient
 from ledger_service.chain.ledger import ledger_codec
+from ledger_service.chain.rpc import RpcClient
 from ledger_service.domain.codes import ZERO32
 from ledger_service.domain.records import RecordVersion
 from ledger_service.errors import AuditError, ChainError

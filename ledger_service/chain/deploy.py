@@ -14,7 +14,6 @@ from eth_utils import keccak, to_checksum_address
 
 from ledger_service.chain.abi import ContractCodec
 from ledger_service.chain.build import load_artifact
-from ledger_service.chain.client import RpcClient, TransactionSender
 from ledger_service.chain.ledger import (
     AUDITOR_ROLE,
     CONTRACT_NAME,
@@ -22,6 +21,8 @@ from ledger_service.chain.ledger import (
     EMERGENCY_ROLE,
     ConsentLedgerContract,
 )
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.sender import TransactionSender
 from ledger_service.errors import ConfigurationError
 from ledger_service.settings import ANVIL_DEV_KEYS
 

@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from ledger_service.chain.abi import ContractCodec, DecodedEvent
-from ledger_service.chain.client import RpcClient, _int
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.wire import to_int
 from ledger_service.db.database import Database
 from ledger_service.db.models import ChainEventRow, IndexedBlockRow, IndexerCursorRow
 from ledger_service.errors import ChainError, LedgerError
@@ -129,7 +130,7 @@ class EventIndexer:
             heads = self.rpc.batch(
                 [("eth_getBlockByNumber", [hex(n), False]) for n in sorted({lg["blockNumber"] for lg in logs} | {last})]
             )
-            by_number = {_int(h["number"]): h for h in heads if h is not None}
+            by_number = {to_int(h["number"]): h for h in heads if h is not None}
             # Logs and headers must describe the same branch, else a reorg raced this step.
             for lg in logs:
                 header = by_number.get(lg["blockNumber"])
@@ -146,7 +147,7 @@ class EventIndexer:
                             record_id=("0x" + event.args["recordId"].hex()) if "recordId" in event.args else None,
                             block_number=event.block_number,
                             block_hash="0x" + event.block_hash.hex(),
-                            block_timestamp=_int(header["timestamp"]),
+                            block_timestamp=to_int(header["timestamp"]),
                             tx_hash="0x" + event.tx_hash.hex(),
                             log_index=event.log_index,
                             args=event_args_json(event),

@@ -12,15 +12,9 @@ from eth_utils import to_checksum_address as _to_checksum_address
 
 from ledger_service.chain.abi import ContractCodec, DecodedEvent
 from ledger_service.chain.build import load_artifact
-from ledger_service.chain.client import (
-    Receipt,
-    RpcClient,
-    RpcError,
-    TransactionSender,
-    _hex_to_bytes,
-    _rpc_error,
-    reverted_from,
-)
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.sender import TransactionSender, reverted_from
+from ledger_service.chain.wire import Receipt, RpcError, hex_to_bytes, rpc_error
 from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, ConsentState, DelegateGrant
 from ledger_service.errors import ChainError
 
@@ -189,13 +183,13 @@ class ConsentLedgerContract:
         for (name, _args), response in zip(calls, responses, strict=False):
             error = response.get("error")
             if error:
-                raise reverted_from(_rpc_error("eth_call", error), self.codec, name)
-            results.append(self.decode(name, _hex_to_bytes(response.get("result"))))
+                raise reverted_from(rpc_error("eth_call", error), self.codec, name)
+            results.append(self.decode(name, hex_to_bytes(response.get("result"))))
         header = None
         if with_block:
             last = responses[-1]
             if last.get("error"):
-                raise _rpc_error("eth_getBlockByNumber", last["error"])
+                raise rpc_error("eth_getBlockByNumber", last["error"])
             header = last.get("result")
             if header is None:
                 raise ChainError(f"block {block} not found")

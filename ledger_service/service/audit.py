@@ -15,8 +15,8 @@ from ledger_service.audit.sources import entry_blocks, operator_log, operator_re
 from ledger_service.audit.trail import PatientLogCache, Trail, fetch_raw_logs, fetch_trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import BlobStore
-from ledger_service.chain.client import RpcClient
 from ledger_service.chain.ledger import ledger_codec
+from ledger_service.chain.rpc import RpcClient
 from ledger_service.db.database import Database
 
 KEEP_REPORTS = 32

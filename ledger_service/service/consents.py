@@ -17,9 +17,9 @@ from typing import Any
 from eth_utils import to_checksum_address
 from sqlalchemy import select
 
-from ledger_service.chain.client import Receipt
 from ledger_service.chain.indexer import EventIndexer
 from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.chain.wire import Receipt
 from ledger_service.db.database import Database
 from ledger_service.db.models import ChainEventRow, RelayedMessageRow
 from ledger_service.domain import eip712

@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 
 from ledger_service.audit.entries import DisclosureEntry
 from ledger_service.blobs import BlobStore, Cid
-from ledger_service.chain.client import Receipt
 from ledger_service.chain.ledger import EMERGENCY_ROLE, FIXED_GAS, ConsentLedgerContract
 from ledger_service.chain.signers import ProviderSigners
+from ledger_service.chain.wire import Receipt
 from ledger_service.crypto import (
     DataKey,
     KeyCustody,

@@ -27,9 +27,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ledger_service.chain.anvil import AnvilProcess
-from ledger_service.chain.client import RpcClient
 from ledger_service.chain.deploy import Deployment, onboard_demo
 from ledger_service.chain.ledger import ledger_codec
+from ledger_service.chain.rpc import RpcClient
 from ledger_service.runtime import Runtime
 from ledger_service.service.auth import AuthService, load_or_create_secret
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings

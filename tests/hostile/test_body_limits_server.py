@@ -19,8 +19,8 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from ledger_service.chain.client import RpcClient
 from ledger_service.chain.ledger import ledger_codec
+from ledger_service.chain.rpc import RpcClient
 from ledger_service.service.records import validate_fhir
 from tests.api.conftest import assert_problem
 from tests.faults.harness import CLINIC, ApiServer, Node, new_patient

@@ -149,8 +149,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 
 
 def _disclosures(server: ApiServer, record_id: str) -> list[dict[str, Any]]:
-    from ledger_service.chain.client import RpcClient
     from ledger_service.chain.ledger import ledger_codec
+    from ledger_service.chain.rpc import RpcClient
 
     rpc, codec = RpcClient(server.rpc_url), ledger_codec()
     topics = [[codec.topic("AccessLogged"), codec.topic("EmergencyAccessLogged")], bytes.fromhex(record_id[2:])]

@@ -22,8 +22,9 @@ from ledger_service.audit.trail import PatientLogCache, RoleEvent, fetch_trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import Cid, EmbeddedBlobStore
 from ledger_service.bootstrap import Services
-from ledger_service.chain.client import RpcClient, TransactionSender
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.sender import TransactionSender
 from ledger_service.db.models import DeliveryRow
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentState, consent_id

@@ -10,9 +10,10 @@ import pytest
 from eth_account import Account
 from sqlalchemy import func, select
 
-from ledger_service.chain.client import NonceManager, RpcClient, TransactionSender
 from ledger_service.chain.indexer import EventIndexer
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.sender import NonceManager, TransactionSender
 from ledger_service.db.database import Database
 from ledger_service.db.models import ChainEventRow
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32

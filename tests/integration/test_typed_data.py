@@ -6,8 +6,9 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from ledger_service.chain.client import RpcClient, TransactionSender
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.sender import TransactionSender
 from ledger_service.domain.codes import ZERO32, category_id, purpose_to_bytes32
 from ledger_service.domain.consent import (
     ConsentGrant,

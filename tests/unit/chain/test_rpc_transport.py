@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from ledger_service.chain.client import RpcClient, RpcError
+from ledger_service.chain.rpc import RpcClient
+from ledger_service.chain.wire import RpcError
 from ledger_service.errors import ChainUnavailable
 
 
