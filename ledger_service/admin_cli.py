@@ -45,7 +45,7 @@ def _address(value: str) -> str:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    from ledger_service.chain.ledger import ROLES
+    from ledger_service.domain.codes import ROLES
 
     if args.action == "rotate-kek":
         return _rotate_kek(args)

@@ -28,9 +28,9 @@ from eth_utils import to_checksum_address
 
 from ledger_service.audit.entries import DisclosureEntry, EntryFormatError
 from ledger_service.audit.merkle import MerkleLog, ProofError, verify_inclusion
-from ledger_service.chain.abi import ContractCodec
 from ledger_service.chain.ledger import ledger_codec
 from ledger_service.chain.rpc import RpcClient
+from ledger_service.codec.abi import ContractCodec
 from ledger_service.errors import AuditError
 
 RECEIPT_FORMAT: Final = "consent-ledger-disclosure-receipt/1"

@@ -19,11 +19,12 @@ from typing import Any, Final, Literal, TypeVar
 
 from eth_utils import to_checksum_address
 
-from ledger_service.audit.fastlog import FastLogDecoder
 from ledger_service.audit.gcpause import paused_gc
-from ledger_service.chain.abi import ContractCodec, DecodedEvent
 from ledger_service.chain.ledger import ledger_codec
 from ledger_service.chain.rpc import RpcClient
+from ledger_service.codec.abi import ContractCodec, DecodedEvent
+from ledger_service.codec.logs import FastLogDecoder
+from ledger_service.codec.primitives import hex_to_bytes, parse_log
 from ledger_service.domain.codes import ZERO32
 from ledger_service.domain.records import RecordVersion
 from ledger_service.errors import AuditError, ChainError
@@ -386,25 +387,6 @@ def build_trail(
 # ----------------------------------------------------------------- reading the chain (I/O)
 
 
-def _hex_bytes(value: str | None) -> bytes:
-    if not value:
-        return b""
-    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
-
-
-def _parse_log(raw: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "address": raw["address"],
-        "topics": [_hex_bytes(t) for t in raw["topics"]],
-        "data": _hex_bytes(raw["data"]),
-        "blockNumber": int(raw["blockNumber"], 16),
-        "blockHash": _hex_bytes(raw["blockHash"]),
-        "transactionHash": _hex_bytes(raw["transactionHash"]),
-        "logIndex": int(raw["logIndex"], 16),
-        "removed": bool(raw.get("removed", False)),
-    }
-
-
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -421,7 +403,7 @@ def fetch_logs(
 ) -> list[dict[str, Any]]:
     """Every log of ``contract`` in ``[from_block, to_block]``, by batched ranged ``eth_getLogs``."""
     return [
-        _parse_log(raw)
+        parse_log(raw)
         for raw in fetch_raw_logs(rpc, contract, from_block, to_block, log_range=log_range, progress=progress)
     ]
 
@@ -580,7 +562,7 @@ def fetch_block_headers(
         for number, block in zip(group, results, strict=True):
             if block is None:
                 raise AuditError(f"the node does not have block {number}")
-            headers[number] = (int(block["timestamp"], 16), _hex_bytes(block["hash"]))
+            headers[number] = (int(block["timestamp"], 16), hex_to_bytes(block["hash"]))
         progress("reading block times", len(headers), len(wanted))
     return headers
 
@@ -645,8 +627,8 @@ def _fetch_trail(
     else:
         filters = patient_topic_filters(patient, codec)
         raw_logs = fetch_raw_logs(rpc, contract, from_block, to_block, progress=progress, topic_filters=filters)
-    # By slicing the ABI layouts (the same results as codec.decode_log over _parse_log: see fastlog).
-    decode = FastLogDecoder(codec, _parse_log).decode_raw
+    # By slicing the ABI layouts (the same results as codec.decode_log over parse_log: see fastlog).
+    decode = FastLogDecoder(codec, parse_log).decode_raw
     decoded = [event for event in map(decode, raw_logs) if event is not None]
     headers = fetch_block_headers(
         rpc, [e.block_number for e in decoded] + [b for b in extra_blocks if b <= to_block], progress=progress

@@ -42,8 +42,14 @@ from ledger_service.audit.trail import (
     VersionAnchored,
 )
 from ledger_service.blobs import Cid
-from ledger_service.chain.ledger import EMERGENCY_ROLE, PROVIDER_ROLE
-from ledger_service.domain.codes import EMERGENCY_PURPOSE, GRANTABLE_PURPOSES, ZERO32, purpose_from_bytes32
+from ledger_service.domain.codes import (
+    EMERGENCY_PURPOSE,
+    EMERGENCY_ROLE,
+    GRANTABLE_PURPOSES,
+    PROVIDER_ROLE,
+    ZERO32,
+    purpose_from_bytes32,
+)
 from ledger_service.domain.consent import AccessRequest, ConsentState, Delegation, decide, fast_consent_id
 from ledger_service.domain.records import chain_breaks
 from ledger_service.errors import (

@@ -12,21 +12,16 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
-from ledger_service.chain.abi import ContractCodec
 from ledger_service.chain.build import load_artifact
-from ledger_service.chain.ledger import (
-    AUDITOR_ROLE,
-    CONTRACT_NAME,
-    CUSTODIAN_ROLE,
-    EMERGENCY_ROLE,
-    ConsentLedgerContract,
-)
+from ledger_service.chain.ledger import CONTRACT_NAME, ConsentLedgerContract
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
+from ledger_service.codec.abi import ContractCodec
+from ledger_service.domain.codes import AUDITOR_ROLE, CUSTODIAN_ROLE, EMERGENCY_ROLE
 from ledger_service.errors import ConfigurationError
 from ledger_service.settings import ANVIL_DEV_KEYS
 
-# DESIGN.md 6: anvil's default accounts on a dev chain.
+# docs/operations.md: anvil's default accounts on a dev chain.
 DEMO_PROVIDERS = ((1, "Demo Clinic", True), (2, "Demo Lab", False))
 DEMO_AUDITOR_INDEX = 3
 DEMO_PATIENT_INDEXES = range(4, 10)
@@ -94,7 +89,7 @@ def deploy_ledger(rpc: RpcClient, admin_key: str, custodian: str, *, receipt_tim
 
 
 def onboard_demo(ledger: ConsentLedgerContract) -> dict[str, Any]:
-    """Give anvil's default accounts the demo roles of DESIGN.md 6 (idempotent)."""
+    """Give anvil's default accounts the demo roles docs/operations.md lists (idempotent)."""
     accounts = [Account.from_key(k).address for k in ANVIL_DEV_KEYS]
     demo: dict[str, Any] = {"admin": accounts[0], "custodian": accounts[0], "providers": [], "patients": []}
     for index, name, emergency in DEMO_PROVIDERS:

@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from ledger_service.chain.abi import ContractCodec, DecodedEvent
 from ledger_service.chain.rpc import RpcClient
-from ledger_service.chain.wire import to_int
+from ledger_service.codec.abi import ContractCodec, DecodedEvent
+from ledger_service.codec.primitives import to_int
 from ledger_service.db.database import Database
 from ledger_service.db.models import ChainEventRow, IndexedBlockRow, IndexerCursorRow
 from ledger_service.errors import ChainError, LedgerError

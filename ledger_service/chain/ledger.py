@@ -7,31 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from eth_utils import keccak
-from eth_utils import to_checksum_address as _to_checksum_address
-
-from ledger_service.chain.abi import ContractCodec, DecodedEvent
 from ledger_service.chain.build import load_artifact
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender, reverted_from
-from ledger_service.chain.wire import Receipt, RpcError, hex_to_bytes, rpc_error
+from ledger_service.chain.wire import Receipt, RpcError, rpc_error
+from ledger_service.codec.abi import ContractCodec, DecodedEvent
+from ledger_service.codec.primitives import ZERO32, checksum_address, hex_to_bytes
+from ledger_service.domain.codes import ROLES
 from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, ConsentState, DelegateGrant
 from ledger_service.errors import ChainError
 
 CONTRACT_NAME: Final = "ConsentLedger"
-
-DEFAULT_ADMIN_ROLE: Final = b"\x00" * 32
-PROVIDER_ROLE: Final = keccak(b"PROVIDER_ROLE")
-AUDITOR_ROLE: Final = keccak(b"AUDITOR_ROLE")
-CUSTODIAN_ROLE: Final = keccak(b"CUSTODIAN_ROLE")
-EMERGENCY_ROLE: Final = keccak(b"EMERGENCY_ROLE")
-ROLES: Final = {
-    "admin": DEFAULT_ADMIN_ROLE,
-    "provider": PROVIDER_ROLE,
-    "auditor": AUDITOR_ROLE,
-    "custodian": CUSTODIAN_ROLE,
-    "emergency": EMERGENCY_ROLE,
-}
 
 
 # Fixed gas limits for the hot, bounded calls (measured: grant 61-79k, revoke 42k, anchor 79k, logAccess 43k,
@@ -49,7 +35,6 @@ FIXED_GAS: Final = {
 }
 
 _ZERO12: Final = b"\x00" * 12
-_ZERO32: Final = b"\x00" * 32
 _CHECK_INPUTS: Final = ("address", "address", "bytes32", "bytes32")
 
 
@@ -62,19 +47,13 @@ def _one_word(abi_type: str) -> bool:
     return abi_type.startswith("uint") and bits.isdigit() and 8 <= int(bits) <= 256 and int(bits) % 8 == 0
 
 
-@functools.lru_cache(maxsize=65536)
-def to_checksum_address(address: str) -> str:
-    """eth_utils' checksum, memoized: the service checksums the same few addresses on every request."""
-    return _to_checksum_address(address)
-
-
 def _static_word(abi_type: str, value: Any) -> bytes | None:
     """One ABI word for a static value, or None when eth-abi's own encoder must judge it."""
     if abi_type == "address":
         if isinstance(value, str) and len(value) == 42 and value[:2] in ("0x", "0X"):
             # eth-abi accepts all-lower/upper hex or a correct checksum, and nothing else.
             body = value[2:]
-            if body.islower() or body.isupper() or body.isdigit() or to_checksum_address(value) == value:
+            if body.islower() or body.isupper() or body.isdigit() or checksum_address(value) == value:
                 try:
                     return _ZERO12 + bytes.fromhex(body)
                 except ValueError:
@@ -97,7 +76,7 @@ def _word_result(abi_type: str, raw: bytes) -> Any:
     if abi_type == "bool":
         return None if value > 1 else bool(value)
     if abi_type == "address":
-        return None if value >> 160 else to_checksum_address("0x" + raw[12:].hex())
+        return None if value >> 160 else checksum_address("0x" + raw[12:].hex())
     return None if value >> int(abi_type[4:]) else value
 
 
@@ -135,7 +114,7 @@ class ConsentLedgerContract:
         fixed_gas: bool = True,
     ) -> None:
         self.rpc = rpc
-        self.address = to_checksum_address(address)
+        self.address = checksum_address(address)
         self.codec = codec
         self.sender = sender
         self.fixed_gas = fixed_gas
@@ -208,7 +187,7 @@ class ConsentLedgerContract:
     def events(self, receipt: Receipt) -> list[DecodedEvent]:
         decoded = []
         for log in receipt.logs:
-            if to_checksum_address(log["address"]) != self.address:
+            if checksum_address(log["address"]) != self.address:
                 continue
             event = self.codec.decode_log(log)
             if event is not None:
@@ -224,14 +203,14 @@ class ConsentLedgerContract:
     # ------------------------------------------------------------- views
 
     def nonce(self, patient: str, *, block: int | str = "latest") -> int:
-        return int(self.view("nonces", to_checksum_address(patient), block=block)[0])
+        return int(self.view("nonces", checksum_address(patient), block=block)[0])
 
     def _check(self, name: str, patient: str, grantee: str, record_id: bytes, purpose: bytes, block: int | str) -> Any:
         """The one result of ``name(address patient, address grantee, bytes32 recordId, bytes32 purpose)``, the
         per-request consent check: its four static words are joined here (checksummed addresses are plain hex),
         what :meth:`view` would send, without the generic per-argument encoder; anything else goes through it."""
-        patient = to_checksum_address(patient)
-        grantee = to_checksum_address(grantee)
+        patient = checksum_address(patient)
+        grantee = checksum_address(grantee)
         fn = self.codec.functions[name]
         if not (
             fn.input_types == _CHECK_INPUTS
@@ -259,7 +238,7 @@ class ConsentLedgerContract:
         self, patient: str, grantee: str, record_id: bytes, purpose: bytes, *, block: int | str = "latest"
     ) -> bytes | None:
         cid = self._check("authorizingConsent", patient, grantee, record_id, purpose, block)
-        return None if cid == _ZERO32 else bytes(cid)
+        return None if cid == ZERO32 else bytes(cid)
 
     def consent(self, consent_id: bytes) -> tuple[str, int, int, bool]:
         ((patient, valid_from, valid_until, revoked),) = self.view("consent", consent_id)
@@ -267,21 +246,21 @@ class ConsentLedgerContract:
 
     def record(self, patient: str, record_id: bytes, *, block: int | str = "latest") -> OnChainRecord:
         (author, version, category_index, erased), head = self.view(
-            "record", to_checksum_address(patient), record_id, block=block
+            "record", checksum_address(patient), record_id, block=block
         )
-        return OnChainRecord(to_checksum_address(author), int(version), int(category_index), bool(erased), bytes(head))
+        return OnChainRecord(checksum_address(author), int(version), int(category_index), bool(erased), bytes(head))
 
     def has_role(self, role: bytes, account: str, *, block: int | str = "latest") -> bool:
-        return bool(self.view("hasRole", role, to_checksum_address(account), block=block)[0])
+        return bool(self.view("hasRole", role, checksum_address(account), block=block)[0])
 
     def is_active_provider(self, account: str, *, block: int | str = "latest") -> bool:
-        return bool(self.view("isActiveProvider", to_checksum_address(account), block=block)[0])
+        return bool(self.view("isActiveProvider", checksum_address(account), block=block)[0])
 
     def provider_name(self, account: str) -> str:
-        return str(self.view("providerName", to_checksum_address(account))[0])
+        return str(self.view("providerName", checksum_address(account))[0])
 
     def delegation(self, patient: str, delegate: str) -> tuple[int, bool]:
-        valid_until, live = self.view("delegation", to_checksum_address(patient), to_checksum_address(delegate))
+        valid_until, live = self.view("delegation", checksum_address(patient), checksum_address(delegate))
         return int(valid_until), bool(live)
 
     def category_count(self) -> int:
@@ -296,7 +275,7 @@ class ConsentLedgerContract:
 
     def roles_of(self, account: str) -> list[str]:
         """Role names held by ``account`` now (the latest block), read in one batched round trip."""
-        account = to_checksum_address(account)
+        account = checksum_address(account)
         calls: list[tuple[str, tuple[Any, ...]]] = [("hasRole", (role, account)) for role in ROLES.values()]
         calls.append(("isSuspended", (account,)))
         results, _ = self.views(calls)
@@ -313,8 +292,8 @@ class ConsentLedgerContract:
         return self._transact(
             "grantConsentBySig",
             (
-                to_checksum_address(grant.patient),
-                to_checksum_address(grant.grantee),
+                checksum_address(grant.patient),
+                checksum_address(grant.grantee),
                 grant.scope,
                 grant.purpose,
                 grant.valid_from,
@@ -331,7 +310,7 @@ class ConsentLedgerContract:
     ) -> Receipt:
         return self._transact(
             "revokeConsentBySig",
-            (to_checksum_address(revoke.patient), revoke.consent_id, revoke.nonce, revoke.deadline),
+            (checksum_address(revoke.patient), revoke.consent_id, revoke.nonce, revoke.deadline),
             signature,
             on_sent=on_sent,
         )
@@ -342,8 +321,8 @@ class ConsentLedgerContract:
         return self._transact(
             "grantDelegateBySig",
             (
-                to_checksum_address(grant.patient),
-                to_checksum_address(grant.delegate),
+                checksum_address(grant.patient),
+                checksum_address(grant.delegate),
                 grant.valid_until,
                 grant.nonce,
                 grant.deadline,
@@ -355,8 +334,8 @@ class ConsentLedgerContract:
     def grant_direct(self, state: ConsentState) -> Receipt:
         return self._transact(
             "grantConsent",
-            to_checksum_address(state.patient),
-            to_checksum_address(state.grantee),
+            checksum_address(state.patient),
+            checksum_address(state.grantee),
             state.scope,
             state.purpose,
             state.valid_from,
@@ -369,26 +348,24 @@ class ConsentLedgerContract:
     # ------------------------------------------------------------- records
 
     def anchor_record(self, patient: str, category: bytes, salt: bytes, cid: bytes, commitment: bytes) -> Receipt:
-        return self._transact("anchorRecord", to_checksum_address(patient), category, salt, cid, commitment)
+        return self._transact("anchorRecord", checksum_address(patient), category, salt, cid, commitment)
 
     def amend_record(
         self, patient: str, record_id: bytes, cid: bytes, commitment: bytes, previous_hash: bytes
     ) -> Receipt:
-        return self._transact("amendRecord", to_checksum_address(patient), record_id, cid, commitment, previous_hash)
+        return self._transact("amendRecord", checksum_address(patient), record_id, cid, commitment, previous_hash)
 
     def erase_record(self, patient: str, record_id: bytes) -> Receipt:
-        return self._transact("eraseRecord", to_checksum_address(patient), record_id)
+        return self._transact("eraseRecord", checksum_address(patient), record_id)
 
     # ------------------------------------------------------------- disclosures
 
     def log_access(self, patient: str, record_id: bytes, accessor: str, purpose: bytes) -> Receipt:
-        return self._transact(
-            "logAccess", to_checksum_address(patient), record_id, to_checksum_address(accessor), purpose
-        )
+        return self._transact("logAccess", checksum_address(patient), record_id, checksum_address(accessor), purpose)
 
     def log_emergency_access(self, patient: str, record_id: bytes, accessor: str, reason_hash: bytes) -> Receipt:
         return self._transact(
-            "logEmergencyAccess", to_checksum_address(patient), record_id, to_checksum_address(accessor), reason_hash
+            "logEmergencyAccess", checksum_address(patient), record_id, checksum_address(accessor), reason_hash
         )
 
     def anchor_disclosure_batch(self, root: bytes, from_index: int, to_index: int) -> Receipt:
@@ -397,19 +374,19 @@ class ConsentLedgerContract:
     # ------------------------------------------------------------- administration
 
     def onboard_provider(self, provider: str, name: str) -> Receipt:
-        return self._transact("onboardProvider", to_checksum_address(provider), name)
+        return self._transact("onboardProvider", checksum_address(provider), name)
 
     def grant_role(self, role: bytes, account: str) -> Receipt:
-        return self._transact("grantRole", role, to_checksum_address(account))
+        return self._transact("grantRole", role, checksum_address(account))
 
     def revoke_role(self, role: bytes, account: str) -> Receipt:
-        return self._transact("revokeRole", role, to_checksum_address(account))
+        return self._transact("revokeRole", role, checksum_address(account))
 
     def suspend_provider(self, provider: str) -> Receipt:
-        return self._transact("suspendProvider", to_checksum_address(provider))
+        return self._transact("suspendProvider", checksum_address(provider))
 
     def reinstate_provider(self, provider: str) -> Receipt:
-        return self._transact("reinstateProvider", to_checksum_address(provider))
+        return self._transact("reinstateProvider", checksum_address(provider))
 
     def register_category(self, code: str) -> Receipt:
         return self._transact("registerCategory", code)

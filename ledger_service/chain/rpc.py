@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ledger_service.chain.receipt_waiter import ReceiptWaiter
-from ledger_service.chain.wire import Receipt, hex_to_bytes, parse_log, parse_receipt, rpc_error, to_int, topic_filter
+from ledger_service.chain.wire import Receipt, parse_receipt, rpc_error, topic_filter
+from ledger_service.codec.primitives import hex_to_bytes, parse_log, to_int
 from ledger_service.errors import ChainError, ChainUnavailable
 
 if TYPE_CHECKING:

@@ -11,10 +11,11 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
-from ledger_service.chain.abi import ContractCodec
 from ledger_service.chain.rpc import RpcClient
-from ledger_service.chain.txsign import LegacyTransactionSigner
-from ledger_service.chain.wire import Receipt, RpcError, hex_to_bytes, to_int
+from ledger_service.chain.wire import Receipt, RpcError
+from ledger_service.codec.abi import ContractCodec
+from ledger_service.codec.primitives import hex_to_bytes, to_int
+from ledger_service.codec.txsign import LegacyTransactionSigner
 from ledger_service.errors import ChainError, TransactionReverted, TransactionTimeout
 
 

@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from ledger_service.chain.abi import ContractCodec
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import NonceLedger, TransactionSender
+from ledger_service.codec.abi import ContractCodec
 from ledger_service.errors import PermissionDenied
 
 

@@ -1,7 +1,7 @@
 """The node's JSON-RPC data as the ledger reads it: hex quantities and data, logs, receipts, and errors.
 
 No I/O here: the transport (:mod:`ledger_service.chain.rpc`), the receipt waiter and the sender
-all parse the node's answers with these.
+all parse the node's answers with these (hex and logs with :mod:`ledger_service.codec.primitives`).
 """
 
 from __future__ import annotations
@@ -9,17 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ledger_service.codec.primitives import hex_to_bytes, parse_log, to_int
 from ledger_service.errors import ChainError
-
-
-def hex_to_bytes(value: str | None) -> bytes:
-    if not value:
-        return b""
-    return bytes.fromhex(value[2:] if value.startswith("0x") else value)
-
-
-def to_int(value: str | int) -> int:
-    return value if isinstance(value, int) else int(value, 16)
 
 
 @dataclass(frozen=True)
@@ -34,19 +25,6 @@ class Receipt:
     @property
     def tx_hex(self) -> str:
         return "0x" + self.tx_hash.hex()
-
-
-def parse_log(raw: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "address": raw["address"],
-        "topics": [hex_to_bytes(t) for t in raw["topics"]],
-        "data": hex_to_bytes(raw["data"]),
-        "blockNumber": to_int(raw["blockNumber"]),
-        "blockHash": hex_to_bytes(raw["blockHash"]),
-        "transactionHash": hex_to_bytes(raw["transactionHash"]),
-        "logIndex": to_int(raw["logIndex"]),
-        "removed": bool(raw.get("removed", False)),
-    }
 
 
 def parse_receipt(tx_hash: bytes, raw: dict[str, Any]) -> Receipt:

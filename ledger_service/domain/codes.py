@@ -28,6 +28,20 @@ DEFAULT_CATEGORIES: Final = ("laboratory", "imaging", "medication", "clinical-no
 
 ZERO32: Final = b"\x00" * 32
 
+# The contract's AccessControl role ids (``keccak256("PROVIDER_ROLE")``, ...), by the names operators use.
+DEFAULT_ADMIN_ROLE: Final = ZERO32
+PROVIDER_ROLE: Final = keccak(b"PROVIDER_ROLE")
+AUDITOR_ROLE: Final = keccak(b"AUDITOR_ROLE")
+CUSTODIAN_ROLE: Final = keccak(b"CUSTODIAN_ROLE")
+EMERGENCY_ROLE: Final = keccak(b"EMERGENCY_ROLE")
+ROLES: Final = {
+    "admin": DEFAULT_ADMIN_ROLE,
+    "provider": PROVIDER_ROLE,
+    "auditor": AUDITOR_ROLE,
+    "custodian": CUSTODIAN_ROLE,
+    "emergency": EMERGENCY_ROLE,
+}
+
 
 def purpose_to_bytes32(code: str) -> bytes:
     """``bytes32("TREAT")``: ASCII, left-aligned, zero-padded."""

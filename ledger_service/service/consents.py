@@ -20,9 +20,9 @@ from sqlalchemy import select
 from ledger_service.chain.indexer import EventIndexer
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.chain.wire import Receipt
+from ledger_service.codec import eip712
 from ledger_service.db.database import Database
 from ledger_service.db.models import ChainEventRow, RelayedMessageRow
-from ledger_service.domain import eip712
 from ledger_service.domain.codes import ZERO32, hex32, purpose_from_bytes32
 from ledger_service.domain.consent import (
     ConsentGrant,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 
-from ledger_service.chain.ledger import EMERGENCY_ROLE, ConsentLedgerContract
+from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.domain.codes import EMERGENCY_ROLE
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from ledger_service.audit.entries import DisclosureEntry
 from ledger_service.blobs import BlobStore, Cid
-from ledger_service.chain.ledger import EMERGENCY_ROLE, FIXED_GAS, ConsentLedgerContract
+from ledger_service.chain.ledger import FIXED_GAS, ConsentLedgerContract
 from ledger_service.chain.signers import ProviderSigners
 from ledger_service.chain.wire import Receipt
 from ledger_service.crypto import (
@@ -44,7 +44,14 @@ from ledger_service.crypto import (
 from ledger_service.crypto.custody import WrappedKey
 from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.models import DataKeyRow, DeliveryRow, IdempotencyRow, RecordRow, RecordVersionRow
-from ledger_service.domain.codes import EMERGENCY_PURPOSE, ZERO32, category_id, hex32, purpose_to_bytes32
+from ledger_service.domain.codes import (
+    EMERGENCY_PURPOSE,
+    EMERGENCY_ROLE,
+    ZERO32,
+    category_id,
+    hex32,
+    purpose_to_bytes32,
+)
 from ledger_service.domain.consent import AccessRequest, ConsentState, decide
 from ledger_service.domain.media_types import media_type_essence, served_media_type, stored_media_type
 from ledger_service.domain.records import FHIR_MEDIA_TYPE

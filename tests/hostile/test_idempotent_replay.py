@@ -20,8 +20,9 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger_service.chain.ledger import ROLES, ConsentLedgerContract, ledger_codec
+from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
+from ledger_service.domain.codes import ROLES
 from ledger_service.runtime import Runtime
 from ledger_service.settings import Settings
 from tests.faults.conftest import node

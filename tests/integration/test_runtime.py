@@ -13,16 +13,10 @@ from pathlib import Path
 import pytest
 
 from ledger_service.chain.deploy import Deployment
-from ledger_service.chain.ledger import (
-    AUDITOR_ROLE,
-    CUSTODIAN_ROLE,
-    EMERGENCY_ROLE,
-    ConsentLedgerContract,
-    ledger_codec,
-)
+from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
-from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
+from ledger_service.domain.codes import AUDITOR_ROLE, CUSTODIAN_ROLE, EMERGENCY_ROLE, ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentState, consent_id
 from ledger_service.runtime import Runtime
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings

@@ -22,8 +22,14 @@ from ledger_service.audit.trail import (
     VersionAnchored,
 )
 from ledger_service.blobs import compute_cid
-from ledger_service.chain.ledger import DEFAULT_ADMIN_ROLE, EMERGENCY_ROLE, PROVIDER_ROLE
-from ledger_service.domain.codes import ZERO32, category_id, purpose_to_bytes32
+from ledger_service.domain.codes import (
+    DEFAULT_ADMIN_ROLE,
+    EMERGENCY_ROLE,
+    PROVIDER_ROLE,
+    ZERO32,
+    category_id,
+    purpose_to_bytes32,
+)
 from ledger_service.domain.consent import consent_id
 from ledger_service.domain.records import version_hash
 

@@ -8,7 +8,7 @@ from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_service.chain.txsign import LegacyTransactionSigner
+from ledger_service.codec.txsign import LegacyTransactionSigner
 
 KEY = bytes.fromhex("59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d")
 

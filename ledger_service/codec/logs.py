@@ -12,31 +12,12 @@ another shape) goes to ``decode_log`` itself, so results and errors stay the sam
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any, Final
 
-from eth_utils import to_checksum_address
-
-from ledger_service.chain.abi import AbiEvent, ContractCodec, DecodedEvent
+from ledger_service.codec.abi import AbiEvent, ContractCodec, DecodedEvent
+from ledger_service.codec.primitives import ZERO32, checksum_address, hex_to_bytes
 
 _ZERO12: Final = b"\x00" * 12
-_ZERO32: Final = b"\x00" * 32
-
-
-@lru_cache(maxsize=1 << 16)
-def checksum_of(raw: bytes) -> str:
-    """The EIP-55 form of a 20-byte address (memoized: a ledger has few distinct accounts)."""
-    return str(to_checksum_address(raw))
-
-
-@lru_cache(maxsize=1 << 12)
-def checksum_hex(value: str) -> str:
-    """``to_checksum_address`` of a hex address string, memoized."""
-    return str(to_checksum_address(value))
-
-
-def _hex_bytes(value: str) -> bytes:
-    return bytes.fromhex(value[2:] if value.startswith("0x") else value) if value else b""
 
 
 _MISSING: Final = object()
@@ -58,7 +39,7 @@ def _bytes32(word: bytes) -> bytes:
 def _address(word: bytes) -> str:
     if word[:12] != _ZERO12:
         raise _Bad
-    return checksum_of(word[12:])
+    return checksum_address(word[12:])
 
 
 def _uint(bits: int) -> WordDecoder:
@@ -74,9 +55,9 @@ def _uint(bits: int) -> WordDecoder:
 
 
 def _bool(word: bytes) -> bool:
-    if word == _ZERO32:
+    if word == ZERO32:
         return False
-    if word[:31] == _ZERO32[:31] and word[31] == 1:
+    if word[:31] == ZERO32[:31] and word[31] == 1:
         return True
     raise _Bad
 
@@ -186,7 +167,7 @@ class _EventLayout:
             if len(data) != head + 32 + padded:
                 raise _Bad
             value = data[head + 32 : head + 32 + length]
-            if data[head + 32 + length :] != _ZERO32[: padded - length]:
+            if data[head + 32 + length :] != ZERO32[: padded - length]:
                 raise _Bad
             args[name] = value
 
@@ -209,7 +190,8 @@ class FastLogDecoder:
     def decode_raw(self, raw: Mapping[str, Any]) -> DecodedEvent | None:
         """``decode_log(parse(raw))`` for a log as ``eth_getLogs`` returns it (hex strings), in one pass.
 
-        ``parse`` is ``trail._parse_log``; a log that is not plainly ``0x``-hex goes through it.
+        ``parse`` is :func:`~ledger_service.codec.primitives.parse_log`; a log that is not plainly ``0x``-hex
+        goes through it.
         """
         topics_hex = raw["topics"]
         data_hex = raw["data"]
@@ -224,14 +206,15 @@ class FastLogDecoder:
             layout.name,
             args,
             int(raw["blockNumber"], 16),
-            _hex_bytes(raw["blockHash"]),
-            _hex_bytes(raw["transactionHash"]),
+            hex_to_bytes(raw["blockHash"]),
+            hex_to_bytes(raw["transactionHash"]),
             int(raw["logIndex"], 16),
-            checksum_hex(address) if type(address := raw["address"]) is str else to_checksum_address(address),
+            checksum_address(raw["address"]),
         )
 
     def decode_log(self, log: Mapping[str, Any]) -> DecodedEvent | None:
-        """What ``codec.decode_log(log)`` returns, for a log shaped as :func:`trail._parse_log` makes it."""
+        """What ``codec.decode_log(log)`` returns, for a log shaped as
+        :func:`~ledger_service.codec.primitives.parse_log` makes it."""
         topics = log["topics"]
         if topics:
             layout = self.layouts.get(topics[0])
@@ -240,7 +223,6 @@ class FastLogDecoder:
                     args = layout.args(topics, log["data"])
                 except _Bad:
                     return self.codec.decode_log(log)
-                address = log["address"]
                 return DecodedEvent(
                     name=layout.name,
                     args=args,
@@ -248,6 +230,6 @@ class FastLogDecoder:
                     block_hash=bytes(log["blockHash"]),
                     tx_hash=bytes(log["transactionHash"]),
                     log_index=int(log["logIndex"]),
-                    address=checksum_hex(address) if type(address) is str else to_checksum_address(address),
+                    address=checksum_address(log["address"]),
                 )
         return self.codec.decode_log(log)

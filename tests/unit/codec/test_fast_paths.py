@@ -6,18 +6,19 @@ from typing import Any
 
 import pytest
 from eth_abi import encode as abi_encode
+from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_service.audit.fastlog import FastLogDecoder, checksum_of
-from ledger_service.audit.trail import _parse_log
-from ledger_service.chain.abi import ContractCodec
 from ledger_service.chain.ledger import ledger_codec
+from ledger_service.codec.abi import ContractCodec
+from ledger_service.codec.logs import FastLogDecoder
+from ledger_service.codec.primitives import parse_log
 from ledger_service.domain.consent import consent_id, fast_consent_id
 from ledger_service.domain.records import RecordVersion, chain_breaks, fast_version_hash, version_hash
 
 CODEC = ledger_codec()
-FAST = FastLogDecoder(CODEC, _parse_log)
+FAST = FastLogDecoder(CODEC, parse_log)
 raw20 = st.binary(min_size=20, max_size=20)
 word = st.binary(min_size=32, max_size=32)
 
@@ -28,7 +29,7 @@ def address_text(draw: st.DrawFn) -> str:
     raw = draw(raw20)
     form = draw(st.sampled_from(["lower", "checksum", "upper"]))
     if form == "checksum":
-        return checksum_of(raw)
+        return to_checksum_address(raw)
     text = raw.hex()
     return "0x" + (text.upper() if form == "upper" else text)
 
@@ -115,7 +116,7 @@ def test_fast_version_hash_odd_inputs_behave_like_the_reference(change: dict[str
 
 def _value(draw: st.DrawFn, abi_type: str) -> Any:
     if abi_type == "address":
-        return draw(raw20.map(checksum_of))
+        return draw(raw20.map(to_checksum_address))
     if abi_type == "bytes32":
         return draw(word)
     if abi_type == "bool":
@@ -214,7 +215,7 @@ def _raw(log: dict[str, Any]) -> dict[str, Any]:
 @given(ledger_log())
 def test_decode_raw_equals_decode_log_of_the_parsed_log(log: dict[str, Any]) -> None:
     raw = _raw(log)
-    assert FAST.decode_raw(raw) == CODEC.decode_log(_parse_log(raw)) == CODEC.decode_log(log)
+    assert FAST.decode_raw(raw) == CODEC.decode_log(parse_log(raw)) == CODEC.decode_log(log)
 
 
 def _odd_raw(raw: dict[str, Any], how: str, position: int) -> dict[str, Any]:
@@ -238,7 +239,7 @@ def _odd_raw(raw: dict[str, Any], how: str, position: int) -> dict[str, Any]:
     elif how == "no-topics":
         copy["topics"] = []
     elif how == "checksummed-address":
-        copy["address"] = checksum_of(bytes.fromhex(raw["address"][2:]))
+        copy["address"] = to_checksum_address(bytes.fromhex(raw["address"][2:]))
     return copy
 
 
@@ -252,4 +253,4 @@ def _odd_raw(raw: dict[str, Any], how: str, position: int) -> dict[str, Any]:
 )
 def test_decode_raw_handles_odd_raw_logs_like_the_reference(log: dict[str, Any], how: str, pos: int) -> None:
     raw = _odd_raw(_raw(log), how, pos)
-    assert outcome(FAST.decode_raw, raw) == outcome(lambda r: CODEC.decode_log(_parse_log(r)), raw)
+    assert outcome(FAST.decode_raw, raw) == outcome(lambda r: CODEC.decode_log(parse_log(r)), raw)

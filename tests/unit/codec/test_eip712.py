@@ -14,7 +14,7 @@ from eth_utils import keccak, to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_service.domain import eip712
+from ledger_service.codec import eip712
 from ledger_service.domain.consent import (
     ConsentGrant,
     ConsentRevoke,
@@ -133,7 +133,7 @@ def test_digest_of_odd_values_is_eth_accounts_result_or_error(
 
 
 def test_type_hashes_are_the_designs() -> None:
-    """The type strings of DESIGN.md 3, hashed (a typo in consent.EIP712_TYPES would show here)."""
+    """The type strings the contract declares, hashed (a typo in consent.EIP712_TYPES would show here)."""
     design = {
         ConsentGrant: "ConsentGrant(address patient,address grantee,bytes32 scope,bytes32 purpose,"
         "uint64 validFrom,uint64 validUntil,uint256 nonce,uint256 deadline)",

@@ -4,7 +4,7 @@ Every field of ``ConsentGrant``, ``ConsentRevoke`` and ``DelegateGrant`` is a st
 ``hashStruct(m) = keccak(typeHash || one 32-byte word per field)``; the type hashes come from the type
 strings in :mod:`ledger_service.domain.consent` and the domain separator is computed once per domain.
 This replaces eth-account's generic ``encode_typed_data`` + ``Account.recover_message`` (about a quarter
-of a millisecond of CPU a message) with the same bytes (tests/unit/test_eip712.py):
+of a millisecond of CPU a message) with the same bytes (tests/unit/codec/test_eip712.py):
 
 * :func:`digest` is ``keccak(0x1901 || domainSeparator || hashStruct(message))``, exactly the hash
   eth-account signs. A message or domain outside the plain shape (an address that is not ``0x`` + 40
@@ -27,6 +27,7 @@ from coincurve import PublicKey
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 
+from ledger_service.codec.primitives import checksum_address
 from ledger_service.domain.consent import (
     EIP712_DOMAIN_TYPE,
     EIP712_TYPES,
@@ -169,13 +170,6 @@ def _recovery_id(v: int) -> int:
     if v >= 35:
         return (v - 35) % 2
     raise ValueError(f"v {v} is invalid, must be one of: 0, 1, 27, 28, 35+")
-
-
-def checksum_address(raw: bytes) -> str:
-    """EIP-55 checksummed ``0x`` address of 20 raw bytes."""
-    lower = raw.hex()
-    nibbles = bytes(keccak(lower.encode("ascii"))).hex()[:40]
-    return "0x" + "".join(c.upper() if h >= "8" else c for c, h in zip(lower, nibbles, strict=True))
 
 
 def recover(message_digest: bytes, signature: bytes) -> str:

@@ -12,7 +12,9 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
+
+from ledger_service.codec.primitives import checksum_address
 
 
 def _canonical_type(param: Mapping[str, Any]) -> str:
@@ -42,7 +44,7 @@ def _split_tuple(abi_type: str) -> list[str]:
 def _normalize(value: Any, abi_type: str) -> Any:
     """eth_abi returns lowercase addresses, also inside tuples; checksum them."""
     if abi_type == "address" and isinstance(value, str):
-        return to_checksum_address(value)
+        return checksum_address(value)
     if abi_type.startswith("(") and abi_type.endswith(")") and isinstance(value, tuple):
         return tuple(_normalize(v, t) for v, t in zip(value, _split_tuple(abi_type), strict=True))
     return value
@@ -182,5 +184,5 @@ class ContractCodec:
             block_hash=bytes(log["blockHash"]),
             tx_hash=bytes(log["transactionHash"]),
             log_index=int(log["logIndex"]),
-            address=to_checksum_address(log["address"]),
+            address=checksum_address(log["address"]),
         )
