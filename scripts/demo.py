@@ -1,6 +1,6 @@
 """Play the whole Consent Ledger story over HTTP against a running `consent-ledger up`.
 
-A stand-alone client: it uses only the public surfaces (DESIGN.md's EIP-712 types, the
+A stand-alone client: it uses only the public surfaces (the README's EIP-712 types, the
 EIP-4361 sign-in, API v1) with httpx and eth-account — no code from the service — so it
 doubles as the proof that another client can be written from the documentation alone.
 
@@ -25,7 +25,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-# anvil's public development keys (DESIGN.md 6 demo roles); never use them elsewhere.
+# anvil's public development keys (README, the demo roles); never use them elsewhere.
 DEMO_KEYS = {
     "clinic": "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
     "auditor": "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",

@@ -53,7 +53,7 @@ from ledger_service.domain.consent import EIP712_DOMAIN_TYPE, EIP712_TYPES
 
 REPO = Path(__file__).resolve().parents[1]
 ZERO32 = "0x" + "00" * 32
-# anvil's public development keys (DESIGN.md 6 demo roles).
+# anvil's public development keys (README, the demo roles).
 CLINIC_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 LAB_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
 AUDITOR_KEY = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"

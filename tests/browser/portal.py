@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.browser.conftest import DOCS_SHOTS, SHOTS
 
-# anvil's well-known dev accounts (DESIGN.md 6): #1 clinic, #2 lab, #3 auditor, #4-#9 patients
+# anvil's well-known dev accounts (README, the demo roles): #1 clinic, #2 lab, #3 auditor, #4-#9 patients
 PATIENT4 = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"
 CLINIC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 

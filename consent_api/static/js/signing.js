@@ -1,5 +1,5 @@
 // What the portal signs: the EIP-4361 sign-in message and the EIP-712 consent messages
-// of DESIGN.md section 3 (the public interface any client can build).
+// of the contract (README, "The contract model": the public interface any client can build).
 import { ethers } from "../vendor/ethers.min.js";
 
 export const SIWE_STATEMENT = "Sign in to Consent Ledger";
