@@ -271,8 +271,9 @@ def _print_summary(report: Any) -> None:
 
 
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
-    from ledger_service.audit.receipts import ReceiptError, verify_receipt
+    from ledger_service.audit.fetch import verify_receipt
     from ledger_service.chain.rpc import RpcClient
+    from ledger_service.transparency.receipts import ReceiptError
 
     try:
         data = json.loads(args.receipt.read_text(encoding="utf-8"))

@@ -9,11 +9,11 @@ from eth_utils import to_checksum_address
 from sqlalchemy import select, true
 
 from ledger_service.audit.gcpause import paused_gc
-from ledger_service.audit.merkle import MerkleLog
 from ledger_service.audit.verifier import Delivery, OperatorLog, OperatorRecords, OperatorVersion
 from ledger_service.db.database import Database
 from ledger_service.db.models import DataKeyRow, DeliveryRow, DisclosureLogEntryRow, RecordRow, RecordVersionRow
 from ledger_service.errors import AuditError
+from ledger_service.transparency.merkle import MerkleLog
 
 
 def operator_records(db: Database, *, patient: str | None = None) -> OperatorRecords:
@@ -147,7 +147,7 @@ def operator_log(db: Database) -> OperatorLog | None:
 def entry_blocks(log: OperatorLog | None, *, patient: str | None = None) -> list[int]:
     """The blocks batched entries (of ``patient``, if given) name, whose timestamps the verifier needs
     beside the events'."""
-    from ledger_service.audit.entries import DisclosureEntry
+    from ledger_service.transparency.entries import DisclosureEntry
 
     blocks: list[int] = []
     for raw in log.entries if log is not None else []:

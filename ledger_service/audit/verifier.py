@@ -25,9 +25,7 @@ from typing import Any, Final, Protocol
 
 from eth_utils import keccak, to_checksum_address
 
-from ledger_service.audit.entries import DisclosureEntry
 from ledger_service.audit.gcpause import paused_gc
-from ledger_service.audit.merkle import EMPTY_ROOT, MerkleLog, ProofError, verify_consistency
 from ledger_service.audit.trail import (
     BatchAnchor,
     CategoryEvent,
@@ -60,6 +58,8 @@ from ledger_service.errors import (
     BlobStoreUnavailable,
     InvalidCid,
 )
+from ledger_service.transparency.entries import DisclosureEntry
+from ledger_service.transparency.merkle import EMPTY_ROOT, MerkleLog, ProofError, verify_consistency
 
 VIOLATION_CODES: Final[dict[str, str]] = {
     "blob-missing": "A record version's ciphertext (or one block of it) is not in the blob store.",

@@ -124,7 +124,7 @@ class DeliveryRow(Base):
 class DisclosureLogEntryRow(Base):
     """One entry of the batched disclosure log (RFC 9162 leaf ``leaf_index``); append-only.
 
-    ``entry`` is the canonical leaf data (:class:`ledger_service.audit.entries.DisclosureEntry`);
+    ``entry`` is the canonical leaf data (:class:`ledger_service.transparency.entries.DisclosureEntry`);
     ``patient`` and ``record_id`` repeat two of its fields so a patient's entries can be listed.
     """
 

@@ -5,7 +5,7 @@ to an RFC 9162 Merkle log kept in the metadata DB (:class:`DbLeafStore`), in the
 its delivery row, before any byte is released. :class:`DisclosureBatcher` anchors the log's root on chain
 (``anchorDisclosureBatch(root, anchoredSize, size)``) every ``batch_size`` entries or once the oldest
 unanchored entry is ``batch_interval`` seconds old, and records each anchored batch. A patient's
-disclosure then carries a receipt (:mod:`ledger_service.audit.receipts`) that checks against the chain
+disclosure then carries a receipt (:mod:`ledger_service.transparency.receipts`) that checks against the chain
 alone.
 
 Concurrency: the next leaf index is taken inside the appending transaction, under SQLite's writer lock
@@ -30,14 +30,14 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger_service.audit.entries import DisclosureEntry
-from ledger_service.audit.merkle import MerkleLog, leaf_hash, node_hash
-from ledger_service.audit.receipts import Anchor, ReceiptError, make_receipt
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.models import DisclosureBatchRow, DisclosureLogEntryRow, DisclosureLogNodeRow
 from ledger_service.domain.codes import hex32
 from ledger_service.errors import AuditError, LedgerError, TransactionReverted
+from ledger_service.transparency.entries import DisclosureEntry
+from ledger_service.transparency.merkle import MerkleLog, leaf_hash, node_hash
+from ledger_service.transparency.receipts import Anchor, ReceiptError, make_receipt
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _utc(value: datetime) -> datetime:
 
 
 class DbLeafStore:
-    """A :class:`~ledger_service.audit.merkle.LeafStore` in the metadata DB.
+    """A :class:`~ledger_service.transparency.merkle.LeafStore` in the metadata DB.
 
     Subtree hashes never change once committed (the log is append-only), so they are cached.
     """

@@ -27,7 +27,6 @@ from eth_utils import keccak, to_checksum_address
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from ledger_service.audit.entries import DisclosureEntry
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import FIXED_GAS, ConsentLedgerContract
 from ledger_service.chain.signers import ProviderSigners
@@ -72,6 +71,7 @@ from ledger_service.errors import (
 )
 from ledger_service.service.batching import DisclosureLog, LogAppendConflict
 from ledger_service.service.idempotency import IdempotencyStore
+from ledger_service.transparency.entries import DisclosureEntry
 
 log = logging.getLogger(__name__)
 

@@ -12,15 +12,16 @@ import pytest
 from eth_account import Account
 
 from ledger_service.audit.cli import add_audit_commands
-from ledger_service.audit.entries import DisclosureEntry
-from ledger_service.audit.merkle import MerkleLog
-from ledger_service.audit.receipts import Anchor, ReceiptError, make_receipt, verify_receipt
+from ledger_service.audit.fetch import verify_receipt
 from ledger_service.audit.trail import fetch_trail
 from ledger_service.audit.verifier import OperatorLog, verify
 from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.runtime import Runtime
 from ledger_service.settings import Settings
+from ledger_service.transparency.entries import DisclosureEntry
+from ledger_service.transparency.merkle import MerkleLog
+from ledger_service.transparency.receipts import Anchor, ReceiptError, make_receipt
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

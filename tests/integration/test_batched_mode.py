@@ -24,9 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ledger_service.audit.cli import add_audit_commands
-from ledger_service.audit.entries import DisclosureEntry
-from ledger_service.audit.merkle import MerkleLog, root_of_entries
-from ledger_service.audit.receipts import Anchor, ReceiptError, verify_receipt
+from ledger_service.audit.fetch import verify_receipt
 from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.models import DeliveryRow, DisclosureBatchRow, DisclosureLogEntryRow
@@ -36,6 +34,9 @@ from ledger_service.errors import ConsentDenied, PermissionDenied
 from ledger_service.runtime import Runtime
 from ledger_service.service.batching import DbLeafStore, DisclosureBatcher, LogAppendConflict
 from ledger_service.settings import Settings
+from ledger_service.transparency.entries import DisclosureEntry
+from ledger_service.transparency.merkle import MerkleLog, root_of_entries
+from ledger_service.transparency.receipts import Anchor, ReceiptError
 from tests.conftest import free_port, fresh_database_url
 
 pytestmark = pytest.mark.integration

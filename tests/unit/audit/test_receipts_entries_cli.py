@@ -10,10 +10,10 @@ import pytest
 from eth_utils import keccak
 
 from ledger_service.audit.cli import ProgressBar, add_audit_commands
-from ledger_service.audit.entries import ENTRY_SIZE, DisclosureEntry, EntryFormatError
-from ledger_service.audit.merkle import MerkleLog
-from ledger_service.audit.receipts import Anchor, ReceiptError, check_receipt, make_receipt, parse_receipt
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
+from ledger_service.transparency.entries import ENTRY_SIZE, DisclosureEntry, EntryFormatError
+from ledger_service.transparency.merkle import MerkleLog
+from ledger_service.transparency.receipts import Anchor, ReceiptError, check_receipt, make_receipt, parse_receipt
 
 from .builder import CONTRACT, address
 

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from ledger_service.audit.entries import DisclosureEntry
-from ledger_service.audit.merkle import MerkleLog
 from ledger_service.audit.report_html import STYLE_SOURCE, render_html
 from ledger_service.audit.trail import Disclosure
 from ledger_service.audit.verifier import (
@@ -28,6 +26,8 @@ from ledger_service.audit.verifier import (
 )
 from ledger_service.blobs import Cid, EmbeddedBlobStore
 from ledger_service.domain.codes import ZERO32, category_id, purpose_from_bytes32, purpose_to_bytes32
+from ledger_service.transparency.entries import DisclosureEntry
+from ledger_service.transparency.merkle import MerkleLog
 
 from .builder import CONTRACT, TrailBuilder, address
 

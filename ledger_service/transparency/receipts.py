@@ -13,9 +13,10 @@ A receipt is JSON::
       "anchor": {"root": "0x…", "txHash": "0x…", "blockNumber": 123, "fromIndex": 4, "toIndex": 8}
     }
 
-The leaf is ``SHA-256(0x00 || abi.encode(…entry fields…))`` (see :mod:`ledger_service.audit.entries`).
+The leaf is ``SHA-256(0x00 || abi.encode(…entry fields…))`` (see :mod:`ledger_service.transparency.entries`).
 :func:`check_receipt` is pure (the proof and the entry); :func:`check_anchor` is pure over the anchoring
-transaction's logs; :func:`verify_receipt` fetches those from any node of the chain and needs nothing else.
+transaction's logs; :func:`ledger_service.audit.fetch.verify_receipt` fetches those from any node of the chain
+and needs nothing else.
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ from typing import Any, Final
 
 from eth_utils import to_checksum_address
 
-from ledger_service.audit.entries import DisclosureEntry, EntryFormatError
-from ledger_service.audit.merkle import MerkleLog, ProofError, verify_inclusion
-from ledger_service.chain.ledger import ledger_codec
-from ledger_service.chain.rpc import RpcClient
 from ledger_service.codec.abi import ContractCodec
 from ledger_service.errors import AuditError
+from ledger_service.transparency.entries import DisclosureEntry, EntryFormatError
+from ledger_service.transparency.merkle import MerkleLog, ProofError, verify_inclusion
 
 RECEIPT_FORMAT: Final = "consent-ledger-disclosure-receipt/1"
 
@@ -188,22 +187,3 @@ def check_anchor(receipt: Receipt, logs: Sequence[dict[str, Any]], codec: Contra
         f"{receipt.contract} in tx 0x{receipt.anchor.tx_hash.hex()} at block {receipt.anchor.block_number}; "
         f"got {got or 'no such event'}"
     )
-
-
-def verify_receipt(receipt_json: Any, rpc: RpcClient, *, codec: ContractCodec | None = None) -> Receipt:
-    """Check a receipt against the chain alone; returns it parsed, or raises :class:`ReceiptError`."""
-    receipt = parse_receipt(receipt_json)
-    check_receipt(receipt)
-    chain_id = rpc.chain_id()
-    if chain_id != receipt.chain_id:
-        raise ReceiptError(f"the node is on chain {chain_id}; the receipt is for chain {receipt.chain_id}")
-    tx = rpc.receipt(receipt.anchor.tx_hash)
-    if tx is None:
-        raise ReceiptError(f"anchoring tx 0x{receipt.anchor.tx_hash.hex()} is not on this chain")
-    if tx.status != 1:
-        raise ReceiptError(f"anchoring tx 0x{receipt.anchor.tx_hash.hex()} reverted")
-    canonical = rpc.get_block(tx.block_number)
-    if canonical.get("hash") != "0x" + tx.block_hash.hex():
-        raise ReceiptError(f"anchoring block {tx.block_number} is no longer canonical")
-    check_anchor(receipt, tx.logs, codec or ledger_codec())
-    return receipt

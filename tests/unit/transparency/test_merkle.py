@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_service.audit.merkle import (
+from ledger_service.transparency.merkle import (
     EMPTY_ROOT,
     MemoryLeafStore,
     MerkleLog,

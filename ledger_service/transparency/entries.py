@@ -33,9 +33,9 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from ledger_service.audit.merkle import leaf_hash
 from ledger_service.domain.codes import EMERGENCY_PURPOSE, ZERO32, purpose_from_bytes32
 from ledger_service.errors import AuditError
+from ledger_service.transparency.merkle import leaf_hash
 
 DISCLOSURE_ENTRY_TYPE: Final = (
     "ConsentLedgerDisclosure(uint256 chainId,address ledger,bytes32 recordId,uint32 version,address patient,"
