@@ -33,6 +33,7 @@ from ledger_service.domain.consent import ConsentGrant, Eip712Domain, typed_data
 from ledger_service.errors import ConsentDenied, PermissionDenied
 from ledger_service.runtime import Runtime
 from ledger_service.service.batching import DbLeafStore, DisclosureBatcher, LogAppendConflict
+from ledger_service.service.records import RecordContent
 from ledger_service.settings import Settings
 from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog, root_of_entries
@@ -185,16 +186,27 @@ def test_emergency_read_is_an_etreat_entry_and_needs_the_role(env: Env) -> None:
     assert services.disclosure_log.size() == size + 1 and len(_deliveries(services, record_id)) == 1
 
 
-def test_idempotent_retry_appends_once(env: Env) -> None:
+def test_idempotent_retry_appends_once_per_release(env: Env) -> None:
+    """docs/security.md, "Idempotent reads", in batched mode: a retry whose bytes never went out is
+    answered by its entry; once they went out in full, the same key is a new release and a new entry."""
     services = env.services
     carol = env.patient()
     env.grant(carol, env.clinic)
     record_id = env.record(carol.address)
     size = services.disclosure_log.size()
-    first = services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT", idempotency_key="k-1")
-    again = services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT", idempotency_key="k-1")
-    assert first.read_all() == again.read_all() and first.leaf_index == again.leaf_index == size
+
+    def read() -> RecordContent:
+        return services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT", idempotency_key="k-1")
+
+    cut = read()
+    cut.chunks.close()  # the client went away before any byte
+    retried = read()
+    content = retried.read_all()
+    assert content and cut.leaf_index == retried.leaf_index == size
     assert services.disclosure_log.size() == size + 1 and len(_deliveries(services, record_id)) == 1
+    again = read()
+    assert again.read_all() == content and again.leaf_index == size + 1
+    assert services.disclosure_log.size() == size + 2 and len(_deliveries(services, record_id)) == 2
 
 
 @pytest.mark.parametrize("stage", ["append", "after-append"])
