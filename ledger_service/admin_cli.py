@@ -23,17 +23,10 @@ def _context(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _admin_ledger(args: argparse.Namespace) -> Any:
-    from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
-    from ledger_service.chain.rpc import RpcClient
-    from ledger_service.chain.sender import TransactionSender
+    from ledger_service.bootstrap import admin_ledger
 
     settings, deployment = _context(args)
-    rpc = RpcClient(settings.rpc_url or deployment.rpc_url, timeout=settings.rpc_timeout)
-    codec = ledger_codec()
-    sender = TransactionSender(
-        rpc, settings.admin_key(), codec, chain_id=deployment.chain_id, receipt_timeout=settings.receipt_timeout
-    )
-    return ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
+    return admin_ledger(settings, deployment)
 
 
 def _address(value: str) -> str:
@@ -71,15 +64,14 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 
 def _rotate_kek(args: argparse.Namespace) -> int:
-    from ledger_service.crypto import LocalKeyFile
-    from ledger_service.db.database import Database
+    from ledger_service.bootstrap import database, key_custody
     from ledger_service.service.keys import rotate_kek
 
     settings, _deployment = _context(args)
-    db = Database(settings.effective_database_url)
+    db = database(settings)
     try:
         db.migrate()
-        rotation = rotate_kek(db, LocalKeyFile(settings.effective_kek_file), retire_old=not args.keep_old)
+        rotation = rotate_kek(db, key_custody(settings), retire_old=not args.keep_old)
     finally:
         db.dispose()
     retired = ", ".join(rotation.retired) or "none"
@@ -90,12 +82,12 @@ def _rotate_kek(args: argparse.Namespace) -> int:
 def cmd_export_car(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from ledger_service.blobs import Cid, EmbeddedBlobStore, KuboBlobStore
-    from ledger_service.db.database import Database
+    from ledger_service.blobs import Cid
+    from ledger_service.bootstrap import blob_store, database
     from ledger_service.db.models import RecordVersionRow
 
     settings, _deployment = _context(args)
-    db = Database(settings.effective_database_url)
+    db = database(settings)
     try:
         with db.session() as s:
             query = select(RecordVersionRow).where(RecordVersionRow.record_id == args.record.lower())
@@ -109,7 +101,7 @@ def cmd_export_car(args: argparse.Namespace) -> int:
             f"consent-ledger export-car: no record {args.record} (version {args.version or 'latest'})", file=sys.stderr
         )
         return 1
-    blobs = KuboBlobStore(settings.blob_store_url) if settings.blob_store_url else EmbeddedBlobStore(settings.blob_dir)
+    blobs = blob_store(settings)
     with Path(args.out).open("wb") as out:
         blobs.export_car(Cid.parse(row.cid), out)
     print(f"wrote {args.out}: the ciphertext of {args.record} v{row.version} ({row.cid}) as CAR v1")

@@ -1,4 +1,9 @@
-"""The composition root: the one place where settings choose the adapters."""
+"""The composition root: the one place where settings choose and build the adapters.
+
+Every entry point (the API server, ``consent-ledger up``/``deploy``, the admin and audit commands) gets its RPC
+client, blob store, database, key custody and transaction senders from the factories here
+(docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-
-from eth_account import Account
+from pathlib import Path
+from typing import Final
 
 from ledger_service.blobs import BlobStore, EmbeddedBlobStore, KuboBlobStore
 from ledger_service.chain.deploy import DEMO_PROVIDERS, Deployment
@@ -21,7 +26,7 @@ from ledger_service.crypto import KeyCustody, LocalKeyFile
 from ledger_service.db.database import Database
 from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.domain.consent import Eip712Domain
-from ledger_service.errors import LedgerError
+from ledger_service.errors import ConfigurationError, LedgerError
 from ledger_service.service.audit import AuditService
 from ledger_service.service.auth import AuthService, load_or_create_secret
 from ledger_service.service.batching import DisclosureBatcher, DisclosureLog
@@ -102,10 +107,60 @@ class Services:
         self.db.dispose()
 
 
-def _blob_store(settings: Settings) -> BlobStore:
+# The auditor's node answers large batched log ranges: more time than a request of the service needs.
+AUDITOR_RPC_TIMEOUT: Final = 30.0
+
+
+def node_url(settings: Settings, deployment: Deployment | None = None) -> str:
+    """The chain node to use: the configured one; else the recorded deployment's; else the dev chain's."""
+    if deployment is not None:
+        return settings.rpc_url or deployment.rpc_url
+    return settings.effective_rpc_url
+
+
+def rpc_client(settings: Settings, deployment: Deployment | None = None) -> RpcClient:
+    """A client of :func:`node_url`'s node. The server and ``up`` pass no deployment: the chain they run on is
+    the settings' own (a dev chain may have moved port since it was recorded)."""
+    return RpcClient(node_url(settings, deployment), timeout=settings.rpc_timeout)
+
+
+def auditor_rpc(url: str) -> RpcClient:
+    """A client of the node an auditor reads the trail from."""
+    return RpcClient(url, timeout=AUDITOR_RPC_TIMEOUT)
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    """A Kubo node when one is configured, else the blocks in the data dir."""
     if settings.blob_store_url:
         return KuboBlobStore(settings.blob_store_url)
     return EmbeddedBlobStore(settings.blob_dir)
+
+
+def auditor_blob_store(location: str) -> BlobStore:
+    """The blob store an auditor names: a Kubo node's URL, or a directory of blocks."""
+    if location.startswith(("http://", "https://")):
+        return KuboBlobStore(location)
+    if Path(location).is_dir():
+        return EmbeddedBlobStore(Path(location))
+    raise ConfigurationError(f"--blob-store {location!r} is neither a URL nor a directory")
+
+
+def database(settings: Settings) -> Database:
+    return Database(settings.effective_database_url)
+
+
+def key_custody(settings: Settings) -> LocalKeyFile:
+    return LocalKeyFile(settings.effective_kek_file)
+
+
+def admin_ledger(settings: Settings, deployment: Deployment, rpc: RpcClient | None = None) -> ConsentLedgerContract:
+    """The ledger contract with the consortium admin's key signing (``admin`` commands, demo onboarding)."""
+    rpc = rpc if rpc is not None else rpc_client(settings, deployment)
+    codec = ledger_codec()
+    sender = TransactionSender(
+        rpc, settings.admin_key(), codec, chain_id=deployment.chain_id, receipt_timeout=settings.receipt_timeout
+    )
+    return ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
 
 
 def _provider_keys(settings: Settings) -> list[str]:
@@ -117,9 +172,9 @@ def _provider_keys(settings: Settings) -> list[str]:
 
 
 def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = True) -> Services:
-    rpc = RpcClient(settings.effective_rpc_url, timeout=settings.rpc_timeout)
+    rpc = rpc_client(settings)
     codec = ledger_codec()
-    db = Database(settings.effective_database_url)
+    db = database(settings)
     if migrate:
         db.migrate()
     # Every account's nonces are allocated through the DB, shared by all processes on it.
@@ -134,8 +189,8 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         nonce_ledger=nonce_ledger,
     )
     ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
-    blobs = _blob_store(settings)
-    custody = LocalKeyFile(settings.effective_kek_file)
+    blobs = blob_store(settings)
+    custody = key_custody(settings)
     providers = ProviderSigners(
         rpc,
         codec,
@@ -233,7 +288,3 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         idempotency,
         parse_workers,
     )
-
-
-def account_of(private_key: str) -> str:
-    return str(Account.from_key(private_key).address)

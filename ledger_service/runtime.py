@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
+from eth_account import Account
+
+from ledger_service.bootstrap import admin_ledger, rpc_client
 from ledger_service.chain.anvil import AnvilProcess
 from ledger_service.chain.deploy import Deployment, deploy_ledger, deployment_is_live, onboard_demo
-from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
-from ledger_service.chain.sender import TransactionSender
 from ledger_service.datadir import secure_data_dir
 from ledger_service.errors import ConfigurationError
 from ledger_service.settings import Settings
@@ -55,7 +56,7 @@ class Runtime:
                 log_file=s.data_dir / "chain" / "anvil.log",
             ).start()
         try:
-            self.rpc = RpcClient(s.effective_rpc_url, timeout=s.rpc_timeout)
+            self.rpc = rpc_client(s)
             self._deployment = self._ensure_deployment(self.rpc)
         except BaseException:
             self.close()
@@ -78,24 +79,13 @@ class Runtime:
                 f"note: the recorded deployment is not on the dev chain any more; deploying anew ({path})",
                 file=sys.stderr,
             )
-        custodian = TransactionSender(rpc, s.custodian_key(), ledger_codec(), chain_id=rpc.chain_id()).address
+        custodian = Account.from_key(s.custodian_key()).address
         deployment = deploy_ledger(rpc, s.admin_key(), custodian, receipt_timeout=s.receipt_timeout)
         if s.embedded_chain:
-            ledger = self.admin_ledger(rpc, deployment)
+            ledger = admin_ledger(s, deployment, rpc)
             deployment = Deployment(**{**deployment.__dict__, "demo": onboard_demo(ledger)})
         deployment.save(path)
         return deployment
-
-    def admin_ledger(self, rpc: RpcClient, deployment: Deployment) -> ConsentLedgerContract:
-        codec = ledger_codec()
-        sender = TransactionSender(
-            rpc,
-            self.settings.admin_key(),
-            codec,
-            chain_id=deployment.chain_id,
-            receipt_timeout=self.settings.receipt_timeout,
-        )
-        return ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
 
     def close(self) -> None:
         if self.anvil is not None:

@@ -167,8 +167,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ledger_service.audit.sources import disclosure_log_file, entry_blocks, operator_log, operator_records
     from ledger_service.audit.trail import fetch_trail
     from ledger_service.audit.verifier import OperatorLog, OperatorRecords, Scope, verify
-    from ledger_service.blobs import BlobStore, EmbeddedBlobStore, KuboBlobStore
-    from ledger_service.chain.rpc import RpcClient
+    from ledger_service.blobs import BlobStore
+    from ledger_service.bootstrap import auditor_blob_store, auditor_rpc, blob_store, database, node_url
     from ledger_service.db.database import Database
 
     auditor_mode = any(v is not None for v in (args.rpc_url, args.contract, args.blob_store))
@@ -184,30 +184,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 return _fail("verify", "auditor mode needs both --rpc-url and --contract (and usually --blob-store)")
             rpc_url, contract, start = args.rpc_url, args.contract, args.start_block or 0
             if args.blob_store:
-                if args.blob_store.startswith(("http://", "https://")):
-                    blobs = KuboBlobStore(args.blob_store)
-                elif Path(args.blob_store).is_dir():
-                    blobs = EmbeddedBlobStore(Path(args.blob_store))
-                else:
-                    return _fail("verify", f"--blob-store {args.blob_store!r} is neither a URL nor a directory")
+                blobs = auditor_blob_store(args.blob_store)
             notes.append("auditor mode: only your chain node and blob store were used; operator DB checks skipped")
         else:
             settings, deployment = _data_dir_setup(args)
-            rpc_url = settings.rpc_url or deployment.rpc_url
+            rpc_url = node_url(settings, deployment)
             contract = deployment.ledger_address
             start = deployment.block_number if args.start_block is None else args.start_block
-            blobs = (
-                KuboBlobStore(settings.blob_store_url)
-                if settings.blob_store_url
-                else EmbeddedBlobStore(settings.blob_dir)
-            )
-            db = Database(settings.effective_database_url)
+            blobs = blob_store(settings)
+            db = database(settings)
             operator = operator_records(db, patient=args.patient)
             if not args.disclosure_log:
                 log = operator_log(db)
                 if log is not None:
                     notes.append(f"the operator's disclosure log ({len(log.entries)} entries) was read from its DB")
-        rpc = RpcClient(rpc_url, timeout=30.0)
+        rpc = auditor_rpc(rpc_url)
         if args.disclosure_log:
             log = disclosure_log_file(args.disclosure_log)
         # With --patient only that patient's events (and the global ones) are read from the node.
@@ -272,7 +263,7 @@ def _print_summary(report: Any) -> None:
 
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
     from ledger_service.audit.fetch import verify_receipt
-    from ledger_service.chain.rpc import RpcClient
+    from ledger_service.bootstrap import auditor_rpc, node_url
     from ledger_service.transparency.receipts import ReceiptError
 
     try:
@@ -286,8 +277,8 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
             rpc_url = args.rpc_url
         else:
             settings, deployment = _data_dir_setup(args)
-            rpc_url = settings.rpc_url or deployment.rpc_url
-        receipt = verify_receipt(data, RpcClient(rpc_url, timeout=30.0))
+            rpc_url = node_url(settings, deployment)
+        receipt = verify_receipt(data, auditor_rpc(rpc_url))
     except ReceiptError as exc:
         print(f"receipt INVALID: {exc}", file=sys.stderr)
         return EXIT_VIOLATIONS

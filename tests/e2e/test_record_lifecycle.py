@@ -12,7 +12,7 @@ from eth_account import Account
 from sqlalchemy import select
 
 from ledger_service.blobs import Cid
-from ledger_service.bootstrap import Services, bootstrap
+from ledger_service.bootstrap import Services, admin_ledger, bootstrap
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.models import DataKeyRow, DeliveryRow
 from ledger_service.domain.codes import ZERO32, category_id, purpose_to_bytes32
@@ -161,7 +161,7 @@ def test_suspended_provider_is_refused(chain: Chain, tmp_path: Path) -> None:
     instance = bootstrap(chain.settings_for(tmp_path / "svc", provider_keys=provider.key.hex()), chain.deployment)
     try:
         instance.rpc.request("anvil_setBalance", [provider.address, hex(10**18)])
-        admin = chain.runtime.admin_ledger(instance.rpc, chain.deployment)
+        admin = admin_ledger(chain.runtime.settings, chain.deployment, instance.rpc)
         admin.onboard_provider(provider.address, "Suspended Clinic")
         carol = _patient(chain, instance)
         carol.grant(provider.address)

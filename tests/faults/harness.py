@@ -26,6 +26,7 @@ import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ledger_service.bootstrap import admin_ledger
 from ledger_service.chain.anvil import AnvilProcess
 from ledger_service.chain.deploy import Deployment, onboard_demo
 from ledger_service.chain.ledger import ledger_codec
@@ -75,7 +76,7 @@ class Node:
             )
             with Runtime(settings) as runtime:
                 deployment = runtime.deployment
-                demo = onboard_demo(runtime.admin_ledger(self.rpc, deployment))
+                demo = onboard_demo(admin_ledger(settings, deployment, self.rpc))
             self.deployment = Deployment(**{**deployment.__dict__, "demo": demo})
         return self
 

@@ -20,10 +20,10 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ledger_service.bootstrap import admin_ledger
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.domain.codes import ROLES
-from ledger_service.runtime import Runtime
 from ledger_service.settings import Settings
 from tests.faults.conftest import node
 from tests.faults.harness import ADMIN_KEY, CLINIC, ApiServer, Node, access_logs, new_patient, run_verify
@@ -53,7 +53,7 @@ def server(node: Node, tmp_path_factory: pytest.TempPathFactory, request: pytest
 def _admin(node: Node, tmp_path: Path) -> ConsentLedgerContract:
     assert node.deployment is not None
     settings = Settings(data_dir=tmp_path / "admin", rpc_url=node.url, deployer_key=ADMIN_KEY, relayer_key=ADMIN_KEY)
-    return Runtime(settings).admin_ledger(RpcClient(node.url, timeout=30), node.deployment)
+    return admin_ledger(settings, node.deployment, RpcClient(node.url, timeout=30))
 
 
 def _new_provider(node: Node, admin: ConsentLedgerContract, *, emergency: bool = False) -> LocalAccount:

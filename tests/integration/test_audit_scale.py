@@ -14,7 +14,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger_service.bootstrap import Services, bootstrap
+from ledger_service.bootstrap import Services, admin_ledger, bootstrap
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentGrant, typed_data
 from ledger_service.runtime import Runtime
@@ -33,7 +33,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime,
     settings = Settings(data_dir=data_dir, chain_port=free_port(), provider_keys=",".join(a.key.hex() for a in extra))
     with Runtime(settings) as runtime:
         services = bootstrap(settings, runtime.deployment)
-        admin = runtime.admin_ledger(services.rpc, runtime.deployment)
+        admin = admin_ledger(settings, runtime.deployment, services.rpc)
         for index, account in enumerate(extra):
             services.rpc.request("anvil_setBalance", [account.address, hex(10**20)])
             admin.onboard_provider(account.address, f"Provider {index + 3}")
