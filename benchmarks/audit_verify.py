@@ -237,24 +237,26 @@ class History:
                 s.execute(RecordVersionRow.__table__.insert(), versions[start : start + 5000])
 
     def verify(self) -> tuple[float, Any, dict[str, float]]:
+        from ledger_service.audit.fetch import fetch_trail
+        from ledger_service.audit.gcpause import paused_gc
         from ledger_service.audit.sources import operator_log, operator_records
-        from ledger_service.audit.trail import fetch_trail
         from ledger_service.audit.verifier import verify
         from ledger_service.chain.rpc import RpcClient
 
         phases: dict[str, float] = {}
         began = time.perf_counter()
         rpc = RpcClient(self.stk.rpc_url, timeout=300)
-        trail = fetch_trail(rpc, self.contract, from_block=self.stk.deployment.block_number)
-        phases["fetch_trail_s"] = time.perf_counter() - began
-        t = time.perf_counter()
-        operator = operator_records(self.services.db)
-        report = verify(trail, self.services.blobs, operator=operator, log=operator_log(self.services.db))
-        phases["verify_s"] = time.perf_counter() - t
+        with paused_gc():  # as `consent-ledger verify` pauses it around the same work
+            trail = fetch_trail(rpc, self.contract, from_block=self.stk.deployment.block_number)
+            phases["fetch_trail_s"] = time.perf_counter() - began
+            t = time.perf_counter()
+            operator = operator_records(self.services.db)
+            report = verify(trail, self.services.blobs, operator=operator, log=operator_log(self.services.db))
+            phases["verify_s"] = time.perf_counter() - t
         return time.perf_counter() - began, report, phases
 
     def baseline(self) -> tuple[float, dict[str, float]]:
-        from ledger_service.audit.trail import LOG_RANGE, RPC_BATCH
+        from ledger_service.audit.fetch import LOG_RANGE, RPC_BATCH
 
         began = time.perf_counter()
         for cid in self.cids:

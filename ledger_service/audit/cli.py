@@ -163,9 +163,10 @@ def _data_dir_setup(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from ledger_service.audit.fetch import fetch_trail
+    from ledger_service.audit.gcpause import paused_gc
     from ledger_service.audit.report_html import render_html
     from ledger_service.audit.sources import disclosure_log_file, entry_blocks, operator_log, operator_records
-    from ledger_service.audit.trail import fetch_trail
     from ledger_service.audit.verifier import OperatorLog, OperatorRecords, Scope, verify
     from ledger_service.blobs import BlobStore
     from ledger_service.bootstrap import auditor_blob_store, auditor_rpc, blob_store, database, node_url
@@ -201,17 +202,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         rpc = auditor_rpc(rpc_url)
         if args.disclosure_log:
             log = disclosure_log_file(args.disclosure_log)
-        # With --patient only that patient's events (and the global ones) are read from the node.
-        trail = fetch_trail(
-            rpc,
-            contract,
-            from_block=start,
-            extra_blocks=entry_blocks(log, patient=args.patient),
-            progress=progress,
-            patient=args.patient,
-        )
-        scope = Scope(patient=args.patient, record_id=args.record, from_block=args.from_block)
-        report = verify(trail, blobs, operator=operator, log=log, scope=scope, progress=progress)
+        # Reading and replaying a long history makes many small acyclic objects: see gcpause.
+        with paused_gc():
+            # With --patient only that patient's events (and the global ones) are read from the node.
+            trail = fetch_trail(
+                rpc,
+                contract,
+                from_block=start,
+                extra_blocks=entry_blocks(log, patient=args.patient),
+                progress=progress,
+                patient=args.patient,
+            )
+            scope = Scope(patient=args.patient, record_id=args.record, from_block=args.from_block)
+            report = verify(trail, blobs, operator=operator, log=log, scope=scope, progress=progress)
     except (ChainError, BlobStoreUnavailable) as exc:
         progress.close()
         return _fail("verify", f"cannot reach a node: {exc}")

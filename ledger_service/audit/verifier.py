@@ -25,7 +25,6 @@ from typing import Any, Final, Protocol
 
 from eth_utils import keccak, to_checksum_address
 
-from ledger_service.audit.gcpause import paused_gc
 from ledger_service.audit.trail import (
     BatchAnchor,
     CategoryEvent,
@@ -38,8 +37,9 @@ from ledger_service.audit.trail import (
     Trail,
     TrailEvent,
     VersionAnchored,
+    no_progress,
 )
-from ledger_service.blobs import Cid
+from ledger_service.blobs.cid import Cid
 from ledger_service.domain.codes import (
     EMERGENCY_PURPOSE,
     EMERGENCY_ROLE,
@@ -328,10 +328,6 @@ class Report:
         }
 
 
-def _no_progress(_phase: str, _done: int, _total: int) -> None:
-    return None
-
-
 _CHAIN_ORDER: Final = attrgetter("at.block", "at.log_index")
 _EMERGENCY32: Final = EMERGENCY_PURPOSE.encode("ascii").ljust(32, b"\x00")
 
@@ -340,7 +336,7 @@ def _hex(raw: bytes) -> str:
     return "0x" + raw.hex()
 
 
-def _when(timestamp: int) -> str:
+def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -1218,27 +1214,18 @@ def verify(
     operator: OperatorRecords | None = None,
     log: OperatorLog | None = None,
     scope: Scope | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], float] = time.time,
 ) -> Report:
     """Verify ``trail`` (and what the operator claims about it) within ``scope``; never raises for findings.
 
-    Raises only when verification cannot proceed (the blob store is unreachable).
+    Everything it judges is given: the trail and the operator's records already fetched, the blobs
+    behind a reader. Time comes only from ``clock`` (the run's duration) and ``now`` (the report's
+    start, seconds since the epoch). Raises only when verification cannot proceed (the blob store is
+    unreachable). Callers replaying a long history pause the cyclic garbage collector around it
+    (:func:`ledger_service.audit.gcpause.paused_gc`): this module leaves process state alone.
     """
-    with paused_gc():
-        return _verify(trail, blobs, operator=operator, log=log, scope=scope, progress=progress, clock=clock)
-
-
-def _verify(
-    trail: Trail,
-    blobs: BlobReader | None,
-    *,
-    operator: OperatorRecords | None,
-    log: OperatorLog | None,
-    scope: Scope | None,
-    progress: Progress,
-    clock: Callable[[], float],
-) -> Report:
     scope = scope or Scope()
     if trail.patient is not None and scope.patient != trail.patient:
         # The trail lacks everyone else's events: it can only vouch for its own patient.
@@ -1251,7 +1238,7 @@ def _verify(
         trail.from_block,
         trail.to_block,
         scope,
-        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        _when(now()),
     )
     replay = _Replay(scope, violations)
 

@@ -10,9 +10,11 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from ledger_service.audit.fetch import PatientLogCache, fetch_raw_logs, fetch_trail
+from ledger_service.audit.gcpause import paused_gc
 from ledger_service.audit.report_html import render_html
 from ledger_service.audit.sources import entry_blocks, operator_log, operator_records
-from ledger_service.audit.trail import PatientLogCache, Trail, fetch_raw_logs, fetch_trail
+from ledger_service.audit.trail import Trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import BlobStore
 from ledger_service.chain.ledger import ledger_codec
@@ -56,17 +58,19 @@ class AuditService:
         if record_id is not None and patient is None:
             patient = self._patient_of(record_id)
         log = operator_log(self.db)
-        trail = fetch_trail(
-            self.rpc,
-            self.contract,
-            from_block=self.start_block,
-            extra_blocks=entry_blocks(log, patient=patient),
-            patient=patient,
-            cache=self._logs,
-        )
-        scope = Scope(patient=patient, record_id=record_id)
-        operator = operator_records(self.db, patient=scope.patient)
-        report = verify(trail, self.blobs, operator=operator, log=log, scope=scope)
+        # Reading and replaying a long history makes many small acyclic objects: see gcpause.
+        with paused_gc():
+            trail = fetch_trail(
+                self.rpc,
+                self.contract,
+                from_block=self.start_block,
+                extra_blocks=entry_blocks(log, patient=patient),
+                patient=patient,
+                cache=self._logs,
+            )
+            scope = Scope(patient=patient, record_id=record_id)
+            operator = operator_records(self.db, patient=scope.patient)
+            report = verify(trail, self.blobs, operator=operator, log=log, scope=scope)
         report_id = secrets.token_hex(8)
         html = render_html(report)
         with self._lock:
@@ -147,7 +151,7 @@ def record_trail(run: AuditRun, record_id: bytes) -> dict[str, Any]:
 
 
 def _cid_text(raw: bytes) -> str:
-    from ledger_service.blobs import Cid
+    from ledger_service.blobs.cid import Cid
 
     try:
         return str(Cid.parse(raw))

@@ -12,8 +12,7 @@ import pytest
 from eth_account import Account
 
 from ledger_service.audit.cli import add_audit_commands
-from ledger_service.audit.fetch import verify_receipt
-from ledger_service.audit.trail import fetch_trail
+from ledger_service.audit.fetch import fetch_trail, verify_receipt
 from ledger_service.audit.verifier import OperatorLog, verify
 from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32

@@ -17,8 +17,9 @@ from eth_utils import keccak
 from sqlalchemy import select
 
 from ledger_service.audit.cli import add_audit_commands
+from ledger_service.audit.fetch import PatientLogCache, fetch_trail
 from ledger_service.audit.sources import operator_records
-from ledger_service.audit.trail import PatientLogCache, RoleEvent, fetch_trail
+from ledger_service.audit.trail import RoleEvent
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import Cid, EmbeddedBlobStore
 from ledger_service.bootstrap import Services
