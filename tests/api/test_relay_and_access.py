@@ -116,7 +116,8 @@ def test_a_delegate_grants_and_reads_for_the_patient(api: Api) -> None:
 # ----------------------------------------------------------------- access matrix
 
 PUBLIC = "public"
-# Who may call each route (the OpenAPI document at /openapi.json and the README). A new route must be added here, or the test fails.
+# Who may call each route (the OpenAPI document at /openapi.json and the README).
+# A new route must be added here, or the test fails.
 POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/health"): {PUBLIC},
     ("GET", "/v1/chain"): {PUBLIC},
