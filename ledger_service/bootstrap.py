@@ -24,6 +24,7 @@ from ledger_service.chain.sender import TransactionSender
 from ledger_service.chain.signers import ProviderSigners
 from ledger_service.crypto import KeyCustody, LocalKeyFile
 from ledger_service.db.database import Database
+from ledger_service.db.indexer_store import DbIndexStore
 from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.domain.consent import Eip712Domain
 from ledger_service.errors import ConfigurationError, LedgerError
@@ -247,7 +248,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
     )
     indexer = EventIndexer(
         rpc,
-        db,
+        DbIndexStore(db),
         codec,
         deployment.ledger_address,
         start_block=deployment.block_number,

@@ -1,7 +1,8 @@
-"""Follows the ledger's events into the metadata DB, ``confirmations`` blocks behind the head.
+"""Follows the ledger's events into an :class:`IndexStore` (the metadata DB), ``confirmations`` blocks behind
+the head.
 
 The cursor (block number and hash) and the hashes of recently indexed blocks live in the
-DB, so a restart resumes where it stopped. Before each step the cursor's hash is checked
+store, so a restart resumes where it stopped. Before each step the cursor's hash is checked
 against the chain: on a mismatch (a reorg) the indexer walks back to the newest block it
 still agrees with, deletes everything it indexed above it, and indexes the new branch.
 """
@@ -11,22 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import delete, select
+from typing import Any, Protocol
 
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.codec.abi import ContractCodec, DecodedEvent
 from ledger_service.codec.primitives import to_int
-from ledger_service.db.database import Database
-from ledger_service.db.models import ChainEventRow, IndexedBlockRow, IndexerCursorRow
 from ledger_service.errors import ChainError, LedgerError
 
 log = logging.getLogger(__name__)
 
-CURSOR_NAME = "ledger-events"
 KEEP_BLOCK_HASHES = 512
 
 
@@ -43,6 +39,44 @@ def event_args_json(event: DecodedEvent) -> str:
 
 
 @dataclass(frozen=True)
+class IndexedEvent:
+    """One ledger event as the index keeps it (hashes as ``0x`` hex, arguments as JSON)."""
+
+    name: str
+    patient: str | None
+    record_id: str | None
+    block_number: int
+    block_hash: str
+    block_timestamp: int
+    tx_hash: str
+    log_index: int
+    args: str
+
+
+class IndexStore(Protocol):
+    """Where the indexer keeps its cursor, the hashes of the blocks it indexed and their events."""
+
+    def cursor(self) -> tuple[int, str] | None:
+        """The last indexed block's number and hash; None before the first step."""
+        ...
+
+    def indexed_blocks(self, at_or_below: int) -> list[tuple[int, str]]:
+        """The kept (number, hash) of indexed blocks up to ``at_or_below``, newest first."""
+        ...
+
+    def rewind(self, fork_point: int, fork_hash: str) -> None:
+        """Forget every event and block hash above ``fork_point`` and move the cursor there, at once."""
+        ...
+
+    def append(
+        self, events: Sequence[IndexedEvent], blocks: Mapping[int, str], cursor: tuple[int, str], keep_from: int
+    ) -> None:
+        """Add one step's events and block hashes, drop the hashes below ``keep_from`` and move the cursor, at
+        once."""
+        ...
+
+
+@dataclass(frozen=True)
 class IndexStep:
     from_block: int
     to_block: int
@@ -54,7 +88,7 @@ class EventIndexer:
     def __init__(
         self,
         rpc: RpcClient,
-        db: Database,
+        store: IndexStore,
         codec: ContractCodec,
         address: str,
         *,
@@ -64,7 +98,7 @@ class EventIndexer:
         on_events: Callable[[list[DecodedEvent]], None] | None = None,
     ) -> None:
         self.rpc = rpc
-        self.db = db
+        self.store = store
         self.codec = codec
         self.address = address
         self.start_block = start_block
@@ -76,40 +110,20 @@ class EventIndexer:
     # ------------------------------------------------------------- cursor
 
     def cursor(self) -> tuple[int, str | None]:
-        with self.db.session() as s:
-            row = s.get(IndexerCursorRow, CURSOR_NAME)
-            if row is None:
-                return self.start_block - 1, None
-            return row.block_number, row.block_hash
+        stored = self.store.cursor()
+        return (self.start_block - 1, None) if stored is None else stored
 
     def _block_hash(self, number: int) -> str:
         return str(self.rpc.get_block(number)["hash"])
 
     def _rewind(self, cursor_number: int) -> int:
         """The newest indexed block still on the canonical chain; drop what is above it."""
-        with self.db.session() as s:
-            known = (
-                s.execute(
-                    select(IndexedBlockRow)
-                    .where(IndexedBlockRow.block_number <= cursor_number)
-                    .order_by(IndexedBlockRow.block_number.desc())
-                )
-                .scalars()
-                .all()
-            )
-            fork_point = self.start_block - 1
-            for row in known:
-                if self._block_hash(row.block_number) == row.block_hash:
-                    fork_point = row.block_number
-                    break
-            s.execute(delete(ChainEventRow).where(ChainEventRow.block_number > fork_point))
-            s.execute(delete(IndexedBlockRow).where(IndexedBlockRow.block_number > fork_point))
-            cursor = s.get(IndexerCursorRow, CURSOR_NAME)
-            fork_hash = self._block_hash(fork_point) if fork_point >= 0 else "0x"
-            if cursor is None:
-                s.add(IndexerCursorRow(name=CURSOR_NAME, block_number=fork_point, block_hash=fork_hash))
-            else:
-                cursor.block_number, cursor.block_hash = fork_point, fork_hash
+        fork_point = self.start_block - 1
+        for number, block_hash in self.store.indexed_blocks(at_or_below=cursor_number):
+            if self._block_hash(number) == block_hash:
+                fork_point = number
+                break
+        self.store.rewind(fork_point, self._block_hash(fork_point) if fork_point >= 0 else "0x")
         log.warning("chain reorganization: rewound the event index to block %d", fork_point)
         return fork_point
 
@@ -137,30 +151,25 @@ class EventIndexer:
                 if header is None or header["hash"] != "0x" + lg["blockHash"].hex():
                     raise ChainError(f"block {lg['blockNumber']} changed while indexing; retrying")
             events = [e for e in (self.codec.decode_log(lg) for lg in logs) if e is not None]
-            with self.db.session() as s:
-                for event in events:
-                    header = by_number[event.block_number]
-                    s.add(
-                        ChainEventRow(
-                            name=event.name,
-                            patient=event.args.get("patient"),
-                            record_id=("0x" + event.args["recordId"].hex()) if "recordId" in event.args else None,
-                            block_number=event.block_number,
-                            block_hash="0x" + event.block_hash.hex(),
-                            block_timestamp=to_int(header["timestamp"]),
-                            tx_hash="0x" + event.tx_hash.hex(),
-                            log_index=event.log_index,
-                            args=event_args_json(event),
-                        )
+            self.store.append(
+                [
+                    IndexedEvent(
+                        name=event.name,
+                        patient=event.args.get("patient"),
+                        record_id=("0x" + event.args["recordId"].hex()) if "recordId" in event.args else None,
+                        block_number=event.block_number,
+                        block_hash="0x" + event.block_hash.hex(),
+                        block_timestamp=to_int(by_number[event.block_number]["timestamp"]),
+                        tx_hash="0x" + event.tx_hash.hex(),
+                        log_index=event.log_index,
+                        args=event_args_json(event),
                     )
-                for n, header in by_number.items():
-                    s.merge(IndexedBlockRow(block_number=n, block_hash=header["hash"]))
-                s.execute(delete(IndexedBlockRow).where(IndexedBlockRow.block_number < last - KEEP_BLOCK_HASHES))
-                cursor = s.get(IndexerCursorRow, CURSOR_NAME)
-                if cursor is None:
-                    s.add(IndexerCursorRow(name=CURSOR_NAME, block_number=last, block_hash=by_number[last]["hash"]))
-                else:
-                    cursor.block_number, cursor.block_hash = last, by_number[last]["hash"]
+                    for event in events
+                ],
+                {n: header["hash"] for n, header in by_number.items()},
+                (last, by_number[last]["hash"]),
+                keep_from=last - KEEP_BLOCK_HASHES,
+            )
             if events and self.on_events is not None:
                 self.on_events(events)
             return IndexStep(first, last, len(events), rewound)

@@ -15,6 +15,7 @@ from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import NonceManager, TransactionSender
 from ledger_service.db.database import Database
+from ledger_service.db.indexer_store import DbIndexStore
 from ledger_service.db.models import ChainEventRow
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentState, consent_id
@@ -90,7 +91,7 @@ def _indexer(runtime: Runtime, db_path: Path, confirmations: int = 0) -> EventIn
     rpc = RpcClient(runtime.settings.effective_rpc_url)
     return EventIndexer(
         rpc,
-        db,
+        DbIndexStore(db),
         ledger_codec(),
         runtime.deployment.ledger_address,
         start_block=runtime.deployment.block_number,
@@ -98,8 +99,13 @@ def _indexer(runtime: Runtime, db_path: Path, confirmations: int = 0) -> EventIn
     )
 
 
+def _db(indexer: EventIndexer) -> Database:
+    assert isinstance(indexer.store, DbIndexStore)
+    return indexer.store.db
+
+
 def _event_count(indexer: EventIndexer, name: str | None = None) -> int:
-    with indexer.db.session() as s:
+    with _db(indexer).session() as s:
         query = select(func.count()).select_from(ChainEventRow)
         if name:
             query = query.where(ChainEventRow.name == name)
@@ -123,7 +129,7 @@ def test_indexer_follows_resumes_and_respects_confirmations(own_chain: Runtime, 
     _grant_direct(ledger, patient, clinic, "HPAYMT")
     resumed.catch_up()
     assert _event_count(resumed, "ConsentGranted") == granted_before + 2
-    with resumed.db.session() as s:
+    with _db(resumed).session() as s:
         rows = s.execute(select(ChainEventRow).where(ChainEventRow.patient == patient)).scalars().all()
     assert sorted(json.loads(r.args)["purpose"] for r in rows) == sorted(
         "0x" + purpose_to_bytes32(p).hex() for p in ("TREAT", "HPAYMT")
@@ -135,7 +141,7 @@ def test_indexer_follows_resumes_and_respects_confirmations(own_chain: Runtime, 
     deep.catch_up()
     head = ledger.rpc.block_number()
     assert deep.cursor()[0] == head - 2
-    with deep.db.session() as s:
+    with _db(deep).session() as s:
         newest = s.execute(select(func.max(ChainEventRow.block_number))).scalar_one()
     assert newest <= head - 2
     on_chain = len(ledger.rpc.get_logs(ledger.address, 0, head, [ledger.codec.topic("ConsentGranted")]))
@@ -152,7 +158,7 @@ def test_indexer_rewinds_a_reorganized_branch(own_chain: Runtime, tmp_path: Path
     _grant_direct(ledger, patient, clinic, "TREAT")
     _grant_direct(ledger, patient, clinic, "HRESCH")
     indexer.catch_up()
-    with indexer.db.session() as s:
+    with _db(indexer).session() as s:
         mine = s.execute(select(func.count()).where(ChainEventRow.patient == patient)).scalar_one()
     assert mine == 2
 
@@ -161,7 +167,7 @@ def test_indexer_rewinds_a_reorganized_branch(own_chain: Runtime, tmp_path: Path
     step = indexer.step()
     assert step is not None and step.rewound_to is not None
     indexer.catch_up()
-    with indexer.db.session() as s:
+    with _db(indexer).session() as s:
         names = s.execute(select(ChainEventRow.args).where(ChainEventRow.patient == patient)).scalars().all()
     assert len(names) == 1
     assert json.loads(names[0])["purpose"].startswith("0x" + b"TREAT".hex())
