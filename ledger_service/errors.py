@@ -79,12 +79,6 @@ class TransactionReverted(ChainError):
         self.error_args = args
 
 
-class ReorgDetected(ChainError):
-    """The indexer found that blocks it had processed are no longer canonical."""
-
-    code = "reorg-detected"
-
-
 # ----------------------------------------------------------------- blobs
 
 

@@ -3,8 +3,7 @@
 Requests and batches go straight to the node over a small thread-safe pool of stdlib
 ``http.client`` keep-alive connections (JSON built and parsed with the stdlib): nothing per call goes
 through web3.py's provider and middleware, nor through a general-purpose HTTP client, which cost
-several times what the node does. ``RpcClient.web3`` is still there, built on first use, for anything
-that wants web3.py's conveniences off the hot path. Every library error is translated at this boundary
+several times what the node does. Every library error is translated at this boundary
 into the ledger's chain errors. Receipts of in-flight transactions are polled for all waiting threads at
 once by one :class:`~ledger_service.chain.receipt_waiter.ReceiptWaiter` per client, in one batched request.
 """
@@ -21,15 +20,12 @@ import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from ledger_service.chain.receipt_waiter import ReceiptWaiter
 from ledger_service.chain.wire import Receipt, parse_receipt, rpc_error, topic_filter
 from ledger_service.codec.primitives import hex_to_bytes, parse_log, to_int
 from ledger_service.errors import ChainError, ChainUnavailable
-
-if TYPE_CHECKING:
-    from web3 import Web3
 
 
 def _json_default(value: Any) -> Any:
@@ -119,22 +115,8 @@ class RpcClient:
         self._generation = 0
         self._pool_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._web3: Web3 | None = None
         self._waiter: ReceiptWaiter | None = None
         self._lazy_lock = threading.Lock()
-
-    @property
-    def web3(self) -> Web3:
-        """A web3.py handle on the same node, for non-hot uses (built on first access)."""
-        with self._lazy_lock:
-            if self._web3 is None:
-                from web3 import Web3
-
-                provider = Web3.HTTPProvider(
-                    self.url, request_kwargs={"timeout": self._timeout}, exception_retry_configuration=None
-                )
-                self._web3 = Web3(provider)
-            return self._web3
 
     @property
     def receipts(self) -> ReceiptWaiter:

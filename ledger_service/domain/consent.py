@@ -7,8 +7,8 @@ contract's own check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from eth_abi import encode as abi_encode
@@ -278,24 +278,6 @@ class Decision:
         return self.allowed
 
 
-@dataclass
-class ConsentBook:
-    """The consents of a set of patients, keyed by consentId (a pure in-memory view)."""
-
-    consents: dict[bytes, ConsentState] = field(default_factory=dict)
-
-    def apply_grant(self, state: ConsentState) -> None:
-        self.consents[state.consent_id] = state
-
-    def apply_revoke(self, cid: bytes) -> None:
-        current = self.consents.get(cid)
-        if current is not None:
-            self.consents[cid] = replace(current, revoked=True)
-
-    def get(self, cid: bytes) -> ConsentState | None:
-        return self.consents.get(cid)
-
-
 def decide(
     request: AccessRequest,
     consents: Mapping[bytes, ConsentState],
@@ -343,7 +325,3 @@ def _refusal_reason(
         if status in reasons:
             return {"pending": "consent not yet valid"}.get(status, f"consent {status}")
     return "no consent for this grantee, record and purpose"
-
-
-def scopes_for(record_id: bytes, category: bytes) -> Iterable[bytes]:
-    return (record_id, category, ZERO32)

@@ -451,10 +451,6 @@ def scope_kind(scope: bytes, categories: dict[str, bytes]) -> tuple[str, str]:
     return "record", hex32(scope)
 
 
-def purpose_code(raw: bytes) -> str:
-    return purpose_from_bytes32(raw)
-
-
 @dataclass(frozen=True)
 class ConsentSummary:
     """A consent as the API shows it; one shape for the patient's list and the FHIR Consent bundle.

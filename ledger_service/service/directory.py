@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from eth_utils import to_checksum_address
 
 from ledger_service.chain.ledger import ConsentLedgerContract
-from ledger_service.domain.codes import EMERGENCY_ROLE
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,3 @@ class Directory:
         if address not in self._names:
             self._scan()
         return self._names.get(address)
-
-    def has_emergency_role(self, address: str) -> bool:
-        return self.ledger.has_role(EMERGENCY_ROLE, address)

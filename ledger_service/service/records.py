@@ -471,13 +471,6 @@ class RecordService:
                 raise RecordErased(f"record {record_id} was erased at the patient's request", record_id=record_id)
             return record
 
-    def get_record(self, record_id: str) -> RecordRow:
-        with self.db.session() as s:
-            record = s.get(RecordRow, record_id)
-            if record is None or record.state == "pending":
-                raise RecordNotFound(f"no record {record_id}", record_id=record_id)
-            return record
-
     def versions(self, record_id: str) -> list[RecordVersionRow]:
         with self.db.session() as s:
             return list(

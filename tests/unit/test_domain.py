@@ -19,7 +19,6 @@ from ledger_service.domain.codes import (
 )
 from ledger_service.domain.consent import (
     AccessRequest,
-    ConsentBook,
     ConsentGrant,
     ConsentState,
     check_window,
@@ -127,14 +126,6 @@ def test_revoked_or_expired_never_authorizes(valid_from: int, valid_until: int, 
     allowed = _decide(state, at=at)
     expired = valid_until != 0 and at >= valid_until
     assert not (allowed and (revoked or expired or at < valid_from))
-
-
-def test_consent_book_revocation_keeps_the_rest() -> None:
-    book = ConsentBook()
-    state = _state()
-    book.apply_grant(state)
-    book.apply_revoke(state.consent_id)
-    assert book.get(state.consent_id) == replace(state, revoked=True)
 
 
 def test_grant_checks_mirror_the_contract() -> None:
