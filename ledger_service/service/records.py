@@ -1069,14 +1069,14 @@ class RecordService:
             if onchain.version >= version.version:
                 adopted = self._adopt_anchor(record, version)
                 if adopted is not None and version.idempotency_key:
-                    IdempotencyStore(self.db).complete(version.idempotency_key, adopted.as_result())
+                    self.idempotency.complete(version.idempotency_key, adopted.as_result())
                 finished += 1
             elif _aware(version.created_at) < cutoff:
                 self._discard_pending(
                     version.record_id, version.version, Cid.parse(version.cid), whole_record=version.version == 1
                 )
                 if version.idempotency_key:
-                    IdempotencyStore(self.db).release(version.idempotency_key)
+                    self.idempotency.release(version.idempotency_key)
                 discarded += 1
         return finished, discarded
 
