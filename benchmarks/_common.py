@@ -213,9 +213,9 @@ def stack(
     try:
         rpc = RpcClient(anvil.url, timeout=60.0)
         admin = ANVIL_DEV_KEYS[0]
-        deployment = deploy_ledger(rpc, admin, Account.from_key(admin).address)
         codec = ledger_codec()
-        sender = TransactionSender(rpc, admin, codec, chain_id=deployment.chain_id)
+        sender = TransactionSender(rpc, admin, codec, chain_id=rpc.chain_id())
+        deployment = deploy_ledger(sender, sender.address)
         demo = onboard_demo(ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender))
         deployment = Deployment(**{**deployment.__dict__, "demo": demo})
         data_dir = tmp / "data"

@@ -154,14 +154,23 @@ def key_custody(settings: Settings) -> LocalKeyFile:
     return LocalKeyFile(settings.effective_kek_file)
 
 
-def admin_ledger(settings: Settings, deployment: Deployment, rpc: RpcClient | None = None) -> ConsentLedgerContract:
-    """The ledger contract with the consortium admin's key signing (``admin`` commands, demo onboarding)."""
-    rpc = rpc if rpc is not None else rpc_client(settings, deployment)
-    codec = ledger_codec()
-    sender = TransactionSender(
-        rpc, settings.admin_key(), codec, chain_id=deployment.chain_id, receipt_timeout=settings.receipt_timeout
+def admin_sender(settings: Settings, rpc: RpcClient, *, chain_id: int | None = None) -> TransactionSender:
+    """Transactions signed with the consortium admin's key (the deployment, ``admin`` commands, demo onboarding);
+    for the node's chain unless ``chain_id`` is given."""
+    return TransactionSender(
+        rpc,
+        settings.admin_key(),
+        ledger_codec(),
+        chain_id=rpc.chain_id() if chain_id is None else chain_id,
+        receipt_timeout=settings.receipt_timeout,
     )
-    return ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
+
+
+def admin_ledger(settings: Settings, deployment: Deployment, rpc: RpcClient | None = None) -> ConsentLedgerContract:
+    """The ledger contract with the consortium admin's key signing."""
+    rpc = rpc if rpc is not None else rpc_client(settings, deployment)
+    sender = admin_sender(settings, rpc, chain_id=deployment.chain_id)
+    return ConsentLedgerContract(rpc, deployment.ledger_address, ledger_codec(), sender)
 
 
 def _provider_keys(settings: Settings) -> list[str]:

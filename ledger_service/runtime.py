@@ -8,7 +8,7 @@ from types import TracebackType
 
 from eth_account import Account
 
-from ledger_service.bootstrap import admin_ledger, rpc_client
+from ledger_service.bootstrap import admin_ledger, admin_sender, rpc_client
 from ledger_service.chain.anvil import AnvilProcess
 from ledger_service.chain.deploy import Deployment, deploy_ledger, deployment_is_live, onboard_demo
 from ledger_service.chain.rpc import RpcClient
@@ -80,7 +80,7 @@ class Runtime:
                 file=sys.stderr,
             )
         custodian = Account.from_key(s.custodian_key()).address
-        deployment = deploy_ledger(rpc, s.admin_key(), custodian, receipt_timeout=s.receipt_timeout)
+        deployment = deploy_ledger(admin_sender(s, rpc), custodian)
         if s.embedded_chain:
             ledger = admin_ledger(s, deployment, rpc)
             deployment = Deployment(**{**deployment.__dict__, "demo": onboard_demo(ledger)})

@@ -59,12 +59,12 @@ class Deployment:
             raise ConfigurationError(f"cannot read deployment record {path}: {exc}") from exc
 
 
-def deploy_ledger(rpc: RpcClient, admin_key: str, custodian: str, *, receipt_timeout: float = 60.0) -> Deployment:
-    """Deploy ConsentLedger with ``admin_key`` as admin and grant CUSTODIAN_ROLE to ``custodian``."""
+def deploy_ledger(sender: TransactionSender, custodian: str) -> Deployment:
+    """Deploy ConsentLedger with ``sender``'s account as admin and grant CUSTODIAN_ROLE to ``custodian``."""
     artifact = load_artifact(CONTRACT_NAME)
     codec = ContractCodec(artifact["abi"])
+    rpc = sender.rpc
     chain_id = rpc.chain_id()
-    sender = TransactionSender(rpc, admin_key, codec, chain_id=chain_id, receipt_timeout=receipt_timeout)
     init_code = bytes.fromhex(artifact["bytecode"][2:]) + abi_encode(["address"], [sender.address])
     receipt = sender.transact(None, init_code, action="deploy ConsentLedger")
     raw = rpc.request("eth_getTransactionReceipt", [receipt.tx_hex])

@@ -134,6 +134,10 @@ class TransactionSender:
     def address(self) -> str:
         return self._address
 
+    @property
+    def rpc(self) -> RpcClient:
+        return self._rpc
+
     def _price(self) -> int:
         if self._gas_price is None:
             self._gas_price = to_int(self._rpc.request("eth_gasPrice"))
