@@ -214,10 +214,6 @@ class Trail:
             result.setdefault(v.record_id, []).append(v)
         return result
 
-    def role_history(self, account: str) -> list[RoleEvent]:
-        account = checksum_address(account)
-        return [e for e in self.roles if e.account == account]
-
 
 # ----------------------------------------------------------------- decoding
 
