@@ -23,7 +23,13 @@ from ledger_service.codec.abi import ContractCodec
 from ledger_service.codec.logs import FastLogDecoder
 from ledger_service.codec.primitives import checksum_address, hex_to_bytes, parse_log
 from ledger_service.errors import AuditError, ChainError
-from ledger_service.transparency.receipts import Receipt, ReceiptError, check_anchor, check_receipt, parse_receipt
+from ledger_service.transparency.receipts import (
+    DisclosureReceipt,
+    ReceiptError,
+    check_anchor,
+    check_receipt,
+    parse_receipt,
+)
 
 LOG_RANGE: Final = 5_000  # blocks per eth_getLogs request
 RPC_BATCH: Final = 50  # requests per JSON-RPC batch
@@ -31,7 +37,7 @@ RPC_BATCH: Final = 50  # requests per JSON-RPC batch
 T = TypeVar("T")
 
 
-def verify_receipt(receipt_json: Any, rpc: RpcClient, *, codec: ContractCodec | None = None) -> Receipt:
+def verify_receipt(receipt_json: Any, rpc: RpcClient, *, codec: ContractCodec | None = None) -> DisclosureReceipt:
     """Check a receipt against the chain alone; returns it parsed, or raises :class:`ReceiptError`."""
     receipt = parse_receipt(receipt_json)
     check_receipt(receipt)

@@ -125,7 +125,7 @@ class CategoryEvent:
 
 
 @dataclass(frozen=True)
-class Disclosure:
+class DisclosureEvent:
     """An ``AccessLogged`` (consented) or ``EmergencyAccessLogged`` (break-glass) event."""
 
     record_id: bytes
@@ -154,7 +154,7 @@ TrailEvent = (
     | DelegationEvent
     | RoleEvent
     | CategoryEvent
-    | Disclosure
+    | DisclosureEvent
     | BatchAnchor
 )
 
@@ -200,8 +200,8 @@ class Trail:
         return self.of_type(CategoryEvent)
 
     @property
-    def disclosures(self) -> list[Disclosure]:
-        return self.of_type(Disclosure)
+    def disclosures(self) -> list[DisclosureEvent]:
+        return self.of_type(DisclosureEvent)
 
     @property
     def batches(self) -> list[BatchAnchor]:
@@ -289,7 +289,7 @@ def _category(a: dict[str, Any], at: At) -> TrailEvent:
 
 
 def _access(a: dict[str, Any], at: At) -> TrailEvent:
-    return Disclosure(
+    return DisclosureEvent(
         bytes(a["recordId"]),
         a["patient"],
         a["accessor"],
@@ -302,7 +302,7 @@ def _access(a: dict[str, Any], at: At) -> TrailEvent:
 
 
 def _emergency(a: dict[str, Any], at: At) -> TrailEvent:
-    return Disclosure(
+    return DisclosureEvent(
         bytes(a["recordId"]),
         a["patient"],
         a["accessor"],

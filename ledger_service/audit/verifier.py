@@ -30,7 +30,7 @@ from ledger_service.audit.trail import (
     CategoryEvent,
     ConsentEvent,
     DelegationEvent,
-    Disclosure,
+    DisclosureEvent,
     Progress,
     RecordErasure,
     RoleEvent,
@@ -413,7 +413,7 @@ class _Replay:
             DelegationEvent: self.on_delegation,
             RoleEvent: self.on_role,
             CategoryEvent: self.on_category,
-            Disclosure: self.on_disclosure,
+            DisclosureEvent: self.on_disclosure,
             BatchAnchor: self.on_batch,
         }
 
@@ -626,7 +626,7 @@ class _Replay:
             c.consent_id, c.patient, c.grantee, c.scope, c.purpose, c.valid_from, c.valid_until
         )
 
-    def on_disclosure(self, d: Disclosure) -> None:
+    def on_disclosure(self, d: DisclosureEvent) -> None:
         self.judge(
             _Access(
                 d.record_id,
@@ -899,7 +899,7 @@ def _check_batches(trail: Trail, log: OperatorLog | None, scope: Scope, violatio
 
 
 def _check_deliveries(
-    disclosures: Sequence[Disclosure],
+    disclosures: Sequence[DisclosureEvent],
     entries: dict[int, DisclosureEntry],
     deliveries: Sequence[Delivery],
     scope: Scope,
@@ -908,7 +908,7 @@ def _check_deliveries(
 ) -> int:
     """Rows and events must match one to one; returns the number of rows checked."""
     by_key = {(d.at.tx, d.at.log_index): d for d in disclosures}
-    by_tx: dict[str, list[Disclosure]] = {}
+    by_tx: dict[str, list[DisclosureEvent]] = {}
     for d in disclosures:
         by_tx.setdefault(d.at.tx, []).append(d)
     claimed: dict[tuple[str, int], list[Delivery]] = {}
@@ -1072,7 +1072,7 @@ def _parse32(value: str) -> bytes | None:
     return raw if len(raw) == 32 else None
 
 
-def _event_fields(d: Disclosure) -> dict[str, object]:
+def _event_fields(d: DisclosureEvent) -> dict[str, object]:
     return {
         "record_id": _hex(d.record_id),
         "version": d.version,

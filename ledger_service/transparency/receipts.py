@@ -51,7 +51,7 @@ class Anchor:
 
 
 @dataclass(frozen=True)
-class Receipt:
+class DisclosureReceipt:
     chain_id: int
     contract: str
     entry: DisclosureEntry
@@ -86,7 +86,7 @@ def make_receipt(
     chain_id: int,
     contract: str,
     anchor: Anchor,
-) -> Receipt:
+) -> DisclosureReceipt:
     """The receipt of leaf ``leaf_index`` against the tree size ``anchor.to_index`` anchored on chain."""
     if not leaf_index < anchor.to_index:
         raise ReceiptError(f"leaf {leaf_index} is not covered by the anchor of size {anchor.to_index}")
@@ -96,7 +96,7 @@ def make_receipt(
             f"the anchor says 0x{anchor.root.hex()}"
         )
     entry = DisclosureEntry.decode(log.entry(leaf_index))
-    return Receipt(
+    return DisclosureReceipt(
         chain_id,
         to_checksum_address(contract),
         entry,
@@ -116,7 +116,7 @@ def _b32(value: Any, what: str) -> bytes:
         raise ReceiptError(f"{what}: expected hex digits, got {value!r}") from exc
 
 
-def parse_receipt(data: Any) -> Receipt:
+def parse_receipt(data: Any) -> DisclosureReceipt:
     if not isinstance(data, dict):
         raise ReceiptError(f"a receipt is a JSON object, got {type(data).__name__}")
     if data.get("format") != RECEIPT_FORMAT:
@@ -126,7 +126,7 @@ def parse_receipt(data: Any) -> Receipt:
         proof = data["inclusionProof"]
         if not isinstance(proof, list):
             raise ReceiptError("inclusionProof must be a list of 0x-hex hashes")
-        return Receipt(
+        return DisclosureReceipt(
             chain_id=int(data["chainId"]),
             contract=to_checksum_address(data["contract"]),
             entry=DisclosureEntry.from_json(data["entry"]),
@@ -147,7 +147,7 @@ def parse_receipt(data: Any) -> Receipt:
         raise ReceiptError(f"malformed receipt: {type(exc).__name__}: {exc}") from exc
 
 
-def check_receipt(receipt: Receipt) -> None:
+def check_receipt(receipt: DisclosureReceipt) -> None:
     """The pure part: the entry belongs to this ledger and its leaf is in the tree of the anchored root."""
     entry = receipt.entry
     if entry.chain_id != receipt.chain_id or to_checksum_address(entry.ledger) != receipt.contract:
@@ -163,7 +163,7 @@ def check_receipt(receipt: Receipt) -> None:
         raise ReceiptError(f"the disclosure is not proven to be in the anchored log: {exc}") from exc
 
 
-def check_anchor(receipt: Receipt, logs: Sequence[dict[str, Any]], codec: ContractCodec) -> None:
+def check_anchor(receipt: DisclosureReceipt, logs: Sequence[dict[str, Any]], codec: ContractCodec) -> None:
     """Pure: the anchoring transaction's ``logs`` contain the receipt's ``DisclosureBatchAnchored``."""
     found = []
     for log in logs:

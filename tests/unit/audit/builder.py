@@ -14,7 +14,7 @@ from ledger_service.audit.trail import (
     CategoryEvent,
     ConsentEvent,
     DelegationEvent,
-    Disclosure,
+    DisclosureEvent,
     RecordErasure,
     RoleEvent,
     Trail,
@@ -174,8 +174,8 @@ class TrailBuilder:
         *,
         purpose: str = "TREAT",
         advance: int = 12,
-    ) -> Disclosure:
-        event = Disclosure(
+    ) -> DisclosureEvent:
+        event = DisclosureEvent(
             record_id,
             patient,
             accessor,
@@ -188,8 +188,8 @@ class TrailBuilder:
         self.add(event)
         return event
 
-    def emergency(self, record_id: bytes, patient: str, accessor: str, reason: str = "unconscious") -> Disclosure:
-        event = Disclosure(
+    def emergency(self, record_id: bytes, patient: str, accessor: str, reason: str = "unconscious") -> DisclosureEvent:
+        event = DisclosureEvent(
             record_id,
             patient,
             accessor,

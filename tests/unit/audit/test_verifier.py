@@ -14,7 +14,7 @@ import pytest
 from eth_utils import keccak
 
 from ledger_service.audit.report_html import STYLE_SOURCE, render_html
-from ledger_service.audit.trail import Disclosure
+from ledger_service.audit.trail import DisclosureEvent
 from ledger_service.audit.verifier import (
     VIOLATION_CODES,
     Delivery,
@@ -41,7 +41,7 @@ def codes(report: Report) -> list[str]:
     return [v.code for v in report.violations]
 
 
-def delivery_for(d: Disclosure, row_id: int, *, reason: str | None = None) -> Delivery:
+def delivery_for(d: DisclosureEvent, row_id: int, *, reason: str | None = None) -> Delivery:
     return Delivery(
         id=row_id,
         record_id="0x" + d.record_id.hex(),
@@ -135,7 +135,7 @@ def test_same_block_order_counts(world: World) -> None:
     b = world.b
     consent = b.grant(world.alice, world.clinic, purpose="PATRQT")
     b.events.append(
-        Disclosure(
+        DisclosureEvent(
             world.r1.record_id,
             world.alice,
             world.clinic,
@@ -283,7 +283,7 @@ def test_scope_filters(world: World) -> None:
     assert alice_only.counts["records"] == 1 and alice_only.counts["disclosures"] == 1
 
 
-def _entry(world: World, d: Disclosure) -> DisclosureEntry:
+def _entry(world: World, d: DisclosureEvent) -> DisclosureEntry:
     return DisclosureEntry(
         1,
         CONTRACT,
