@@ -38,7 +38,7 @@ def chain_info(services: ServicesDep) -> ChainInfo:
             chain_id=domain["chainId"],
             verifying_contract=domain["verifyingContract"],
         ),
-        categories={code: hex32(cid) for code, cid in services.categories().items()},
+        categories={code: hex32(category) for code, category in services.categories().items()},
         purposes=list(PURPOSES),
         demo=demo,
     )

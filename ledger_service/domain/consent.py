@@ -302,10 +302,10 @@ def decide(
     if purpose_from_bytes32(request.purpose) == EMERGENCY_PURPOSE:
         return Decision(False, None, "ETREAT is reachable only through emergency access")
     for scope in (request.record_id, request.category, ZERO32):
-        cid = id_of(request.patient, request.grantee, scope, request.purpose)
-        state = consents.get(cid)
+        candidate = id_of(request.patient, request.grantee, scope, request.purpose)
+        state = consents.get(candidate)
         if state is not None and state.active_at(timestamp):
-            return Decision(True, cid, "consent active")
+            return Decision(True, candidate, "consent active")
     return Decision(False, None, _refusal_reason(request, consents, timestamp, id_of))
 
 
