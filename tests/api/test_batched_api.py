@@ -3,7 +3,6 @@ that `consent-ledger verify-receipt` checks offline; per-read history from befor
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consent_api.app import create_app
-from ledger_service.audit.cli import add_audit_commands
 from ledger_service.bootstrap import bootstrap
+from ledger_service.cli import main as cli_main
 from ledger_service.runtime import Runtime
 from ledger_service.settings import Settings
 from tests.api.conftest import HOST, Api
@@ -34,13 +33,6 @@ def batched_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
                 yield Api(client, services, Chain(runtime, base))
         finally:
             services.close()
-
-
-def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="consent-ledger")
-    add_audit_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def _disclosures(api: Api, patient: str) -> list[dict[str, object]]:
@@ -90,7 +82,7 @@ def test_a_disclosure_carries_a_receipt_that_verifies_offline(batched_api: Api, 
         assert proof["anchor"]["txHash"] == "0x" + anchor.tx_hash.hex()
         assert proof["entry"]["accessor"] == clinic and proof["entry"]["purpose"] == d["purpose"]
         path.write_text(json.dumps(proof, indent=2))
-        assert _cli(["verify-receipt", str(path), "--data-dir", data_dir]) == 0
+        assert cli_main(["verify-receipt", str(path), "--data-dir", data_dir]) == 0
 
     # One byte altered in the saved file (a hex digit of the disclosed record id): the receipt fails.
     text = path.read_text()
@@ -98,7 +90,7 @@ def test_a_disclosure_carries_a_receipt_that_verifies_offline(batched_api: Api, 
     altered = text[:at] + ("0" if text[at] != "0" else "1") + text[at + 1 :]
     assert len(altered) == len(text) and altered != text
     path.write_text(altered)
-    assert _cli(["verify-receipt", str(path), "--data-dir", data_dir]) == 1
+    assert cli_main(["verify-receipt", str(path), "--data-dir", data_dir]) == 1
 
 
 def test_per_read_history_from_before_a_mode_switch_is_listed_beside_batched(batched_api: Api) -> None:

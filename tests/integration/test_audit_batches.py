@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 from collections.abc import Iterator
@@ -11,10 +10,10 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from ledger_service.audit.cli import add_audit_commands
 from ledger_service.audit.fetch import fetch_trail, verify_receipt
 from ledger_service.audit.verifier import OperatorLog, verify
 from ledger_service.bootstrap import Services, bootstrap
+from ledger_service.cli import main as cli_main
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.runtime import Runtime
 from ledger_service.settings import Settings
@@ -67,13 +66,6 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime,
             services.close()
 
 
-def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="consent-ledger")
-    add_audit_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
 def _trail(runtime: Runtime, services: Services, log: MerkleLog):  # type: ignore[no-untyped-def]
     blocks = [DisclosureEntry.decode(log.entry(i)).block_number for i in range(log.size)]
     return fetch_trail(
@@ -116,14 +108,14 @@ def test_anchored_log_verifies_and_an_altered_proof_is_named(
         str(exported),
         "--no-progress",
     ]
-    assert _cli(argv) == 0
+    assert cli_main(argv) == 0
     # Read for one patient alone (only their events and the global ones): the same verdicts.
     patient = ["--patient", DisclosureEntry.decode(entries[0]).patient]
-    assert _cli([*argv, *patient]) == 0
+    assert cli_main([*argv, *patient]) == 0
     forked = [*entries[:3], entries[3][:-1] + b"\x07", *entries[4:]]
     exported.write_text(json.dumps({"entries": ["0x" + e.hex() for e in forked]}))
-    assert _cli(argv) == 1
-    assert _cli([*argv, *patient]) == 1
+    assert cli_main(argv) == 1
+    assert cli_main([*argv, *patient]) == 1
 
 
 def test_receipts_verify_against_the_chain_alone(
@@ -136,7 +128,7 @@ def test_receipts_verify_against_the_chain_alone(
     assert verify_receipt(receipt, services.rpc).leaf_index == 3
     path = tmp_path / "receipt.json"
     path.write_text(json.dumps(receipt))
-    assert _cli(["verify-receipt", str(path), "--rpc-url", runtime.settings.effective_rpc_url]) == 0
+    assert cli_main(["verify-receipt", str(path), "--rpc-url", runtime.settings.effective_rpc_url]) == 0
 
     tampered = []
     for mutate in (
@@ -151,7 +143,7 @@ def test_receipts_verify_against_the_chain_alone(
             verify_receipt(bad, services.rpc)
         tampered.append(bad)
     path.write_text(json.dumps(tampered[0]))
-    assert _cli(["verify-receipt", str(path), "--rpc-url", runtime.settings.effective_rpc_url]) == 1
+    assert cli_main(["verify-receipt", str(path), "--rpc-url", runtime.settings.effective_rpc_url]) == 1
 
     # A receipt whose proof holds but whose root was never anchored by that transaction.
     other = copy.deepcopy(receipt)
@@ -179,4 +171,4 @@ def test_rolled_back_root_is_named(batched: tuple[Runtime, Services, MerkleLog, 
     (v,) = report.violations
     assert v.code == "batch-rollback" and v.block == rolled.block_number and v.entry == "batch 4"
     assert "rolled back" in v.message and "size 3" in v.message
-    assert _cli(["verify", "--data-dir", str(runtime.settings.data_dir), "--no-progress"]) == 1
+    assert cli_main(["verify", "--data-dir", str(runtime.settings.data_dir), "--no-progress"]) == 1
