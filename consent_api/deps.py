@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ledger_service.bootstrap import Services
 from ledger_service.errors import PermissionDenied, ValidationError
-from ledger_service.service.auth import AuthenticationError, Session
+from ledger_service.hub.auth import AuthenticationError, Session
 
 bearer = HTTPBearer(auto_error=False, description="Token from POST /v1/auth/login (Sign-In with Ethereum)")
 

@@ -29,7 +29,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from ledger_service.domain.consent import SignedMessage
 from ledger_service.errors import RateLimited, RelayBusy
-from ledger_service.service.consents import RelayResult
+from ledger_service.hub.consents import RelayResult
 from ledger_service.settings import Settings
 
 M = TypeVar("M", bound=SignedMessage)

@@ -65,7 +65,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 def _rotate_kek(args: argparse.Namespace) -> int:
     from ledger_service.bootstrap import database, key_custody
-    from ledger_service.service.keys import rotate_kek
+    from ledger_service.custodian.rotation import rotate_kek
 
     settings, _deployment = _context(args)
     db = database(settings)

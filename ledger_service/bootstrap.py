@@ -22,18 +22,19 @@ from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
 from ledger_service.chain.signers import ProviderSigners
-from ledger_service.crypto import KeyCustody, LocalKeyFile
+from ledger_service.crypto import KeyCustody
+from ledger_service.custodian import LocalKeyFile
 from ledger_service.db.database import Database
+from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.indexer_store import DbIndexStore
 from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.domain.consent import Eip712Domain
 from ledger_service.errors import ConfigurationError, LedgerError
-from ledger_service.service.audit import AuditService
-from ledger_service.service.auth import AuthService, load_or_create_secret
-from ledger_service.service.batching import DisclosureBatcher, DisclosureLog
-from ledger_service.service.consents import ConsentService
-from ledger_service.service.directory import Directory
-from ledger_service.service.idempotency import IdempotencyStore
+from ledger_service.hub.audit import AuditService
+from ledger_service.hub.auth import AuthService, load_or_create_secret
+from ledger_service.hub.batching import DisclosureBatcher, DisclosureLog
+from ledger_service.hub.consents import ConsentService
+from ledger_service.hub.directory import Directory
 from ledger_service.service.records import FHIR_INLINE_BELOW, RecordService, check_fhir
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 from ledger_service.workers import ParseWorkers

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from consent_api.deps import AuditorCaller, ServicesDep, address_param, record_id_param
 from consent_api.schemas import VerifyIn
 from ledger_service.errors import NotFoundError
-from ledger_service.service.audit import record_trail
+from ledger_service.hub.audit import record_trail
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

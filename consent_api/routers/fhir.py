@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from consent_api.deps import Caller, CurrentCaller, ServicesDep, address_param, patient_or_delegate
 from ledger_service.bootstrap import Services
 from ledger_service.fhir_export import Accounts, ConsentFacts, DisclosureFacts, bundle_of
-from ledger_service.service.consents import consent_summaries
-from ledger_service.service.disclosures import BatchedDisclosure, Disclosure, accounting_of
+from ledger_service.hub.consents import consent_summaries
+from ledger_service.hub.disclosures import BatchedDisclosure, Disclosure, accounting_of
 
 router = APIRouter(prefix="/v1/fhir", tags=["fhir"])
 

@@ -23,8 +23,8 @@ from consent_api.throttle import RELAY_LIMITED, relay
 from ledger_service.db.models import RecordRow, RecordVersionRow
 from ledger_service.domain.consent import DelegateGrant
 from ledger_service.errors import ValidationError
-from ledger_service.service.consents import consent_summaries
-from ledger_service.service.disclosures import BatchedDisclosure, accounting_of
+from ledger_service.hub.consents import consent_summaries
+from ledger_service.hub.disclosures import BatchedDisclosure, accounting_of
 
 router = APIRouter(prefix="/v1/patients", tags=["patients"])
 

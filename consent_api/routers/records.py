@@ -16,9 +16,9 @@ from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep, record_
 from consent_api.schemas import EmergencyIn, ErasureOut, RecordCreated
 from consent_api.uploads import JSON_INLINE_BELOW, UPLOAD_CHUNK, parse_json_upload, parse_multipart_upload
 from ledger_service.bootstrap import Services
+from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.domain.media_types import served_as
 from ledger_service.errors import PermissionDenied, ValidationError
-from ledger_service.service.idempotency import IdempotencyStore
 from ledger_service.service.records import AnchoredVersion, RecordContent
 
 router = APIRouter(prefix="/v1/records", tags=["records"])

@@ -2,8 +2,9 @@
 
 Each record version's blob is stream-encrypted under a fresh single-use data key
 (:mod:`.envelope`), the data key is wrapped under a key-encryption key held by a
-:class:`KeyCustody` (:mod:`.custody`), and a salted commitment to the plaintext is anchored
-on chain (:mod:`.commitment`). Erasure destroys the wrapped key and salt (crypto-shredding).
+:class:`KeyCustody` (:mod:`.custody`, implemented in ``ledger_service.custodian``), and a salted
+commitment to the plaintext is anchored on chain (:mod:`.commitment`). Erasure destroys the wrapped key
+and salt (crypto-shredding).
 """
 
 from ledger_service.crypto.commitment import (
@@ -13,7 +14,7 @@ from ledger_service.crypto.commitment import (
     new_salt,
     verify_commitment,
 )
-from ledger_service.crypto.custody import KeyCustody, LocalKeyFile, WrappedKey, rewrap
+from ledger_service.crypto.custody import KeyCustody, WrappedKey, rewrap
 from ledger_service.crypto.envelope import (
     DEFAULT_SEGMENT_SIZE,
     MAX_SEGMENT_SIZE,
@@ -37,7 +38,6 @@ __all__ = [
     "STREAM_HEADER_SIZE",
     "DataKey",
     "KeyCustody",
-    "LocalKeyFile",
     "PlaintextCommitment",
     "RecordBinding",
     "WrappedKey",

@@ -228,7 +228,7 @@ class RelayedMessageRow(Base):
 class AuthNonceRow(Base):
     """A Sign-In with Ethereum nonce a login used: kept until it expires, shared by all API replicas.
 
-    Issued nonces are signed, not stored (ledger_service/service/auth.py); ``used`` is always true.
+    Issued nonces are signed, not stored (ledger_service/hub/auth.py); ``used`` is always true.
     """
 
     __tablename__ = "auth_nonces"

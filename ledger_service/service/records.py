@@ -5,7 +5,7 @@ Every read goes: consent check (eth_call) -> on-chain disclosure (logAccess, wai
 authenticated) -> bytes. Any failure before the disclosure is on chain releases nothing.
 
 In batched disclosure mode the disclosure is an entry of the operator's Merkle log instead
-(:mod:`ledger_service.service.batching`): consent check by eth_call pinned to block B ->
+(:mod:`ledger_service.hub.batching`): consent check by eth_call pinned to block B ->
 the entry (blockNumber B, B's timestamp) appended with its delivery row in one DB
 transaction -> fetch -> decrypt -> bytes. Nothing is released unless that commit succeeds;
 the log's root is anchored on chain in batches.
@@ -42,6 +42,7 @@ from ledger_service.crypto import (
 )
 from ledger_service.crypto.custody import WrappedKey
 from ledger_service.db.database import Database, DatabaseError
+from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.models import DataKeyRow, DeliveryRow, IdempotencyRow, RecordRow, RecordVersionRow
 from ledger_service.domain.codes import (
     EMERGENCY_PURPOSE,
@@ -69,8 +70,7 @@ from ledger_service.errors import (
     TransactionReverted,
     ValidationError,
 )
-from ledger_service.service.batching import DisclosureLog, LogAppendConflict
-from ledger_service.service.idempotency import IdempotencyStore
+from ledger_service.hub.batching import DisclosureLog, LogAppendConflict
 from ledger_service.transparency.entries import DisclosureEntry
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from ledger_service.domain import siwe
-from ledger_service.service.auth import NONCE_TTL_SECONDS, AuthService, load_or_create_secret
+from ledger_service.hub.auth import NONCE_TTL_SECONDS, AuthService, load_or_create_secret
 from tests.api.conftest import HOST, Api, assert_problem
 
 pytestmark = pytest.mark.integration

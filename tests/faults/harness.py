@@ -31,8 +31,8 @@ from ledger_service.chain.anvil import AnvilProcess
 from ledger_service.chain.deploy import Deployment, onboard_demo
 from ledger_service.chain.ledger import ledger_codec
 from ledger_service.chain.rpc import RpcClient
+from ledger_service.hub.auth import AuthService, load_or_create_secret
 from ledger_service.runtime import Runtime
-from ledger_service.service.auth import AuthService, load_or_create_secret
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 from scripts.soak import LedgerClient
 from tests.conftest import free_port

@@ -31,8 +31,8 @@ from ledger_service.db.models import DeliveryRow, DisclosureBatchRow, Disclosure
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentGrant, Eip712Domain, typed_data
 from ledger_service.errors import ConsentDenied, PermissionDenied
+from ledger_service.hub.batching import DbLeafStore, DisclosureBatcher, LogAppendConflict
 from ledger_service.runtime import Runtime
-from ledger_service.service.batching import DbLeafStore, DisclosureBatcher, LogAppendConflict
 from ledger_service.service.records import RecordContent
 from ledger_service.settings import Settings
 from ledger_service.transparency.entries import DisclosureEntry

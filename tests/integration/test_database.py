@@ -11,9 +11,9 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 
 from ledger_service.db.database import MIGRATIONS_DIR, Database
+from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.models import Base
 from ledger_service.errors import IdempotencyConflict
-from ledger_service.service.idempotency import IdempotencyStore
 from tests.conftest import fresh_database_url
 
 pytestmark = pytest.mark.integration

@@ -186,7 +186,7 @@ def test_token_secret_is_created_once_private_and_shared(tmp_path: object) -> No
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
-    from ledger_service.service.auth import load_or_create_secret
+    from ledger_service.hub.auth import load_or_create_secret
 
     path = Path(str(tmp_path)) / "keys" / "api-token.key"
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -18,7 +18,8 @@ IMPORT_CHECK = (
 ADAPTERS_CHECK = (
     "import ledger_service.audit.verifier, sys; "
     "print(sorted(m for m in sys.modules if m.startswith(('ledger_service.chain', 'ledger_service.db', "
-    "'ledger_service.service', 'ledger_service.bootstrap', 'ledger_service.blobs.kubo', "
+    "'ledger_service.hub', 'ledger_service.node', 'ledger_service.custodian', 'ledger_service.bootstrap', "
+    "'ledger_service.blobs.kubo', "
     "'ledger_service.blobs.embedded', 'ledger_service.audit.fetch', 'ledger_service.audit.sources', "
     "'ledger_service.audit.gcpause'))))"
 )

@@ -24,7 +24,7 @@ from ledger_service.domain.consent import (
     typed_data,
 )
 from ledger_service.errors import SignatureError
-from ledger_service.service.consents import ConsentService
+from ledger_service.hub.consents import ConsentService
 
 N = eip712.SECP256K1_N
 DOMAIN = Eip712Domain(chain_id=31337, verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3")

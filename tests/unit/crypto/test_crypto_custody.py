@@ -16,13 +16,13 @@ import pytest
 from ledger_service.crypto import (
     DataKey,
     KeyCustody,
-    LocalKeyFile,
     RecordBinding,
     WrappedKey,
     decrypt_bytes,
     encrypt_bytes,
     rewrap,
 )
+from ledger_service.custodian import LocalKeyFile
 from ledger_service.errors import DecryptionError, KeyCustodyError
 
 

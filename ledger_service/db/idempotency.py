@@ -8,6 +8,11 @@ which case the retry takes the key over.
 
 Keys expire ``ttl`` after the request that claimed them (docs/security.md, "Idempotent reads"): an expired key
 is a new request, and :meth:`IdempotencyStore.purge_expired` deletes them.
+
+A read's key is answered by a delivery instead of a stored result: its row names the delivery
+(``{"deliveryId": n}``), written in the delivery's own DB transaction (:meth:`IdempotencyStore.remember_delivery`),
+and a replay is served under it only while its bytes never went out in full
+(:meth:`IdempotencyStore.unsent_delivery`; docs/security.md, "Idempotent reads").
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ledger_service.db.database import Database, DatabaseError
-from ledger_service.db.models import IdempotencyRow
+from ledger_service.db.models import DeliveryRow, IdempotencyRow
 from ledger_service.errors import IdempotencyConflict, ValidationError
 
 STALE_AFTER = timedelta(minutes=5)
@@ -108,4 +114,64 @@ class IdempotencyStore:
         with self.db.session() as s:
             row = s.get(IdempotencyRow, scoped_key)
             if row is not None and row.state == "pending":
+                s.delete(row)
+
+    # ------------------------------------------------------------- keyed reads (answered by a delivery)
+
+    def unsent_delivery(self, accessor: str, key: str | None, request_hash: str) -> DeliveryRow | None:
+        """The delivery of an identical earlier read whose bytes were never sent in full, if any (it may
+        still be ``pending``, its transaction in flight); None means this request needs its own."""
+        if not key:
+            return None
+        with self.db.session() as s:
+            row = s.get(IdempotencyRow, f"{accessor}:{key}")
+            if row is None or not self.is_live(row):
+                return None
+            if row.request_hash != request_hash:
+                raise IdempotencyConflict("this Idempotency-Key was used for a different request")
+            if row.result is None:
+                return None
+            delivery = s.get(DeliveryRow, json.loads(row.result)["deliveryId"])
+        if delivery is None or delivery.released_at is not None:
+            return None  # its bytes went out in full: serving them again is a new release
+        return delivery
+
+    def twin_is_unsent(self, s: Session, accessor: str, key: str) -> bool:
+        """In a delivery's transaction: whether an identical request committed a delivery first whose bytes
+        were not sent yet (that one answers this request)."""
+        done = s.get(IdempotencyRow, f"{accessor}:{key}")
+        if done is None or done.state != "done" or done.result is None or not self.is_live(done):
+            return False
+        twin = s.get(DeliveryRow, json.loads(done.result)["deliveryId"])
+        return twin is not None and twin.released_at is None
+
+    @staticmethod
+    def remember_delivery(
+        s: Session, accessor: str, key: str | None, request_hash: str, delivery_id: int, *, state: str = "done"
+    ) -> None:
+        """Record that a keyed request is answered by this delivery (``pending`` while its transaction is
+        in flight), in the delivery's transaction."""
+        if key:
+            s.merge(
+                IdempotencyRow(
+                    key=f"{accessor}:{key}",
+                    request_hash=request_hash,
+                    state=state,
+                    result=json.dumps({"deliveryId": delivery_id}),
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    @staticmethod
+    def delivery_done(s: Session, accessor: str, key: str | None) -> None:
+        """The keyed request's delivery is logged: its key answers replays."""
+        if key:
+            s.execute(update(IdempotencyRow).where(IdempotencyRow.key == f"{accessor}:{key}").values(state="done"))
+
+    @staticmethod
+    def forget_delivery(s: Session, accessor: str, key: str | None) -> None:
+        """The keyed request's delivery is dropped (its transaction failed): free the key for a retry."""
+        if key:
+            row = s.get(IdempotencyRow, f"{accessor}:{key}")
+            if row is not None:
                 s.delete(row)

@@ -20,7 +20,7 @@ from ledger_service.chain.indexer import EventIndexer
 from ledger_service.db.database import Database
 from ledger_service.db.models import ChainEventRow, DeliveryRow
 from ledger_service.domain.codes import hex32, purpose_from_bytes32
-from ledger_service.service.batching import DisclosureLog
+from ledger_service.hub.batching import DisclosureLog
 
 
 @dataclass(frozen=True)
