@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlparse
 
 import httpx
@@ -218,9 +218,12 @@ def raised_limits(clients: int) -> dict[str, str]:
 
 
 class Server:
-    """`consent-ledger up` as a child process on free loopback ports."""
+    """`consent-ledger up` as a child process on free loopback ports, with only the settings given here
+    (inherited ``CONSENT_LEDGER_*`` variables are dropped) and its own session (stopped as a group)."""
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, env: dict[str, str] | None = None, log: Path | None = None, umask: int = -1
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.chain_port = free_port()
@@ -229,31 +232,42 @@ class Server:
         # Its own free port for the metrics listener (the default, port + 1, may be taken).
         self.env = {"CONSENT_LEDGER_METRICS_PORT": str(free_port()), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = data_dir / "server.log"
+        self.log = log or data_dir / "server.log"
+        self.umask = umask  # -1: the caller's
 
-    def start(self, timeout: float = 180.0) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def start(self, timeout: float = 180.0) -> Self:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-m", "ledger_service.cli", "up", "--data-dir", str(self.data_dir),
             "--port", str(self.port), "--chain-port", str(self.chain_port),
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_LEDGER_")}
+        env.update({"PYTHONUNBUFFERED": "1", **self.env})
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            self.process = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=REPO,
+                umask=self.umask,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"consent-ledger up exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
-                )
+                raise RuntimeError(f"consent-ledger up exited {self.process.returncode}:\n{self.output()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return self
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"consent-ledger up did not serve {self.url} within {timeout:.0f}s")
+        raise RuntimeError(
+            f"consent-ledger up did not serve {self.url} within {timeout:.0f}s:\n{self.output()[-3000:]}"
+        )
 
     def stop(self, timeout: float = 60.0) -> None:
+        """Ctrl+C: the chain shuts down cleanly and saves its state."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -261,8 +275,11 @@ class Server:
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def verify(self) -> tuple[int, dict[str, Any] | None, str]:
         done = subprocess.run(

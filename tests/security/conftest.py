@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,61 +11,17 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from ledger_service.domain import siwe
-from tests.conftest import free_port
+from scripts.soak import Server
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class DevServer:
+class DevServer(Server):
     """The embedded default (``consent-ledger up``), started with the usual login umask 022 so that
     the modes of what it creates are its own doing. The log is kept outside the data dir."""
 
     def __init__(self, data_dir: Path, log: Path, *, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.log = log
-        self.port = free_port()
-        self.chain_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env or {}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 180.0) -> DevServer:
-        cmd = [
-            sys.executable, "-m", "ledger_service.cli", "up", "--data-dir", str(self.data_dir),
-            "--port", str(self.port), "--chain-port", str(self.chain_port),
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_LEDGER_")}
-        # The metrics listener gets a free port of its own (its default, port + 1, may be taken).
-        env.update({"PYTHONUNBUFFERED": "1", "CONSENT_LEDGER_METRICS_PORT": str(free_port()), **self.env})
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, umask=0o022, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"consent-ledger up exited {self.process.returncode}:\n{self.output()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"consent-ledger up did not serve {self.url} in {timeout:.0f}s:\n{self.output()[-3000:]}")
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """Ctrl+C: the chain shuts down cleanly and saves its state."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        super().__init__(data_dir, env=env, log=log, umask=0o022)
 
     def chain_id(self) -> int:
         return int(httpx.get(self.url + "/v1/chain", timeout=10).json()["chainId"])
