@@ -32,21 +32,6 @@ MiB = 1024 * KiB
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    chain = Node(tmp_path_factory.mktemp("body-limits-chain")).start()
-    yield chain
-    chain.stop()
-
-
-@pytest.fixture(scope="module")
-def server(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    assert node.deployment is not None
-    api = ApiServer(tmp_path_factory.mktemp("body-limits") / "api", node.url, node.deployment).start()
-    yield api
-    api.stop()
-
-
 def _memory(server: ApiServer) -> dict[str, int]:
     """VmRSS and VmHWM of the server process, in bytes."""
     assert server.process is not None

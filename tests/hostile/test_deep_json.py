@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from tests.faults.harness import CLINIC, ApiServer, Node
+from tests.faults.harness import CLINIC, ApiServer
 
 pytestmark = pytest.mark.integration
 
 DEPTH = 100_000
 # The consent relay takes at most 16 KiB (max_small_body): as deep as that allows.
 SMALL_BODY_DEPTH = 8_000
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    root: Path = tmp_path_factory.mktemp("deep-json")
-    node = Node(root).start()
-    assert node.deployment is not None
-    api = ApiServer(root / "api", node.url, node.deployment).start()
-    yield api
-    api.stop()
-    node.stop()
 
 
 @pytest.mark.parametrize(

@@ -25,10 +25,7 @@ from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.domain.codes import ROLES
 from ledger_service.settings import Settings
-from tests.faults.conftest import node
 from tests.faults.harness import ADMIN_KEY, CLINIC, ApiServer, Node, access_logs, new_patient, run_verify
-
-__all__ = ["node"]
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,6 @@ checks, with CR/LF in its type, is still read safely from a real server, its dis
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +16,7 @@ import pytest
 
 from ledger_service.bootstrap import Services
 from tests.api.conftest import Api, assert_problem
-from tests.faults.harness import CLINIC, ApiServer, Node, grant, new_patient
+from tests.faults.harness import CLINIC, ApiServer, grant, new_patient
 
 pytestmark = pytest.mark.integration
 
@@ -135,17 +133,6 @@ def test_allowlisted_types_keep_their_type_and_only_json_is_inline(api: Api) -> 
 
 
 # ----------------------------------------------------------------- a row from before the checks
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    root: Path = tmp_path_factory.mktemp("media-types")
-    node = Node(root).start()
-    assert node.deployment is not None
-    api = ApiServer(root / "api", node.url, node.deployment).start()
-    yield api
-    api.stop()
-    node.stop()
 
 
 def _disclosures(server: ApiServer, record_id: str) -> list[dict[str, Any]]:
