@@ -94,19 +94,19 @@ def main() -> int:
             signature = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant)).signature
             services.consents.relay_grant(grant, bytes(signature))
             # Warm every code path on a small record, then measure from that idle level.
-            small = services.records.create(
+            small = services.uploads.create(
                 provider=clinic,
                 patient=patient.address,
                 category="imaging",
                 media_type="application/dicom",
                 content=generated(1 << 20),
             )
-            services.records.read(accessor=clinic, record_id=small.record_id, purpose="TREAT").read_all()
+            services.reads.read(accessor=clinic, record_id=small.record_id, purpose="TREAT").read_all()
             idle = rss_mb()
             peak_before = peak_rss_mb()
 
             start = time.perf_counter()
-            created = services.records.create(
+            created = services.uploads.create(
                 provider=clinic,
                 patient=patient.address,
                 category="imaging",
@@ -117,7 +117,7 @@ def main() -> int:
             upload_peak = peak_rss_mb()
 
             start = time.perf_counter()
-            content = services.records.read(accessor=clinic, record_id=created.record_id, purpose="TREAT")
+            content = services.reads.read(accessor=clinic, record_id=created.record_id, purpose="TREAT")
             check = hashlib.sha256()
             size = 0
             for chunk in content.chunks:

@@ -52,7 +52,7 @@ def prepare(stk: Any) -> tuple[Any, str, str, bytes, bytes]:
     grant = ConsentGrant(patient.address, clinic, ZERO32, purpose, 0, 0, services.ledger.nonce(patient.address), 2**40)
     sig = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant)).signature
     services.consents.relay_grant(grant, bytes(sig))
-    record = services.records.create(
+    record = services.uploads.create(
         provider=clinic,
         patient=patient.address,
         category="laboratory",

@@ -1,8 +1,8 @@
 """Gas of the ledger's hot transactions, from real receipts on anvil, against the EVM floor of each.
 
 Measured: ``gasUsed`` of a relayed grant (``grantConsentBySig``, the patient's nonce already nonzero), a relayed
-revoke (``revokeConsentBySig``), a record anchor (``anchorRecord``, via ``RecordService.create``), a disclosure
-(``logAccess``, via a per-read ``RecordService.read``) and a batched-disclosure anchor
+revoke (``revokeConsentBySig``), a record anchor (``anchorRecord``, via ``UploadService.create``), a disclosure
+(``logAccess``, via a per-read ``ReadService.read``) and a batched-disclosure anchor
 (``anchorDisclosureBatch`` over N = 1,000 entries, the steady state: not the first batch), each sent by the
 service itself.
 
@@ -152,14 +152,14 @@ def run() -> dict[str, Any]:
         log("gas: relaying grants, anchoring a record, reading it, revoking, anchoring batches")
         first = grant(lab)  # nonce 0 -> 1: the nonce's first write
         measured_grant = grant(clinic)
-        created = services.records.create(
+        created = services.uploads.create(
             provider=clinic,
             patient=patient.address,
             category="laboratory",
             media_type="application/octet-stream",
             content=[os.urandom(1024)],
         )
-        read = services.records.read(accessor=clinic, record_id=created.record_id, purpose="TREAT")
+        read = services.reads.read(accessor=clinic, record_id=created.record_id, purpose="TREAT")
         read.read_all()
         assert measured_grant.consent_id is not None
         rv = ConsentRevoke(

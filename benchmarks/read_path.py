@@ -48,7 +48,7 @@ def prepare(stk: Any) -> tuple[Any, str, list[str], str, str]:
     sig = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant)).signature
     services.consents.relay_grant(grant, bytes(sig))
     records = [
-        services.records.create(
+        services.uploads.create(
             provider=clinic,
             patient=patient.address,
             category="laboratory",

@@ -1,7 +1,7 @@
 """Upload throughput and peak memory of records of 1 MB, 10 MB and 100 MB through the whole service.
 
 Measured (by :mod:`benchmarks.bench_record_memory`, run as a fresh child process per size so that its peak RSS
-covers only that run): ``RecordService.create`` of a generated record, streamed 1 MiB at a time (encrypt with
+covers only that run): ``UploadService.create`` of a generated record, streamed 1 MiB at a time (encrypt with
 AES-256-GCM -> IPFS-exact content-addressed blob store -> wrapped key in the DB -> ``anchorRecord``
 transaction waited for): MB/s, and the peak RSS growth over the idle process across the upload and a full
 read-back.

@@ -58,11 +58,11 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
         # A private SQLite DB has no other writer, so whatever is pending is this process's own
         # from before a crash; on a shared DB another replica may still be uploading.
         shared_db = not services.db.url.startswith("sqlite")
-        finished, discarded = services.records.recover_pending(
+        finished, discarded = services.uploads.recover_pending(
             stale_after=2 * settings.receipt_timeout if shared_db else 0.0
         )
-        erasures = services.records.finish_interrupted_erasures()
-        disclosed, dropped = services.records.finish_traced_disclosures()
+        erasures = services.erasure.finish_interrupted_erasures()
+        disclosed, dropped = services.per_read_disclosures.finish_traced_disclosures()
         if finished or discarded or erasures or disclosed or dropped:
             print(
                 f"recovered: {finished} versions anchored, {discarded} discarded, {erasures} erasures completed, "
@@ -70,7 +70,7 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
                 flush=True,
             )
         if not shared_db:  # a read killed mid-stream left its claim; its retry may finish it (docs/security.md)
-            services.records.reset_interrupted_releases()
+            services.reads.reset_interrupted_releases()
         services.idempotency.purge_expired()
         services.indexer.catch_up()
         services.start_background()

@@ -32,10 +32,18 @@ from ledger_service.domain.consent import Eip712Domain
 from ledger_service.errors import ConfigurationError, LedgerError
 from ledger_service.hub.audit import AuditService
 from ledger_service.hub.auth import AuthService, load_or_create_secret
+from ledger_service.hub.batched_disclosure import BatchedDisclosureStrategy
 from ledger_service.hub.batching import DisclosureBatcher, DisclosureLog
 from ledger_service.hub.consents import ConsentService
 from ledger_service.hub.directory import Directory
-from ledger_service.service.records import FHIR_INLINE_BELOW, RecordService, check_fhir
+from ledger_service.hub.erasure import ErasureService
+from ledger_service.hub.records import RecordLookups
+from ledger_service.node.fhir import FHIR_INLINE_BELOW, check_fhir
+from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
+from ledger_service.node.reads import ReadService
+from ledger_service.node.uploads import UploadService
+from ledger_service.records.disclosure import DisclosureStrategy
+from ledger_service.records.locks import RecordLocks
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 from ledger_service.workers import ParseWorkers
 
@@ -52,7 +60,11 @@ class Services:
     blobs: BlobStore
     custody: KeyCustody
     providers: ProviderSigners
-    records: RecordService
+    uploads: UploadService
+    reads: ReadService
+    erasure: ErasureService
+    records: RecordLookups
+    per_read_disclosures: PerReadDisclosureStrategy
     indexer: EventIndexer
     consents: ConsentService
     auth: AuthService
@@ -88,8 +100,8 @@ class Services:
         stale_after = 2 * self.settings.receipt_timeout
         while not self._stop.wait(interval):
             try:
-                self.records.recover_pending(stale_after=stale_after)
-                self.records.finish_traced_disclosures()
+                self.uploads.recover_pending(stale_after=stale_after)
+                self.per_read_disclosures.finish_traced_disclosures()
             except LedgerError as exc:
                 log.warning("recovery: %s", exc)
 
@@ -242,7 +254,9 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
     def check_fhir_in_worker(document: bytes) -> None:
         parse_workers.run(check_fhir, document, inline_below=FHIR_INLINE_BELOW)
 
-    records = RecordService(
+    # One lock per record, shared by the node's amendments and the hub's erasure.
+    locks = RecordLocks()
+    uploads = UploadService(
         db=db,
         idempotency=idempotency,
         blobs=blobs,
@@ -250,12 +264,28 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         ledger=ledger,
         providers=providers,
         categories=categories,
-        disclosure_mode=settings.disclosure_mode,
-        disclosure_log=disclosure_log,
-        on_disclosure=batcher.notify,
+        locks=locks,
         fhir_check=check_fhir_in_worker,
         max_fhir_bytes=settings.max_json_body,
     )
+    # Per-read pending disclosures are adopted whatever the mode (a former per-read run may have left some).
+    per_read_disclosures = PerReadDisclosureStrategy(db=db, ledger=ledger)
+    disclosure: DisclosureStrategy = per_read_disclosures
+    if settings.disclosure_mode == "batched":
+        disclosure = BatchedDisclosureStrategy(
+            db=db, idempotency=idempotency, ledger=ledger, disclosure_log=disclosure_log, on_disclosure=batcher.notify
+        )
+    reads = ReadService(
+        db=db,
+        idempotency=idempotency,
+        blobs=blobs,
+        custody=custody,
+        ledger=ledger,
+        disclosure=disclosure,
+        traced=per_read_disclosures,
+    )
+    erasure = ErasureService(db=db, blobs=blobs, ledger=ledger, locks=locks)
+    records = RecordLookups(db=db)
     indexer = EventIndexer(
         rpc,
         DbIndexStore(db),
@@ -286,7 +316,11 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         blobs,
         custody,
         providers,
+        uploads,
+        reads,
+        erasure,
         records,
+        per_read_disclosures,
         indexer,
         consents,
         auth,

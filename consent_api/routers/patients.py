@@ -20,11 +20,11 @@ from consent_api.schemas import (
     TxOut,
 )
 from consent_api.throttle import RELAY_LIMITED, relay
-from ledger_service.db.models import RecordRow, RecordVersionRow
 from ledger_service.domain.consent import DelegateGrant
 from ledger_service.errors import ValidationError
 from ledger_service.hub.consents import consent_summaries
 from ledger_service.hub.disclosures import BatchedDisclosure, accounting_of
+from ledger_service.hub.records import RecordSummary, VersionSummary
 
 router = APIRouter(prefix="/v1/patients", tags=["patients"])
 
@@ -36,7 +36,7 @@ def consents(patient: str, caller: CurrentCaller, services: ServicesDep) -> Cons
     return ConsentList(consents=[ConsentOut(**asdict(s)) for s in summaries])
 
 
-def _record_out(services: ServicesDep, record: RecordRow, head: RecordVersionRow | None) -> RecordOut:
+def _record_out(services: ServicesDep, record: RecordSummary, head: VersionSummary | None) -> RecordOut:
     return RecordOut(
         record_id=record.record_id,
         patient=record.patient,
@@ -48,7 +48,7 @@ def _record_out(services: ServicesDep, record: RecordRow, head: RecordVersionRow
         cid=head.cid if head else "",
         size=head.plaintext_size if head else 0,
         created_at=int(record.created_at.timestamp()),
-        erased=record.erased_at is not None or record.state in ("erasing", "erased"),
+        erased=record.erased,
     )
 
 

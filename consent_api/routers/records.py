@@ -19,7 +19,8 @@ from ledger_service.bootstrap import Services
 from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.domain.media_types import served_as
 from ledger_service.errors import PermissionDenied, ValidationError
-from ledger_service.service.records import AnchoredVersion, RecordContent
+from ledger_service.node.reads import RecordContent
+from ledger_service.node.uploads import AnchoredVersion
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
@@ -129,7 +130,7 @@ async def create_record(
     fields, content, fingerprint = await _parse_upload(request, amend=False)
 
     def work(scoped_key: str | None) -> AnchoredVersion:
-        return services.records.create(
+        return services.uploads.create(
             idempotency_key=scoped_key,
             provider=caller.address,
             patient=fields["patient"],
@@ -160,7 +161,7 @@ async def amend_record(
     fields, content, fingerprint = await _parse_upload(request, amend=True)
 
     def work(scoped_key: str | None) -> AnchoredVersion:
-        return services.records.amend(
+        return services.uploads.amend(
             idempotency_key=scoped_key,
             provider=caller.address,
             record_id=record_id,
@@ -226,7 +227,7 @@ def read_record(
     purpose: Annotated[str, Query(min_length=1, max_length=16, examples=["TREAT"])],
     idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
-    content = services.records.read(
+    content = services.reads.read(
         accessor=caller.address, record_id=record_id_param(record_id), purpose=purpose, idempotency_key=idempotency_key
     )
     return _content_response(content)
@@ -249,7 +250,7 @@ def emergency_access(
         raise PermissionDenied(
             f"{caller.address} may not break the glass (no EMERGENCY_ROLE)", reason="needs-emergency"
         )
-    content = services.records.emergency_read(
+    content = services.reads.emergency_read(
         accessor=caller.address,
         record_id=record_id_param(record_id),
         reason=body.reason,
@@ -266,7 +267,7 @@ def erase_record(
     record_id = record_id_param(record_id)
 
     def erase() -> dict[str, Any]:
-        result = services.records.erase(record_id=record_id, requested_by=caller.address)
+        result = services.erasure.erase(record_id=record_id, requested_by=caller.address)
         return ErasureOut(record_id=result.record_id, tx_hash=result.tx_hash).model_dump(by_alias=True)
 
     if not idempotency_key:

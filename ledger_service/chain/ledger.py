@@ -15,7 +15,17 @@ from ledger_service.codec.abi import ContractCodec, DecodedEvent
 from ledger_service.codec.primitives import ZERO32, checksum_address, hex_to_bytes
 from ledger_service.domain.codes import ROLES
 from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, ConsentState, DelegateGrant
-from ledger_service.errors import ChainError
+from ledger_service.errors import (
+    ChainError,
+    LedgerError,
+    NotRecordAuthor,
+    PermissionDenied,
+    RecordErased,
+    RecordNotFound,
+    StaleVersion,
+    TransactionReverted,
+    ValidationError,
+)
 
 CONTRACT_NAME: Final = "ConsentLedger"
 
@@ -200,6 +210,51 @@ class ConsentLedgerContract:
                 return event
         raise LookupError(f"{name} not emitted in 0x{receipt.tx_hash.hex()}")
 
+    # ------------------------------------------------------------- transactions sent earlier
+
+    @property
+    def has_sender(self) -> bool:
+        """Whether this handle can send (and so wait for) transactions."""
+        return self.sender is not None
+
+    def wait_for(self, tx_hash: bytes, *, action: str) -> Receipt:
+        """The receipt of a transaction this ledger's sender sent earlier (traced before a crash)."""
+        if self.sender is None:
+            raise RuntimeError("this ledger handle has no transaction sender")
+        return self.sender.wait(tx_hash, action=action)
+
+    def receipt(self, tx_hash: bytes) -> Receipt | None:
+        """The receipt of a transaction, or None while it is not mined."""
+        return self.rpc.receipt(tx_hash)
+
+    # ------------------------------------------------------------- blocks and logs
+
+    def block_number(self) -> int:
+        return self.rpc.block_number()
+
+    def block_timestamp(self, block: int | str = "latest") -> int:
+        return int(self.rpc.get_block(block)["timestamp"], 16)
+
+    def events_between(self, name: str, from_block: int, to_block: int) -> list[DecodedEvent]:
+        """The events ``name`` this contract emitted in the block range (inclusive), decoded."""
+        decoded = []
+        for raw in self.rpc.get_logs(self.address, from_block, to_block, [self.codec.topic(name)]):
+            event = self.codec.decode_log(raw)
+            if event is not None:
+                decoded.append(event)
+        return decoded
+
+    def anchor_event(self, record_id: str, version: int) -> DecodedEvent | None:
+        """The ``RecordAnchored`` event of a record's version, if it is on chain (a crashed upload's)."""
+        logs = self.rpc.get_logs(
+            self.address, 0, self.rpc.block_number(), [self.codec.topic("RecordAnchored"), record_id]
+        )
+        for lg in logs:
+            event = self.codec.decode_log(lg)
+            if event is not None and int(event.args["version"]) == version:
+                return event
+        return None
+
     # ------------------------------------------------------------- views
 
     def nonce(self, patient: str, *, block: int | str = "latest") -> int:
@@ -360,13 +415,46 @@ class ConsentLedgerContract:
 
     # ------------------------------------------------------------- disclosures
 
-    def log_access(self, patient: str, record_id: bytes, accessor: str, purpose: bytes) -> Receipt:
-        return self._transact("logAccess", checksum_address(patient), record_id, checksum_address(accessor), purpose)
-
-    def log_emergency_access(self, patient: str, record_id: bytes, accessor: str, reason_hash: bytes) -> Receipt:
+    def log_access(
+        self,
+        patient: str,
+        record_id: bytes,
+        accessor: str,
+        purpose: bytes,
+        *,
+        on_sent: Callable[[bytes], None] | None = None,
+    ) -> Receipt:
+        """``on_sent`` gets the transaction's hash before the wait, for a caller that traces it first."""
         return self._transact(
-            "logEmergencyAccess", checksum_address(patient), record_id, checksum_address(accessor), reason_hash
+            "logAccess", checksum_address(patient), record_id, checksum_address(accessor), purpose, on_sent=on_sent
         )
+
+    def log_emergency_access(
+        self,
+        patient: str,
+        record_id: bytes,
+        accessor: str,
+        reason_hash: bytes,
+        *,
+        on_sent: Callable[[bytes], None] | None = None,
+    ) -> Receipt:
+        return self._transact(
+            "logEmergencyAccess",
+            checksum_address(patient),
+            record_id,
+            checksum_address(accessor),
+            reason_hash,
+            on_sent=on_sent,
+        )
+
+    def disclosure_event(self, receipt: Receipt) -> tuple[DecodedEvent, int]:
+        """The disclosure event (``AccessLogged`` or ``EmergencyAccessLogged``) a receipt carries, with its
+        log index."""
+        topics = (self.codec.topic("AccessLogged"), self.codec.topic("EmergencyAccessLogged"))
+        log = next(lg for lg in receipt.logs if lg["topics"] and lg["topics"][0] in topics)
+        event = self.codec.decode_log(log)
+        assert event is not None
+        return event, int(log["logIndex"])
 
     def anchor_disclosure_batch(self, root: bytes, from_index: int, to_index: int) -> Receipt:
         return self._transact("anchorDisclosureBatch", root, from_index, to_index)
@@ -390,3 +478,21 @@ class ConsentLedgerContract:
 
     def register_category(self, code: str) -> Receipt:
         return self._transact("registerCategory", code)
+
+
+def record_error(exc: TransactionReverted) -> LedgerError:
+    """Map the contract's custom errors to the domain's record errors."""
+    name = exc.error_name
+    if name == "NotRecordAuthor":
+        return NotRecordAuthor(str(exc))
+    if name == "StaleVersion":
+        return StaleVersion("the record was amended meanwhile; read it again and retry")
+    if name == "RecordIsErased":
+        return RecordErased(str(exc))
+    if name in ("NotActiveProvider", "NotEmergencyProvider"):
+        return PermissionDenied(str(exc))
+    if name == "UnknownCategory":
+        return ValidationError(str(exc), field="category")
+    if name == "UnknownRecord":
+        return RecordNotFound(str(exc))
+    return exc

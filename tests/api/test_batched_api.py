@@ -104,7 +104,7 @@ def test_per_read_history_from_before_a_mode_switch_is_listed_beside_batched(bat
         api.services.settings.model_copy(update={"disclosure_mode": "per-read"}), api.services.deployment
     )
     try:
-        content = per_read.records.read(accessor=clinic, record_id=record_id, purpose="TREAT")
+        content = per_read.reads.read(accessor=clinic, record_id=record_id, purpose="TREAT")
         assert content.read_all() and content.disclosure_tx.startswith("0x") and content.leaf_index is None
     finally:
         per_read.close()

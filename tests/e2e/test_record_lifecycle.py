@@ -27,8 +27,8 @@ from ledger_service.errors import (
     PermissionDenied,
     RecordErased,
 )
+from ledger_service.node.reads import RecordContent
 from ledger_service.runtime import Runtime
-from ledger_service.service.records import RecordContent
 from ledger_service.settings import Settings
 from tests.conftest import Chain, free_port
 
@@ -102,7 +102,7 @@ def _access_events(services: Services, from_block: int) -> int:
 def test_consented_read_returns_the_record_and_leaves_exactly_one_disclosure(chain: Chain, services: Services) -> None:
     alice = _patient(chain, services)
     alice.grant(chain.clinic.address)
-    created = services.records.create(
+    created = services.uploads.create(
         provider=chain.clinic.address,
         patient=alice.address,
         category="laboratory",
@@ -112,7 +112,7 @@ def test_consented_read_returns_the_record_and_leaves_exactly_one_disclosure(cha
     assert created.version == 1 and created.cid.startswith("bafk")
 
     before = services.rpc.block_number()
-    content = services.records.read(accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT")
+    content = services.reads.read(accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT")
     assert json.loads(content.read_all()) == OBSERVATION
     assert content.media_type == "application/fhir+json"
     assert _disclosures(services, content.disclosure_tx) == ["AccessLogged"]
@@ -128,7 +128,7 @@ def test_consented_read_returns_the_record_and_leaves_exactly_one_disclosure(cha
 @pytest.mark.parametrize("case", ["no-consent", "wrong-purpose", "revoked", "expired", "other-category"])
 def test_refused_reads_release_nothing_and_log_nothing(chain: Chain, services: Services, case: str) -> None:
     bob = _patient(chain, services)
-    created = services.records.create(
+    created = services.uploads.create(
         provider=chain.clinic.address,
         patient=bob.address,
         category="imaging",
@@ -148,7 +148,7 @@ def test_refused_reads_release_nothing_and_log_nothing(chain: Chain, services: S
         bob.grant(chain.lab.address, scope=category_id("laboratory"))
     before = services.rpc.block_number()
     with pytest.raises(ConsentDenied) as refused:
-        services.records.read(accessor=chain.lab.address, record_id=created.record_id, purpose=purpose)
+        services.reads.read(accessor=chain.lab.address, record_id=created.record_id, purpose=purpose)
     expected = {"revoked": "consent revoked", "expired": "consent expired"}.get(case, "no consent")
     assert expected in str(refused.value)
     assert _access_events(services, before + 1) == 0
@@ -165,19 +165,19 @@ def test_suspended_provider_is_refused(chain: Chain, tmp_path: Path) -> None:
         admin.onboard_provider(provider.address, "Suspended Clinic")
         carol = _patient(chain, instance)
         carol.grant(provider.address)
-        created = instance.records.create(
+        created = instance.uploads.create(
             provider=provider.address,
             patient=carol.address,
             category="medication",
             media_type="text/plain",
             content=[b"amoxicillin 500 mg"],
         )
-        assert instance.records.read(accessor=provider.address, record_id=created.record_id, purpose="TREAT").read_all()
+        assert instance.reads.read(accessor=provider.address, record_id=created.record_id, purpose="TREAT").read_all()
         admin.suspend_provider(provider.address)
         with pytest.raises(ConsentDenied, match="not an active provider"):
-            instance.records.read(accessor=provider.address, record_id=created.record_id, purpose="TREAT")
+            instance.reads.read(accessor=provider.address, record_id=created.record_id, purpose="TREAT")
         with pytest.raises(PermissionDenied):
-            instance.records.create(
+            instance.uploads.create(
                 provider=provider.address,
                 patient=carol.address,
                 category="medication",
@@ -191,14 +191,14 @@ def test_suspended_provider_is_refused(chain: Chain, tmp_path: Path) -> None:
 def test_amend_chains_versions_and_only_the_author_may_amend(chain: Chain, services: Services) -> None:
     dave = _patient(chain, services)
     dave.grant(chain.lab.address)
-    first = services.records.create(
+    first = services.uploads.create(
         provider=chain.clinic.address,
         patient=dave.address,
         category="clinical-note",
         media_type="text/plain",
         content=[b"v1: headache"],
     )
-    second = services.records.amend(
+    second = services.uploads.amend(
         provider=chain.clinic.address, record_id=first.record_id, media_type="text/plain", content=[b"v2: migraine"]
     )
     assert second.version == 2
@@ -207,10 +207,10 @@ def test_amend_chains_versions_and_only_the_author_may_amend(chain: Chain, servi
     onchain = services.ledger.record(dave.address, bytes.fromhex(first.record_id[2:]))
     assert (onchain.version, "0x" + onchain.head.hex()) == (2, second.version_hash)
     with pytest.raises(NotRecordAuthor):
-        services.records.amend(
+        services.uploads.amend(
             provider=chain.lab.address, record_id=first.record_id, media_type="text/plain", content=[b"x"]
         )
-    assert services.records.read(accessor=chain.lab.address, record_id=first.record_id, purpose="TREAT").read_all() == (
+    assert services.reads.read(accessor=chain.lab.address, record_id=first.record_id, purpose="TREAT").read_all() == (
         b"v2: migraine"
     )
 
@@ -218,7 +218,7 @@ def test_amend_chains_versions_and_only_the_author_may_amend(chain: Chain, servi
 def test_a_retried_keyed_read_discloses_once_per_release_of_its_bytes(chain: Chain, services: Services) -> None:
     erin = _patient(chain, services)
     erin.grant(chain.clinic.address)
-    created = services.records.create(
+    created = services.uploads.create(
         provider=chain.clinic.address,
         patient=erin.address,
         category="laboratory",
@@ -228,7 +228,7 @@ def test_a_retried_keyed_read_discloses_once_per_release_of_its_bytes(chain: Cha
     before = services.rpc.block_number()
 
     def read(key: str) -> RecordContent:
-        return services.records.read(
+        return services.reads.read(
             accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT", idempotency_key=key
         )
 
@@ -251,26 +251,26 @@ def test_a_retried_keyed_read_discloses_once_per_release_of_its_bytes(chain: Cha
 
 def test_emergency_access_is_logged_flagged_and_needs_the_role(chain: Chain, services: Services) -> None:
     frank = _patient(chain, services)
-    created = services.records.create(
+    created = services.uploads.create(
         provider=chain.lab.address,
         patient=frank.address,
         category="laboratory",
         media_type="text/plain",
         content=[b"blood type O-"],
     )
-    content = services.records.emergency_read(
+    content = services.reads.emergency_read(
         accessor=chain.clinic.address, record_id=created.record_id, reason="unconscious patient in ER"
     )
     assert content.read_all() == b"blood type O-"
     assert _disclosures(services, content.disclosure_tx) == ["EmergencyAccessLogged"]
     with pytest.raises(PermissionDenied):
-        services.records.emergency_read(accessor=chain.lab.address, record_id=created.record_id, reason="curious")
+        services.reads.emergency_read(accessor=chain.lab.address, record_id=created.record_id, reason="curious")
 
 
 def test_flipped_byte_in_a_stored_block_fails_the_read_naming_the_block(chain: Chain, services: Services) -> None:
     gina = _patient(chain, services)
     gina.grant(chain.clinic.address)
-    created = services.records.create(
+    created = services.uploads.create(
         provider=chain.clinic.address,
         patient=gina.address,
         category="imaging",
@@ -284,20 +284,20 @@ def test_flipped_byte_in_a_stored_block_fails_the_read_naming_the_block(chain: C
     data[100] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(BlobIntegrityError, match=str(victim)):
-        services.records.read(accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT").read_all()
+        services.reads.read(accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT").read_all()
 
 
 def test_erasure_destroys_keys_collects_blobs_and_refuses_reads(chain: Chain, services: Services) -> None:
     hana = _patient(chain, services)
     hana.grant(chain.clinic.address)
-    created = services.records.create(
+    created = services.uploads.create(
         provider=chain.clinic.address,
         patient=hana.address,
         category="clinical-note",
         media_type="text/plain",
         content=[b"sensitive note"],
     )
-    services.records.amend(
+    services.uploads.amend(
         provider=chain.clinic.address,
         record_id=created.record_id,
         media_type="text/plain",
@@ -305,8 +305,8 @@ def test_erasure_destroys_keys_collects_blobs_and_refuses_reads(chain: Chain, se
     )
     cids = [Cid.parse(v.cid) for v in services.records.versions(created.record_id)]
     with pytest.raises(PermissionDenied):
-        services.records.erase(record_id=created.record_id, requested_by=chain.clinic.address)
-    result = services.records.erase(record_id=created.record_id, requested_by=hana.address)
+        services.erasure.erase(record_id=created.record_id, requested_by=chain.clinic.address)
+    result = services.erasure.erase(record_id=created.record_id, requested_by=hana.address)
     assert result.versions == 2
     receipt = services.rpc.receipt(bytes.fromhex(result.tx_hash[2:]))
     assert receipt is not None
@@ -316,14 +316,14 @@ def test_erasure_destroys_keys_collects_blobs_and_refuses_reads(chain: Chain, se
     for cid in cids:
         assert not services.blobs.has(cid)
     with pytest.raises(RecordErased):
-        services.records.read(accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT")
+        services.reads.read(accessor=chain.clinic.address, record_id=created.record_id, purpose="TREAT")
     assert services.ledger.record(hana.address, bytes.fromhex(created.record_id[2:])).erased
 
 
 def test_invalid_fhir_is_refused_before_anything_is_stored(chain: Chain, services: Services) -> None:
     ivan = _patient(chain, services)
     with pytest.raises(InvalidRecordContent):
-        services.records.create(
+        services.uploads.create(
             provider=chain.clinic.address,
             patient=ivan.address,
             category="laboratory",
@@ -357,7 +357,7 @@ def test_reads_fail_closed_when_the_chain_is_down(tmp_path: Path) -> None:
                 grant,
                 bytes(Account.sign_typed_data(patient_account.key, full_message=typed_data(domain, grant)).signature),
             )
-            created = instance.records.create(
+            created = instance.uploads.create(
                 provider=clinic,
                 patient=patient_account.address,
                 category="laboratory",
@@ -367,7 +367,7 @@ def test_reads_fail_closed_when_the_chain_is_down(tmp_path: Path) -> None:
             assert runtime.anvil is not None
             runtime.anvil.kill()
             with pytest.raises(ChainUnavailable):
-                instance.records.read(accessor=clinic, record_id=created.record_id, purpose="TREAT")
+                instance.reads.read(accessor=clinic, record_id=created.record_id, purpose="TREAT")
             with instance.db.session() as s:
                 assert s.execute(select(DeliveryRow)).first() is None
         finally:
@@ -381,7 +381,7 @@ def test_two_services_on_one_chain_keep_their_nonces_straight(chain: Chain, serv
     judy = _patient(chain, services)
 
     def upload(i: int) -> int:
-        return services.records.create(
+        return services.uploads.create(
             provider=chain.clinic.address if i % 2 else chain.lab.address,
             patient=judy.address,
             category="laboratory",

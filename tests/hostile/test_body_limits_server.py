@@ -21,7 +21,7 @@ import pytest
 
 from ledger_service.chain.ledger import ledger_codec
 from ledger_service.chain.rpc import RpcClient
-from ledger_service.service.records import validate_fhir
+from ledger_service.node.fhir import validate_fhir
 from tests.api.conftest import assert_problem
 from tests.faults.harness import CLINIC, ApiServer, Node, new_patient
 

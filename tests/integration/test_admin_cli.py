@@ -68,7 +68,7 @@ def test_rotate_kek_rewraps_every_key_and_records_still_read(running: tuple[Runt
     runtime, services = running
     clinic = runtime.deployment.demo["providers"][0]["address"]
     patient = runtime.deployment.demo["patients"][0]
-    created = services.records.create(
+    created = services.uploads.create(
         provider=clinic, patient=patient, category="laboratory", media_type="text/plain", content=[b"ferritin 80"]
     )
     blob_before = services.blobs.read(Cid.parse(created.cid))
@@ -82,7 +82,7 @@ def test_rotate_kek_rewraps_every_key_and_records_still_read(running: tuple[Runt
     # A fresh instance (new custody handle) decrypts with the re-wrapped key.
     fresh = bootstrap(runtime.settings, runtime.deployment)
     try:
-        emergency = fresh.records.emergency_read(accessor=clinic, record_id=created.record_id, reason="rotation check")
+        emergency = fresh.reads.emergency_read(accessor=clinic, record_id=created.record_id, reason="rotation check")
         assert emergency.read_all() == b"ferritin 80"
     finally:
         fresh.close()
@@ -92,7 +92,7 @@ def test_export_car_writes_the_ciphertext_dag(running: tuple[Runtime, Services],
     runtime, services = running
     clinic = runtime.deployment.demo["providers"][0]["address"]
     patient = runtime.deployment.demo["patients"][1]
-    created = services.records.create(
+    created = services.uploads.create(
         provider=clinic,
         patient=patient,
         category="imaging",

@@ -35,7 +35,7 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime,
         try:
             clinic = runtime.deployment.demo["providers"][0]["address"]
             patient = Account.create().address
-            created = services.records.create(
+            created = services.uploads.create(
                 provider=clinic, patient=patient, category="laboratory", media_type="text/plain", content=[b"Na 140"]
             )
             block = services.rpc.block_number()

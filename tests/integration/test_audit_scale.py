@@ -56,7 +56,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime,
 
         def upload(i: int) -> tuple[str, str]:
             provider = providers[i % PROVIDERS]
-            created = services.records.create(
+            created = services.uploads.create(
                 provider=provider,
                 patient=patients[i % PATIENTS].address,
                 category="laboratory",
@@ -71,7 +71,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime,
         def read(i: int) -> int:
             record_id, _author = records[i % RECORDS]
             accessor = providers[(i // RECORDS) % PROVIDERS]
-            return len(services.records.read(accessor=accessor, record_id=record_id, purpose="TREAT").read_all())
+            return len(services.reads.read(accessor=accessor, record_id=record_id, purpose="TREAT").read_all())
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             assert all(n > 0 for n in pool.map(read, range(DISCLOSURES)))

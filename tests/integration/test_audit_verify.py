@@ -101,17 +101,17 @@ def scenario(chain: Chain, services: Services) -> Scenario:
     """One patient: a small and a multi-block record, consented reads, one break-glass access."""
     ledger, patient = patient_ledger(services.rpc, chain.deployment.ledger_address, chain.deployment.chain_id)
     grant(ledger, patient, chain.lab.address)
-    small = services.records.create(
+    small = services.uploads.create(
         provider=chain.clinic.address,
         patient=patient,
         category="laboratory",
         media_type="text/plain",
         content=[b"K+ 4.1 mmol/L"],
     )
-    services.records.amend(
+    services.uploads.amend(
         provider=chain.clinic.address, record_id=small.record_id, media_type="text/plain", content=[b"K+ 4.2"]
     )
-    big = services.records.create(
+    big = services.uploads.create(
         provider=chain.clinic.address,
         patient=patient,
         category="imaging",
@@ -119,15 +119,15 @@ def scenario(chain: Chain, services: Services) -> Scenario:
         content=[secrets.token_bytes(600_000)],
     )
     for record in (small, big):
-        services.records.read(accessor=chain.lab.address, record_id=record.record_id, purpose="TREAT").read_all()
-    services.records.emergency_read(accessor=chain.clinic.address, record_id=small.record_id, reason="coma").read_all()
+        services.reads.read(accessor=chain.lab.address, record_id=record.record_id, purpose="TREAT").read_all()
+    services.reads.emergency_read(accessor=chain.clinic.address, record_id=small.record_id, reason="coma").read_all()
     # Another patient's history beside it, which a patient-scoped read of the trail leaves out.
     other_ledger, other = patient_ledger(services.rpc, chain.deployment.ledger_address, chain.deployment.chain_id)
     grant(other_ledger, other, chain.lab.address)
-    theirs = services.records.create(
+    theirs = services.uploads.create(
         provider=chain.clinic.address, patient=other, category="laboratory", media_type="text/plain", content=[b"Na"]
     )
-    services.records.read(accessor=chain.lab.address, record_id=theirs.record_id, purpose="TREAT").read_all()
+    services.reads.read(accessor=chain.lab.address, record_id=theirs.record_id, purpose="TREAT").read_all()
     data_dir = services.settings.data_dir
     chain.deployment.save(services.settings.deployment_file)
     cids = [v.cid for r in (small, big) for v in services.records.versions(r.record_id)]
@@ -195,7 +195,7 @@ def test_a_repeated_patient_audit_reads_only_new_blocks_and_survives_a_reorg(sce
     head = rpc.block_number()
     snapshot = rpc.request("evm_snapshot")
     rpc.log_ranges.clear()
-    scenario.services.records.read(
+    scenario.services.reads.read(
         accessor=scenario.chain.lab.address, record_id=scenario.records[0], purpose="TREAT"
     ).read_all()
     events = audited()
@@ -313,7 +313,7 @@ def test_disclosure_under_an_expired_consent(scenario: Scenario, chain: Chain) -
     """Test-only path: widen the expired consent's stored window for one logAccess, then restore it."""
     services = scenario.services
     ledger, patient = patient_ledger(services.rpc, chain.deployment.ledger_address, chain.deployment.chain_id)
-    record = services.records.create(
+    record = services.uploads.create(
         provider=chain.clinic.address, patient=patient, category="laboratory", media_type="text/plain", content=[b"x"]
     )
     consent = grant(ledger, patient, chain.lab.address, valid_until=1)  # expired since 1970

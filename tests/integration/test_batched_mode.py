@@ -32,8 +32,8 @@ from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentGrant, Eip712Domain, typed_data
 from ledger_service.errors import ConsentDenied, PermissionDenied
 from ledger_service.hub.batching import DbLeafStore, DisclosureBatcher, LogAppendConflict
+from ledger_service.node.reads import RecordContent
 from ledger_service.runtime import Runtime
-from ledger_service.service.records import RecordContent
 from ledger_service.settings import Settings
 from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog, root_of_entries
@@ -76,7 +76,7 @@ class Env:
         return grant.consent_id
 
     def record(self, patient: str, content: bytes = b"K 4.1 mmol/L", provider: str | None = None) -> str:
-        created = self.services.records.create(
+        created = self.services.uploads.create(
             provider=provider or self.lab,
             patient=patient,
             category="laboratory",
@@ -141,7 +141,7 @@ def test_batched_read_logs_an_entry_and_a_delivery_but_no_access_event(env: Env)
     size = services.disclosure_log.size()
     before = services.rpc.block_number()
 
-    content = services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    content = services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     assert content.read_all() == b"Na 140 mmol/L"
     assert content.disclosure_tx == "" and content.leaf_index == size
     assert env.access_events(before + 1) == 0 and services.rpc.block_number() == before  # no transaction at all
@@ -171,7 +171,7 @@ def test_emergency_read_is_an_etreat_entry_and_needs_the_role(env: Env) -> None:
     bob = env.patient()
     record_id = env.record(bob.address, b"blood type O-")
     size = services.disclosure_log.size()
-    content = services.records.emergency_read(accessor=env.clinic, record_id=record_id, reason="unconscious in ER")
+    content = services.reads.emergency_read(accessor=env.clinic, record_id=record_id, reason="unconscious in ER")
     assert content.read_all() == b"blood type O-"
     entry = DisclosureEntry.decode(services.disclosure_log.merkle.entry(size))
     assert entry.emergency and entry.purpose == purpose_to_bytes32("ETREAT") and entry.consent_id == ZERO32
@@ -180,9 +180,9 @@ def test_emergency_read_is_an_etreat_entry_and_needs_the_role(env: Env) -> None:
     assert (row.emergency, row.reason, row.leaf_index, row.consent_id) == (True, "unconscious in ER", size, None)
 
     with pytest.raises(PermissionDenied):
-        services.records.emergency_read(accessor=env.lab, record_id=record_id, reason="curious")
+        services.reads.emergency_read(accessor=env.lab, record_id=record_id, reason="curious")
     with pytest.raises(ConsentDenied):
-        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     assert services.disclosure_log.size() == size + 1 and len(_deliveries(services, record_id)) == 1
 
 
@@ -196,7 +196,7 @@ def test_idempotent_retry_appends_once_per_release(env: Env) -> None:
     size = services.disclosure_log.size()
 
     def read() -> RecordContent:
-        return services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT", idempotency_key="k-1")
+        return services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT", idempotency_key="k-1")
 
     cut = read()
     cut.chunks.close()  # the client went away before any byte
@@ -230,11 +230,11 @@ def test_read_fails_closed_when_the_entry_cannot_be_written(
     opened: list[object] = []
     monkeypatch.setattr(services.blobs, "open", lambda cid: opened.append(cid) or iter([b""]))
     with pytest.raises(DatabaseError):
-        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     assert opened == []  # the blob was never even fetched
     assert services.disclosure_log.size() == size and _deliveries(services, record_id) == []
     monkeypatch.undo()
-    assert services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT").read_all()
+    assert services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT").read_all()
     assert services.disclosure_log.size() == size + 1
 
 
@@ -247,7 +247,7 @@ def test_anchor_covers_the_log_and_receipts_verify_against_the_chain(env: Env) -
     env.grant(erin, env.clinic)
     record_id = env.record(erin.address)
     for _ in range(3):
-        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     batcher = services.batcher
     anchored = services.disclosure_log.anchored_size()
     size = services.disclosure_log.size()
@@ -273,7 +273,7 @@ def test_anchor_covers_the_log_and_receipts_verify_against_the_chain(env: Env) -
     with pytest.raises(ReceiptError):
         verify_receipt(altered, services.rpc)
 
-    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     assert services.disclosure_log.proof(size) == {"status": "pending", "leafIndex": size}
 
 
@@ -298,10 +298,10 @@ def test_background_batcher_anchors_every_n_entries_and_after_t_seconds(env: Env
     try:
         start = services.disclosure_log.size()
         for _ in range(BATCH_SIZE - 1):
-            services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+            services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
         time.sleep(0.5)
         assert services.disclosure_log.anchored_size() == start  # N-1 entries: not yet
-        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
         wait_anchored(start + BATCH_SIZE)
         assert services.batcher.chain_head()[1] == start + BATCH_SIZE
     finally:
@@ -317,7 +317,7 @@ def test_background_batcher_anchors_every_n_entries_and_after_t_seconds(env: Env
     try:
         quick.start_background()
         size = services.disclosure_log.size()
-        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
         waited = wait_anchored(size + 1)
         assert waited >= 0.5
     finally:
@@ -333,7 +333,7 @@ def test_batcher_adopts_an_anchor_whose_db_write_was_lost(env: Env, monkeypatch:
     gina = env.patient()
     env.grant(gina, env.clinic)
     record_id = env.record(gina.address)
-    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
 
     def crash(anchor: Anchor) -> None:
         raise DatabaseError("process killed before the batch row was written")
@@ -358,12 +358,12 @@ def test_batcher_adopts_an_anchor_whose_db_write_was_lost(env: Env, monkeypatch:
     assert verify_receipt(log.proof(size - 1), services.rpc).tree_size == size
 
     # Lost again, and this time the next anchor finds out by itself (the contract refuses the old start).
-    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     monkeypatch.setattr(log, "record_batch", crash)
     with pytest.raises(DatabaseError):
         services.batcher.anchor_now()
     monkeypatch.undo()
-    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     anchor = services.batcher.anchor_now()
     assert anchor is not None and (anchor.from_index, anchor.to_index) == (size + 1, size + 2)
     assert [b.to_index for b in log.batches()][-2:] == [size + 1, size + 2]
@@ -382,9 +382,9 @@ def test_verify_uses_the_db_log_and_flags_a_tampered_entry(
     env.grant(henry, env.clinic)
     record_id = env.record(henry.address)
     for _ in range(2):
-        services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     services.batcher.anchor_now()
-    services.records.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
     services.batcher.anchor_now()  # at least two batches in this history: consistency proofs between them
 
     argv = ["verify", "--data-dir", str(env.settings.data_dir), "--json", "--no-progress"]

@@ -1,0 +1,284 @@
+"""Reads: a purposed read and a break-glass read, each released only after its disclosure is durable.
+
+A read goes: consent check (eth_call) -> the disclosure, logged by the strategy bootstrap.py chose
+(per-read: a ``logAccess`` transaction, waited for; batched: an entry of the operator's Merkle log
+appended with its delivery row in one DB transaction) -> fetch the blob (every block re-hashed) ->
+decrypt (every segment authenticated) -> bytes. Any failure before the disclosure is durable releases
+nothing (docs/architecture.md, "The path of a read").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from ledger_service.blobs import BlobStore, Cid
+from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.crypto import KeyCustody, RecordBinding, WrappedKey, decrypt_stream
+from ledger_service.db.database import Database
+from ledger_service.db.idempotency import IdempotencyStore
+from ledger_service.db.models import DataKeyRow, DeliveryRow, RecordRow, RecordVersionRow
+from ledger_service.db.records import anchored_record
+from ledger_service.domain.codes import EMERGENCY_PURPOSE, EMERGENCY_ROLE, purpose_to_bytes32
+from ledger_service.domain.media_types import served_media_type
+from ledger_service.errors import (
+    ConsentDenied,
+    IdempotencyConflict,
+    KeyDestroyed,
+    LedgerError,
+    PermissionDenied,
+    ValidationError,
+)
+from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
+from ledger_service.records.disclosure import DisclosureRequest, DisclosureStrategy, account_address, explain_refusal
+
+# A release claim older than this is taken to be a dead process's (it sent part of the bytes at most).
+STALE_RELEASE = timedelta(minutes=15)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RecordContent:
+    """What a read releases: metadata plus the plaintext stream (the disclosure is already durable).
+
+    ``disclosure_tx`` is the logAccess transaction (per-read mode), empty in batched mode, where
+    ``leaf_index`` names the disclosure-log entry instead.
+    """
+
+    record_id: str
+    version: int
+    media_type: str
+    cid: str
+    disclosure_tx: str
+    size: int
+    chunks: Iterator[bytes]
+    leaf_index: int | None = None
+
+    def read_all(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class ReadService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        idempotency: IdempotencyStore,
+        blobs: BlobStore,
+        custody: KeyCustody,
+        ledger: ConsentLedgerContract,
+        disclosure: DisclosureStrategy,
+        traced: PerReadDisclosureStrategy,
+    ) -> None:
+        self.db = db
+        self.idempotency = idempotency
+        self.blobs = blobs
+        self.custody = custody
+        self.ledger = ledger  # the consent and role views
+        self.disclosure = disclosure  # per-read or batched, as bootstrap.py chose
+        # Adopts a replayed delivery whose transaction is still in flight (only per-read leaves those).
+        self._traced = traced
+
+    def read(self, *, accessor: str, record_id: str, purpose: str, idempotency_key: str | None = None) -> RecordContent:
+        accessor = account_address(accessor, "accessor")
+        if purpose == EMERGENCY_PURPOSE:
+            raise ValidationError("ETREAT reads go through emergency access with a reason", field="purpose")
+        purpose_bytes = purpose_to_bytes32(purpose)
+        record = anchored_record(self.db, record_id)
+        rid = bytes.fromhex(record_id[2:])
+
+        def check_consent() -> None:
+            if self.ledger.authorizing_consent(record.patient, accessor, rid, purpose_bytes) is None:
+                raise ConsentDenied(
+                    explain_refusal(self.ledger, record, accessor, rid, purpose_bytes),
+                    record_id=record_id,
+                    accessor=accessor,
+                    purpose=purpose,
+                )
+
+        return self._disclose_and_release(
+            record,
+            accessor,
+            DisclosureRequest(
+                purpose=purpose,
+                reason=None,
+                precheck=check_consent,
+                refused_by="AccessNotAuthorized",
+                refusal=lambda: ConsentDenied(
+                    "consent changed before the disclosure could be logged", record_id=record_id
+                ),
+                still_allowed=check_consent,
+            ),
+            key=idempotency_key,
+            request_hash=_request_hash("read", accessor, record_id, purpose),
+        )
+
+    def emergency_read(
+        self, *, accessor: str, record_id: str, reason: str, idempotency_key: str | None = None
+    ) -> RecordContent:
+        accessor = account_address(accessor, "accessor")
+        reason = (reason or "").strip()
+        if not reason or len(reason) > 2000:
+            raise ValidationError("an emergency access needs a reason (1 to 2000 characters)", field="reason")
+        record = anchored_record(self.db, record_id)
+
+        def refused() -> LedgerError:
+            return PermissionDenied(f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor)
+
+        def may_break_the_glass() -> None:
+            if not (self.ledger.has_role(EMERGENCY_ROLE, accessor) and self.ledger.is_active_provider(accessor)):
+                raise refused()
+
+        return self._disclose_and_release(
+            record,
+            accessor,
+            DisclosureRequest(
+                purpose=EMERGENCY_PURPOSE,
+                reason=reason,
+                precheck=None,
+                refused_by="NotEmergencyProvider",
+                refusal=refused,
+                still_allowed=may_break_the_glass,
+            ),
+            key=idempotency_key,
+            request_hash=_request_hash("emergency", accessor, record_id, reason),
+        )
+
+    def _disclose_and_release(
+        self, record: RecordRow, accessor: str, d: DisclosureRequest, *, key: str | None, request_hash: str
+    ) -> RecordContent:
+        """Replay, else log the disclosure (batched or on chain); only then release the bytes.
+
+        A replay is served under its earlier disclosure only if that one's bytes never went out in full
+        and the accessor is allowed now; otherwise it is a new release with a disclosure of its own
+        (docs/security.md, "Idempotent reads").
+        """
+        if key:
+            IdempotencyStore.scoped(accessor, key)  # the key's own rules (length, printable)
+        delivery = self._replay(accessor, key, request_hash)
+        if delivery is not None:
+            d.still_allowed()
+        else:
+            delivery = self.disclosure.disclose(
+                record,
+                accessor,
+                d,
+                key=key,
+                request_hash=request_hash,
+                replay=lambda: self._replay(accessor, key, request_hash),
+            )
+        return self._release(record, delivery, claim=bool(key))
+
+    def _replay(self, accessor: str, key: str | None, request_hash: str) -> DeliveryRow | None:
+        """The disclosure of an identical earlier request whose bytes were never sent in full, if any
+        (adopted if its transaction was still in flight); None means this request needs its own."""
+        delivery = self.idempotency.unsent_delivery(accessor, key, request_hash)
+        if delivery is not None and delivery.status == "pending":
+            return self._traced.adopt(delivery)
+        return delivery
+
+    def _claim_release(self, delivery_id: int) -> None:
+        """Take the right to send a keyed delivery's bytes; a twin request holding it is a conflict."""
+        now = _now()
+        with self.db.session() as s:
+            claimed = s.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.id == delivery_id,
+                    DeliveryRow.released_at.is_(None),
+                    (DeliveryRow.release_started_at.is_(None)) | (DeliveryRow.release_started_at < now - STALE_RELEASE),
+                )
+                .values(release_started_at=now)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                raise IdempotencyConflict(
+                    "a request with this Idempotency-Key is being answered right now; retry when it finishes"
+                )
+
+    def _mark_release(self, delivery_id: int, *, complete: bool) -> None:
+        """After the last byte: the delivery is spent. After an interrupted send: free it for a retry."""
+        values = {"released_at": _now()} if complete else {"release_started_at": None}
+        with self.db.session() as s:
+            s.execute(update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values))
+
+    def _marked_release(self, delivery_id: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The claimed delivery's stream, already started, so that however it ends (sent to the last byte,
+        or dropped unread by a client that went away) its delivery row is marked."""
+
+        def marked() -> Iterator[bytes]:
+            complete = False
+            try:
+                yield b""  # consumed below: a generator only runs its finally once it has started
+                yield from chunks
+                complete = True
+            finally:
+                self._mark_release(delivery_id, complete=complete)
+
+        stream = marked()
+        next(stream)
+        return stream
+
+    def reset_interrupted_releases(self) -> int:
+        """Free the release claims a dead process left (it sent part of the bytes at most). Only for a
+        private DB, where no other process can be sending; on a shared one a claim goes stale instead."""
+        with self.db.session() as s:
+            result = s.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.released_at.is_(None), DeliveryRow.release_started_at.is_not(None))
+                .values(release_started_at=None)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def _release(self, record: RecordRow, delivery: DeliveryRow, *, claim: bool) -> RecordContent:
+        with self.db.session() as s:
+            version, key_row = s.execute(
+                select(RecordVersionRow, DataKeyRow)
+                .outerjoin(
+                    DataKeyRow,
+                    (DataKeyRow.record_id == RecordVersionRow.record_id)
+                    & (DataKeyRow.version == RecordVersionRow.version),
+                )
+                .where(RecordVersionRow.record_id == record.record_id, RecordVersionRow.version == delivery.version)
+            ).one()
+        if key_row is None:
+            raise KeyDestroyed(f"the keys of {record.record_id} were destroyed", record_id=record.record_id)
+        binding = RecordBinding(bytes.fromhex(record.record_id[2:]), delivery.version, record.patient)
+        data_key = self.custody.unwrap(WrappedKey(key_row.kek_id, key_row.wrapped_key), binding.aad())
+        cid = Cid.parse(version.cid)
+        # Fetch and verify the first blocks now, so a missing or corrupt blob fails before
+        # the response starts; the rest streams, each block and segment verified as it comes.
+        blob = self.blobs.open(cid)
+        plaintext = decrypt_stream(data_key, binding, blob)
+        first = next(plaintext, b"")
+
+        def chunks() -> Iterator[bytes]:
+            if first:
+                yield first
+            yield from plaintext
+
+        stream = chunks()
+        if claim:  # a keyed read may be replayed: mark what went out (a read without a key writes nothing)
+            self._claim_release(delivery.id)
+            stream = self._marked_release(delivery.id, stream)
+        return RecordContent(
+            record.record_id,
+            delivery.version,
+            # Whatever the row holds (it may predate upload validation) becomes a safe Content-Type.
+            served_media_type(version.media_type),
+            version.cid,
+            delivery.tx_hash or "",
+            version.plaintext_size,
+            stream,
+            delivery.leaf_index,
+        )
+
+
+def _request_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

@@ -1,0 +1,363 @@
+"""A provider's uploads and amendments: seal (encrypt and commit), store, wrap the data key, anchor.
+
+The version's rows are written pending, with the wrapped key, before its anchor is sent; after the
+receipt the version is anchored. A crash in between is finished by :meth:`UploadService.recover_pending`
+(docs/architecture.md, "The path of an upload").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from ledger_service.blobs import BlobStore, Cid
+from ledger_service.chain.ledger import ConsentLedgerContract, record_error
+from ledger_service.chain.signers import ProviderSigners
+from ledger_service.chain.wire import Receipt
+from ledger_service.crypto import DataKey, KeyCustody, PlaintextCommitment, RecordBinding, encrypt_stream, new_salt
+from ledger_service.db.database import Database
+from ledger_service.db.idempotency import IdempotencyStore
+from ledger_service.db.models import DataKeyRow, RecordRow, RecordVersionRow
+from ledger_service.db.records import anchored_record
+from ledger_service.domain.codes import hex32
+from ledger_service.domain.media_types import media_type_essence, stored_media_type
+from ledger_service.domain.records import FHIR_MEDIA_TYPE, record_id_of
+from ledger_service.errors import (
+    LedgerError,
+    NotRecordAuthor,
+    PermissionDenied,
+    TransactionReverted,
+    ValidationError,
+)
+from ledger_service.node.fhir import MAX_FHIR_BYTES, check_fhir, fhir_document
+from ledger_service.records.disclosure import account_address
+from ledger_service.records.locks import RecordLocks
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timezone-aware columns back naive (in UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class AnchoredVersion:
+    record_id: str
+    version: int
+    cid: str
+    tx_hash: str
+    block_number: int
+    version_hash: str
+    media_type: str  # as stored and served: a non-allowlisted declaration becomes application/octet-stream
+
+    def as_result(self) -> dict[str, Any]:
+        """The API's answer to the upload (also what a retried request with its key gets)."""
+        return {
+            "recordId": self.record_id,
+            "version": self.version,
+            "cid": self.cid,
+            "txHash": self.tx_hash,
+            "mediaType": self.media_type,
+        }
+
+
+class UploadService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        idempotency: IdempotencyStore,
+        blobs: BlobStore,
+        custody: KeyCustody,
+        ledger: ConsentLedgerContract,
+        providers: ProviderSigners,
+        categories: Callable[[], dict[str, bytes]],
+        locks: RecordLocks,
+        fhir_check: Callable[[bytes], None] = check_fhir,
+        max_fhir_bytes: int = MAX_FHIR_BYTES,
+    ) -> None:
+        self.db = db
+        self.idempotency = idempotency
+        self.blobs = blobs
+        self.custody = custody
+        self.ledger = ledger  # views and the anchors' events; the anchors are sent by the provider's signer
+        self.providers = providers
+        self._categories = categories
+        self._locks = locks  # shared with the hub's erasure (bootstrap.py)
+        self._fhir_check = fhir_check  # bootstrap: in a worker process, for a large document
+        self.max_fhir_bytes = max_fhir_bytes
+
+    def _category(self, code: str) -> bytes:
+        known = self._categories()
+        if code not in known:
+            raise ValidationError(
+                f"unknown category {code!r}; registered: {', '.join(sorted(known))}", field="category"
+            )
+        return known[code]
+
+    def _seal(
+        self, binding: RecordBinding, media_type: str, content: Iterable[bytes]
+    ) -> tuple[Cid, int, int, bytes, bytes, DataKey]:
+        """Encrypt and store a version; returns (cid, plaintext size, ciphertext size, commitment, salt, key)."""
+        if media_type_essence(media_type) == FHIR_MEDIA_TYPE:
+            body = fhir_document(content, self.max_fhir_bytes)
+            self._fhir_check(body)
+            content = [body]
+        data_key = DataKey.generate()
+        salt = new_salt()
+        commitment = PlaintextCommitment(salt)
+        size = 0
+
+        def plaintext() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in content:
+                if chunk:
+                    size += len(chunk)
+                    commitment.update(chunk)
+                    yield chunk
+
+        put = self.blobs.put(encrypt_stream(data_key, binding, plaintext()))
+        return put.cid, size, put.size, commitment.digest(), salt, data_key
+
+    def create(
+        self,
+        *,
+        provider: str,
+        patient: str,
+        category: str,
+        media_type: str,
+        content: Iterable[bytes],
+        idempotency_key: str | None = None,
+    ) -> AnchoredVersion:
+        provider, patient = account_address(provider, "provider"), account_address(patient, "patient")
+        media_type = stored_media_type(media_type)  # a malformed one is refused before anything is stored
+        category_bytes = self._category(category)
+        ledger = self.providers.ledger_for(provider)
+        if not self.ledger.is_active_provider(provider):
+            raise PermissionDenied(f"{provider} is not an active provider", account=provider)
+        anchor_salt = os.urandom(32)
+        record_id_bytes = record_id_of(patient, provider, anchor_salt)
+        record_id = hex32(record_id_bytes)
+        binding = RecordBinding(record_id_bytes, 1, patient)
+        cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
+        wrapped = self.custody.wrap(data_key, binding.aad())
+        now = _now()
+        with self.db.session() as s:
+            s.add(
+                RecordRow(
+                    record_id=record_id,
+                    patient=patient,
+                    author=provider,
+                    category=category,
+                    salt=hex32(anchor_salt),
+                    current_version=0,
+                    state="pending",
+                    created_at=now,
+                )
+            )
+            s.flush()
+            s.add(
+                RecordVersionRow(
+                    record_id=record_id,
+                    version=1,
+                    cid=str(cid),
+                    media_type=media_type,
+                    plaintext_size=size,
+                    ciphertext_size=ct_size,
+                    commitment=hex32(commitment),
+                    version_hash="",
+                    previous_hash=hex32(b"\x00" * 32),
+                    author=provider,
+                    state="pending",
+                    idempotency_key=idempotency_key,
+                    created_at=now,
+                )
+            )
+            s.add(
+                DataKeyRow(
+                    record_id=record_id,
+                    version=1,
+                    kek_id=wrapped.kek_id,
+                    wrapped_key=wrapped.ciphertext,
+                    commitment_salt=commitment_salt,
+                )
+            )
+        try:
+            receipt = ledger.anchor_record(patient, category_bytes, anchor_salt, cid.bytes, commitment)
+        except TransactionReverted as exc:
+            self._discard_pending(record_id, 1, cid, whole_record=True)
+            raise record_error(exc) from exc
+        except LedgerError:
+            # Outcome unknown (timeout, chain down): keep the pending rows; recovery decides.
+            raise
+        return self._finish_anchor(ledger, receipt, record_id, 1)
+
+    def amend(
+        self,
+        *,
+        provider: str,
+        record_id: str,
+        media_type: str,
+        content: Iterable[bytes],
+        idempotency_key: str | None = None,
+    ) -> AnchoredVersion:
+        provider = account_address(provider, "provider")
+        media_type = stored_media_type(media_type)  # a malformed one is refused before anything is stored
+        with self._locks.of(record_id):
+            record = anchored_record(self.db, record_id)
+            if record.author != provider:
+                raise NotRecordAuthor(f"only the record's author {record.author} may amend it", record_id=record_id)
+            ledger = self.providers.ledger_for(provider)
+            version = record.current_version + 1
+            with self.db.session() as s:
+                head = s.execute(
+                    select(RecordVersionRow.version_hash).where(
+                        RecordVersionRow.record_id == record_id, RecordVersionRow.version == record.current_version
+                    )
+                ).scalar_one()
+            binding = RecordBinding(bytes.fromhex(record_id[2:]), version, record.patient)
+            cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
+            wrapped = self.custody.wrap(data_key, binding.aad())
+            with self.db.session() as s:
+                s.add(
+                    RecordVersionRow(
+                        record_id=record_id,
+                        version=version,
+                        cid=str(cid),
+                        media_type=media_type,
+                        plaintext_size=size,
+                        ciphertext_size=ct_size,
+                        commitment=hex32(commitment),
+                        version_hash="",
+                        previous_hash=head,
+                        author=provider,
+                        state="pending",
+                        idempotency_key=idempotency_key,
+                        created_at=_now(),
+                    )
+                )
+                s.add(
+                    DataKeyRow(
+                        record_id=record_id,
+                        version=version,
+                        kek_id=wrapped.kek_id,
+                        wrapped_key=wrapped.ciphertext,
+                        commitment_salt=commitment_salt,
+                    )
+                )
+            try:
+                receipt = ledger.amend_record(
+                    record.patient, bytes.fromhex(record_id[2:]), cid.bytes, commitment, bytes.fromhex(head[2:])
+                )
+            except TransactionReverted as exc:
+                self._discard_pending(record_id, version, cid, whole_record=False)
+                raise record_error(exc) from exc
+            return self._finish_anchor(ledger, receipt, record_id, version)
+
+    def _finish_anchor(
+        self, ledger: ConsentLedgerContract, receipt: Receipt, record_id: str, version: int
+    ) -> AnchoredVersion:
+        event = ledger.event(receipt, "RecordAnchored")
+        if hex32(event.args["recordId"]) != record_id or int(event.args["version"]) != version:
+            raise TransactionReverted(f"anchor of {record_id} v{version} emitted an unexpected event")
+        version_hash = hex32(event.args["versionHash"])
+        with self.db.session() as s:
+            row = s.execute(
+                select(RecordVersionRow).where(
+                    RecordVersionRow.record_id == record_id, RecordVersionRow.version == version
+                )
+            ).scalar_one()
+            row.state, row.tx_hash, row.block_number, row.version_hash = (
+                "anchored",
+                receipt.tx_hex,
+                receipt.block_number,
+                version_hash,
+            )
+            record = s.get(RecordRow, record_id)
+            assert record is not None
+            record.state, record.current_version = "anchored", version
+        return AnchoredVersion(
+            record_id, version, row.cid, receipt.tx_hex, receipt.block_number, version_hash, row.media_type
+        )
+
+    def _discard_pending(self, record_id: str, version: int, cid: Cid, *, whole_record: bool) -> None:
+        """Undo a version whose anchor was refused: no key, no blob, no row remains."""
+        with self.db.session() as s:
+            for model in (DataKeyRow, RecordVersionRow):
+                for row in s.execute(
+                    select(model).where(model.record_id == record_id, model.version == version)
+                ).scalars():
+                    s.delete(row)
+            if whole_record:
+                s.flush()
+                record = s.get(RecordRow, record_id)
+                if record is not None:
+                    s.delete(record)
+        self.blobs.unpin(cid)
+
+    # ------------------------------------------------------------- recovery
+
+    def recover_pending(self, *, stale_after: float = 0.0) -> tuple[int, int]:
+        """Resolve versions left pending by a crash: finish the anchored, discard the rest.
+
+        A version whose anchor is on chain is adopted whatever its age. One whose anchor is not
+        is discarded only once older than ``stale_after`` seconds, so an upload another process
+        (a second replica) still has in flight is left alone. A retried upload's Idempotency-Key
+        is answered with the adopted version, or freed with the discarded one.
+        Returns (finished, discarded).
+        """
+        finished = discarded = 0
+        cutoff = _now() - timedelta(seconds=stale_after)
+        with self.db.session() as s:
+            pending = list(s.execute(select(RecordVersionRow).where(RecordVersionRow.state == "pending")).scalars())
+            records = {r.record_id: s.get(RecordRow, r.record_id) for r in pending}
+        for version in pending:
+            record = records[version.record_id]
+            assert record is not None
+            onchain = self.ledger.record(record.patient, bytes.fromhex(version.record_id[2:]))
+            if onchain.version >= version.version:
+                adopted = self._adopt_anchor(record, version)
+                if adopted is not None and version.idempotency_key:
+                    self.idempotency.complete(version.idempotency_key, adopted.as_result())
+                finished += 1
+            elif _aware(version.created_at) < cutoff:
+                self._discard_pending(
+                    version.record_id, version.version, Cid.parse(version.cid), whole_record=version.version == 1
+                )
+                if version.idempotency_key:
+                    self.idempotency.release(version.idempotency_key)
+                discarded += 1
+        return finished, discarded
+
+    def _adopt_anchor(self, record: RecordRow, version: RecordVersionRow) -> AnchoredVersion | None:
+        event = self.ledger.anchor_event(version.record_id, version.version)
+        if event is None:
+            return None
+        with self.db.session() as s:
+            row = s.get(RecordVersionRow, version.id)
+            rec = s.get(RecordRow, record.record_id)
+            assert row is not None and rec is not None
+            row.state, row.tx_hash, row.block_number = (
+                "anchored",
+                "0x" + event.tx_hash.hex(),
+                event.block_number,
+            )
+            row.version_hash = hex32(event.args["versionHash"])
+            rec.state, rec.current_version = "anchored", max(rec.current_version, version.version)
+            return AnchoredVersion(
+                record.record_id,
+                version.version,
+                row.cid,
+                row.tx_hash,
+                event.block_number,
+                row.version_hash,
+                row.media_type,
+            )

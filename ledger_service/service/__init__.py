@@ -1,1 +1,0 @@
-"""The services: the stories of the product over the adapters (docs/architecture.md)."""
