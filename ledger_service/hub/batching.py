@@ -334,14 +334,12 @@ class DisclosureBatcher:
             return 0
         last = self.log.last_batch()
         from_block = last.block_number if last is not None else self.start_block
-        head_block = self.ledger.rpc.block_number()
-        topic = self.ledger.codec.topic("DisclosureBatchAnchored")
+        head_block = self.ledger.block_number()
         adopted = 0
         for lo in range(from_block, head_block + 1, _LOG_RANGE):
             hi = min(lo + _LOG_RANGE - 1, head_block)
-            for raw in self.ledger.rpc.get_logs(self.ledger.address, lo, hi, [topic]):
-                event = self.ledger.codec.decode_log(raw)
-                if event is None or event.name != "DisclosureBatchAnchored":
+            for event in self.ledger.events_between("DisclosureBatchAnchored", lo, hi):
+                if event.name != "DisclosureBatchAnchored":
                     continue
                 to_index = int(event.args["toIndex"])
                 if to_index <= local:

@@ -214,10 +214,9 @@ class ConsentService:
             if row is None:
                 return None
             tx_hash, kind, consent = row.tx_hash, row.kind, row.consent_id
-        sender = self.ledger.sender
-        if sender is not None:
+        if self.ledger.has_sender:
             try:
-                sender.wait(bytes.fromhex(tx_hash[2:]), action=f"relayed {kind}")
+                self.ledger.wait_for(bytes.fromhex(tx_hash[2:]), action=f"relayed {kind}")
             except TransactionReverted:
                 self._forget_relayed(digest, tx_hash)
                 return None

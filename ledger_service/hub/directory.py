@@ -28,15 +28,12 @@ class Directory:
         self._lock = threading.Lock()
 
     def _scan(self) -> None:
-        head = self.ledger.rpc.block_number()
+        head = self.ledger.block_number()
         with self._lock:
             if head <= self._scanned_to:
                 return
-            topic = self.ledger.codec.topic("ProviderOnboarded")
-            for log in self.ledger.rpc.get_logs(self.ledger.address, self._scanned_to + 1, head, [topic]):
-                event = self.ledger.codec.decode_log(log)
-                if event is not None:
-                    self._names[to_checksum_address(event.args["provider"])] = str(event.args["name"])
+            for event in self.ledger.events_between("ProviderOnboarded", self._scanned_to + 1, head):
+                self._names[to_checksum_address(event.args["provider"])] = str(event.args["name"])
             self._scanned_to = head
 
     def providers(self) -> list[ProviderEntry]:
