@@ -126,7 +126,7 @@ def operator_log(db: Database) -> OperatorLog | None:
     The entries are read whole (the verifier recomputes every root from them); consistency proofs
     come from the subtree hashes the DB stores, as the operator serves them.
     """
-    from ledger_service.hub.batching import DbLeafStore
+    from ledger_service.db.leaf_store import DbLeafStore
 
     with db.session() as s:
         rows = s.execute(

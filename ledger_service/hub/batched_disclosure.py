@@ -16,6 +16,7 @@ from eth_utils import keccak
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.idempotency import IdempotencyStore
+from ledger_service.db.leaf_store import LogAppendConflict
 from ledger_service.db.models import DeliveryRow, RecordRow
 from ledger_service.domain.codes import (
     EMERGENCY_PURPOSE,
@@ -26,7 +27,7 @@ from ledger_service.domain.codes import (
     purpose_to_bytes32,
 )
 from ledger_service.errors import ConsentDenied, PermissionDenied, RecordErased, RecordNotFound
-from ledger_service.hub.batching import DisclosureLog, LogAppendConflict
+from ledger_service.hub.batching import DisclosureLog
 from ledger_service.records.disclosure import DisclosureRequest, explain_refusal
 from ledger_service.transparency.entries import DisclosureEntry
 

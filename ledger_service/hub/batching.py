@@ -1,16 +1,13 @@
-"""Batched disclosure mode: the disclosure log in the metadata DB, its receipts, and the batcher.
+"""Batched disclosure mode: the disclosure log, its receipts, and the batcher.
 
 In batched mode a release is not logged by its own transaction: its :class:`DisclosureEntry` is appended
-to an RFC 9162 Merkle log kept in the metadata DB (:class:`DbLeafStore`), in the same DB transaction as
-its delivery row, before any byte is released. :class:`DisclosureBatcher` anchors the log's root on chain
-(``anchorDisclosureBatch(root, anchoredSize, size)``) every ``batch_size`` entries or once the oldest
-unanchored entry is ``batch_interval`` seconds old, and records each anchored batch. A patient's
-disclosure then carries a receipt (:mod:`ledger_service.transparency.receipts`) that checks against the chain
-alone.
+to an RFC 9162 Merkle log kept in the metadata DB (:class:`ledger_service.db.leaf_store.DbLeafStore`), in
+the same DB transaction as its delivery row, before any byte is released. :class:`DisclosureBatcher`
+anchors the log's root on chain (``anchorDisclosureBatch(root, anchoredSize, size)``) every ``batch_size``
+entries or once the oldest unanchored entry is ``batch_interval`` seconds old, and records each anchored
+batch. A patient's disclosure then carries a receipt (:mod:`ledger_service.transparency.receipts`) that
+checks against the chain alone.
 
-Concurrency: the next leaf index is taken inside the appending transaction, under SQLite's writer lock
-(``BEGIN IMMEDIATE``) or a PostgreSQL transaction-scoped advisory lock; the entry's primary key backs
-both (a collision raises :class:`LogAppendConflict`, and the caller retries the whole transaction).
 Crash safety: the batcher reconciles with ``disclosureBatchHead()`` and the ``DisclosureBatchAnchored``
 events on start and whenever the contract refuses a batch, so an anchor whose DB row was lost is adopted.
 """
@@ -26,153 +23,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, func, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, select
 
 from ledger_service.chain.ledger import ConsentLedgerContract
-from ledger_service.db.database import Database, DatabaseError
-from ledger_service.db.models import DisclosureBatchRow, DisclosureLogEntryRow, DisclosureLogNodeRow
+from ledger_service.db.database import Database
+from ledger_service.db.leaf_store import DbLeafStore
+from ledger_service.db.models import DisclosureBatchRow, DisclosureLogEntryRow
 from ledger_service.domain.codes import hex32
 from ledger_service.errors import AuditError, LedgerError, TransactionReverted
 from ledger_service.transparency.entries import DisclosureEntry
-from ledger_service.transparency.merkle import MerkleLog, leaf_hash, node_hash
+from ledger_service.transparency.merkle import MerkleLog
 from ledger_service.transparency.receipts import Anchor, ReceiptError, make_receipt
 
 log = logging.getLogger(__name__)
 
-# An arbitrary constant naming the disclosure log's PostgreSQL advisory lock.
-_PG_LOCK_KEY: Final = 0x434C_4C4F47  # "CLLOG"
 _LOG_RANGE: Final = 10_000  # blocks per eth_getLogs while reconciling
-
-
-class LogAppendConflict(DatabaseError):
-    """Another writer took this leaf index first; retry the whole transaction."""
-
-    code = "disclosure-log-conflict"
 
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-# ----------------------------------------------------------------- the log's storage
-
-
-class DbLeafStore:
-    """A :class:`~ledger_service.transparency.merkle.LeafStore` in the metadata DB.
-
-    Subtree hashes never change once committed (the log is append-only), so they are cached.
-    """
-
-    def __init__(self, db: Database, *, cache_limit: int = 1 << 16) -> None:
-        self.db = db
-        self._cache: dict[tuple[int, int], bytes] = {}
-        self._cache_limit = cache_limit
-        self._cache_lock = threading.Lock()
-
-    # ------------------------------------------------------------- LeafStore
-
-    def size(self) -> int:
-        with self.db.session() as s:
-            return self._size_in(s)
-
-    def entry(self, index: int) -> bytes:
-        with self.db.session() as s:
-            data = s.execute(
-                select(DisclosureLogEntryRow.entry).where(DisclosureLogEntryRow.leaf_index == index)
-            ).scalar_one_or_none()
-        if data is None:
-            raise AuditError(f"the disclosure log has no entry {index}")
-        return bytes(data)
-
-    def node(self, level: int, index: int) -> bytes:
-        cached = self._cache.get((level, index))
-        if cached is not None:
-            return cached
-        with self.db.session() as s:
-            return self._node_in(s, level, index)
-
-    def append(self, entry: bytes, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        """The :class:`LeafStore` append, in its own transaction.
-
-        ``nodes`` were computed by a :class:`MerkleLog` from the size it read before; if another writer
-        appended meanwhile they are stale and the append is refused (:class:`LogAppendConflict`).
-        """
-        with self.db.session() as s:
-            _index, computed = self._append(s, entry)
-            if [(lv, ix, bytes(h)) for lv, ix, h in nodes] != computed:
-                raise LogAppendConflict("the disclosure log grew while this entry's nodes were computed")
-
-    # ------------------------------------------------------------- in a caller's transaction
-
-    def append_in(self, session: Session, entry: bytes) -> int:
-        """Append ``entry`` and the subtree nodes it completes in ``session``'s transaction; its leaf index.
-
-        Must be the first statement of the transaction (it takes the log's writer lock).
-        """
-        index, _nodes = self._append(session, entry)
-        return index
-
-    def _lock(self, session: Session) -> None:
-        connection = session.connection()
-        dialect = connection.dialect.name
-        if dialect == "sqlite":
-            raw = connection.connection.dbapi_connection
-            if raw is not None and not getattr(raw, "in_transaction", True):
-                # Take SQLite's writer lock now, so the index read below cannot go stale.
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-        elif dialect == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-
-    def _append(self, session: Session, entry: bytes) -> tuple[int, list[tuple[int, int, bytes]]]:
-        decoded = DisclosureEntry.decode(entry)  # only canonical disclosure entries enter this log
-        self._lock(session)
-        index = self._size_in(session)
-        digest = leaf_hash(entry)
-        nodes = [(0, index, digest)]
-        level, position = 0, index
-        while position & 1:
-            digest = node_hash(self._node_in(session, level, position - 1), digest)
-            level += 1
-            position >>= 1
-            nodes.append((level, position, digest))
-        session.add(
-            DisclosureLogEntryRow(
-                leaf_index=index,
-                entry=entry,
-                leaf_hash=nodes[0][2],
-                patient=decoded.patient,
-                record_id=hex32(decoded.record_id),
-                created_at=datetime.now(UTC),
-            )
-        )
-        for lv, ix, h in nodes:
-            session.add(DisclosureLogNodeRow(level=lv, position=ix, hash=h))
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            raise LogAppendConflict(f"disclosure-log leaf {index} was taken by another writer") from exc
-        return index, nodes
-
-    def _size_in(self, session: Session) -> int:
-        last = session.execute(select(func.max(DisclosureLogEntryRow.leaf_index))).scalar()
-        return 0 if last is None else int(last) + 1
-
-    def _node_in(self, session: Session, level: int, index: int) -> bytes:
-        value = session.execute(
-            select(DisclosureLogNodeRow.hash).where(
-                DisclosureLogNodeRow.level == level, DisclosureLogNodeRow.position == index
-            )
-        ).scalar_one_or_none()
-        if value is None:
-            raise AuditError(f"the disclosure log has no node ({level}, {index})")
-        digest = bytes(value)
-        with self._cache_lock:
-            if len(self._cache) >= self._cache_limit:
-                self._cache.clear()
-            self._cache[(level, index)] = digest
-        return digest
 
 
 # ----------------------------------------------------------------- the log and its anchors

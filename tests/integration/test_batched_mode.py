@@ -27,11 +27,12 @@ from ledger_service.audit.cli import add_audit_commands
 from ledger_service.audit.fetch import verify_receipt
 from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.db.database import Database, DatabaseError
+from ledger_service.db.leaf_store import DbLeafStore, LogAppendConflict
 from ledger_service.db.models import DeliveryRow, DisclosureBatchRow, DisclosureLogEntryRow
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentGrant, Eip712Domain, typed_data
 from ledger_service.errors import ConsentDenied, PermissionDenied
-from ledger_service.hub.batching import DbLeafStore, DisclosureBatcher, LogAppendConflict
+from ledger_service.hub.batching import DisclosureBatcher
 from ledger_service.node.reads import RecordContent
 from ledger_service.runtime import Runtime
 from ledger_service.settings import Settings
