@@ -210,16 +210,29 @@ class ReadService:
 
     def _marked_release(self, delivery_id: int, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """The claimed delivery's stream, already started, so that however it ends (sent to the last byte,
-        or dropped unread by a client that went away) its delivery row is marked."""
+        or dropped unread by a client that went away) its delivery row is marked.
+
+        It is marked sent in full just before the last chunk goes out, not after: a client holding every
+        byte may replay at once, and must then find its release spent. (A send that fails on the last
+        chunk thus counts as a release: the safe side.)
+        """
 
         def marked() -> Iterator[bytes]:
             complete = False
             try:
                 yield b""  # consumed below: a generator only runs its finally once it has started
-                yield from chunks
+                last: bytes | None = None
+                for chunk in chunks:
+                    if last is not None:
+                        yield last
+                    last = chunk
+                self._mark_release(delivery_id, complete=True)
                 complete = True
+                if last is not None:
+                    yield last
             finally:
-                self._mark_release(delivery_id, complete=complete)
+                if not complete:
+                    self._mark_release(delivery_id, complete=False)
 
         stream = marked()
         next(stream)
