@@ -28,7 +28,7 @@ from ledger_service.domain.codes import (
 )
 from ledger_service.errors import ConsentDenied, PermissionDenied, RecordErased, RecordNotFound
 from ledger_service.hub.batching import DisclosureLog
-from ledger_service.records.disclosure import DisclosureRequest, explain_refusal
+from ledger_service.records.disclosure import DisclosureRequest, KeyedRequest, explain_refusal
 from ledger_service.transparency.entries import DisclosureEntry
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,10 @@ class BatchedDisclosureStrategy:
         self._on_disclosure = on_disclosure  # the batcher's wake-up
 
     def disclose(
-        self,
-        record: RecordRow,
-        accessor: str,
-        request: DisclosureRequest,
-        *,
-        key: str | None,
-        request_hash: str,
-        replay: Callable[[], DeliveryRow | None],
+        self, record: RecordRow, accessor: str, request: DisclosureRequest, keyed: KeyedRequest
     ) -> DeliveryRow:
         """Check at a pinned block, then append the disclosure entry and its delivery row atomically."""
+        key, request_hash, replay = keyed.key, keyed.request_hash, keyed.replay
         purpose, reason = request.purpose, request.reason
         rid = bytes.fromhex(record.record_id[2:])
         block = self.ledger.block_number()

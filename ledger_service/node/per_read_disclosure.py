@@ -8,7 +8,6 @@ restart (:meth:`PerReadDisclosureStrategy.finish_traced_disclosures`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from eth_utils import keccak
@@ -21,7 +20,7 @@ from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.models import DeliveryRow, RecordRow
 from ledger_service.domain.codes import EMERGENCY_PURPOSE, hex32, purpose_to_bytes32
 from ledger_service.errors import TransactionReverted
-from ledger_service.records.disclosure import DisclosureRequest
+from ledger_service.records.disclosure import DisclosureRequest, KeyedRequest
 
 
 def _now() -> datetime:
@@ -37,15 +36,10 @@ class PerReadDisclosureStrategy:
         self.ledger = ledger  # the custodian's handle: it sends the disclosures
 
     def disclose(
-        self,
-        record: RecordRow,
-        accessor: str,
-        request: DisclosureRequest,
-        *,
-        key: str | None,
-        request_hash: str,
-        replay: Callable[[], DeliveryRow | None],
+        self, record: RecordRow, accessor: str, request: DisclosureRequest, keyed: KeyedRequest
     ) -> DeliveryRow:
+        # On chain a twin is caught by its traced row, not by asking for a replay between attempts.
+        key, request_hash = keyed.key, keyed.request_hash
         if request.precheck is not None:
             request.precheck()
         try:

@@ -34,7 +34,13 @@ from ledger_service.errors import (
     ValidationError,
 )
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
-from ledger_service.records.disclosure import DisclosureRequest, DisclosureStrategy, account_address, explain_refusal
+from ledger_service.records.disclosure import (
+    DisclosureRequest,
+    DisclosureStrategy,
+    KeyedRequest,
+    account_address,
+    explain_refusal,
+)
 
 # A release claim older than this is taken to be a dead process's (it sent part of the bytes at most).
 STALE_RELEASE = timedelta(minutes=15)
@@ -167,12 +173,7 @@ class ReadService:
             d.still_allowed()
         else:
             delivery = self.disclosure.disclose(
-                record,
-                accessor,
-                d,
-                key=key,
-                request_hash=request_hash,
-                replay=lambda: self._replay(accessor, key, request_hash),
+                record, accessor, d, KeyedRequest(key, request_hash, lambda: self._replay(accessor, key, request_hash))
             )
         return self._release(record, delivery, claim=bool(key))
 

@@ -40,22 +40,23 @@ class DisclosureRequest:
     still_allowed: Callable[[], None]
 
 
+@dataclass(frozen=True)
+class KeyedRequest:
+    """A read's Idempotency-Key (None without one), the hash of what it asks, and ``replay``: the lookup
+    of the delivery of an identical keyed request that finished first (a strategy that retries asks it
+    again before each attempt)."""
+
+    key: str | None
+    request_hash: str
+    replay: Callable[[], DeliveryRow | None]
+
+
 class DisclosureStrategy(Protocol):
     """Logs a read's disclosure durably, before any byte is released, and returns its delivery row."""
 
     def disclose(
-        self,
-        record: RecordRow,
-        accessor: str,
-        request: DisclosureRequest,
-        *,
-        key: str | None,
-        request_hash: str,
-        replay: Callable[[], DeliveryRow | None],
-    ) -> DeliveryRow:
-        """``replay`` looks up the delivery of an identical keyed request that finished first (a strategy
-        that retries asks it again before each attempt)."""
-        ...
+        self, record: RecordRow, accessor: str, request: DisclosureRequest, keyed: KeyedRequest
+    ) -> DeliveryRow: ...
 
 
 def account_address(value: str, field: str) -> str:
