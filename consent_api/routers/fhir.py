@@ -11,7 +11,7 @@ from consent_api.deps import Caller, CurrentCaller, ServicesDep, address_param, 
 from ledger_service.bootstrap import Services
 from ledger_service.fhir_export import Accounts, ConsentFacts, DisclosureFacts, bundle_of
 from ledger_service.hub.consents import consent_summaries
-from ledger_service.hub.disclosures import BatchedDisclosure, Disclosure, accounting_of
+from ledger_service.hub.disclosures import BatchedDisclosure, ChainDisclosure, accounting_of
 
 router = APIRouter(prefix="/v1/fhir", tags=["fhir"])
 
@@ -79,7 +79,7 @@ def audit_event_bundle(
             reason=d.reason,
             timestamp=d.timestamp,
             block_number=d.block_number,
-            tx_hash=d.tx_hash if isinstance(d, Disclosure) else None,
+            tx_hash=d.tx_hash if isinstance(d, ChainDisclosure) else None,
             leaf_index=d.leaf_index if isinstance(d, BatchedDisclosure) else None,
         )
         for d in accounting_of(services.db, services.indexer, services.disclosure_log, patient)

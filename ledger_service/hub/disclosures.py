@@ -24,7 +24,9 @@ from ledger_service.hub.batching import DisclosureLog
 
 
 @dataclass(frozen=True)
-class Disclosure:
+class AccountedDisclosure:
+    """One line of a patient's accounting of disclosures: who read which record version, why and when."""
+
     record_id: str
     version: int
     patient: str
@@ -33,13 +35,19 @@ class Disclosure:
     consent_id: str | None
     emergency: bool
     reason: str | None
-    block_number: int
+    block_number: int  # per-read: the disclosure's block; batched: the block whose state authorized it
     timestamp: int
+
+
+@dataclass(frozen=True)
+class ChainDisclosure(AccountedDisclosure):
+    """A disclosure logged by its own transaction (per-read mode)."""
+
     tx_hash: str
     log_index: int
 
 
-def disclosures_of(db: Database, indexer: EventIndexer, patient: str) -> list[Disclosure]:
+def disclosures_of(db: Database, indexer: EventIndexer, patient: str) -> list[ChainDisclosure]:
     """Newest first."""
     patient = to_checksum_address(patient)
     indexer.catch_up()
@@ -68,7 +76,7 @@ def disclosures_of(db: Database, indexer: EventIndexer, patient: str) -> list[Di
         args = json.loads(event.args)
         emergency = event.name == "EmergencyAccessLogged"
         out.append(
-            Disclosure(
+            ChainDisclosure(
                 record_id=event.record_id or "",
                 version=int(args["version"]),
                 patient=patient,
@@ -87,19 +95,9 @@ def disclosures_of(db: Database, indexer: EventIndexer, patient: str) -> list[Di
 
 
 @dataclass(frozen=True)
-class BatchedDisclosure:
+class BatchedDisclosure(AccountedDisclosure):
     """A disclosure logged as an entry of the batched disclosure log (no transaction of its own)."""
 
-    record_id: str
-    version: int
-    patient: str
-    accessor: str
-    purpose: str
-    consent_id: str | None
-    emergency: bool
-    reason: str | None
-    block_number: int  # the block whose state authorized the release
-    timestamp: int
     leaf_index: int
     proof: dict[str, Any]  # the receipt once anchored, else {"status": "pending", "leafIndex": n}
 
@@ -145,13 +143,13 @@ def batched_disclosures_of(db: Database, log: DisclosureLog, patient: str) -> li
 
 def accounting_of(
     db: Database, indexer: EventIndexer, log: DisclosureLog | None, patient: str
-) -> list[Disclosure | BatchedDisclosure]:
+) -> list[ChainDisclosure | BatchedDisclosure]:
     """Every disclosure of the patient's records, per-read (chain events) and batched (log entries), newest first."""
-    events: list[Disclosure | BatchedDisclosure] = list(disclosures_of(db, indexer, patient))
+    events: list[ChainDisclosure | BatchedDisclosure] = list(disclosures_of(db, indexer, patient))
     if log is not None:
         events.extend(batched_disclosures_of(db, log, patient))
 
-    def newest(d: Disclosure | BatchedDisclosure) -> tuple[int, int, int]:
+    def newest(d: ChainDisclosure | BatchedDisclosure) -> tuple[int, int, int]:
         if isinstance(d, BatchedDisclosure):
             return (d.block_number, 1, d.leaf_index)  # checked at the end of its block: after its events
         return (d.block_number, 0, d.log_index)
