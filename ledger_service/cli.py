@@ -1,4 +1,4 @@
-"""``consent-ledger``: the command line of the ledger (DESIGN.md 6)."""
+"""``consent-ledger``: the command line of the ledger (README, "The command line")."""
 
 from __future__ import annotations
 

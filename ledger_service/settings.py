@@ -1,6 +1,6 @@
 """Service settings: ``CONSENT_LEDGER_*`` environment variables, or a TOML settings file.
 
-With no configuration at all the embedded default applies (DESIGN.md 2): a local anvil
+With no configuration at all the embedded default applies (docs/architecture.md; README, "Quick start"): a local anvil
 with its state in the data dir, the embedded blob store and SQLite under the same dir.
 """
 

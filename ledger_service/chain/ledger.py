@@ -292,8 +292,8 @@ class ConsentLedgerContract:
     def authorizing_consent(
         self, patient: str, grantee: str, record_id: bytes, purpose: bytes, *, block: int | str = "latest"
     ) -> bytes | None:
-        cid = self._check("authorizingConsent", patient, grantee, record_id, purpose, block)
-        return None if cid == ZERO32 else bytes(cid)
+        found = self._check("authorizingConsent", patient, grantee, record_id, purpose, block)
+        return None if found == ZERO32 else bytes(found)
 
     def consent(self, consent_id: bytes) -> tuple[str, int, int, bool]:
         ((patient, valid_from, valid_until, revoked),) = self.view("consent", consent_id)

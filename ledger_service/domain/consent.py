@@ -21,7 +21,7 @@ DOMAIN_NAME: Final = "ConsentLedger"
 DOMAIN_VERSION: Final = "1"
 UINT40_MAX: Final = 2**40 - 1
 
-# The public EIP-712 types (DESIGN.md 3). Field order is part of the type hash.
+# The public EIP-712 types (README, "The contract model"). Field order is part of the type hash.
 EIP712_TYPES: Final[dict[str, list[dict[str, str]]]] = {
     "ConsentGrant": [
         {"name": "patient", "type": "address"},

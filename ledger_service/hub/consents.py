@@ -400,11 +400,11 @@ class ConsentService:
         views: dict[str, dict[str, Any]] = {}
         for row in self._events(patient, ("ConsentGranted", "ConsentRevoked")):
             args = json.loads(row.args)
-            cid = args["consentId"]
+            consent = args["consentId"]
             if row.name == "ConsentGranted":
-                views[cid] = {
+                views[consent] = {
                     "state": ConsentState(
-                        bytes.fromhex(cid[2:]),
+                        bytes.fromhex(consent[2:]),
                         patient,
                         to_checksum_address(args["grantee"]),
                         bytes.fromhex(args["scope"][2:]),
@@ -418,8 +418,8 @@ class ConsentService:
                     "revoked_at": None,
                     "revoke_tx": None,
                 }
-            elif cid in views:
-                view = views[cid]
+            elif consent in views:
+                view = views[consent]
                 state: ConsentState = view["state"]
                 view["state"] = ConsentState(**{**state.__dict__, "revoked": True})
                 view["revoked_at"], view["revoke_tx"] = row.block_timestamp, row.tx_hash
@@ -444,8 +444,8 @@ def scope_kind(scope: bytes, categories: dict[str, bytes]) -> tuple[str, str]:
     """("all" | "category" | "record", a human label) for a consent scope."""
     if scope == ZERO32:
         return "all", "All records"
-    for code, cid in categories.items():
-        if cid == scope:
+    for code, category in categories.items():
+        if category == scope:
             return "category", code
     return "record", hex32(scope)
 

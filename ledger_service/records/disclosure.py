@@ -72,10 +72,12 @@ def explain_refusal(ledger: ConsentLedgerContract, record: RecordRow, accessor: 
     category = category_id(record.category)
     consents: dict[bytes, ConsentState] = {}
     for scope in (rid, category, b"\x00" * 32):
-        cid = consent_id(record.patient, accessor, scope, purpose)
-        patient, valid_from, valid_until, revoked = ledger.consent(cid)
+        candidate = consent_id(record.patient, accessor, scope, purpose)
+        patient, valid_from, valid_until, revoked = ledger.consent(candidate)
         if int(patient, 16) != 0:
-            consents[cid] = ConsentState(cid, patient, accessor, scope, purpose, valid_from, valid_until, revoked)
+            consents[candidate] = ConsentState(
+                candidate, patient, accessor, scope, purpose, valid_from, valid_until, revoked
+            )
     decision = decide(
         AccessRequest(record.patient, accessor, rid, category, purpose),
         consents,
