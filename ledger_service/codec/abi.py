@@ -84,6 +84,19 @@ class DecodedEvent:
     log_index: int
     address: str
 
+    @classmethod
+    def of_log(cls, name: str, args: dict[str, Any], log: Mapping[str, Any]) -> DecodedEvent:
+        """The event ``name`` with ``args``, located where the parsed ``log`` (bytes fields) stands."""
+        return cls(
+            name=name,
+            args=args,
+            block_number=int(log["blockNumber"]),
+            block_hash=bytes(log["blockHash"]),
+            tx_hash=bytes(log["transactionHash"]),
+            log_index=int(log["logIndex"]),
+            address=checksum_address(log["address"]),
+        )
+
 
 # Solidity's built-in revert types.
 _ERROR_STRING = keccak(b"Error(string)")[:4]
@@ -177,12 +190,4 @@ class ContractCodec:
         values = abi_decode([t for _, t in event.data], bytes(log["data"]))
         for (name, abi_type), value in zip(event.data, values, strict=True):
             args[name] = _normalize(value, abi_type)
-        return DecodedEvent(
-            name=event.name,
-            args=args,
-            block_number=int(log["blockNumber"]),
-            block_hash=bytes(log["blockHash"]),
-            tx_hash=bytes(log["transactionHash"]),
-            log_index=int(log["logIndex"]),
-            address=checksum_address(log["address"]),
-        )
+        return DecodedEvent.of_log(event.name, args, log)

@@ -223,13 +223,5 @@ class FastLogDecoder:
                     args = layout.args(topics, log["data"])
                 except _Bad:
                     return self.codec.decode_log(log)
-                return DecodedEvent(
-                    name=layout.name,
-                    args=args,
-                    block_number=int(log["blockNumber"]),
-                    block_hash=bytes(log["blockHash"]),
-                    tx_hash=bytes(log["transactionHash"]),
-                    log_index=int(log["logIndex"]),
-                    address=checksum_address(log["address"]),
-                )
+                return DecodedEvent.of_log(layout.name, args, log)
         return self.codec.decode_log(log)
