@@ -124,7 +124,7 @@ class IdempotencyStore:
         if not key:
             return None
         with self.db.session() as s:
-            row = s.get(IdempotencyRow, f"{accessor}:{key}")
+            row = s.get(IdempotencyRow, IdempotencyStore.scoped(accessor, key))
             if row is None or not self.is_live(row):
                 return None
             if row.request_hash != request_hash:
@@ -139,7 +139,7 @@ class IdempotencyStore:
     def twin_is_unsent(self, s: Session, accessor: str, key: str) -> bool:
         """In a delivery's transaction: whether an identical request committed a delivery first whose bytes
         were not sent yet (that one answers this request)."""
-        done = s.get(IdempotencyRow, f"{accessor}:{key}")
+        done = s.get(IdempotencyRow, IdempotencyStore.scoped(accessor, key))
         if done is None or done.state != "done" or done.result is None or not self.is_live(done):
             return False
         twin = s.get(DeliveryRow, json.loads(done.result)["deliveryId"])
@@ -154,7 +154,7 @@ class IdempotencyStore:
         if key:
             s.merge(
                 IdempotencyRow(
-                    key=f"{accessor}:{key}",
+                    key=IdempotencyStore.scoped(accessor, key),
                     request_hash=request_hash,
                     state=state,
                     result=json.dumps({"deliveryId": delivery_id}),
@@ -166,12 +166,13 @@ class IdempotencyStore:
     def delivery_done(s: Session, accessor: str, key: str | None) -> None:
         """The keyed request's delivery is logged: its key answers replays."""
         if key:
-            s.execute(update(IdempotencyRow).where(IdempotencyRow.key == f"{accessor}:{key}").values(state="done"))
+            scoped = IdempotencyStore.scoped(accessor, key)
+            s.execute(update(IdempotencyRow).where(IdempotencyRow.key == scoped).values(state="done"))
 
     @staticmethod
     def forget_delivery(s: Session, accessor: str, key: str | None) -> None:
         """The keyed request's delivery is dropped (its transaction failed): free the key for a retry."""
         if key:
-            row = s.get(IdempotencyRow, f"{accessor}:{key}")
+            row = s.get(IdempotencyRow, IdempotencyStore.scoped(accessor, key))
             if row is not None:
                 s.delete(row)
