@@ -13,6 +13,7 @@ from types import TracebackType
 
 import requests
 
+from ledger_service.chain.sender import NonceManager
 from ledger_service.errors import ChainUnavailable, ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,7 @@ class AnvilProcess:
             if self._process.poll() is not None:
                 raise ChainUnavailable(f"anvil exited with status {self._process.returncode} (see {self.log_file})")
             if _rpc_ready(self.url):
+                NonceManager.forget_node(self.url)
                 return self
             time.sleep(0.05)
         self.stop()

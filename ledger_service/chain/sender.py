@@ -71,6 +71,14 @@ class NonceManager:
                 manager = cls._shared[key] = cls(rpc, key[1])
             return manager
 
+    @classmethod
+    def forget_node(cls, url: str) -> None:
+        """A node this process starts at ``url`` begins its own count: drop the counters kept for an
+        earlier node at that URL (they would hand out nonces the new chain only queues, never mines)."""
+        with cls._shared_lock:
+            for key in [key for key in cls._shared if key[0] == url]:
+                del cls._shared[key]
+
     def take(self) -> int:
         """Caller must hold ``lock`` so nonces reach the node in order."""
         if self._next is None:

@@ -85,6 +85,17 @@ def test_nonce_manager_is_shared_per_account_and_node(own_chain: Runtime) -> Non
     assert NonceManager.shared(rpc, address) is NonceManager.shared(RpcClient(rpc.url), address.lower())
 
 
+def test_a_node_started_at_a_used_url_gets_fresh_nonce_counters(own_chain: Runtime) -> None:
+    """An anvil started later on a port an earlier one used must not inherit that chain's counter."""
+    rpc = RpcClient(own_chain.settings.effective_rpc_url)
+    address = Account.create().address
+    earlier = NonceManager.shared(rpc, address)
+    with earlier.lock:
+        earlier.take()
+    NonceManager.forget_node(rpc.url)  # what AnvilProcess.start does once its node answers
+    assert NonceManager.shared(rpc, address) is not earlier
+
+
 def _indexer(runtime: Runtime, db_path: Path, confirmations: int = 0) -> EventIndexer:
     db = Database(f"sqlite:///{db_path}")
     db.migrate()
