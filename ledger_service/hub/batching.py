@@ -1,8 +1,9 @@
 """Batched disclosure mode: the disclosure log, its receipts, and the batcher.
 
-In batched mode a release is not logged by its own transaction: its :class:`DisclosureEntry` is appended
-to an RFC 9162 Merkle log kept in the metadata DB (:class:`ledger_service.db.leaf_store.DbLeafStore`), in
-the same DB transaction as its delivery row, before any byte is released. :class:`DisclosureBatcher`
+In batched mode a release is not logged by its own transaction: its :class:`DisclosureEntry` (the accessor's
+signed access request, with the block that authorized it) is appended to an RFC 9162 Merkle log kept in the
+metadata DB (:class:`ledger_service.db.leaf_store.DbLeafStore`), in the same DB transaction as its delivery
+row, before any byte is released. :class:`DisclosureBatcher`
 anchors the log's root on chain (``anchorDisclosureBatch(root, anchoredSize, size)``) every ``batch_size``
 entries or once the oldest unanchored entry is ``batch_interval`` seconds old, and records each anchored
 batch. A patient's disclosure then carries a receipt (:mod:`ledger_service.transparency.receipts`) that

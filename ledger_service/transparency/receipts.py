@@ -3,10 +3,10 @@
 A receipt is JSON::
 
     {
-      "format": "consent-ledger-disclosure-receipt/1",
+      "format": "consent-ledger-disclosure-receipt/2",
       "chainId": 31337,
       "contract": "0x…",                       // the ConsentLedger
-      "entry": {…},                             // DisclosureEntry.to_json(): the disclosure's fields
+      "entry": {…},                             // DisclosureEntry.to_json(): the signed request and its release
       "leafIndex": 5,                           // the entry's index in the disclosure log
       "treeSize": 8,                            // the anchored tree size the proof is for
       "inclusionProof": ["0x…", …],            // RFC 9162 audit path, leaf to root
@@ -14,9 +14,10 @@ A receipt is JSON::
     }
 
 The leaf is ``SHA-256(0x00 || abi.encode(…entry fields…))`` (see :mod:`ledger_service.transparency.entries`).
-:func:`check_receipt` is pure (the proof and the entry); :func:`check_anchor` is pure over the anchoring
-transaction's logs; :func:`ledger_service.audit.fetch.verify_receipt` fetches those from any node of the chain
-and needs nothing else.
+:func:`check_receipt` is pure (the proof, the entry, and the accessor's signature over the entry's request);
+:func:`check_anchor` is pure over the anchoring transaction's logs; :func:`ledger_service.audit.fetch.verify_receipt`
+fetches those (and, for an accessor that is a contract, its ERC-1271 answer) from any node of the chain and
+needs nothing else.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from ledger_service.codec.abi import ContractCodec
 from ledger_service.errors import AuditError
 from ledger_service.transparency.entries import DisclosureEntry, EntryFormatError
 from ledger_service.transparency.merkle import MerkleLog, ProofError, verify_inclusion
+from ledger_service.transparency.signatures import ecdsa_signer
 
-RECEIPT_FORMAT: Final = "consent-ledger-disclosure-receipt/1"
+RECEIPT_FORMAT: Final = "consent-ledger-disclosure-receipt/2"
 
 
 class ReceiptError(AuditError):
@@ -147,13 +149,33 @@ def parse_receipt(data: Any) -> DisclosureReceipt:
         raise ReceiptError(f"malformed receipt: {type(exc).__name__}: {exc}") from exc
 
 
-def check_receipt(receipt: DisclosureReceipt) -> None:
-    """The pure part: the entry belongs to this ledger and its leaf is in the tree of the anchored root."""
+def signed_by_accessor(entry: DisclosureEntry) -> bool:
+    """Whether the entry's signature is its accessor's ECDSA signature over its request (by the ledger's rules).
+    False leaves one way open: an accessor that is a contract may accept it under ERC-1271."""
+    return ecdsa_signer(entry.digest(), entry.signature) == entry.accessor
+
+
+def check_receipt(receipt: DisclosureReceipt, *, contract_signature: bool | None = None) -> None:
+    """The pure part: the entry belongs to this ledger, its request is signed by its accessor (by ECDSA, or,
+    with ``contract_signature`` True, accepted by the accessor contract's ``isValidSignature`` at the entry's
+    block), its release was before the request's deadline, and its leaf is in the tree of the anchored root."""
     entry = receipt.entry
     if entry.chain_id != receipt.chain_id or to_checksum_address(entry.ledger) != receipt.contract:
         raise ReceiptError(
             f"entry is for chain {entry.chain_id} ledger {entry.ledger}; the receipt names chain "
             f"{receipt.chain_id} ledger {receipt.contract}"
+        )
+    if not signed_by_accessor(entry) and contract_signature is not True:
+        signer = ecdsa_signer(entry.digest(), entry.signature)
+        raise ReceiptError(
+            f"the entry's request (digest 0x{entry.digest().hex()}) must be signed by its accessor {entry.accessor}; "
+            + (f"it is signed by {signer}" if signer else "its signature is no valid ECDSA signature")
+            + ("" if contract_signature is None else " and the accessor contract refuses it (ERC-1271)")
+        )
+    if entry.timestamp > entry.deadline:
+        raise ReceiptError(
+            f"the request's deadline is {entry.deadline}; it was released later, at {entry.timestamp} "
+            f"(block {entry.block_number})"
         )
     if receipt.tree_size != receipt.anchor.to_index:
         raise ReceiptError(f"tree size {receipt.tree_size} differs from the anchored size {receipt.anchor.to_index}")

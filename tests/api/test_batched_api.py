@@ -77,7 +77,7 @@ def test_a_disclosure_carries_a_receipt_that_verifies_offline(batched_api: Api, 
     for d in listed:
         proof = d["proof"]
         assert isinstance(proof, dict)
-        assert proof["format"] == "consent-ledger-disclosure-receipt/1"
+        assert proof["format"] == "consent-ledger-disclosure-receipt/2"
         assert proof["leafIndex"] == d["leafIndex"] and proof["treeSize"] == anchor.to_index
         assert proof["anchor"]["txHash"] == "0x" + anchor.tx_hash.hex()
         assert proof["entry"]["accessor"] == clinic and proof["entry"]["purpose"] == d["purpose"]

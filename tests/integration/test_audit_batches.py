@@ -14,15 +14,18 @@ from ledger_service.audit.fetch import fetch_trail, verify_receipt
 from ledger_service.audit.verifier import OperatorLog, verify
 from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.cli import main as cli_main
-from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
+from ledger_service.domain.codes import ZERO32
+from ledger_service.domain.consent import EmergencyAccessRequest, typed_data
 from ledger_service.runtime import Runtime
-from ledger_service.settings import Settings
+from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog
 from ledger_service.transparency.receipts import Anchor, ReceiptError, make_receipt
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
+
+CLINIC_KEY = ANVIL_DEV_KEYS[1]  # the demo clinic (anvil account #1)
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +44,19 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime,
             block = services.rpc.block_number()
             timestamp = int(services.rpc.get_block(block)["timestamp"], 16)
             log = MerkleLog()
-            for i in range(6):
+            for i in range(6):  # six break-glass reads, each the clinic's own signed request
+                request = EmergencyAccessRequest(
+                    patient, clinic, bytes.fromhex(created.record_id[2:]), 1, bytes([i + 1]) * 32, i, timestamp + 600
+                )
+                signed = Account.sign_typed_data(CLINIC_KEY, full_message=typed_data(services.domain, request))
                 log.append(
-                    DisclosureEntry(
-                        runtime.deployment.chain_id,
-                        runtime.deployment.ledger_address,
-                        bytes.fromhex(created.record_id[2:]),
-                        1,
-                        patient,
-                        clinic,
-                        purpose_to_bytes32("ETREAT"),
-                        ZERO32,
-                        bytes([i + 1]) * 32,
-                        block,
-                        timestamp + i,
+                    DisclosureEntry.of_request(
+                        request,
+                        bytes(signed.signature),
+                        domain=services.domain,
+                        consent_id=ZERO32,
+                        block_number=block,
+                        timestamp=timestamp,
                     ).encode()
                 )
             anchors = []

@@ -1,18 +1,21 @@
 """Batched disclosure mode end to end on a private anvil (the batch head is global per contract).
 
-Reads append to the DB's Merkle log instead of logging a transaction; the batcher anchors roots;
-receipts verify against the chain alone; the verifier reads the operator's log from the DB; a read
-fails closed when the entry cannot be written; the batcher adopts an anchor whose DB row was lost.
+Reads append to the DB's Merkle log instead of logging a transaction; each entry holds the accessor's
+signed request, and the hub appends none that is not the accessor's, for this read, in time and new
+(each refusal played as the attack: a request handed to the hub that it must not log); the batcher
+anchors roots; receipts verify against the chain alone; the verifier reads the operator's log from the
+DB; a read fails closed when the entry cannot be written; the batcher adopts an anchor whose DB row was lost.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +28,35 @@ from sqlalchemy.orm import Session
 
 from ledger_service.audit.cli import add_audit_commands
 from ledger_service.audit.fetch import verify_receipt
-from ledger_service.bootstrap import Services, bootstrap
+from ledger_service.bootstrap import Services, admin_ledger, bootstrap
+from ledger_service.chain.sender import TransactionSender
+from ledger_service.codec import eip712
 from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.leaf_store import DbLeafStore, LogAppendConflict
 from ledger_service.db.models import DeliveryRow, DisclosureBatchRow, DisclosureLogEntryRow
-from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
-from ledger_service.domain.consent import ConsentGrant, Eip712Domain, typed_data
-from ledger_service.errors import ConsentDenied, PermissionDenied
+from ledger_service.db.records import anchored_record
+from ledger_service.domain.codes import ZERO32, hex32, purpose_to_bytes32
+from ledger_service.domain.consent import AccessRequest, ConsentGrant, Eip712Domain, typed_data
+from ledger_service.errors import ConsentDenied, PermissionDenied, SignatureError
 from ledger_service.hub.batching import DisclosureBatcher
 from ledger_service.node.reads import RecordContent
+from ledger_service.records.disclosure import DisclosureRequest, KeyedRequest, SignedAccess
 from ledger_service.runtime import Runtime
-from ledger_service.settings import Settings
+from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog, root_of_entries
 from ledger_service.transparency.receipts import Anchor, ReceiptError
+from ledger_service.transparency.signatures import ecdsa_signer
 from tests.conftest import free_port, fresh_database_url
 
 pytestmark = pytest.mark.integration
 
 BATCH_SIZE = 4
+CLINIC_KEY, LAB_KEY = ANVIL_DEV_KEYS[1], ANVIL_DEV_KEYS[2]  # the demo providers' keys (anvil accounts #1, #2)
+# Runtime code of an ERC-1271 wallet that accepts every signature (returns bytes32(0x1626ba7e)), and of one
+# that accepts none (returns a zero word).
+ACCEPTING_WALLET = "0x631626ba7e60e01b60005260206000f3"
+REFUSING_WALLET = "0x60206000f3"
 
 
 @dataclass
@@ -68,12 +81,12 @@ class Env:
             purpose_to_bytes32(purpose),
             0,
             0,
-            ledger.nonce(patient.address),
+            ledger.lowest_unused_nonce(patient.address),
             int(self.services.rpc.get_block("latest")["timestamp"], 16) + 600,
         )
         domain = Eip712Domain(self.runtime.deployment.chain_id, self.runtime.deployment.ledger_address)
         signature = Account.sign_typed_data(patient.key, full_message=typed_data(domain, grant)).signature
-        ledger.grant_by_sig(grant, bytes(signature))
+        ledger.send_signed(grant, bytes(signature))
         return grant.consent_id
 
     def record(self, patient: str, content: bytes = b"K 4.1 mmol/L", provider: str | None = None) -> str:
@@ -85,6 +98,46 @@ class Env:
             content=[content],
         )
         return created.record_id
+
+    def request(
+        self,
+        record_id: str,
+        patient: str,
+        *,
+        accessor: str | None = None,
+        version: int = 1,
+        purpose: str = "TREAT",
+        deadline: int | None = None,
+    ) -> AccessRequest:
+        """An access request as a node would sign it, with a nonce of its own (unordered nonces)."""
+        return AccessRequest(
+            patient,
+            accessor or self.clinic,
+            bytes.fromhex(record_id[2:]),
+            version,
+            purpose_to_bytes32(purpose),
+            secrets.randbits(128),
+            self.services.chain_time() + 600 if deadline is None else deadline,
+        )
+
+    def signed(self, request: AccessRequest, key: str = CLINIC_KEY) -> SignedAccess:
+        signature = Account.sign_typed_data(key, full_message=typed_data(self.services.domain, request)).signature
+        return SignedAccess(request, bytes(signature), eip712.digest(self.services.domain, request))
+
+    def hand_to_hub(self, record_id: str, signed: SignedAccess, *, accessor: str | None = None) -> DeliveryRow:
+        """Hand the hub's batched strategy a read with this signed request, as a node (honest or not) would."""
+        record = anchored_record(self.services.db, record_id)
+        read = DisclosureRequest(
+            purpose="TREAT",
+            reason=None,
+            sign=lambda: signed,
+            precheck=None,
+            refused_by="AccessNotAuthorized",
+            refusal=lambda: ConsentDenied("refused"),
+            still_allowed=lambda: None,
+        )
+        accessor = accessor or self.clinic
+        return self.services.reads.disclosure.disclose(record, accessor, read, KeyedRequest(None, "h", lambda: None))
 
     def access_events(self, from_block: int) -> int:
         codec = self.services.ledger.codec
@@ -165,6 +218,102 @@ def test_batched_read_logs_an_entry_and_a_delivery_but_no_access_event(env: Env)
         "0x" + consent.hex(),
         False,
     )
+    # The entry is the clinic's own signed request: it recovers to the clinic, and the row keeps it.
+    assert isinstance(entry.request(), AccessRequest) and ecdsa_signer(entry.digest(), entry.signature) == env.clinic
+    assert entry.deadline >= entry.timestamp
+    assert row.request_digest == hex32(entry.digest())
+    assert row.signed_request is not None and SignedAccess.from_json(row.signed_request).signature == entry.signature
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["another key", "past deadline", "another record", "another purpose", "a version to come", "a wrong digest"],
+)
+def test_the_hub_appends_no_request_that_is_not_the_accessors_for_this_read(env: Env, attack: str) -> None:
+    """A request handed to the hub that the clinic did not sign, or not for this read, or no longer usable,
+    is refused before any entry exists: the operator cannot log a disclosure in the clinic's name."""
+    services = env.services
+    ivy = env.patient()
+    env.grant(ivy, env.clinic)
+    record_id = env.record(ivy.address)
+    other_record = env.record(ivy.address, b"another")
+    request = env.request(record_id, ivy.address)
+    if attack == "another key":
+        signed = env.signed(request, LAB_KEY)
+    elif attack == "past deadline":
+        signed = env.signed(replace(request, deadline=services.chain_time() - 1))
+    elif attack == "another record":
+        signed = env.signed(replace(request, record_id=bytes.fromhex(other_record[2:])))
+    elif attack == "another purpose":
+        signed = env.signed(replace(request, purpose=purpose_to_bytes32("HPAYMT")))
+    elif attack == "a version to come":
+        signed = env.signed(replace(request, version=2))
+    else:
+        signed = replace(env.signed(request), digest=keccak(b"another request"))
+    size = services.disclosure_log.size()
+    with pytest.raises(SignatureError) as refused:
+        env.hand_to_hub(record_id, signed)
+    assert refused.value.details["reason"] in {"bad-signature", "deadline-passed", "bad-request"}
+    assert services.disclosure_log.size() == size and _deliveries(services, record_id) == []
+    env.hand_to_hub(record_id, env.signed(request))  # the clinic's own request for this read is logged
+    assert services.disclosure_log.size() == size + 1
+
+
+def test_a_signed_request_is_logged_once_and_not_once_its_nonce_is_spent(env: Env) -> None:
+    services = env.services
+    jay = env.patient()
+    env.grant(jay, env.clinic)
+    record_id = env.record(jay.address)
+    signed = env.signed(env.request(record_id, jay.address))
+    env.hand_to_hub(record_id, signed)
+    size = services.disclosure_log.size()
+    with pytest.raises(SignatureError, match="already logged"):
+        env.hand_to_hub(record_id, signed)  # replayed to the hub: one request, one disclosure
+    # A request whose nonce is spent on chain (here the clinic cancelled it: invalidateNonce) is not logged.
+    cancelled = env.signed(env.request(record_id, jay.address))
+    clinic = TransactionSender(services.rpc, CLINIC_KEY, services.ledger.codec, chain_id=services.deployment.chain_id)
+    clinic.transact(
+        services.ledger.address,
+        services.ledger.encode("invalidateNonce", cancelled.message.nonce),
+        action="invalidateNonce",
+    )
+    with pytest.raises(SignatureError, match="already used on chain"):
+        env.hand_to_hub(record_id, cancelled)
+    assert services.disclosure_log.size() == size and len(_deliveries(services, record_id)) == 1
+
+
+def test_a_contract_accessor_signs_under_erc1271_and_the_auditor_agrees(
+    env: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider that is a contract has no key: the hub asks its isValidSignature at the pinned block."""
+    services = env.services
+    if env.settings.database_url:
+        monkeypatch.setenv("CONSENT_LEDGER_DATABASE_URL", env.settings.database_url)
+    wallet = Account.create().address
+    services.rpc.request("anvil_setCode", [wallet, REFUSING_WALLET])
+    admin_ledger(env.settings, env.runtime.deployment, services.rpc).onboard_provider(wallet, "Wallet Clinic")
+    kim = env.patient()
+    env.grant(kim, wallet)
+    record_id = env.record(kim.address)
+    approval = b"approved by two of three officers"
+
+    def wallet_request() -> SignedAccess:
+        request = env.request(record_id, kim.address, accessor=wallet)
+        return SignedAccess(request, approval, eip712.digest(services.domain, request))
+
+    size = services.disclosure_log.size()
+    with pytest.raises(SignatureError, match="ERC-1271"):
+        env.hand_to_hub(record_id, wallet_request(), accessor=wallet)
+    assert services.disclosure_log.size() == size
+    services.rpc.request("anvil_setCode", [wallet, ACCEPTING_WALLET])
+    row = env.hand_to_hub(record_id, wallet_request(), accessor=wallet)
+    entry = DisclosureEntry.decode(services.disclosure_log.merkle.entry(size))
+    assert (row.leaf_index, entry.accessor, entry.signature) == (size, wallet, approval)
+    services.batcher.anchor_now()
+    argv = ["verify", "--data-dir", str(env.settings.data_dir), "--json", "--no-progress"]
+    assert _cli(argv) == 0, capsys.readouterr().out
+    assert json.loads(capsys.readouterr().out)["ok"]
+    assert verify_receipt(services.disclosure_log.proof(size), services.rpc).entry.accessor == wallet
 
 
 def test_emergency_read_is_an_etreat_entry_and_needs_the_role(env: Env) -> None:
@@ -396,19 +545,20 @@ def test_verify_uses_the_db_log_and_flags_a_tampered_entry(
     assert report["summary"]["disclosures"] == 0  # not one AccessLogged event in this deployment
     assert any("disclosure log" in note for note in report["notes"])
 
-    # Tamper with one anchored entry: its release time moves by a second.
+    # Tamper with one anchored entry: its release time (word 13) moves by a second.
     leaf = services.disclosure_log.size() - 2
     with services.db.session() as s:
         original = s.execute(
             select(DisclosureLogEntryRow.entry).where(DisclosureLogEntryRow.leaf_index == leaf)
         ).scalar_one()
-        tampered = bytes(original[:-1]) + bytes([original[-1] ^ 1])
+        at = 32 * 13 + 31
+        tampered = bytes(original[:at]) + bytes([original[at] ^ 1]) + bytes(original[at + 1 :])
         s.execute(update(DisclosureLogEntryRow).where(DisclosureLogEntryRow.leaf_index == leaf).values(entry=tampered))
     try:
         assert _cli(argv) == 1
         report = json.loads(capsys.readouterr().out)
         codes = {v["code"] for v in report["violations"]}
-        assert "batch-root-mismatch" in codes, report["violations"]
+        assert {"batch-root-mismatch", "batch-entry-time-mismatch"} <= codes, report["violations"]
     finally:
         with services.db.session() as s:
             s.execute(
@@ -440,7 +590,10 @@ def test_two_processes_append_to_one_db_log_without_losing_an_index(tmp_path: Pa
             ZERO32,
             ZERO32,
             n,
+            n + 600,
             n,
+            n,
+            b"\x01" * 65,  # the store keeps entries as they come: no signature is checked here
         ).encode()
 
     taken: list[int] = []
