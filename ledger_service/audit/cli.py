@@ -166,7 +166,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ledger_service.audit.fetch import fetch_trail
     from ledger_service.audit.gcpause import paused_gc
     from ledger_service.audit.report_html import render_html
-    from ledger_service.audit.sources import disclosure_log_file, entry_blocks, operator_log, operator_records
+    from ledger_service.audit.sources import disclosure_log_file, log_entries, operator_log, operator_records
     from ledger_service.audit.verifier import OperatorLog, OperatorRecords, Scope, verify
     from ledger_service.blobs import BlobStore
     from ledger_service.bootstrap import auditor_blob_store, auditor_rpc, blob_store, database, node_url
@@ -209,7 +209,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 rpc,
                 contract,
                 from_block=start,
-                extra_blocks=entry_blocks(log, patient=args.patient),
+                entries=log_entries(log, patient=args.patient),
                 progress=progress,
                 patient=args.patient,
             )

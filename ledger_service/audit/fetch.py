@@ -4,8 +4,11 @@
 only; this module fetches it with an :class:`~ledger_service.chain.rpc.RpcClient`. :func:`fetch_trail`
 needs only a JSON-RPC URL (an auditor's own node), the ledger's address and the block to start from (its
 deployment block, or 0). It reads every event of the contract with batched ``eth_getLogs`` over block
-ranges, the timestamps of the blocks they are in with batched ``eth_getBlockByNumber``, and decodes them
-into a :class:`~ledger_service.audit.trail.Trail`.
+ranges, the timestamps of the blocks they are in with batched ``eth_getBlockByNumber``, the transaction of
+every event that names a party with batched ``eth_getTransactionByHash`` (its input decoded into the act:
+who sent it, and for a by-signature call the signed message and its signature), and, for a party that is a
+contract, its ERC-1271 answers by batched ``eth_call``; and hands it all over as a
+:class:`~ledger_service.audit.trail.Trail` of plain data. Judging the signatures is the verifier's.
 """
 
 from __future__ import annotations
@@ -16,34 +19,67 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from ledger_service.audit.trail import TRAIL_EVENTS, Progress, Trail, build_trail, no_progress
-from ledger_service.chain.ledger import ledger_codec
+from ledger_service.audit.trail import (
+    ATTRIBUTED_EVENTS,
+    TRAIL_EVENTS,
+    Act,
+    CallDecoder,
+    Progress,
+    SignatureClaim,
+    Trail,
+    build_trail,
+    no_progress,
+)
+from ledger_service.chain.ledger import BY_SIG_FUNCTION, ledger_codec
 from ledger_service.chain.rpc import RpcClient
-from ledger_service.codec.abi import ContractCodec
+from ledger_service.codec import eip712
+from ledger_service.codec.abi import ContractCodec, DecodedEvent
 from ledger_service.codec.logs import FastLogDecoder
 from ledger_service.codec.primitives import checksum_address, hex_to_bytes, parse_log
+from ledger_service.domain.consent import Eip712Domain
 from ledger_service.errors import AuditError, ChainError
+from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.receipts import (
     DisclosureReceipt,
     ReceiptError,
     check_anchor,
     check_receipt,
     parse_receipt,
+    signed_by_accessor,
 )
+from ledger_service.transparency.signatures import ERC1271_GAS, erc1271_accepted, erc1271_call, signing_party
 
 LOG_RANGE: Final = 5_000  # blocks per eth_getLogs request
 RPC_BATCH: Final = 50  # requests per JSON-RPC batch
+TX_BATCH: Final = 200  # eth_getTransactionByHash per JSON-RPC batch (small answers: many per round trip)
 
 T = TypeVar("T")
 
 
 def verify_receipt(receipt_json: Any, rpc: RpcClient, *, codec: ContractCodec | None = None) -> DisclosureReceipt:
-    """Check a receipt against the chain alone; returns it parsed, or raises :class:`ReceiptError`."""
+    """Check a receipt against the chain alone; returns it parsed, or raises :class:`ReceiptError`.
+
+    Beside the proof and the anchor: the entry's request is its accessor's (ECDSA, or, for an accessor that
+    is a contract, ``isValidSignature`` at the entry's block), and the entry's block has the entry's time."""
     receipt = parse_receipt(receipt_json)
-    check_receipt(receipt)
+    entry = receipt.entry
     chain_id = rpc.chain_id()
     if chain_id != receipt.chain_id:
         raise ReceiptError(f"the node is on chain {chain_id}; the receipt is for chain {receipt.chain_id}")
+    contract_signature = None
+    if not signed_by_accessor(entry) and fetch_contract_parties(rpc, [entry.accessor], at_block=entry.block_number):
+        claim = (entry.accessor, entry.digest(), entry.signature)
+        contract_signature = fetch_contract_signatures(rpc, [(claim, entry.block_number)])[claim]
+    check_receipt(receipt, contract_signature=contract_signature)
+    try:
+        released_in = rpc.get_block(entry.block_number)
+    except ChainError as exc:
+        raise ReceiptError(f"the entry's block {entry.block_number} is not on this chain") from exc
+    if int(released_in["timestamp"], 16) != entry.timestamp:
+        raise ReceiptError(
+            f"the entry says block {entry.block_number} is at {entry.timestamp}; the chain says "
+            f"{int(released_in['timestamp'], 16)}"
+        )
     tx = rpc.receipt(receipt.anchor.tx_hash)
     if tx is None:
         raise ReceiptError(f"anchoring tx 0x{receipt.anchor.tx_hash.hex()} is not on this chain")
@@ -236,6 +272,115 @@ def fetch_block_headers(
     return headers
 
 
+def fetch_transactions(
+    rpc: RpcClient, tx_hashes: Iterable[bytes], *, progress: Progress = no_progress
+) -> dict[bytes, dict[str, Any]]:
+    """``tx hash -> transaction`` (as the node returns it) by batched ``eth_getTransactionByHash``."""
+    wanted = list(dict.fromkeys(tx_hashes))
+    found: dict[bytes, dict[str, Any]] = {}
+    for group in _chunks(wanted, TX_BATCH):
+        results = rpc.batch([("eth_getTransactionByHash", ["0x" + h.hex()]) for h in group])
+        for tx_hash, tx in zip(group, results, strict=True):
+            if tx is None:
+                raise AuditError(f"the node does not have transaction 0x{tx_hash.hex()} (the chain reorganized?)")
+            found[tx_hash] = tx
+        progress("reading transactions", len(found), len(wanted))
+    return found
+
+
+def fetch_acts(
+    rpc: RpcClient,
+    contract: str,
+    events: Sequence[DecodedEvent],
+    codec: ContractCodec,
+    *,
+    progress: Progress = no_progress,
+) -> dict[bytes, Act]:
+    """The :class:`Act` of the transaction of every event in ``events`` that names a party."""
+    located = {e.tx_hash: e.block_number for e in events if e.name in _ATTRIBUTED}
+    transactions = fetch_transactions(rpc, located, progress=progress)
+    decoder = CallDecoder(codec, BY_SIG_FUNCTION)
+    acts: dict[bytes, Act] = {}
+    for tx_hash, tx in transactions.items():
+        block = tx.get("blockNumber")
+        if block is None or int(block, 16) != located[tx_hash]:
+            raise AuditError(
+                f"transaction 0x{tx_hash.hex()} is in block {block}, its event in block {located[tx_hash]}: "
+                "the chain reorganized; verify again once it is final"
+            )
+        acts[tx_hash] = decoder.act(str(tx["from"]), tx.get("to"), contract, hex_to_bytes(tx.get("input")))
+    return acts
+
+
+_ATTRIBUTED: Final = frozenset(ATTRIBUTED_EVENTS)
+
+
+def fetch_contract_parties(rpc: RpcClient, parties: Iterable[str], *, at_block: int) -> set[str]:
+    """Those of ``parties`` that have code at ``at_block``: the accounts whose signature may be ERC-1271's.
+
+    Read once per party, at the last block audited: an ordinary account has no code, so an all-ECDSA history
+    costs one batched ``eth_getCode`` per party, not one per act."""
+    wanted = sorted(set(parties))
+    contracts: set[str] = set()
+    for group in _chunks(wanted, RPC_BATCH * 2):
+        codes = rpc.batch([("eth_getCode", [party, hex(at_block)]) for party in group])
+        contracts.update(party for party, code in zip(group, codes, strict=True) if hex_to_bytes(code))
+    return contracts
+
+
+def fetch_contract_signatures(
+    rpc: RpcClient, claims: Iterable[tuple[SignatureClaim, int]], *, progress: Progress = no_progress
+) -> dict[SignatureClaim, bool]:
+    """The ERC-1271 verdict of each ``(party, digest, signature)`` claim: ``isValidSignature(digest, signature)``
+    called on the party at the claim's block, gas-bounded; a revert or any other answer than the magic value
+    is a refusal."""
+    checks = list(dict(claims).items())
+    verdicts: dict[SignatureClaim, bool] = {}
+    for group in _chunks(checks, RPC_BATCH):
+        calls = [
+            (
+                "eth_call",
+                [
+                    {"to": party, "data": "0x" + erc1271_call(digest, signature).hex(), "gas": hex(ERC1271_GAS)},
+                    hex(block),
+                ],
+            )
+            for (party, digest, signature), block in group
+        ]
+        for (claim, _block), response in zip(group, rpc.batch_responses(calls), strict=True):
+            verdicts[claim] = not response.get("error") and erc1271_accepted(hex_to_bytes(response.get("result")))
+        progress("checking contract signatures", len(verdicts), len(checks))
+    return verdicts
+
+
+def _contract_signatures(
+    rpc: RpcClient,
+    acts: dict[bytes, Act],
+    located: dict[bytes, int],
+    domain: Eip712Domain,
+    entries: Sequence[DisclosureEntry],
+    *,
+    at_block: int,
+    progress: Progress,
+) -> dict[SignatureClaim, bool]:
+    """ERC-1271 verdicts for what a contract party signed: its signed acts' messages and its batched entries'
+    requests (digests are computed for those parties only)."""
+    signed = [(tx_hash, act) for tx_hash, act in acts.items() if act.message is not None]
+    ours = [e for e in entries if e.chain_id == domain.chain_id and e.ledger == domain.verifying_contract]
+    parties = {signing_party(act.message) for _tx, act in signed if act.message is not None}
+    contracts = fetch_contract_parties(rpc, parties | {e.accessor for e in ours}, at_block=at_block)
+    if not contracts:
+        return {}
+    claims: list[tuple[SignatureClaim, int]] = []
+    for tx_hash, act in signed:
+        assert act.message is not None
+        party = signing_party(act.message)
+        if party in contracts:
+            claims.append(((party, eip712.digest(domain, act.message), act.signature), located[tx_hash]))
+    claims += [((e.accessor, e.digest(), e.signature), e.block_number) for e in ours if e.accessor in contracts]
+    return fetch_contract_signatures(rpc, claims, progress=progress)
+
+
 def fetch_trail(
     rpc: RpcClient,
     contract: str,
@@ -247,11 +392,16 @@ def fetch_trail(
     progress: Progress = no_progress,
     patient: str | None = None,
     cache: PatientLogCache | None = None,
+    entries: Iterable[DisclosureEntry] = (),
+    with_acts: bool = True,
 ) -> Trail:
     """Read the ledger's events in ``[from_block, to_block]`` (default: up to the head) into a :class:`Trail`.
 
-    ``extra_blocks`` are blocks whose timestamps are wanted besides the events' own (e.g. the blocks
-    that batched disclosure-log entries name). With ``patient``, only that patient's events and the
+    Each event that names a party comes with its transaction's act (``with_acts``; without, the trail has no
+    acts and the verifier checks no signer). ``entries`` are the operator's batched disclosure-log entries:
+    their blocks' timestamps are read, and their signatures' ERC-1271 verdicts where the accessor is a
+    contract. ``extra_blocks`` are more blocks whose timestamps are wanted besides the events' own (e.g. the
+    blocks that batched disclosure-log entries name). With ``patient``, only that patient's events and the
     global ones are read (the node filters them), so the cost follows the patient's history, not the
     chain's; a ``cache`` keeps them between calls, so a repeated audit reads only the new blocks.
     Raises :class:`AuditError` if a block's hash changed while reading (a reorganization):
@@ -276,9 +426,9 @@ def fetch_trail(
     # By slicing the ABI layouts (the same results as codec.decode_log over parse_log: see codec/logs.py).
     decode = FastLogDecoder(codec, parse_log).decode_raw
     decoded = [event for event in map(decode, raw_logs) if event is not None]
-    headers = fetch_block_headers(
-        rpc, [e.block_number for e in decoded] + [b for b in extra_blocks if b <= to_block], progress=progress
-    )
+    entries = [e for e in entries if e.block_number <= to_block]
+    blocks = [e.block_number for e in decoded] + [b for b in extra_blocks if b <= to_block]
+    headers = fetch_block_headers(rpc, blocks + [e.block_number for e in entries], progress=progress)
     for event in decoded:
         _timestamp, block_hash = headers[event.block_number]
         if block_hash != event.block_hash:
@@ -288,4 +438,15 @@ def fetch_trail(
             )
     trail = build_trail(chain_id, contract, from_block, to_block, decoded, {n: t for n, (t, _h) in headers.items()})
     trail.patient = patient
+    if with_acts:
+        trail.acts = fetch_acts(rpc, contract, decoded, codec, progress=progress)
+        trail.contract_signatures = _contract_signatures(
+            rpc,
+            trail.acts,
+            {e.tx_hash: e.block_number for e in decoded},
+            Eip712Domain(chain_id, contract),
+            entries,
+            at_block=to_block,
+            progress=progress,
+        )
     return trail

@@ -13,6 +13,7 @@ from ledger_service.audit.verifier import Delivery, OperatorLog, OperatorRecords
 from ledger_service.db.database import Database
 from ledger_service.db.models import DataKeyRow, DeliveryRow, DisclosureLogEntryRow, RecordRow, RecordVersionRow
 from ledger_service.errors import AuditError
+from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog
 
 
@@ -44,6 +45,7 @@ def operator_records(db: Database, *, patient: str | None = None) -> OperatorRec
                 -1 if log_index is None else int(log_index),
                 status,
                 None if leaf_index is None else int(leaf_index),
+                request_digest,
             )
             for (
                 row_id,
@@ -60,6 +62,7 @@ def operator_records(db: Database, *, patient: str | None = None) -> OperatorRec
                 log_index,
                 status,
                 leaf_index,
+                request_digest,
             ) in s.execute(
                 select(
                     d.id,
@@ -76,6 +79,7 @@ def operator_records(db: Database, *, patient: str | None = None) -> OperatorRec
                     d.log_index,
                     d.status,
                     d.leaf_index,
+                    d.request_digest,
                 )
                 # A pending row is a disclosure still in flight (its receipt not yet seen): no bytes
                 # were released for it, and recovery turns it into a logged row or drops it.
@@ -144,20 +148,24 @@ def operator_log(db: Database) -> OperatorLog | None:
     return OperatorLog(entries, MerkleLog(DbLeafStore(db)).consistency_proof)
 
 
-def entry_blocks(log: OperatorLog | None, *, patient: str | None = None) -> list[int]:
-    """The blocks batched entries (of ``patient``, if given) name, whose timestamps the verifier needs
-    beside the events'."""
-    from ledger_service.transparency.entries import DisclosureEntry
-
-    blocks: list[int] = []
+def log_entries(log: OperatorLog | None, *, patient: str | None = None) -> list[DisclosureEntry]:
+    """The batched entries (of ``patient``, if given) that decode: the chain is read for their blocks'
+    timestamps and, for an accessor that is a contract, for its verdict on their signatures."""
+    entries: list[DisclosureEntry] = []
     for raw in log.entries if log is not None else []:
         try:
             entry = DisclosureEntry.decode(raw)
         except AuditError:
             continue  # a malformed entry is reported by the verifier itself
         if patient is None or to_checksum_address(entry.patient) == patient:
-            blocks.append(entry.block_number)
-    return blocks
+            entries.append(entry)
+    return entries
+
+
+def entry_blocks(log: OperatorLog | None, *, patient: str | None = None) -> list[int]:
+    """The blocks batched entries (of ``patient``, if given) name, whose timestamps the verifier needs
+    beside the events'."""
+    return [entry.block_number for entry in log_entries(log, patient=patient)]
 
 
 def disclosure_log_file(path: Path) -> OperatorLog:

@@ -9,6 +9,14 @@ replaying the events in chain order (consents, revocations, delegations, roles, 
 records) and asking the domain rule (:func:`ledger_service.domain.consent.decide`) at each
 disclosure's block time.
 
+Nor is any act taken on the contract's word that its party made it (docs/architecture.md, "Signed acts"):
+every event that names a party is matched with its transaction's act. For a by-signature call the EIP-712
+digest of the signed message is recomputed, the ECDSA signer recovered (by the contract's rules) and
+required to be the party the event names (a contract party may accept it under ERC-1271 instead: the
+trail carries that verdict), and the event required to state what the message says; for a direct call the
+transaction's sender must be the party. Every batched disclosure-log entry's signed request is checked the
+same way.
+
 Each problem becomes a :class:`Violation` with a stable ``code`` (see :data:`VIOLATION_CODES`) and a
 message that says what was expected and what was found, naming the record, block, transaction and
 entry (delivery row id or disclosure-log leaf index) it concerns.
@@ -26,20 +34,25 @@ from typing import Any, Final, Protocol
 from eth_utils import keccak, to_checksum_address
 
 from ledger_service.audit.trail import (
+    Act,
+    At,
     BatchAnchor,
     CategoryEvent,
     ConsentEvent,
     DelegationEvent,
     DisclosureEvent,
+    EncryptionKeyEvent,
     Progress,
     RecordErasure,
     RoleEvent,
+    SignatureClaim,
     Trail,
     TrailEvent,
     VersionAnchored,
     no_progress,
 )
 from ledger_service.blobs.cid import Cid
+from ledger_service.codec import eip712
 from ledger_service.domain.codes import (
     EMERGENCY_PURPOSE,
     EMERGENCY_ROLE,
@@ -48,8 +61,26 @@ from ledger_service.domain.codes import (
     ZERO32,
     purpose_from_bytes32,
 )
-from ledger_service.domain.consent import AccessRequest, ConsentState, Delegation, decide, fast_consent_id
-from ledger_service.domain.records import chain_breaks
+from ledger_service.domain.consent import (
+    AccessQuery,
+    AccessRequest,
+    ConsentGrant,
+    ConsentRevoke,
+    ConsentState,
+    DelegateGrant,
+    DelegateRevoke,
+    Delegation,
+    Eip712Domain,
+    EmergencyAccessRequest,
+    EncryptionKey,
+    RecordAmend,
+    RecordAnchor,
+    RecordErase,
+    SignedMessage,
+    decide,
+    fast_consent_id,
+)
+from ledger_service.domain.records import chain_breaks, record_id_of
 from ledger_service.errors import (
     AuditError,
     BlobError,
@@ -60,6 +91,7 @@ from ledger_service.errors import (
 )
 from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import EMPTY_ROOT, MerkleLog, ProofError, verify_consistency
+from ledger_service.transparency.signatures import ecdsa_signer
 
 VIOLATION_CODES: Final[dict[str, str]] = {
     "blob-missing": "A record version's ciphertext (or one block of it) is not in the blob store.",
@@ -90,7 +122,7 @@ VIOLATION_CODES: Final[dict[str, str]] = {
     "disclosure-consent-mismatch": "A disclosure names another consent than the one the event history says applies.",
     "disclosure-unknown-record": "A disclosure names a record that did not exist at its block.",
     "disclosure-erased-record": "A disclosure of a record that was already erased.",
-    "disclosure-version-mismatch": "A disclosure names another version than the record's head at its block.",
+    "disclosure-version-mismatch": "A disclosure names a version the record did not have at its block (1 to the head).",
     "disclosure-emergency-purpose": "A consented disclosure used ETREAT, which only break-glass access may use.",
     "emergency-not-authorized": "A break-glass access by an account without EMERGENCY_ROLE or an active PROVIDER_ROLE.",
     "emergency-empty-reason": "A break-glass access without a reason hash.",
@@ -106,6 +138,23 @@ VIOLATION_CODES: Final[dict[str, str]] = {
     "batch-consistency-invalid": "The operator's consistency proof between two anchored roots does not verify.",
     "batch-entry-invalid": "A disclosure-log entry is not a canonically encoded disclosure of this ledger.",
     "batch-entry-block-unknown": "A disclosure-log entry names a block the trail has no time for.",
+    "batch-entry-time-mismatch": "A disclosure-log entry's timestamp is not the timestamp of the block it names.",
+    "act-not-signed-by-party": (
+        "An act is not the party's: its signature recovers to another account than the one its event (or batched "
+        "entry) names, or to none, and no contract party accepts it under ERC-1271; or a direct call was sent by "
+        "another account."
+    ),
+    "act-unattributable": (
+        "An event's transaction does not call the ledger function that emits it (it goes through another "
+        "contract, or its input is not such a call), so who acted cannot be established."
+    ),
+    "act-message-mismatch": "An event states another act than the signed message its transaction carries.",
+    "access-digest-mismatch": (
+        "A disclosure event's requestDigest is not the EIP-712 digest of the signed request its transaction carries."
+    ),
+    "erasure-signer-unauthorized": "A record was erased by neither its patient nor a delegate live at that time.",
+    "disclosure-request-reused": "One signed access request was logged as more than one disclosure.",
+    "disclosure-request-expired": "A batched disclosure was released after its signed request's deadline.",
 }
 
 
@@ -163,6 +212,7 @@ class Delivery:
     log_index: int
     status: str = "logged"
     leaf_index: int | None = None  # batched mode: the row's disclosure-log entry instead of an event
+    request_digest: str | None = None  # 0x-hex EIP-712 digest of the accessor's signed request
 
 
 @dataclass(frozen=True)
@@ -340,6 +390,23 @@ def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _shown(value: object) -> str:
+    return "0x" + value.hex() if isinstance(value, bytes) else str(value)
+
+
+_PAD12: Final = b"\x00" * 12
+
+
+def _record_id_of(patient: str, author: str, salt: bytes) -> bytes:
+    """:func:`~ledger_service.domain.records.record_id_of` over the plain 96-byte layout (same results)."""
+    if len(patient) == len(author) == 42 and len(salt) == 32:
+        try:
+            return bytes(keccak(_PAD12 + bytes.fromhex(patient[2:]) + _PAD12 + bytes.fromhex(author[2:]) + salt))
+        except ValueError:
+            pass
+    return record_id_of(patient, author, salt)
+
+
 def _window(state: ConsentState) -> str:
     until = "no expiry" if state.valid_until == 0 else _when(state.valid_until)
     revoked = ", revoked" if state.revoked else ""
@@ -376,14 +443,32 @@ class _Access:
     tx: str | None
     entry: str | None
     source: str
+    digest: bytes = ZERO32  # of the signed request (the event's requestDigest, or the entry's, recomputed)
+    signed: bool = True  # False when the request is not proven to be the accessor's (reported already)
+
+
+# (field, what the signed message says, what the event says) for each field an act's event restates.
+_Restated = list[tuple[str, object, object]]
 
 
 class _Replay:
     """The ledger's state, rebuilt event by event, and the checks made against it."""
 
-    def __init__(self, scope: Scope, violations: list[Violation]) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        violations: list[Violation],
+        *,
+        domain: Eip712Domain,
+        acts: dict[bytes, Act] | None = None,
+        contract_signatures: dict[SignatureClaim, bool] | None = None,
+    ) -> None:
         self.scope = scope
         self.out = violations
+        self.domain = domain
+        self.acts = acts  # None: the transactions were not read, no signer is checked
+        self.contract_signatures = contract_signatures or {}
+        self.digests: dict[bytes, str] = {}  # request digest -> the disclosure that logged it first
         self.consents: dict[bytes, ConsentState] = {}
         self.roles: set[tuple[bytes, str]] = set()
         self.suspended: set[str] = set()
@@ -400,6 +485,7 @@ class _Replay:
             "emergencyAccesses": 0,
             "batchedDisclosures": 0,
             "erasures": 0,
+            "actsChecked": 0,
         }
         self.patients: set[str] = set()
         # Memoized pure functions (a long history repeats the same records, accounts and purposes).
@@ -415,6 +501,7 @@ class _Replay:
             CategoryEvent: self.on_category,
             DisclosureEvent: self.on_disclosure,
             BatchAnchor: self.on_batch,
+            EncryptionKeyEvent: self.on_encryption_key,
         }
 
     # ------------------------------------------------------------- helpers
@@ -454,6 +541,99 @@ class _Replay:
         d = self.delegations.get((patient, delegate))
         return d is not None and d.live_at(timestamp)
 
+    # ------------------------------------------------------------- who acted
+
+    def attributed(
+        self,
+        at: At,
+        label: str,
+        where: dict[str, Any],
+        *,
+        actor: str,
+        party: str,
+        direct: tuple[str, ...],
+        by_sig: dict[str, Callable[[SignedMessage], _Restated | None]],
+    ) -> tuple[bool, bytes | None]:
+        """Whether the event at ``at`` is ``actor``'s act, as its transaction shows; flags it if not.
+
+        ``direct``: the functions ``actor`` may have called itself (it must then be the transaction's sender).
+        ``by_sig``: the by-signature functions that emit the event, each with what the event restates of the
+        message (None for a message of another type). The signature must be ``actor``'s by ECDSA, or, when
+        ``actor`` is ``party`` (the account the contract asks under ERC-1271), accepted by ``party``'s
+        ``isValidSignature``. Returns (attributed, the signed message's digest for a by-signature call).
+        Without acts (the transactions were not read) every event counts as attributed.
+        """
+        if self.acts is None:
+            return True, None
+        self.counts["actsChecked"] += 1
+        act = self.acts.get(at.tx_hash)
+        expected = " or ".join((*direct, *by_sig))
+        if act is None or not act.function:
+            why = "the trail has no act for its transaction" if act is None else act.problem
+            self.flag("act-unattributable", f"{label}: expected a call of {expected} by {actor}; {why}", **where)
+            return False, None
+        if act.function in direct:
+            if act.sender != actor:
+                self.flag(
+                    "act-not-signed-by-party",
+                    f"{label}: expected {act.function} sent by {actor}; got a transaction from {act.sender}",
+                    **where,
+                )
+                return False, None
+            return True, None
+        restated = by_sig.get(act.function)
+        pairs = restated(act.message) if restated is not None and act.message is not None else None
+        if pairs is None:
+            self.flag("act-unattributable", f"{label}: expected a call of {expected}; got {act.function}", **where)
+            return False, None
+        diffs = [f"{name}: message {_shown(m)}, event {_shown(e)}" for name, m, e in pairs if m != e]
+        if diffs:
+            self.flag(
+                "act-message-mismatch",
+                f"{label}: expected the event to state the {type(act.message).__name__} signed in its transaction; "
+                + "; ".join(diffs),
+                **where,
+            )
+            return False, None
+        assert act.message is not None
+        digest = eip712.digest(self.domain, act.message)
+        return self.signed_by(digest, act.signature, actor, party, label, where), digest
+
+    def signed_by(
+        self, digest: bytes, signature: bytes, actor: str, party: str, label: str, where: dict[str, Any]
+    ) -> bool:
+        """Whether ``signature`` over ``digest`` is ``actor``'s (or, for ``actor`` = ``party``, the contract
+        ``party`` accepts it); flags ``act-not-signed-by-party`` if not."""
+        recovered = ecdsa_signer(digest, signature)
+        if recovered == actor:
+            return True
+        verdict = self.contract_signatures.get((party, digest, signature)) if actor == party else None
+        if verdict:
+            return True
+        got = f"a signature by {recovered}" if recovered else "no valid ECDSA signature"
+        if verdict is False:
+            got += f", and the contract {party} refuses it under ERC-1271"
+        self.flag(
+            "act-not-signed-by-party",
+            f"{label}: expected a signature by {actor} over digest 0x{digest.hex()}; got {got}",
+            **where,
+        )
+        return False
+
+    def request_once(self, digest: bytes, what: str, label: str, where: dict[str, Any]) -> bool:
+        """A signed request authorizes one disclosure: flags a digest logged before."""
+        first = self.digests.get(digest)
+        if first is None:
+            self.digests[digest] = what
+            return True
+        self.flag(
+            "disclosure-request-reused",
+            f"{label}: expected its signed request (digest 0x{digest.hex()}) to be logged once; "
+            f"{first} logged it first",
+            **where,
+        )
+        return False
+
     # ------------------------------------------------------------- events
 
     def apply(self, event: TrailEvent) -> None:
@@ -469,10 +649,70 @@ class _Replay:
 
     def on_delegation(self, event: DelegationEvent) -> None:
         key = (event.patient, event.delegate)
-        if event.kind == "granted":
+        attributed = True
+        if self.scope.covers_patient(event.patient) and event.at.block >= self.scope.from_block:
+            where: dict[str, Any] = {"block": event.at.block, "tx": event.at.tx, "patient": event.patient}
+            label = f"delegation of {event.patient} to {event.delegate} {event.kind} at block {event.at.block}"
+            if event.kind == "granted":
+
+                def granted(m: SignedMessage) -> _Restated | None:
+                    if not isinstance(m, DelegateGrant):
+                        return None
+                    return [
+                        ("patient", m.patient, event.patient),
+                        ("delegate", m.delegate, event.delegate),
+                        ("validUntil", m.valid_until, event.valid_until),
+                    ]
+
+                attributed, _ = self.attributed(
+                    event.at,
+                    label,
+                    where,
+                    actor=event.patient,
+                    party=event.patient,
+                    direct=("grantDelegate",),
+                    by_sig={"grantDelegateBySig": granted},
+                )
+            else:
+
+                def revoked(m: SignedMessage) -> _Restated | None:
+                    if not isinstance(m, DelegateRevoke):
+                        return None
+                    return [("patient", m.patient, event.patient), ("delegate", m.delegate, event.delegate)]
+
+                self.attributed(
+                    event.at,
+                    label,
+                    where,
+                    actor=event.patient,
+                    party=event.patient,
+                    direct=("revokeDelegate",),
+                    by_sig={"revokeDelegateBySig": revoked},
+                )
+        if event.kind == "granted" and attributed:
             self.delegations[key] = Delegation(event.patient, event.delegate, event.valid_until)
-        else:
+        else:  # a revocation, or a grant the patient did not make: the delegate holds no power
             self.delegations.pop(key, None)
+
+    def on_encryption_key(self, event: EncryptionKeyEvent) -> None:
+        if not (self.scope.covers_patient(event.account) and event.at.block >= self.scope.from_block):
+            return
+        self.counts["encryptionKeys"] = self.counts.get("encryptionKeys", 0) + 1
+
+        def restated(m: SignedMessage) -> _Restated | None:
+            if not isinstance(m, EncryptionKey):
+                return None
+            return [("account", m.account, event.account), ("publicKey", m.public_key, event.public_key)]
+
+        self.attributed(
+            event.at,
+            f"encryption key of {event.account} set at block {event.at.block}",
+            {"block": event.at.block, "tx": event.at.tx},
+            actor=event.account,
+            party=event.account,
+            direct=("setEncryptionKey",),
+            by_sig={"setEncryptionKeyBySig": restated},
+        )
 
     def on_category(self, event: CategoryEvent) -> None:
         self.categories[event.category_id] = event.code
@@ -502,6 +742,42 @@ class _Replay:
         }
         record = self.records.get(v.record_id)
         if in_scope:
+
+            def anchored(m: SignedMessage) -> _Restated | None:
+                if not isinstance(m, RecordAnchor):
+                    return None
+                return [
+                    ("patient", m.patient, v.patient),
+                    ("author", m.author, v.author),
+                    ("recordId", _record_id_of(m.patient, m.author, m.salt), v.record_id),
+                    ("version", 1, v.version),
+                    ("category", m.category, v.category),
+                    ("cid", m.cid, v.cid),
+                    ("commitment", m.commitment, v.commitment),
+                    ("previousHash", ZERO32, v.previous_hash),
+                ]
+
+            def amended(m: SignedMessage) -> _Restated | None:
+                if not isinstance(m, RecordAmend):
+                    return None
+                return [
+                    ("patient", m.patient, v.patient),
+                    ("author", m.author, v.author),
+                    ("recordId", m.record_id, v.record_id),
+                    ("cid", m.cid, v.cid),
+                    ("commitment", m.commitment, v.commitment),
+                    ("previousHash", m.previous_hash, v.previous_hash),
+                ]
+
+            self.attributed(
+                v.at,
+                f"version {v.version} of record {_hex(v.record_id)} anchored by {v.author} at block {v.at.block}",
+                where,
+                actor=v.author,
+                party=v.author,
+                direct=("anchorRecord", "amendRecord"),
+                by_sig={"anchorRecordBySig": anchored, "amendRecordBySig": amended},
+            )
             if not self.active_provider(v.author):
                 self.flag(
                     "version-author-not-provider",
@@ -546,6 +822,34 @@ class _Replay:
         in_scope = self.scope.covers(e.patient, e.record_id, e.at.block)
         if in_scope:
             self.counts["erasures"] += 1
+            label = f"erasure of record {_hex(e.record_id)} by {e.erased_by} at block {e.at.block}"
+
+            def restated(m: SignedMessage) -> _Restated | None:
+                if not isinstance(m, RecordErase):
+                    return None
+                return [("patient", m.patient, e.patient), ("recordId", m.record_id, e.record_id)]
+
+            self.attributed(
+                e.at,
+                label,
+                where,
+                actor=e.erased_by,
+                party=e.patient,
+                direct=("eraseRecord",),
+                by_sig={"eraseRecordBySig": restated},
+            )
+            if e.erased_by != e.patient and not self.live_delegate(e.patient, e.erased_by, e.at.timestamp):
+                self.flag(
+                    "erasure-signer-unauthorized",
+                    f"{label}: expected the patient {e.patient} or a delegate live at {_when(e.at.timestamp)} to "
+                    f"erase it; got {e.erased_by}, "
+                    + (
+                        "whose delegation was not live then"
+                        if (e.patient, e.erased_by) in self.delegations
+                        else "no delegate"
+                    ),
+                    **where,
+                )
         if record is None:
             if in_scope:
                 self.flag(
@@ -567,8 +871,49 @@ class _Replay:
         in_scope = self.scope.covers_patient(c.patient) and c.at.block >= self.scope.from_block
         where: dict[str, Any] = {"block": c.at.block, "tx": c.at.tx, "patient": c.patient}
         signer_ok = c.signer == c.patient or self.live_delegate(c.patient, c.signer, c.at.timestamp)
+        attributed = True
         if in_scope:
             self.patients.add(c.patient)
+            label = f"consent 0x{c.consent_id.hex()} {c.kind} by {c.signer} at block {c.at.block}"
+            if c.kind == "granted":
+
+                def granted(m: SignedMessage) -> _Restated | None:
+                    if not isinstance(m, ConsentGrant):
+                        return None
+                    return [
+                        ("patient", m.patient, c.patient),
+                        ("grantee", m.grantee, c.grantee),
+                        ("scope", m.scope, c.scope),
+                        ("purpose", m.purpose, c.purpose),
+                        ("validFrom", m.valid_from, c.valid_from),
+                        ("validUntil", m.valid_until, c.valid_until),
+                    ]
+
+                attributed, _ = self.attributed(
+                    c.at,
+                    label,
+                    where,
+                    actor=c.signer,
+                    party=c.patient,
+                    direct=("grantConsent",),
+                    by_sig={"grantConsentBySig": granted},
+                )
+            else:
+
+                def revoked(m: SignedMessage) -> _Restated | None:
+                    if not isinstance(m, ConsentRevoke):
+                        return None
+                    return [("patient", m.patient, c.patient), ("consentId", m.consent_id, c.consent_id)]
+
+                self.attributed(
+                    c.at,
+                    label,
+                    where,
+                    actor=c.signer,
+                    party=c.patient,
+                    direct=("revokeConsent",),
+                    by_sig={"revokeConsentBySig": revoked},
+                )
             if not signer_ok:
                 self.flag(
                     "consent-signer-unauthorized",
@@ -620,40 +965,120 @@ class _Replay:
                     **where,
                 )
         # A consent only counts if it was validly signed: the auditor re-derives, it does not trust.
-        if not signer_ok:
+        if not (signer_ok and attributed):
             return
         self.consents[c.consent_id] = ConsentState(
             c.consent_id, c.patient, c.grantee, c.scope, c.purpose, c.valid_from, c.valid_until
         )
 
     def on_disclosure(self, d: DisclosureEvent) -> None:
-        self.judge(
-            _Access(
-                d.record_id,
-                d.patient,
-                d.accessor,
-                d.version,
-                d.purpose if not d.emergency else _EMERGENCY32,
-                d.consent_id,
-                d.emergency,
-                d.reason_hash,
-                d.at.block,
-                d.at.timestamp,
-                d.at.tx,
-                None,
-                "event",
-            )
+        a = _Access(
+            d.record_id,
+            d.patient,
+            d.accessor,
+            d.version,
+            d.purpose if not d.emergency else _EMERGENCY32,
+            d.consent_id,
+            d.emergency,
+            d.reason_hash,
+            d.at.block,
+            d.at.timestamp,
+            d.at.tx,
+            None,
+            "event",
+            d.request_digest,
         )
+        if not self.covers(a):
+            return
+        label, where = self._label(a), self._where(a)
+
+        def restated(m: SignedMessage) -> _Restated | None:
+            if d.emergency and isinstance(m, EmergencyAccessRequest):
+                last: tuple[str, object, object] = ("reasonHash", m.reason_hash, d.reason_hash)
+            elif not d.emergency and isinstance(m, AccessRequest):
+                last = ("purpose", m.purpose, d.purpose)
+            else:
+                return None
+            return [
+                ("patient", m.patient, d.patient),
+                ("accessor", m.accessor, d.accessor),
+                ("recordId", m.record_id, d.record_id),
+                ("version", m.version, d.version),
+                last,
+            ]
+
+        function = "logEmergencyAccessBySig" if d.emergency else "logAccessBySig"
+        signed, digest = self.attributed(
+            d.at, label, where, actor=d.accessor, party=d.accessor, direct=(), by_sig={function: restated}
+        )
+        if digest is not None and digest != d.request_digest:
+            self.flag(
+                "access-digest-mismatch",
+                f"{label}: expected requestDigest 0x{digest.hex()}, the digest of the request signed in its "
+                f"transaction; the event says 0x{d.request_digest.hex()}",
+                **where,
+            )
+            signed = False
+        if d.request_digest != ZERO32 and not self.request_once(d.request_digest, f"tx {d.at.tx}", label, where):
+            signed = False
+        a.signed = signed
+        self.judge(a)
+
+    def judge_entry(self, index: int, entry: DisclosureEntry, timestamp: int) -> None:
+        """A batched disclosure: its signed request is checked as an on-chain one is, then it is judged."""
+        digest = entry.digest()
+        a = _Access(
+            entry.record_id,
+            entry.patient,
+            entry.accessor,
+            entry.version,
+            entry.purpose,
+            entry.consent_id,
+            entry.emergency,
+            entry.reason_hash,
+            entry.block_number,
+            timestamp,
+            None,
+            f"leaf {index}",
+            "batch",
+            digest,
+        )
+        if not self.covers(a):
+            return
+        label, where = self._label(a), self._where(a)
+        signed = self.signed_by(digest, entry.signature, entry.accessor, entry.accessor, label, where)
+        if timestamp > entry.deadline:
+            self.flag(
+                "disclosure-request-expired",
+                f"{label}: expected a release by the request's deadline {_when(entry.deadline)}; block "
+                f"{entry.block_number} is at {_when(timestamp)}",
+                **where,
+            )
+            signed = False
+        if entry.timestamp != timestamp:
+            self.flag(
+                "batch-entry-time-mismatch",
+                f"{label}: expected the entry's timestamp to be block {entry.block_number}'s, {timestamp}; "
+                f"the entry says {entry.timestamp}",
+                **where,
+            )
+            signed = False
+        signed = self.request_once(digest, f"disclosure-log leaf {index}", label, where) and signed
+        a.signed = signed
+        self.judge(a)
 
     # ------------------------------------------------------------- the disclosure rule
 
-    def judge(self, a: _Access) -> None:
+    def covers(self, a: _Access) -> bool:
         scope = self.scope
-        if not (
+        return (
             (scope.patient is None or a.patient == scope.patient)
             and (scope.record_id is None or a.record_id == scope.record_id)
             and a.block >= scope.from_block
-        ):
+        )
+
+    def judge(self, a: _Access) -> None:
+        if not self.covers(a):
             return
         self.patients.add(a.patient)
         self.counts["batchedDisclosures" if a.source == "batch" else "disclosures"] += 1
@@ -676,10 +1101,11 @@ class _Replay:
                 **self._where(a),
             )
             ok = False
-        elif a.version != record.head_version:
+        elif not 1 <= a.version <= record.head_version:
             self.flag(
                 "disclosure-version-mismatch",
-                f"{self._label(a)}: expected the head version {record.head_version}, got version {a.version}",
+                f"{self._label(a)}: expected a version from 1 to the head version {record.head_version}, "
+                f"got version {a.version}",
                 **self._where(a),
             )
             ok = False
@@ -687,6 +1113,7 @@ class _Replay:
             ok = self._judge_emergency(a, self._label(a), self._where(a)) and ok
         else:
             ok = self._judge_consented(a, record) and ok
+        ok = ok and a.signed
         self.timeline.append(
             TimelinePoint(
                 a.patient,
@@ -759,7 +1186,7 @@ class _Replay:
             return False
         category = record.category if record is not None else ZERO32
         decision = decide(
-            AccessRequest(a.patient, a.accessor, a.record_id, category, a.purpose),
+            AccessQuery(a.patient, a.accessor, a.record_id, category, a.purpose),
             self.consents,
             timestamp=a.timestamp,
             grantee_is_active_provider=self.active_provider(a.accessor),
@@ -978,6 +1405,7 @@ def _check_deliveries(
             and row.consent_id == consent
             and row.emergency == event.emergency
             and row.block_number == event.at.block
+            and row.request_digest == _hex(event.request_digest)
             and not event.emergency
         ):
             continue  # every field equal as stored: nothing to report (the common case, checked cheaply)
@@ -1082,6 +1510,7 @@ def _event_fields(d: DisclosureEvent) -> dict[str, object]:
         "consent_id": None if d.emergency else _hex(d.consent_id),
         "emergency": d.emergency,
         "block_number": d.at.block,
+        "request_digest": _hex(d.request_digest),
     }
 
 
@@ -1095,6 +1524,7 @@ def _entry_fields(e: DisclosureEntry) -> dict[str, object]:
         "consent_id": None if e.emergency else _hex(e.consent_id),
         "emergency": e.emergency,
         "block_number": e.block_number,
+        "request_digest": _hex(e.digest()),
     }
 
 
@@ -1240,7 +1670,13 @@ def verify(
         scope,
         _when(now()),
     )
-    replay = _Replay(scope, violations)
+    replay = _Replay(
+        scope,
+        violations,
+        domain=Eip712Domain(trail.chain_id, trail.contract),
+        acts=trail.acts,
+        contract_signatures=trail.contract_signatures,
+    )
 
     entries: list[tuple[int, DisclosureEntry]] = _entries(trail, log, violations) if log is not None else []
     # Batched entries are judged on the state at the end of the block they name.
@@ -1279,23 +1715,7 @@ def verify(
                         )
                     )
                 continue
-            replay.judge(
-                _Access(
-                    entry.record_id,
-                    entry.patient,
-                    entry.accessor,
-                    entry.version,
-                    entry.purpose,
-                    entry.consent_id,
-                    entry.emergency,
-                    entry.reason_hash,
-                    entry.block_number,
-                    timestamp,
-                    None,
-                    f"leaf {index}",
-                    "batch",
-                )
-            )
+            replay.judge_entry(index, entry, timestamp)
         else:
             replay.apply(item)
         if n % 500 == 0 or n == total:
@@ -1387,6 +1807,19 @@ def verify(
         "disclosures: consent re-derived from grant/revoke/delegate/role/suspension events at the block's time",
         "break-glass accesses: EMERGENCY_ROLE and an unsuspended PROVIDER_ROLE at the block; flagged for review",
     ]
+    if trail.acts is not None:
+        report.checks.append(
+            "every act's party: each consent, delegation, record version, erasure, disclosure and encryption key "
+            "event matched with its transaction; EIP-712 digest recomputed and the signer recovered (or ERC-1271 "
+            "for a contract party, or the sender of a direct call) and required to be the party the event names"
+        )
+    else:
+        report.notes.append("the events' transactions were not read: who signed each act was not checked")
+    if log is not None:
+        report.checks.append(
+            "batched disclosures: each entry's signed request recomputed and its signature required to be the "
+            "accessor's; released by its deadline; no request logged twice"
+        )
     versions_in_scope = sum(len(vs) for vs in in_scope_records.values())
     report.counts = {
         "records": len(in_scope_records),

@@ -13,7 +13,7 @@ from eth_utils import to_checksum_address
 from ledger_service.audit.fetch import PatientLogCache, fetch_raw_logs, fetch_trail
 from ledger_service.audit.gcpause import paused_gc
 from ledger_service.audit.report_html import render_html
-from ledger_service.audit.sources import entry_blocks, operator_log, operator_records
+from ledger_service.audit.sources import log_entries, operator_log, operator_records
 from ledger_service.audit.trail import Trail
 from ledger_service.audit.verifier import Report, Scope, verify
 from ledger_service.blobs import BlobStore
@@ -64,7 +64,7 @@ class AuditService:
                 self.rpc,
                 self.contract,
                 from_block=self.start_block,
-                extra_blocks=entry_blocks(log, patient=patient),
+                entries=log_entries(log, patient=patient),
                 patient=patient,
                 cache=self._logs,
             )
@@ -141,6 +141,7 @@ def record_trail(run: AuditRun, record_id: bytes) -> dict[str, Any]:
                 "emergency": d.emergency,
                 "purpose": "ETREAT" if d.emergency else d.purpose.rstrip(b"\x00").decode("ascii", "replace"),
                 "consentId": None if d.emergency else "0x" + d.consent_id.hex(),
+                "requestDigest": "0x" + d.request_digest.hex(),  # the accessor's signed request, as logged
                 "blockNumber": d.at.block,
                 "timestamp": d.at.timestamp,
                 "txHash": d.at.tx,

@@ -48,11 +48,11 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime,
                     purpose_to_bytes32("TREAT"),
                     0,
                     0,
-                    services.ledger.nonce(patient.address),
+                    services.ledger.lowest_unused_nonce(patient.address),
                     services.chain_time() + 600,
                 )
                 signed = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant))
-                services.consents.relay_grant(grant, bytes(signed.signature))
+                services.ledger.send_signed(grant, bytes(signed.signature))
 
         def upload(i: int) -> tuple[str, str]:
             provider = providers[i % PROVIDERS]

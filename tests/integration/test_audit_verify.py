@@ -28,7 +28,7 @@ from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
 from ledger_service.db.models import DeliveryRow
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
-from ledger_service.domain.consent import ConsentState, consent_id
+from ledger_service.domain.consent import AccessRequest, ConsentGrant, ConsentState, consent_id, typed_data
 from ledger_service.errors import AuditError
 from tests.conftest import Chain
 
@@ -142,6 +142,9 @@ def test_clean_trail_passes_and_cli_exits_zero(
     c = report.counts
     assert (c["records"], c["versions"], c["blobsChecked"], c["disclosures"], c["emergencyAccesses"]) == (2, 3, 3, 3, 1)
     assert c["deliveriesChecked"] == 3 and c["bytesChecked"] > 600_000
+    # Who made each of the patient's acts was checked against its transaction: the grant (the patient's own
+    # call), two anchors and an amendment (the clinic's signatures), two reads and a break-glass access.
+    assert c["actsChecked"] == 7 and any("every act's party" in check for check in report.checks)
     html = tmp_path / "report.html"
     assert scenario.cli("--json", "--html", str(html)) == 0
     data = json.loads(capsys.readouterr().out)
@@ -215,6 +218,54 @@ def test_a_repeated_patient_audit_reads_only_new_blocks_and_survives_a_reorg(sce
     rpc.shared_from.clear()
     fetch_trail(rpc, ledger, from_block=start, patient=scenario.chain.lab.address, cache=cache)
     assert rpc.shared_from == [] or min(rpc.shared_from) > head
+
+
+def test_the_trail_carries_each_acts_transaction(scenario: Scenario) -> None:
+    """The gatherer decodes every party-naming event's transaction: the patient's own grant is a direct call
+    from the patient; the clinic's anchors and the lab's reads are its signed messages, relayed by the hub."""
+    trail = fetch_trail(
+        scenario.services.rpc,
+        scenario.chain.deployment.ledger_address,
+        from_block=scenario.chain.deployment.block_number,
+        patient=scenario.patient,
+    )
+    assert trail.acts is not None
+    (grant_event,) = trail.consents
+    grant_act = trail.acts[grant_event.at.tx_hash]
+    assert (grant_act.function, grant_act.sender, grant_act.message) == ("grantConsent", scenario.patient, None)
+    for read in trail.disclosures:
+        act = trail.acts[read.at.tx_hash]
+        assert act.function in ("logAccessBySig", "logEmergencyAccessBySig") and act.message is not None
+        assert act.message.accessor == read.accessor and act.sender != read.accessor  # relayed, not sent
+    assert trail.contract_signatures == {}  # every party here is an ordinary account
+
+
+# Runtime code of an ERC-1271 wallet that accepts every signature: returns bytes32(0x1626ba7e).
+ACCEPTING_WALLET = "0x631626ba7e60e01b60005260206000f3"
+
+
+def test_a_contract_patient_grants_under_erc1271_and_verifies(scenario: Scenario, chain: Chain) -> None:
+    """A patient that is a contract signs nothing by ECDSA: the ledger and then the auditor ask its
+    isValidSignature, at the block of the act."""
+    services = scenario.services
+    wallet = Account.create().address
+    services.rpc.request("anvil_setCode", [wallet, ACCEPTING_WALLET])
+    grant_message = ConsentGrant(
+        wallet, chain.lab.address, ZERO32, purpose_to_bytes32("TREAT"), 0, 0, 0, services.chain_time() + 600
+    )
+    services.ledger.send_signed(grant_message, b"approved by the wallet's owners")
+    record = services.uploads.create(
+        provider=chain.clinic.address, patient=wallet, category="laboratory", media_type="text/plain", content=[b"x"]
+    )
+    services.reads.read(accessor=chain.lab.address, record_id=record.record_id, purpose="TREAT").read_all()
+    scenario.patient = wallet
+    report = scenario.report()
+    assert report.ok, report.violations
+    assert (report.counts["consentGrants"], report.counts["disclosures"], report.counts["actsChecked"]) == (1, 1, 3)
+    trail = fetch_trail(
+        services.rpc, chain.deployment.ledger_address, from_block=chain.deployment.block_number, patient=wallet
+    )
+    assert list(trail.contract_signatures.values()) == [True]
 
 
 def test_auditor_mode_uses_only_own_nodes(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
@@ -310,7 +361,7 @@ def _consent_slot(rpc: RpcClient, contract: str, consent: bytes) -> int:
 
 
 def test_disclosure_under_an_expired_consent(scenario: Scenario, chain: Chain) -> None:
-    """Test-only path: widen the expired consent's stored window for one logAccess, then restore it."""
+    """Test-only path: widen the expired consent's stored window for one relayed access request, then restore it."""
     services = scenario.services
     ledger, patient = patient_ledger(services.rpc, chain.deployment.ledger_address, chain.deployment.chain_id)
     record = services.uploads.create(
@@ -322,10 +373,18 @@ def test_disclosure_under_an_expired_consent(scenario: Scenario, chain: Chain) -
     stored = services.rpc.request("eth_getStorageAt", [address, hex(slot), "latest"])
     widened = int(patient, 16)  # validFrom 0, validUntil 0 (no expiry), not revoked
     services.rpc.request("anvil_setStorageAt", [address, hex(slot), "0x" + widened.to_bytes(32, "big").hex()])
+    request = AccessRequest(
+        patient,
+        chain.lab.address,
+        bytes.fromhex(record.record_id[2:]),
+        1,
+        purpose_to_bytes32("TREAT"),
+        services.ledger.lowest_unused_nonce(chain.lab.address),
+        services.chain_time() + 600,
+    )
+    signed = Account.sign_typed_data(chain.lab.key, full_message=typed_data(services.domain, request))
     try:
-        receipt = services.ledger.log_access(
-            patient, bytes.fromhex(record.record_id[2:]), chain.lab.address, purpose_to_bytes32("TREAT")
-        )
+        receipt = services.ledger.send_signed(request, bytes(signed.signature))
     finally:
         services.rpc.request(
             "anvil_setStorageAt", [address, hex(slot), "0x" + int(stored, 16).to_bytes(32, "big").hex()]

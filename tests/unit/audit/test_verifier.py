@@ -25,11 +25,11 @@ from ledger_service.audit.verifier import (
     verify,
 )
 from ledger_service.blobs import Cid, EmbeddedBlobStore
-from ledger_service.domain.codes import ZERO32, category_id, purpose_from_bytes32, purpose_to_bytes32
+from ledger_service.domain.codes import ZERO32, category_id, purpose_from_bytes32
 from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog
 
-from .builder import CONTRACT, TrailBuilder, address
+from .builder import TrailBuilder, address
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ def delivery_for(d: DisclosureEvent, row_id: int, *, reason: str | None = None) 
         tx_hash=d.at.tx,
         block_number=d.at.block,
         log_index=d.at.log_index,
+        request_digest="0x" + d.request_digest.hex(),
     )
 
 
@@ -134,19 +135,11 @@ def test_same_block_order_counts(world: World) -> None:
     """A grant earlier in the same block authorizes; a revocation earlier in the block does not."""
     b = world.b
     consent = b.grant(world.alice, world.clinic, purpose="PATRQT")
-    b.events.append(
-        DisclosureEvent(
-            world.r1.record_id,
-            world.alice,
-            world.clinic,
-            2,
-            False,
-            b.at(same_block=True),
-            purpose=purpose_to_bytes32("PATRQT"),
-            consent_id=consent,
-        )
-    )
+    b.access(world.r1.record_id, world.alice, world.clinic, consent, purpose="PATRQT", same_block=True)
     assert verify(b.trail(), None).ok
+    b.revoke(world.alice, consent)
+    b.access(world.r1.record_id, world.alice, world.clinic, consent, purpose="PATRQT", same_block=True)
+    assert codes(verify(b.trail(), None)) == ["disclosure-not-authorized"]
 
 
 def test_signer_must_be_patient_or_live_delegate(world: World) -> None:
@@ -283,24 +276,15 @@ def test_scope_filters(world: World) -> None:
     assert alice_only.counts["records"] == 1 and alice_only.counts["disclosures"] == 1
 
 
-def _entry(world: World, d: DisclosureEvent) -> DisclosureEntry:
-    return DisclosureEntry(
-        1,
-        CONTRACT,
-        d.record_id,
-        d.version,
-        d.patient,
-        d.accessor,
-        d.purpose,
-        d.consent_id,
-        ZERO32,
-        d.at.block,
-        d.at.timestamp,
-    )
-
-
 def _batched(world: World, count: int) -> tuple[MerkleLog, list[DisclosureEntry]]:
-    entries = [_entry(world, world.reads[i % 2]) for i in range(count)]
+    """``count`` batched reads, alternately of alice's and bob's record by the lab, each its own signed request."""
+    b = world.b
+    entries = [
+        b.entry(world.r1.record_id, world.alice, world.lab, world.c_alice)
+        if i % 2 == 0
+        else b.entry(world.r2.record_id, world.bob, world.lab, world.c_bob, purpose="HPAYMT")
+        for i in range(count)
+    ]
     return MerkleLog.of([e.encode() for e in entries]), entries
 
 
@@ -348,19 +332,7 @@ def test_altered_consistency_proof_and_truncated_log(world: World) -> None:
 
 def test_batched_entries_are_judged_like_events(world: World) -> None:
     stranger = address()
-    bad = DisclosureEntry(
-        1,
-        CONTRACT,
-        world.r1.record_id,
-        2,
-        world.alice,
-        stranger,
-        purpose_to_bytes32("TREAT"),
-        ZERO32,
-        ZERO32,
-        world.b.block,
-        world.b.time,
-    )
+    bad = world.b.entry(world.r1.record_id, world.alice, stranger, ZERO32)
     log = MerkleLog.of([bad.encode(), b"garbage"])
     world.b.batch(log.root(2), 0, 2)
     report = verify(world.b.trail(), None, log=OperatorLog.of(log))
