@@ -88,11 +88,11 @@ def main() -> int:
                 purpose_to_bytes32("TREAT"),
                 0,
                 0,
-                services.ledger.nonce(patient.address),
+                services.ledger.lowest_unused_nonce(patient.address),
                 now + 600,
             )
             signature = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant)).signature
-            services.consents.relay_grant(grant, bytes(signature))
+            services.hub_relay.relay(grant, bytes(signature))
             # Warm every code path on a small record, then measure from that idle level.
             small = services.uploads.create(
                 provider=clinic,

@@ -46,7 +46,7 @@ def prepare(stk: Any) -> tuple[Any, str, list[str], str, str]:
         patient.address, clinic, ZERO32, purpose_to_bytes32("TREAT"), 0, 0, 0, services.chain_time() + 3600
     )
     sig = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant)).signature
-    services.consents.relay_grant(grant, bytes(sig))
+    services.hub_relay.relay(grant, bytes(sig))
     records = [
         services.uploads.create(
             provider=clinic,

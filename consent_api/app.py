@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consent_api import problems
 from consent_api.body_limits import BodyLimit, Limits
 from consent_api.metrics import Metrics, new_metrics, request_labels
-from consent_api.routers import audit, auth, consents, fhir, meta, patients, records
+from consent_api.routers import audit, auth, blobs, consents, erasure, fhir, meta, patients, records, relay
 from consent_api.throttle import Throttle
 from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
 from ledger_service.bootstrap import Services
@@ -108,14 +108,23 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
+    # The hub's routes and the node's (docs/architecture.md, "Three roles"); `up` serves both on one origin.
+    hub_routers = (
+        consents.router,
+        relay.router,
+        blobs.router,
+        patients.router,
+        erasure.router,
+        audit.router,
+        fhir.router,
+    )
+    node_routers = (records.router,)
+    role = settings.role
     for router in (
         meta.router,
         auth.router,
-        consents.router,
-        patients.router,
-        records.router,
-        audit.router,
-        fhir.router,
+        *(hub_routers if role in ("all", "hub") else ()),
+        *(node_routers if role in ("all", "node") else ()),
     ):
         app.include_router(router)
 
@@ -138,7 +147,7 @@ def create_app(services: Services) -> FastAPI:
         status, title = problems.PROBLEMS.get(code, (404, "Unknown problem type"))
         return Response(f"{code}: {title} (HTTP {status})\n", media_type="text/plain")
 
-    if STATIC_DIR.is_dir():
+    if STATIC_DIR.is_dir() and role in ("all", "hub"):
         app.mount("/portal/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
 
         @app.get("/", include_in_schema=False)

@@ -51,6 +51,8 @@ class Limits:
 
     def for_request(self, method: str, path: str, content_type: str) -> tuple[int, str]:
         """(limit, what it is the limit of) for a request, from its method, path and Content-Type."""
+        if method == "POST" and path == "/v1/blobs":
+            return self.multipart, "raw POST /v1/blobs"  # ciphertext streamed to a spool file, like a multipart file
         for route_method, template, pattern in _LARGE:
             if method == route_method and pattern.match(path):
                 if content_type.startswith("multipart/form-data"):

@@ -50,10 +50,20 @@ class DemoAccounts(Out):
     patients: list[str]
 
 
+class DeploymentOut(Out):
+    """Where the ledger was deployed: a node checks it against its own chain node before it serves."""
+
+    block_number: int
+    tx_hash: str
+    code_hash: str
+    ledger_version: int
+
+
 class ChainInfo(Out):
     chain_id: int
     block_number: int
     contracts: dict[str, str]
+    deployment: DeploymentOut | None = None
     eip712_domain: Eip712DomainOut
     categories: dict[str, str]
     purposes: list[str]
@@ -266,6 +276,32 @@ class RecordList(Out):
 
 class EmergencyIn(Schema):
     reason: str = Field(min_length=1, max_length=2000, examples=["Unconscious patient in the emergency department"])
+
+
+class RecordEraseIn(Schema):
+    patient: Address
+    record_id: Bytes32
+    nonce: Uint256
+    deadline: Uint256
+
+
+class EraseRequest(Schema):
+    """The patient's (or a live delegate's) signed ``RecordErase``: the hub cannot erase without it."""
+
+    erase: RecordEraseIn
+    signature: HexBytes
+
+
+class DelegateRevokeIn(Schema):
+    patient: Address
+    delegate: Address
+    nonce: Uint256
+    deadline: Uint256
+
+
+class DelegateRevokeRequest(Schema):
+    revoke: DelegateRevokeIn
+    signature: HexBytes
 
 
 class ErasureOut(Out):

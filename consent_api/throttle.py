@@ -29,7 +29,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from ledger_service.domain.consent import SignedMessage
 from ledger_service.errors import RateLimited, RelayBusy
-from ledger_service.hub.consents import RelayResult
+from ledger_service.records.relaying import RelayOutcome
 from ledger_service.settings import Settings
 
 M = TypeVar("M", bound=SignedMessage)
@@ -154,11 +154,13 @@ async def limit_sign_in(request: Request) -> None:
     throttle.admit(throttle.sign_in, client_of(request))
 
 
-async def relay(request: Request, work: Callable[[M, bytes], RelayResult], message: M, signature: bytes) -> RelayResult:
+async def relay(
+    request: Request, work: Callable[[M, bytes], RelayOutcome], message: M, signature: bytes
+) -> RelayOutcome:
     """Admit a signed message (per client, per signer, overall), then relay it on a relay slot."""
     throttle = throttle_of(request)
     throttle.admit(throttle.relay, client_of(request))
-    signer = request.app.state.services.consents.signer_of(message, signature)
+    signer = request.app.state.services.hub_relay.signer_of(message, signature)
     if signer is not None:  # a bad signature is refused by the relay itself, before any transaction
         throttle.admit_signer(throttle.relay, signer)
     return await throttle.relay_slots.run(work, message, signature)

@@ -18,7 +18,7 @@ def _bytes(hex_text: str) -> bytes:
 
 @router.get("/nonce/{patient}", response_model=ContractNonceOut, summary="The patient's current contract nonce")
 def patient_nonce(patient: str, services: ServicesDep) -> ContractNonceOut:
-    return ContractNonceOut(nonce=services.ledger.nonce(address_param(patient, "patient")))
+    return ContractNonceOut(nonce=services.ledger.lowest_unused_nonce(address_param(patient, "patient")))
 
 
 @router.post(
@@ -40,7 +40,7 @@ async def grant(body: GrantRequest, request: Request, response: Response, servic
         nonce=g.nonce,
         deadline=g.deadline,
     )
-    result = await relay(request, services.consents.relay_grant, message, _bytes(body.signature))
+    result = await relay(request, services.hub_relay.relay, message, _bytes(body.signature))
     if result.replayed:
         response.status_code = status.HTTP_200_OK
     assert result.consent_id is not None
@@ -61,5 +61,5 @@ async def revoke(consent_id: str, body: RevokeRequest, request: Request, service
     message = ConsentRevoke(
         patient=address_param(r.patient, "revoke.patient"), consent_id=path_id, nonce=r.nonce, deadline=r.deadline
     )
-    result = await relay(request, services.consents.relay_revoke, message, _bytes(body.signature))
+    result = await relay(request, services.hub_relay.relay, message, _bytes(body.signature))
     return TxOut(tx_hash=result.tx_hash)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from consent_api.deps import CurrentCaller, ServicesDep
-from consent_api.schemas import ChainInfo, DemoAccounts, Eip712DomainOut, Health, Me, ProviderList, ProviderOut
+from consent_api.schemas import (
+    ChainInfo,
+    DemoAccounts,
+    DeploymentOut,
+    Eip712DomainOut,
+    Health,
+    Me,
+    ProviderList,
+    ProviderOut,
+)
 from ledger_service.domain.codes import PURPOSES, hex32
 
 router = APIRouter(tags=["chain"])
@@ -32,6 +41,9 @@ def chain_info(services: ServicesDep) -> ChainInfo:
         chain_id=d.chain_id,
         block_number=services.rpc.block_number(),
         contracts=d.contracts,
+        deployment=DeploymentOut(
+            block_number=d.block_number, tx_hash=d.tx_hash, code_hash=d.code_hash, ledger_version=d.ledger_version
+        ),
         eip712_domain=Eip712DomainOut(
             name=domain["name"],
             version=domain["version"],

@@ -13,6 +13,7 @@ from consent_api.schemas import (
     DelegateList,
     DelegateOut,
     DelegateRequest,
+    DelegateRevokeRequest,
     DisclosureList,
     DisclosureOut,
     RecordList,
@@ -20,7 +21,7 @@ from consent_api.schemas import (
     TxOut,
 )
 from consent_api.throttle import RELAY_LIMITED, relay
-from ledger_service.domain.consent import DelegateGrant
+from ledger_service.domain.consent import DelegateGrant, DelegateRevoke
 from ledger_service.errors import ValidationError
 from ledger_service.hub.consents import consent_summaries
 from ledger_service.hub.disclosures import BatchedDisclosure, accounting_of
@@ -135,7 +136,31 @@ async def add_delegate(patient: str, body: DelegateRequest, request: Request, se
         nonce=d.nonce,
         deadline=d.deadline,
     )
-    result = await relay(request, services.consents.relay_delegate, message, bytes.fromhex(body.signature[2:]))
+    result = await relay(request, services.hub_relay.relay, message, bytes.fromhex(body.signature[2:]))
+    return TxOut(tx_hash=result.tx_hash)
+
+
+@router.delete(
+    "/{patient}/delegates/{delegate}",
+    response_model=TxOut,
+    summary="Relay a signed DelegateRevoke (remove a guardian; only the patient signs it)",
+    responses=RELAY_LIMITED,
+)
+async def remove_delegate(
+    patient: str, delegate: str, body: DelegateRevokeRequest, request: Request, services: ServicesDep
+) -> TxOut:
+    r = body.revoke
+    if address_param(r.patient, "revoke.patient") != address_param(patient, "patient"):
+        raise ValidationError("revoke.patient differs from the patient in the path", field="patient")
+    if address_param(r.delegate, "revoke.delegate") != address_param(delegate, "delegate"):
+        raise ValidationError("revoke.delegate differs from the delegate in the path", field="delegate")
+    message = DelegateRevoke(
+        patient=address_param(r.patient, "revoke.patient"),
+        delegate=address_param(r.delegate, "revoke.delegate"),
+        nonce=r.nonce,
+        deadline=r.deadline,
+    )
+    result = await relay(request, services.hub_relay.relay, message, bytes.fromhex(body.signature[2:]))
     return TxOut(tx_hash=result.tx_hash)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -12,8 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
-from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep, record_id_param
-from consent_api.schemas import EmergencyIn, ErasureOut, RecordCreated
+from consent_api.deps import ProviderCaller, ServicesDep, record_id_param
+from consent_api.schemas import EmergencyIn, RecordCreated
 from consent_api.uploads import JSON_INLINE_BELOW, UPLOAD_CHUNK, parse_json_upload, parse_multipart_upload
 from ledger_service.bootstrap import Services
 from ledger_service.db.idempotency import IdempotencyStore
@@ -257,30 +256,3 @@ def emergency_access(
         idempotency_key=idempotency_key,
     )
     return _content_response(content)
-
-
-@router.delete("/{record_id}", response_model=ErasureOut, summary="Erase a record (crypto-shredding), by the patient")
-def erase_record(
-    record_id: str, caller: CurrentCaller, services: ServicesDep, idempotency_key: IdempotencyKey = None
-) -> dict[str, Any]:
-    """Erase once per Idempotency-Key: a replay answers 200 with the first erasure, not "already erased"."""
-    record_id = record_id_param(record_id)
-
-    def erase() -> dict[str, Any]:
-        result = services.erasure.erase(record_id=record_id, requested_by=caller.address)
-        return ErasureOut(record_id=result.record_id, tx_hash=result.tx_hash).model_dump(by_alias=True)
-
-    if not idempotency_key:
-        return erase()
-    store = services.idempotency
-    scoped = IdempotencyStore.scoped(caller.address, idempotency_key)
-    previous = store.claim(scoped, hashlib.sha256(f"erase {record_id}".encode()).hexdigest())
-    if previous is not None:
-        return previous
-    try:
-        result = erase()
-    except BaseException:
-        store.release(scoped)
-        raise
-    store.complete(scoped, result)
-    return result

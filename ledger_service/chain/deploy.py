@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from eth_abi import encode as abi_encode
 from eth_account import Account
@@ -27,6 +27,9 @@ DEMO_AUDITOR_INDEX = 3
 DEMO_PATIENT_INDEXES = range(4, 10)
 
 
+LEDGER_VERSION: Final = 2
+
+
 @dataclass(frozen=True)
 class Deployment:
     chain_id: int
@@ -39,6 +42,9 @@ class Deployment:
     tx_hash: str
     code_hash: str
     demo: dict[str, Any] = field(default_factory=dict)
+    # The ledger's version: 2 is "every act signed by its party" (docs/architecture.md). A record without it
+    # is a version-1 deployment, whose contract this service can no longer drive.
+    ledger_version: int = 1
 
     @property
     def ledger_address(self) -> str:
@@ -54,9 +60,16 @@ class Deployment:
     def load(cls, path: Path) -> Deployment:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
+            deployment = cls(**data)
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigurationError(f"cannot read deployment record {path}: {exc}") from exc
+        if deployment.ledger_version != LEDGER_VERSION:
+            raise ConfigurationError(
+                f"{path} records a version-{deployment.ledger_version} ledger; this release runs version "
+                f"{LEDGER_VERSION}, a fresh deployment (its chain data is not migrated). Start fresh with a new "
+                f'--data-dir, or move {path.parent} aside; see docs/operations.md, "Upgrading to version 2"'
+            )
+        return deployment
 
 
 def deploy_ledger(sender: TransactionSender, custodian: str) -> Deployment:
@@ -85,6 +98,7 @@ def deploy_ledger(sender: TransactionSender, custodian: str) -> Deployment:
         custodian=to_checksum_address(custodian),
         tx_hash=receipt.tx_hex,
         code_hash="0x" + keccak(code).hex(),
+        ledger_version=LEDGER_VERSION,
     )
 
 

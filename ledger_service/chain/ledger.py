@@ -14,7 +14,7 @@ from ledger_service.chain.wire import Receipt, RpcError, rpc_error
 from ledger_service.codec.abi import ContractCodec, DecodedEvent
 from ledger_service.codec.primitives import ZERO32, checksum_address, hex_to_bytes
 from ledger_service.domain.codes import ROLES
-from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, ConsentState, DelegateGrant
+from ledger_service.domain.consent import EIP712_TYPES, ConsentState, SignedMessage
 from ledger_service.errors import (
     ChainError,
     LedgerError,
@@ -38,11 +38,38 @@ CONTRACT_NAME: Final = "ConsentLedger"
 FIXED_GAS: Final = {
     "grantConsentBySig": 250_000,
     "revokeConsentBySig": 150_000,
-    "logAccess": 150_000,
-    "logEmergencyAccess": 150_000,
-    "anchorRecord": 250_000,
+    "logAccessBySig": 150_000,
+    "logEmergencyAccessBySig": 150_000,
+    "anchorRecordBySig": 250_000,
+    "amendRecordBySig": 250_000,
+    "eraseRecordBySig": 150_000,
+    "revokeDelegateBySig": 150_000,
     "anchorDisclosureBatch": 150_000,
 }
+
+# The contract function that carries each signed message of docs/architecture.md ("Signed acts").
+BY_SIG_FUNCTION: Final = {
+    "ConsentGrant": "grantConsentBySig",
+    "ConsentRevoke": "revokeConsentBySig",
+    "DelegateGrant": "grantDelegateBySig",
+    "DelegateRevoke": "revokeDelegateBySig",
+    "RecordAnchor": "anchorRecordBySig",
+    "RecordAmend": "amendRecordBySig",
+    "AccessRequest": "logAccessBySig",
+    "EmergencyAccessRequest": "logEmergencyAccessBySig",
+    "RecordErase": "eraseRecordBySig",
+    "EncryptionKey": "setEncryptionKeyBySig",
+}
+
+
+def struct_tuple(message: SignedMessage) -> tuple[Any, ...]:
+    """The message as the ABI tuple of its Solidity struct: its EIP-712 fields in order, addresses checksummed."""
+    values = message.message()
+    return tuple(
+        checksum_address(values[f["name"]]) if f["type"] == "address" else values[f["name"]]
+        for f in EIP712_TYPES[type(message).__name__]
+    )
+
 
 _ZERO12: Final = b"\x00" * 12
 _CHECK_INPUTS: Final = ("address", "address", "bytes32", "bytes32")
@@ -257,8 +284,23 @@ class ConsentLedgerContract:
 
     # ------------------------------------------------------------- views
 
-    def nonce(self, patient: str, *, block: int | str = "latest") -> int:
-        return int(self.view("nonces", checksum_address(patient), block=block)[0])
+    def nonce_used(self, signer: str, nonce: int, *, block: int | str = "latest") -> bool:
+        return bool(self.view("nonceUsed", checksum_address(signer), nonce, block=block)[0])
+
+    def lowest_unused_nonce(self, signer: str, *, block: int | str = "latest") -> int:
+        """The smallest nonce ``signer`` has not used: the first clear bit of its nonce bitmap.
+
+        Signers that take the lowest free nonce keep their nonces in few bitmap words (cheaper writes)."""
+        signer = checksum_address(signer)
+        word = 0
+        while True:
+            bitmap = int(self.view("nonceBitmap", signer, word, block=block)[0])
+            if bitmap != (1 << 256) - 1:
+                return word * 256 + ((~bitmap) & (bitmap + 1)).bit_length() - 1
+            word += 1
+
+    def encryption_key_of(self, account: str) -> bytes:
+        return bytes(self.view("encryptionKeyOf", checksum_address(account))[0])
 
     def _check(self, name: str, patient: str, grantee: str, record_id: bytes, purpose: bytes, block: int | str) -> Any:
         """The one result of ``name(address patient, address grantee, bytes32 recordId, bytes32 purpose)``, the
@@ -296,7 +338,7 @@ class ConsentLedgerContract:
         return None if found == ZERO32 else bytes(found)
 
     def consent(self, consent_id: bytes) -> tuple[str, int, int, bool]:
-        ((patient, valid_from, valid_until, revoked),) = self.view("consent", consent_id)
+        ((patient, valid_from, valid_until, revoked, _by_patient),) = self.view("consent", consent_id)
         return patient, int(valid_from), int(valid_until), bool(revoked)
 
     def record(self, patient: str, record_id: bytes, *, block: int | str = "latest") -> OnChainRecord:
@@ -339,52 +381,15 @@ class ConsentLedgerContract:
             held.append("suspended")
         return held
 
-    # ------------------------------------------------------------- consent writes
+    # ------------------------------------------------------------- signed acts
 
-    def grant_by_sig(
-        self, grant: ConsentGrant, signature: bytes, *, on_sent: Callable[[bytes], None] | None = None
+    def send_signed(
+        self, message: SignedMessage, signature: bytes, *, on_sent: Callable[[bytes], None] | None = None
     ) -> Receipt:
-        return self._transact(
-            "grantConsentBySig",
-            (
-                checksum_address(grant.patient),
-                checksum_address(grant.grantee),
-                grant.scope,
-                grant.purpose,
-                grant.valid_from,
-                grant.valid_until,
-                grant.nonce,
-                grant.deadline,
-            ),
-            signature,
-            on_sent=on_sent,
-        )
-
-    def revoke_by_sig(
-        self, revoke: ConsentRevoke, signature: bytes, *, on_sent: Callable[[bytes], None] | None = None
-    ) -> Receipt:
-        return self._transact(
-            "revokeConsentBySig",
-            (checksum_address(revoke.patient), revoke.consent_id, revoke.nonce, revoke.deadline),
-            signature,
-            on_sent=on_sent,
-        )
-
-    def delegate_by_sig(
-        self, grant: DelegateGrant, signature: bytes, *, on_sent: Callable[[bytes], None] | None = None
-    ) -> Receipt:
-        return self._transact(
-            "grantDelegateBySig",
-            (
-                checksum_address(grant.patient),
-                checksum_address(grant.delegate),
-                grant.valid_until,
-                grant.nonce,
-                grant.deadline,
-            ),
-            signature,
-            on_sent=on_sent,
-        )
+        """Relay one signed message to the function that verifies it; ``on_sent`` gets the transaction's hash
+        before the wait, for a caller that traces it first."""
+        name = BY_SIG_FUNCTION[type(message).__name__]
+        return self._transact(name, struct_tuple(message), signature, on_sent=on_sent)
 
     def grant_direct(self, state: ConsentState) -> Receipt:
         return self._transact(
@@ -400,52 +405,7 @@ class ConsentLedgerContract:
     def revoke_direct(self, consent_id: bytes) -> Receipt:
         return self._transact("revokeConsent", consent_id)
 
-    # ------------------------------------------------------------- records
-
-    def anchor_record(self, patient: str, category: bytes, salt: bytes, cid: bytes, commitment: bytes) -> Receipt:
-        return self._transact("anchorRecord", checksum_address(patient), category, salt, cid, commitment)
-
-    def amend_record(
-        self, patient: str, record_id: bytes, cid: bytes, commitment: bytes, previous_hash: bytes
-    ) -> Receipt:
-        return self._transact("amendRecord", checksum_address(patient), record_id, cid, commitment, previous_hash)
-
-    def erase_record(self, patient: str, record_id: bytes) -> Receipt:
-        return self._transact("eraseRecord", checksum_address(patient), record_id)
-
     # ------------------------------------------------------------- disclosures
-
-    def log_access(
-        self,
-        patient: str,
-        record_id: bytes,
-        accessor: str,
-        purpose: bytes,
-        *,
-        on_sent: Callable[[bytes], None] | None = None,
-    ) -> Receipt:
-        """``on_sent`` gets the transaction's hash before the wait, for a caller that traces it first."""
-        return self._transact(
-            "logAccess", checksum_address(patient), record_id, checksum_address(accessor), purpose, on_sent=on_sent
-        )
-
-    def log_emergency_access(
-        self,
-        patient: str,
-        record_id: bytes,
-        accessor: str,
-        reason_hash: bytes,
-        *,
-        on_sent: Callable[[bytes], None] | None = None,
-    ) -> Receipt:
-        return self._transact(
-            "logEmergencyAccess",
-            checksum_address(patient),
-            record_id,
-            checksum_address(accessor),
-            reason_hash,
-            on_sent=on_sent,
-        )
 
     def disclosure_event(self, receipt: Receipt) -> tuple[DecodedEvent, int]:
         """The disclosure event (``AccessLogged`` or ``EmergencyAccessLogged``) a receipt carries, with its

@@ -257,10 +257,14 @@ class RpcClient:
     def code_at(self, address: str) -> bytes:
         return hex_to_bytes(self.request("eth_getCode", [address, "latest"]))
 
-    def call(self, to: str, data: bytes, *, block: int | str = "latest", sender: str | None = None) -> bytes:
+    def call(
+        self, to: str, data: bytes, *, block: int | str = "latest", sender: str | None = None, gas: int | None = None
+    ) -> bytes:
         tx: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
         if sender:
             tx["from"] = sender
+        if gas is not None:
+            tx["gas"] = hex(gas)
         tag = hex(block) if isinstance(block, int) else block
         return hex_to_bytes(self.request("eth_call", [tx, tag]))
 

@@ -1,6 +1,6 @@
-"""EIP-712 digests and signer recovery for the ledger's three fixed message types, without eth-account.
+"""EIP-712 digests and signer recovery for the ledger's signed message types, without eth-account.
 
-Every field of ``ConsentGrant``, ``ConsentRevoke`` and ``DelegateGrant`` is a static type, so
+Every field of every message is a static type or ``bytes`` (hashed to one word), so
 ``hashStruct(m) = keccak(typeHash || one 32-byte word per field)``; the type hashes come from the type
 strings in :mod:`ledger_service.domain.consent` and the domain separator is computed once per domain.
 This replaces eth-account's generic ``encode_typed_data`` + ``Account.recover_message`` (about a quarter
@@ -54,6 +54,11 @@ def _bytes32(value: object) -> bytes | None:
     return value if type(value) is bytes and len(value) == 32 else None
 
 
+def _bytes(value: object) -> bytes | None:
+    """EIP-712 ``bytes``: the keccak256 of the value (a binary CID in the record messages)."""
+    return bytes(keccak(value)) if type(value) is bytes else None
+
+
 def _string(value: object) -> bytes | None:
     if type(value) is not str:
         return None
@@ -79,6 +84,8 @@ def _encoder(solidity_type: str) -> _Encoder:
         return _bytes32
     if solidity_type == "string":
         return _string
+    if solidity_type == "bytes":
+        return _bytes
     bits = re.fullmatch(r"uint(\d+)", solidity_type)
     if bits is not None and 8 <= int(bits[1]) <= 256 and int(bits[1]) % 8 == 0:
         return _uint(int(bits[1]))

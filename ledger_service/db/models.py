@@ -41,6 +41,8 @@ class RecordRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     erasure_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    # The patient's (or a live delegate's) signed RecordErase, kept from the crypto-shred until its event lands.
+    erase_request: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class RecordVersionRow(Base):
@@ -113,6 +115,10 @@ class DeliveryRow(Base):
     block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     log_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     leaf_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True, index=True)
+    # The accessor's signed access request (docs/architecture.md, "Signed acts"): its EIP-712 digest, and the
+    # message with its signature as JSON, kept so that a retry re-sends the very same request.
+    request_digest: Mapped[str | None] = mapped_column(String(66), nullable=True, unique=True)
+    signed_request: Mapped[str | None] = mapped_column(Text, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Keyed reads only (docs/security.md, "Idempotent reads"): when a request took the right to send
@@ -212,13 +218,13 @@ class ChainEventRow(Base):
 
 
 class RelayedMessageRow(Base):
-    """A signed consent message the relay submitted, keyed by its EIP-712 digest, so an
-    identical resubmission returns the first result instead of failing on its nonce."""
+    """A signed message the relay submitted, keyed by its EIP-712 digest, so an identical resubmission
+    returns the first result instead of failing on its nonce. ``patient`` holds the message's party."""
 
     __tablename__ = "relayed_messages"
 
     digest: Mapped[str] = mapped_column(String(66), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # grant | revoke | delegate
+    kind: Mapped[str] = mapped_column(String(16))  # hub/relay.py KINDS: grant | revoke | anchor | access | ...
     patient: Mapped[str] = mapped_column(String(42), index=True)
     consent_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
     tx_hash: Mapped[str] = mapped_column(String(66))

@@ -1,4 +1,4 @@
-"""Consent: the signed messages, deterministic ids, and the authorization rule.
+"""Consent: the signed messages of every party, deterministic ids, and the authorization rule.
 
 The rule mirrors ``ConsentLedger.isAuthorized`` exactly, so the service can explain a
 refusal and the auditor can re-derive every decision from events without trusting the
@@ -21,7 +21,8 @@ DOMAIN_NAME: Final = "ConsentLedger"
 DOMAIN_VERSION: Final = "1"
 UINT40_MAX: Final = 2**40 - 1
 
-# The public EIP-712 types (README, "The contract model"). Field order is part of the type hash.
+# The public EIP-712 types (README, "The contract model"; docs/architecture.md, "Signed acts"). Field order is
+# part of the type hash.
 EIP712_TYPES: Final[dict[str, list[dict[str, str]]]] = {
     "ConsentGrant": [
         {"name": "patient", "type": "address"},
@@ -43,6 +44,62 @@ EIP712_TYPES: Final[dict[str, list[dict[str, str]]]] = {
         {"name": "patient", "type": "address"},
         {"name": "delegate", "type": "address"},
         {"name": "validUntil", "type": "uint64"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "DelegateRevoke": [
+        {"name": "patient", "type": "address"},
+        {"name": "delegate", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "RecordAnchor": [
+        {"name": "patient", "type": "address"},
+        {"name": "author", "type": "address"},
+        {"name": "category", "type": "bytes32"},
+        {"name": "salt", "type": "bytes32"},
+        {"name": "cid", "type": "bytes"},
+        {"name": "commitment", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "RecordAmend": [
+        {"name": "patient", "type": "address"},
+        {"name": "author", "type": "address"},
+        {"name": "recordId", "type": "bytes32"},
+        {"name": "cid", "type": "bytes"},
+        {"name": "commitment", "type": "bytes32"},
+        {"name": "previousHash", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "AccessRequest": [
+        {"name": "patient", "type": "address"},
+        {"name": "accessor", "type": "address"},
+        {"name": "recordId", "type": "bytes32"},
+        {"name": "version", "type": "uint32"},
+        {"name": "purpose", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "EmergencyAccessRequest": [
+        {"name": "patient", "type": "address"},
+        {"name": "accessor", "type": "address"},
+        {"name": "recordId", "type": "bytes32"},
+        {"name": "version", "type": "uint32"},
+        {"name": "reasonHash", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "RecordErase": [
+        {"name": "patient", "type": "address"},
+        {"name": "recordId", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    "EncryptionKey": [
+        {"name": "account", "type": "address"},
+        {"name": "publicKey", "type": "bytes32"},
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ],
@@ -145,7 +202,174 @@ class DelegateGrant:
         }
 
 
-SignedMessage = ConsentGrant | ConsentRevoke | DelegateGrant
+@dataclass(frozen=True)
+class DelegateRevoke:
+    """The patient ends a delegation (only the patient signs it)."""
+
+    patient: str
+    delegate: str
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "delegate": to_checksum_address(self.delegate),
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class RecordAnchor:
+    """A provider (``author``, the signer) anchors version 1 of a record of ``patient``."""
+
+    patient: str
+    author: str
+    category: bytes
+    salt: bytes
+    cid: bytes
+    commitment: bytes
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "author": to_checksum_address(self.author),
+            "category": self.category,
+            "salt": self.salt,
+            "cid": self.cid,
+            "commitment": self.commitment,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class RecordAmend:
+    """The record's author (the signer) anchors its next version, chained to ``previous_hash``."""
+
+    patient: str
+    author: str
+    record_id: bytes
+    cid: bytes
+    commitment: bytes
+    previous_hash: bytes
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "author": to_checksum_address(self.author),
+            "recordId": self.record_id,
+            "cid": self.cid,
+            "commitment": self.commitment,
+            "previousHash": self.previous_hash,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """``accessor`` (the signer) asks to read ``version`` of a record for ``purpose``: its disclosure."""
+
+    patient: str
+    accessor: str
+    record_id: bytes
+    version: int
+    purpose: bytes
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "accessor": to_checksum_address(self.accessor),
+            "recordId": self.record_id,
+            "version": self.version,
+            "purpose": self.purpose,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class EmergencyAccessRequest:
+    """A break-glass read by ``accessor`` (the signer); ``reason_hash`` is keccak256 of the stated reason."""
+
+    patient: str
+    accessor: str
+    record_id: bytes
+    version: int
+    reason_hash: bytes
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "accessor": to_checksum_address(self.accessor),
+            "recordId": self.record_id,
+            "version": self.version,
+            "reasonHash": self.reason_hash,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class RecordErase:
+    """The patient or a live delegate (the signer) asks to erase a record."""
+
+    patient: str
+    record_id: bytes
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "patient": to_checksum_address(self.patient),
+            "recordId": self.record_id,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True)
+class EncryptionKey:
+    """``account`` (the signer) publishes the X25519 public key that key shares are sealed to."""
+
+    account: str
+    public_key: bytes
+    nonce: int
+    deadline: int
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "account": to_checksum_address(self.account),
+            "publicKey": self.public_key,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+
+SignedMessage = (
+    ConsentGrant
+    | ConsentRevoke
+    | DelegateGrant
+    | DelegateRevoke
+    | RecordAnchor
+    | RecordAmend
+    | AccessRequest
+    | EmergencyAccessRequest
+    | RecordErase
+    | EncryptionKey
+)
+ConsentMessage = ConsentGrant | ConsentRevoke | DelegateGrant
+"""The three messages of version 1, which ``/v1/consents`` relays."""
 
 
 def typed_data(domain: Eip712Domain, message: SignedMessage) -> dict[str, Any]:
@@ -260,7 +484,9 @@ class Delegation:
 
 
 @dataclass(frozen=True)
-class AccessRequest:
+class AccessQuery:
+    """The question the rule answers: may ``grantee`` read ``record_id`` (of ``category``) for ``purpose``."""
+
     patient: str
     grantee: str
     record_id: bytes
@@ -279,7 +505,7 @@ class Decision:
 
 
 def decide(
-    request: AccessRequest,
+    request: AccessQuery,
     consents: Mapping[bytes, ConsentState],
     *,
     timestamp: int,
@@ -310,7 +536,7 @@ def decide(
 
 
 def _refusal_reason(
-    request: AccessRequest,
+    request: AccessQuery,
     consents: Mapping[bytes, ConsentState],
     timestamp: int,
     id_of: Callable[[str, str, bytes, bytes], bytes] = consent_id,

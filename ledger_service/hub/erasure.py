@@ -1,9 +1,14 @@
-"""Erasure at the patient's request: crypto-shred (destroy the keys and salts), unpin and collect the
-blobs, then the on-chain event. A crash between the two is finished by
-:meth:`ErasureService.finish_interrupted_erasures`."""
+"""Erasure at the patient's signed request: crypto-shred (destroy the keys and salts), unpin and collect the
+blobs, then relay the patient's (or a live delegate's) signed ``RecordErase``, whose event names its signer.
+
+The hub cannot erase on its own: the ledger takes an erasure only with the patient's or a live delegate's
+signature, and the signed request is checked against the chain (``eth_call``) before anything is destroyed.
+It is kept with the record until its event lands, so a crash in between is finished by
+:meth:`ErasureService.finish_interrupted_erasures` re-sending the same request."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,8 +18,9 @@ from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.database import Database
 from ledger_service.db.models import DataKeyRow, RecordRow, RecordVersionRow
-from ledger_service.errors import PermissionDenied, RecordErased, RecordNotFound
-from ledger_service.records.disclosure import account_address
+from ledger_service.domain.consent import RecordErase
+from ledger_service.errors import RecordErased, RecordNotFound, ValidationError
+from ledger_service.hub.relay import Relay
 from ledger_service.records.locks import RecordLocks
 
 
@@ -30,14 +36,20 @@ class ErasureResult:
 
 
 class ErasureService:
-    def __init__(self, *, db: Database, blobs: BlobStore, ledger: ConsentLedgerContract, locks: RecordLocks) -> None:
+    def __init__(
+        self, *, db: Database, blobs: BlobStore, ledger: ConsentLedgerContract, relay: Relay, locks: RecordLocks
+    ) -> None:
         self.db = db
         self.blobs = blobs
-        self.ledger = ledger  # the custodian's handle: delegations, the erasure event
+        self.ledger = ledger  # views: whether a record is erased on chain
+        self.relay = relay  # sends the patient's signed erasure
         self._locks = locks  # shared with the node's amendments (bootstrap.py)
 
-    def erase(self, *, record_id: str, requested_by: str) -> ErasureResult:
-        """Crypto-shred: destroy keys and salts, unpin and collect blobs, then the on-chain event."""
+    def erase(self, *, record_id: str, request: RecordErase, signature: bytes) -> ErasureResult:
+        """Crypto-shred: check the signed request on chain, destroy keys and salts, unpin and collect blobs,
+        then relay the request (its event names the signer)."""
+        if "0x" + request.record_id.hex() != record_id.lower():
+            raise ValidationError("erase.recordId differs from the record in the path", field="recordId")
         with self._locks.of(record_id):
             with self.db.session() as s:
                 record = s.get(RecordRow, record_id)
@@ -45,8 +57,16 @@ class ErasureService:
                     raise RecordNotFound(f"no record {record_id}", record_id=record_id)
                 if record.erased_at is not None or record.state == "erasing":
                     raise RecordErased(f"record {record_id} is already erased", record_id=record_id)
-                self._check_patient_or_delegate(record.patient, requested_by)
+                if request.patient.lower() != record.patient.lower():
+                    raise ValidationError("erase.patient is not the record's patient", field="patient")
+            # Refused here (bad signature, not the patient or a live delegate, nonce used) destroys nothing.
+            self.relay.check_shape(request, signature, None)
+            self.relay.simulate(request, signature)
+            with self.db.session() as s:
+                record = s.get(RecordRow, record_id)
+                assert record is not None
                 record.state = "erasing"
+                record.erase_request = _signed_erase_json(request, signature)
                 for key_row in s.execute(select(DataKeyRow).where(DataKeyRow.record_id == record_id)).scalars():
                     s.delete(key_row)
                 cids = [
@@ -55,44 +75,54 @@ class ErasureService:
                         select(RecordVersionRow).where(RecordVersionRow.record_id == record_id)
                     ).scalars()
                 ]
-                patient = record.patient
             for cid in cids:
                 self.blobs.unpin(Cid.parse(cid))
             self.blobs.gc()
-            return self._emit_erasure(record_id, patient, len(cids))
+            return self._emit_erasure(record_id, request, signature, len(cids))
 
-    def _check_patient_or_delegate(self, patient: str, caller: str) -> None:
-        caller = account_address(caller, "caller")
-        if caller == patient:
-            return
-        _valid_until, live = self.ledger.delegation(patient, caller)
-        if not live:
-            raise PermissionDenied(
-                f"{caller} is neither the patient nor a live delegate of the patient", account=caller
-            )
-
-    def _emit_erasure(self, record_id: str, patient: str, versions: int) -> ErasureResult:
-        receipt = self.ledger.erase_record(patient, bytes.fromhex(record_id[2:]))
+    def _emit_erasure(self, record_id: str, request: RecordErase, signature: bytes, versions: int) -> ErasureResult:
+        outcome = self.relay.relay(request, signature)
         with self.db.session() as s:
             record = s.get(RecordRow, record_id)
             assert record is not None
-            record.state, record.erased_at, record.erasure_tx = "erased", _now(), receipt.tx_hex
-        return ErasureResult(record_id, receipt.tx_hex, versions)
+            record.state, record.erased_at, record.erasure_tx = "erased", _now(), outcome.tx_hash
+        return ErasureResult(record_id, outcome.tx_hash, versions)
 
     def finish_interrupted_erasures(self) -> int:
         """Erasures whose keys are gone but whose on-chain event did not land: emit it now."""
         with self.db.session() as s:
             pending = [
-                (r.record_id, r.patient)
+                (r.record_id, r.patient, r.erase_request)
                 for r in s.execute(select(RecordRow).where(RecordRow.state == "erasing")).scalars()
             ]
-        for record_id, patient in pending:
+        for record_id, patient, signed in pending:
             onchain = self.ledger.record(patient, bytes.fromhex(record_id[2:]))
             if onchain.erased:
                 with self.db.session() as s:
                     record = s.get(RecordRow, record_id)
                     assert record is not None
                     record.state, record.erased_at = "erased", _now()
-            else:
-                self._emit_erasure(record_id, patient, onchain.version)
+            elif signed is not None:
+                request, signature = _parse_signed_erase(signed)
+                self._emit_erasure(record_id, request, signature, onchain.version)
         return len(pending)
+
+
+def _signed_erase_json(request: RecordErase, signature: bytes) -> str:
+    return json.dumps(
+        {
+            "patient": request.patient,
+            "recordId": "0x" + request.record_id.hex(),
+            "nonce": request.nonce,
+            "deadline": request.deadline,
+            "signature": "0x" + signature.hex(),
+        }
+    )
+
+
+def _parse_signed_erase(text: str) -> tuple[RecordErase, bytes]:
+    data = json.loads(text)
+    request = RecordErase(
+        data["patient"], bytes.fromhex(data["recordId"][2:]), int(data["nonce"]), int(data["deadline"])
+    )
+    return request, bytes.fromhex(data["signature"][2:])

@@ -10,20 +10,23 @@ nothing (docs/architecture.md, "The path of a read").
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from eth_utils import keccak
 from sqlalchemy import select, update
 
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.codec import eip712
 from ledger_service.crypto import KeyCustody, RecordBinding, WrappedKey, decrypt_stream
 from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.models import DataKeyRow, DeliveryRow, RecordRow, RecordVersionRow
 from ledger_service.db.records import anchored_record
 from ledger_service.domain.codes import EMERGENCY_PURPOSE, EMERGENCY_ROLE, purpose_to_bytes32
+from ledger_service.domain.consent import AccessRequest, Eip712Domain, EmergencyAccessRequest
 from ledger_service.domain.media_types import served_media_type
 from ledger_service.errors import (
     ConsentDenied,
@@ -34,10 +37,12 @@ from ledger_service.errors import (
     ValidationError,
 )
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
+from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
 from ledger_service.records.disclosure import (
     DisclosureRequest,
     DisclosureStrategy,
     KeyedRequest,
+    SignedAccess,
     account_address,
     explain_refusal,
 )
@@ -82,6 +87,10 @@ class ReadService:
         ledger: ConsentLedgerContract,
         disclosure: DisclosureStrategy,
         traced: PerReadDisclosureStrategy,
+        keys: ProviderKeys,
+        nonces: MessageNonces,
+        deadlines: Deadlines,
+        domain: Eip712Domain,
     ) -> None:
         self.db = db
         self.idempotency = idempotency
@@ -91,6 +100,34 @@ class ReadService:
         self.disclosure = disclosure  # per-read or batched, as bootstrap.py chose
         # Adopts a replayed delivery whose transaction is still in flight (only per-read leaves those).
         self._traced = traced
+        self.keys = keys  # the accessors' signers: a read is the accessor's signed request
+        self.nonces = nonces
+        self.deadlines = deadlines
+        self.domain = domain
+
+    def _signer(self, accessor: str) -> Callable[[AccessRequest | EmergencyAccessRequest], SignedAccess]:
+        key = self.keys.signer_for(accessor)  # PermissionDenied before anything else if the node has no key
+
+        def sign(message: AccessRequest | EmergencyAccessRequest) -> SignedAccess:
+            digest = eip712.digest(self.domain, message)
+            return SignedAccess(message, key.sign_digest(digest), digest)
+
+        return sign
+
+    def _access_request(self, record: RecordRow, accessor: str, purpose: bytes) -> Callable[[bool], SignedAccess]:
+        sign = self._signer(accessor)
+        rid = bytes.fromhex(record.record_id[2:])
+        return lambda resync: sign(
+            AccessRequest(
+                record.patient,
+                accessor,
+                rid,
+                record.current_version,
+                purpose,
+                self.nonces.allocate(accessor, resync=resync),
+                self.deadlines.next(),
+            )
+        )
 
     def read(self, *, accessor: str, record_id: str, purpose: str, idempotency_key: str | None = None) -> RecordContent:
         accessor = account_address(accessor, "accessor")
@@ -115,6 +152,7 @@ class ReadService:
             DisclosureRequest(
                 purpose=purpose,
                 reason=None,
+                sign=self._access_request(record, accessor, purpose_bytes),
                 precheck=check_consent,
                 refused_by="AccessNotAuthorized",
                 refusal=lambda: ConsentDenied(
@@ -134,6 +172,17 @@ class ReadService:
         if not reason or len(reason) > 2000:
             raise ValidationError("an emergency access needs a reason (1 to 2000 characters)", field="reason")
         record = anchored_record(self.db, record_id)
+        sign = self._signer(accessor)
+        reason_hash = bytes(keccak(reason.encode("utf-8")))  # only the hash goes on chain: it may be clinical
+
+        def signed_request(resync: bool) -> SignedAccess:
+            rid = bytes.fromhex(record.record_id[2:])
+            nonce, deadline = self.nonces.allocate(accessor, resync=resync), self.deadlines.next()
+            return sign(
+                EmergencyAccessRequest(
+                    record.patient, accessor, rid, record.current_version, reason_hash, nonce, deadline
+                )
+            )
 
         def refused() -> LedgerError:
             return PermissionDenied(f"{accessor} may not break the glass (no active EMERGENCY_ROLE)", account=accessor)
@@ -148,6 +197,7 @@ class ReadService:
             DisclosureRequest(
                 purpose=EMERGENCY_PURPOSE,
                 reason=reason,
+                sign=signed_request,
                 precheck=None,
                 refused_by="NotEmergencyProvider",
                 refusal=refused,

@@ -16,27 +16,35 @@ from typing import Any
 from sqlalchemy import select
 
 from ledger_service.blobs import BlobStore, Cid
-from ledger_service.chain.ledger import ConsentLedgerContract, record_error
-from ledger_service.chain.signers import ProviderSigners
-from ledger_service.chain.wire import Receipt
+from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.codec import eip712
 from ledger_service.crypto import DataKey, KeyCustody, PlaintextCommitment, RecordBinding, encrypt_stream, new_salt
 from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.models import DataKeyRow, RecordRow, RecordVersionRow
 from ledger_service.db.records import anchored_record
 from ledger_service.domain.codes import hex32
+from ledger_service.domain.consent import Eip712Domain, RecordAmend, RecordAnchor
 from ledger_service.domain.media_types import media_type_essence, stored_media_type
-from ledger_service.domain.records import FHIR_MEDIA_TYPE, record_id_of
+from ledger_service.domain.records import FHIR_MEDIA_TYPE, fast_version_hash, record_id_of
 from ledger_service.errors import (
-    LedgerError,
+    ChainError,
     NotRecordAuthor,
     PermissionDenied,
     TransactionReverted,
     ValidationError,
 )
 from ledger_service.node.fhir import MAX_FHIR_BYTES, check_fhir, fhir_document
+from ledger_service.node.signing import Deadlines, DigestSigner, MessageNonces, ProviderKeys, nonce_was_used
 from ledger_service.records.disclosure import account_address
 from ledger_service.records.locks import RecordLocks
+from ledger_service.records.relaying import RecordFacts, Relayer, RelayOutcome
+
+
+def refused_for_sure(exc: Exception) -> bool:
+    """Whether a relay's error means the act was not and will not be on chain (a refusal or a revert), as
+    opposed to an unknown outcome (a timeout, the chain or the hub unreachable)."""
+    return isinstance(exc, TransactionReverted) or not isinstance(exc, ChainError)
 
 
 def _now() -> datetime:
@@ -78,7 +86,11 @@ class UploadService:
         blobs: BlobStore,
         custody: KeyCustody,
         ledger: ConsentLedgerContract,
-        providers: ProviderSigners,
+        keys: ProviderKeys,
+        nonces: MessageNonces,
+        deadlines: Deadlines,
+        relayer: Relayer,
+        domain: Eip712Domain,
         categories: Callable[[], dict[str, bytes]],
         locks: RecordLocks,
         fhir_check: Callable[[bytes], None] = check_fhir,
@@ -88,8 +100,12 @@ class UploadService:
         self.idempotency = idempotency
         self.blobs = blobs
         self.custody = custody
-        self.ledger = ledger  # views and the anchors' events; the anchors are sent by the provider's signer
-        self.providers = providers
+        self.ledger = ledger  # views only: the anchors are the provider's signed messages, relayed
+        self.keys = keys
+        self.nonces = nonces
+        self.deadlines = deadlines
+        self.relayer = relayer
+        self.domain = domain
         self._categories = categories
         self._locks = locks  # shared with the hub's erasure (bootstrap.py)
         self._fhir_check = fhir_check  # bootstrap: in a worker process, for a large document
@@ -140,7 +156,7 @@ class UploadService:
         provider, patient = account_address(provider, "provider"), account_address(patient, "patient")
         media_type = stored_media_type(media_type)  # a malformed one is refused before anything is stored
         category_bytes = self._category(category)
-        ledger = self.providers.ledger_for(provider)
+        signer = self.keys.signer_for(provider)
         if not self.ledger.is_active_provider(provider):
             raise PermissionDenied(f"{provider} is not an active provider", account=provider)
         anchor_salt = os.urandom(32)
@@ -190,15 +206,37 @@ class UploadService:
                     commitment_salt=commitment_salt,
                 )
             )
+
+        def anchor(nonce: int) -> RecordAnchor:
+            return RecordAnchor(
+                patient=patient,
+                author=provider,
+                category=category_bytes,
+                salt=anchor_salt,
+                cid=cid.bytes,
+                commitment=commitment,
+                nonce=nonce,
+                deadline=self.deadlines.next(),
+            )
+
         try:
-            receipt = ledger.anchor_record(patient, category_bytes, anchor_salt, cid.bytes, commitment)
-        except TransactionReverted as exc:
-            self._discard_pending(record_id, 1, cid, whole_record=True)
-            raise record_error(exc) from exc
-        except LedgerError:
-            # Outcome unknown (timeout, chain down): keep the pending rows; recovery decides.
+            outcome = self._relay_signed(provider, signer, anchor, RecordFacts(media_type, size, ct_size))
+        except Exception as exc:
+            if refused_for_sure(exc):
+                self._discard_pending(record_id, 1, cid, whole_record=True)
+            # Otherwise the outcome is unknown (timeout, chain or hub down): keep the pending rows; recovery decides.
             raise
-        return self._finish_anchor(ledger, receipt, record_id, 1)
+        expected = fast_version_hash(
+            record_id=record_id_bytes,
+            version=1,
+            patient=patient,
+            author=provider,
+            category=category_bytes,
+            cid=cid.bytes,
+            commitment=commitment,
+            previous_hash=b"\x00" * 32,
+        )
+        return self._finish_anchor(outcome, record_id, 1, expected)
 
     def amend(
         self,
@@ -215,7 +253,7 @@ class UploadService:
             record = anchored_record(self.db, record_id)
             if record.author != provider:
                 raise NotRecordAuthor(f"only the record's author {record.author} may amend it", record_id=record_id)
-            ledger = self.providers.ledger_for(provider)
+            signer = self.keys.signer_for(provider)
             version = record.current_version + 1
             with self.db.session() as s:
                 head = s.execute(
@@ -253,22 +291,64 @@ class UploadService:
                         commitment_salt=commitment_salt,
                     )
                 )
-            try:
-                receipt = ledger.amend_record(
-                    record.patient, bytes.fromhex(record_id[2:]), cid.bytes, commitment, bytes.fromhex(head[2:])
-                )
-            except TransactionReverted as exc:
-                self._discard_pending(record_id, version, cid, whole_record=False)
-                raise record_error(exc) from exc
-            return self._finish_anchor(ledger, receipt, record_id, version)
+            previous_hash = bytes.fromhex(head[2:])
 
-    def _finish_anchor(
-        self, ledger: ConsentLedgerContract, receipt: Receipt, record_id: str, version: int
-    ) -> AnchoredVersion:
-        event = ledger.event(receipt, "RecordAnchored")
-        if hex32(event.args["recordId"]) != record_id or int(event.args["version"]) != version:
+            def amend(nonce: int) -> RecordAmend:
+                return RecordAmend(
+                    patient=record.patient,
+                    author=provider,
+                    record_id=binding.record_id,
+                    cid=cid.bytes,
+                    commitment=commitment,
+                    previous_hash=previous_hash,
+                    nonce=nonce,
+                    deadline=self.deadlines.next(),
+                )
+
+            try:
+                outcome = self._relay_signed(provider, signer, amend, RecordFacts(media_type, size, ct_size))
+            except Exception as exc:
+                if refused_for_sure(exc):
+                    self._discard_pending(record_id, version, cid, whole_record=False)
+                raise
+            expected = fast_version_hash(
+                record_id=binding.record_id,
+                version=version,
+                patient=record.patient,
+                author=provider,
+                category=self._category(record.category),
+                cid=cid.bytes,
+                commitment=commitment,
+                previous_hash=previous_hash,
+            )
+            return self._finish_anchor(outcome, record_id, version, expected)
+
+    def _relay_signed(
+        self,
+        provider: str,
+        signer: DigestSigner,
+        build: Callable[[int], RecordAnchor | RecordAmend],
+        facts: RecordFacts,
+    ) -> RelayOutcome:
+        """Sign ``build(nonce)`` with the provider's key and relay it; once more with a fresh nonce if the
+        ledger says the nonce was used (another node signed for this provider meanwhile)."""
+        for attempt in range(2):
+            message = build(self.nonces.allocate(provider, resync=attempt > 0))
+            try:
+                return self.relayer.relay(
+                    message, signer.sign_digest(eip712.digest(self.domain, message)), record=facts
+                )
+            except Exception as exc:
+                if attempt == 0 and nonce_was_used(exc):
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _finish_anchor(self, outcome: RelayOutcome, record_id: str, version: int, expected: bytes) -> AnchoredVersion:
+        if outcome.record_id != record_id or outcome.version != version:
             raise TransactionReverted(f"anchor of {record_id} v{version} emitted an unexpected event")
-        version_hash = hex32(event.args["versionHash"])
+        # The contract computes the same hash from the same fields (domain/records.py); the auditor checks it.
+        version_hash = hex32(expected)
         with self.db.session() as s:
             row = s.execute(
                 select(RecordVersionRow).where(
@@ -277,15 +357,15 @@ class UploadService:
             ).scalar_one()
             row.state, row.tx_hash, row.block_number, row.version_hash = (
                 "anchored",
-                receipt.tx_hex,
-                receipt.block_number,
+                outcome.tx_hash,
+                outcome.block_number,
                 version_hash,
             )
             record = s.get(RecordRow, record_id)
             assert record is not None
             record.state, record.current_version = "anchored", version
         return AnchoredVersion(
-            record_id, version, row.cid, receipt.tx_hex, receipt.block_number, version_hash, row.media_type
+            record_id, version, row.cid, outcome.tx_hash, outcome.block_number, version_hash, row.media_type
         )
 
     def _discard_pending(self, record_id: str, version: int, cid: Cid, *, whole_record: bool) -> None:

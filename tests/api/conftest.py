@@ -12,7 +12,13 @@ from fastapi.testclient import TestClient
 
 from consent_api.app import create_app
 from ledger_service.bootstrap import Services, bootstrap
-from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, DelegateGrant, typed_data
+from ledger_service.domain.consent import (
+    ConsentGrant,
+    ConsentRevoke,
+    RecordErase,
+    SignedMessage,
+    typed_data,
+)
 from tests.conftest import Chain
 
 HOST = "testserver"
@@ -35,7 +41,19 @@ class Api:
         self.services.rpc.request("anvil_setBalance", [account.address, hex(10**18)])
         return account
 
-    def sign(self, account: LocalAccount, message: ConsentGrant | ConsentRevoke | DelegateGrant) -> str:
+    def erase_body(
+        self, patient: LocalAccount, record_id: str, *, signer: LocalAccount | None = None
+    ) -> dict[str, object]:
+        """The patient's (or ``signer``'s) signed RecordErase of a record, as DELETE /v1/records/{id} takes it."""
+        signer = signer or patient
+        nonce = self.client.get(f"/v1/nonces/{signer.address}").json()["nonce"]
+        erase = RecordErase(patient.address, bytes.fromhex(record_id[2:]), nonce, self.chain.now() + 600)
+        return {
+            "erase": {"patient": patient.address, "recordId": record_id, "nonce": nonce, "deadline": erase.deadline},
+            "signature": self.sign(signer, erase),
+        }
+
+    def sign(self, account: LocalAccount, message: SignedMessage) -> str:
         signed = Account.sign_typed_data(account.key, full_message=typed_data(self.services.domain, message))
         return "0x" + bytes(signed.signature).hex()
 

@@ -160,8 +160,9 @@ def test_a_replayed_erasure_answers_as_the_first_time(api: Api) -> None:
     created = api.upload(patient.address)
     record = f"/v1/records/{created['recordId']}"
     headers = {**api.token(patient.address), "Idempotency-Key": "erase-7"}
-    first = api.client.delete(record, headers=headers)
-    again = api.client.delete(record, headers=headers)
+    body = api.erase_body(patient, created["recordId"])
+    first = api.client.request("DELETE", record, headers=headers, json=body)
+    again = api.client.request("DELETE", record, headers=headers, json=body)
     assert (first.status_code, again.status_code) == (200, 200), again.text
     assert again.json() == first.json() and first.json()["txHash"].startswith("0x")
     # the chain holds one erasure, and the verify report names the erased record
@@ -171,12 +172,25 @@ def test_a_replayed_erasure_answers_as_the_first_time(api: Api) -> None:
     assert report["summary"]["erasures"] == 1
     assert [(e["recordId"], e["txHash"]) for e in report["erasures"]] == [(created["recordId"], first.json()["txHash"])]
     # without the key, or with a new one, a second erasure is refused as before
-    assert_problem(api.client.delete(record, headers=api.token(patient.address)), 410, "record-erased")
     assert_problem(
-        api.client.delete(record, headers={**api.token(patient.address), "Idempotency-Key": "erase-8"}),
+        api.client.request("DELETE", record, json=api.erase_body(patient, created["recordId"])), 410, "record-erased"
+    )
+    assert_problem(
+        api.client.request(
+            "DELETE", record, headers={"Idempotency-Key": "erase-8"}, json=api.erase_body(patient, created["recordId"])
+        ),
         410,
         "record-erased",
     )
     # the same key for another record is a different request
     other = api.upload(patient.address)
-    assert_problem(api.client.delete(f"/v1/records/{other['recordId']}", headers=headers), 409, "idempotency-conflict")
+    assert_problem(
+        api.client.request(
+            "DELETE",
+            f"/v1/records/{other['recordId']}",
+            headers=headers,
+            json=api.erase_body(patient, other["recordId"]),
+        ),
+        409,
+        "idempotency-conflict",
+    )

@@ -109,13 +109,18 @@ class SlowApi:
         self.page.unroute_all(behavior="ignoreErrors" if failed else "wait")
 
 
-def api_json(portal: Portal, method: str, path: str, headers: dict[str, str] | None = None) -> Any:
+def api_json(
+    portal: Portal, method: str, path: str, headers: dict[str, str] | None = None, body: Any = None
+) -> Any:
     """Call the API as the page's signed-in user (its bearer token): (status, JSON body)."""
     return portal.page.evaluate(
-        """async ([method, path, extra]) => {
+        """async ([method, path, extra, body]) => {
           const { token } = JSON.parse(sessionStorage.getItem("consentLedger.session"));
-          const res = await fetch(path, { method, headers: { Authorization: `Bearer ${token}`, ...extra } });
+          const headers = { Authorization: `Bearer ${token}`, ...extra };
+          const init = { method, headers };
+          if (body !== null) { init.body = JSON.stringify(body); headers["Content-Type"] = "application/json"; }
+          const res = await fetch(path, init);
           return [res.status, await res.json()];
         }""",
-        [method, path, headers or {}],
+        [method, path, headers or {}, body],
     )

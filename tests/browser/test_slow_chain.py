@@ -120,8 +120,16 @@ def test_double_click_on_erase_erases_once_and_a_replay_answers_the_same(
         status, records = api_json(patient, "GET", f"/v1/patients/{PATIENT7}/records")
         assert [r["erased"] for r in records["records"] if r["recordId"] == record_id] == [True]
 
-        # the same erasure sent again (a retry that lost its answer) is answered as the first time
-        status, replay = api_json(patient, "DELETE", f"/v1/records/{record_id}", {"Idempotency-Key": keys[0] or ""})
+        # the same erasure sent again (a retry that lost its answer) is answered as the first time: the key
+        # is the patient's, so the answer is the first one whatever the retry carries
+        erase = {"patient": PATIENT7, "recordId": record_id, "nonce": 0, "deadline": 0}
+        status, replay = api_json(
+            patient,
+            "DELETE",
+            f"/v1/records/{record_id}",
+            {"Idempotency-Key": keys[0] or ""},
+            {"erase": erase, "signature": "0x" + "00" * 65},
+        )
         assert status == 200, replay
         tx = replay["txHash"]
         assert replay["recordId"] == record_id and f"{tx[:6]}…{tx[-4:]}" in erased_status, (replay, erased_status)

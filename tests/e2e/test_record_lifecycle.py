@@ -16,7 +16,7 @@ from ledger_service.bootstrap import Services, admin_ledger, bootstrap
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.models import DataKeyRow, DeliveryRow
 from ledger_service.domain.codes import ZERO32, category_id, purpose_to_bytes32
-from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, Eip712Domain, typed_data
+from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, Eip712Domain, RecordErase, typed_data
 from ledger_service.errors import (
     BlobIntegrityError,
     ChainUnavailable,
@@ -26,6 +26,7 @@ from ledger_service.errors import (
     NotRecordAuthor,
     PermissionDenied,
     RecordErased,
+    SignatureError,
 )
 from ledger_service.node.reads import RecordContent
 from ledger_service.runtime import Runtime
@@ -56,6 +57,14 @@ class Patient:
         self.ledger = ledger
         self.domain = Eip712Domain(chain.deployment.chain_id, chain.deployment.ledger_address)
 
+    def erase_request(self, record_id: str, *, signer: object | None = None) -> tuple[RecordErase, bytes]:
+        """The patient's (or ``signer``'s) signed RecordErase of a record."""
+        who = signer or self.account
+        nonce = self.ledger.lowest_unused_nonce(who.address)  # type: ignore[attr-defined]
+        request = RecordErase(self.address, bytes.fromhex(record_id[2:]), nonce, self.chain.now() + 600)
+        full = typed_data(self.domain, request)
+        return request, bytes(Account.sign_typed_data(who.key, full_message=full).signature)  # type: ignore[attr-defined]
+
     def _sign(self, message: ConsentGrant | ConsentRevoke) -> bytes:
         return bytes(Account.sign_typed_data(self.account.key, full_message=typed_data(self.domain, message)).signature)  # type: ignore[attr-defined]
 
@@ -67,15 +76,17 @@ class Patient:
             purpose_to_bytes32(purpose),
             0,
             valid_until,
-            self.ledger.nonce(self.address),
+            self.ledger.lowest_unused_nonce(self.address),
             self.chain.now() + 600,
         )
-        self.ledger.grant_by_sig(grant, self._sign(grant))
+        self.ledger.send_signed(grant, self._sign(grant))
         return grant.consent_id
 
     def revoke(self, consent: bytes) -> None:
-        revoke = ConsentRevoke(self.address, consent, self.ledger.nonce(self.address), self.chain.now() + 600)
-        self.ledger.revoke_by_sig(revoke, self._sign(revoke))
+        revoke = ConsentRevoke(
+            self.address, consent, self.ledger.lowest_unused_nonce(self.address), self.chain.now() + 600
+        )
+        self.ledger.send_signed(revoke, self._sign(revoke))
 
 
 def _patient(chain: Chain, services: Services) -> Patient:
@@ -304,9 +315,14 @@ def test_erasure_destroys_keys_collects_blobs_and_refuses_reads(chain: Chain, se
         content=[b"amended sensitive note"],
     )
     cids = [Cid.parse(v.cid) for v in services.records.versions(created.record_id)]
-    with pytest.raises(PermissionDenied):
-        services.erasure.erase(record_id=created.record_id, requested_by=chain.clinic.address)
-    result = services.erasure.erase(record_id=created.record_id, requested_by=hana.address)
+    # The clinic cannot erase: its signature is not the patient's (and nothing is destroyed by the attempt).
+    request, by_clinic = hana.erase_request(created.record_id, signer=chain.clinic)
+    with pytest.raises(SignatureError):
+        services.erasure.erase(record_id=created.record_id, request=request, signature=by_clinic)
+    with services.db.session() as s:
+        assert s.execute(select(DataKeyRow).where(DataKeyRow.record_id == created.record_id)).first() is not None
+    request, signature = hana.erase_request(created.record_id)
+    result = services.erasure.erase(record_id=created.record_id, request=request, signature=signature)
     assert result.versions == 2
     receipt = services.rpc.receipt(bytes.fromhex(result.tx_hash[2:]))
     assert receipt is not None
@@ -350,10 +366,10 @@ def test_reads_fail_closed_when_the_chain_is_down(tmp_path: Path) -> None:
                 purpose_to_bytes32("TREAT"),
                 0,
                 0,
-                ledger.nonce(patient_account.address),
+                ledger.lowest_unused_nonce(patient_account.address),
                 now + 600,
             )
-            ledger.grant_by_sig(
+            ledger.send_signed(
                 grant,
                 bytes(Account.sign_typed_data(patient_account.key, full_message=typed_data(domain, grant)).signature),
             )
@@ -368,8 +384,12 @@ def test_reads_fail_closed_when_the_chain_is_down(tmp_path: Path) -> None:
             runtime.anvil.kill()
             with pytest.raises(ChainUnavailable):
                 instance.reads.read(accessor=clinic, record_id=created.record_id, purpose="TREAT")
+            # Nothing was released or logged; the clinic's signed request is kept (pending), so that a retry
+            # re-sends that very request rather than a second one.
             with instance.db.session() as s:
-                assert s.execute(select(DeliveryRow)).first() is None
+                rows = list(s.execute(select(DeliveryRow)).scalars())
+                assert [(r.status, r.block_number) for r in rows] == [("pending", None)]
+                assert rows[0].signed_request is not None and rows[0].released_at is None
         finally:
             instance.close()
 

@@ -79,20 +79,20 @@ def test_grant_signed_by_eth_account_is_accepted_and_ids_agree(chain: Chain, rel
         purpose=purpose_to_bytes32("TREAT"),
         valid_from=0,
         valid_until=now + 86_400,
-        nonce=relayer.nonce(patient.address),
+        nonce=relayer.lowest_unused_nonce(patient.address),
         deadline=now + 600,
     )
-    receipt = relayer.grant_by_sig(grant, _sign(patient.key, _domain(chain), grant))
+    receipt = relayer.send_signed(grant, _sign(patient.key, _domain(chain), grant))
     event = relayer.event(receipt, "ConsentGranted")
     assert (
         event.args["consentId"] == grant.consent_id == consent_id(patient.address, grantee, grant.scope, grant.purpose)
     )
     assert event.args["patient"] == patient.address
     assert event.args["signer"] == patient.address
-    assert relayer.nonce(patient.address) == grant.nonce + 1
+    assert relayer.lowest_unused_nonce(patient.address) == grant.nonce + 1
 
-    revoke = ConsentRevoke(patient.address, grant.consent_id, relayer.nonce(patient.address), now + 600)
-    receipt = relayer.revoke_by_sig(revoke, _sign(patient.key, _domain(chain), revoke))
+    revoke = ConsentRevoke(patient.address, grant.consent_id, relayer.lowest_unused_nonce(patient.address), now + 600)
+    receipt = relayer.send_signed(revoke, _sign(patient.key, _domain(chain), revoke))
     assert relayer.event(receipt, "ConsentRevoked").args["consentId"] == grant.consent_id
     assert relayer.consent(grant.consent_id)[3] is True
 
@@ -109,31 +109,33 @@ def test_replayed_or_foreign_signatures_are_refused_with_their_reason(
         purpose_to_bytes32("HRESCH"),
         0,
         0,
-        relayer.nonce(patient.address),
+        relayer.lowest_unused_nonce(patient.address),
         now + 600,
     )
     signature = _sign(patient.key, _domain(chain), grant)
-    relayer.grant_by_sig(grant, signature)
+    relayer.send_signed(grant, signature)
     with pytest.raises(TransactionReverted) as replay:
-        relayer.grant_by_sig(grant, signature)
-    assert replay.value.error_name == "InvalidAccountNonce"
+        relayer.send_signed(grant, signature)
+    assert replay.value.error_name == "NonceAlreadyUsed"
 
     other_chain = Eip712Domain(chain_id=1, verifying_contract=chain.deployment.ledger_address)
-    fresh = ConsentGrant(**{**grant.__dict__, "nonce": relayer.nonce(patient.address)})
+    fresh = ConsentGrant(**{**grant.__dict__, "nonce": relayer.lowest_unused_nonce(patient.address)})
     with pytest.raises(TransactionReverted) as cross_chain:
-        relayer.grant_by_sig(fresh, _sign(patient.key, other_chain, fresh))
+        relayer.send_signed(fresh, _sign(patient.key, other_chain, fresh))
     assert cross_chain.value.error_name == "InvalidSigner"
 
     with pytest.raises(TransactionReverted) as stranger:
-        relayer.grant_by_sig(fresh, _sign(chain.accounts[9].key, _domain(chain), fresh))
+        relayer.send_signed(fresh, _sign(chain.accounts[9].key, _domain(chain), fresh))
     assert stranger.value.error_name == "InvalidSigner"
 
 
 def test_delegate_signature_counts_as_the_patient(chain: Chain, relayer: ConsentLedgerContract) -> None:
     patient, guardian = chain.patients[2], chain.patients[3]
     now = chain.now()
-    delegation = DelegateGrant(patient.address, guardian.address, now + 3600, relayer.nonce(patient.address), now + 600)
-    relayer.delegate_by_sig(delegation, _sign(patient.key, _domain(chain), delegation))
+    delegation = DelegateGrant(
+        patient.address, guardian.address, now + 3600, relayer.lowest_unused_nonce(patient.address), now + 600
+    )
+    relayer.send_signed(delegation, _sign(patient.key, _domain(chain), delegation))
     assert relayer.delegation(patient.address, guardian.address) == (now + 3600, True)
 
     grant = ConsentGrant(
@@ -143,10 +145,10 @@ def test_delegate_signature_counts_as_the_patient(chain: Chain, relayer: Consent
         purpose_to_bytes32("TREAT"),
         0,
         0,
-        relayer.nonce(patient.address),
+        relayer.lowest_unused_nonce(patient.address),
         now + 600,
     )
-    receipt = relayer.grant_by_sig(grant, _sign(guardian.key, _domain(chain), grant))
+    receipt = relayer.send_signed(grant, _sign(guardian.key, _domain(chain), grant))
     event = relayer.event(receipt, "ConsentGranted")
     assert event.args["signer"] == guardian.address
     assert event.args["patient"] == patient.address

@@ -18,7 +18,7 @@ from ledger_service.domain.codes import (
     purpose_to_bytes32,
 )
 from ledger_service.domain.consent import (
-    AccessRequest,
+    AccessQuery,
     ConsentGrant,
     ConsentState,
     check_window,
@@ -51,7 +51,7 @@ def _state(scope: bytes = ZERO32, *, grantee: str = CLINIC, purpose: bytes = TRE
 
 def _decide(*states: ConsentState, at: int = 1_000, active: bool = True, purpose: bytes = TREAT, **kw: bool) -> bool:
     book = {s.consent_id: s for s in states}
-    request = AccessRequest(PATIENT, CLINIC, RECORD, LAB_CATEGORY, purpose)
+    request = AccessQuery(PATIENT, CLINIC, RECORD, LAB_CATEGORY, purpose)
     return decide(request, book, timestamp=at, grantee_is_active_provider=active, **kw).allowed
 
 
@@ -96,7 +96,7 @@ def test_revoked_suspended_erased_and_etreat_never_authorize() -> None:
 
 
 def test_refusal_reason_names_the_most_specific_cause() -> None:
-    request = AccessRequest(PATIENT, CLINIC, RECORD, LAB_CATEGORY, TREAT)
+    request = AccessQuery(PATIENT, CLINIC, RECORD, LAB_CATEGORY, TREAT)
     revoked = _state(revoked=True)
     assert decide(request, {revoked.consent_id: revoked}, timestamp=5, grantee_is_active_provider=True).reason == (
         "consent revoked"
@@ -110,7 +110,7 @@ def test_refusal_reason_names_the_most_specific_cause() -> None:
 
 def test_decision_reports_the_scope_it_used_in_contract_order() -> None:
     states = [_state(ZERO32), _state(LAB_CATEGORY), _state(RECORD)]
-    request = AccessRequest(PATIENT, CLINIC, RECORD, LAB_CATEGORY, TREAT)
+    request = AccessQuery(PATIENT, CLINIC, RECORD, LAB_CATEGORY, TREAT)
     decision = decide(request, {s.consent_id: s for s in states}, timestamp=1, grantee_is_active_provider=True)
     assert decision.consent_id == states[2].consent_id
 

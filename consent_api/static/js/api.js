@@ -100,7 +100,8 @@ export const api = {
   login: (message, signature, key) => request("POST", "/v1/auth/login", { json: { message, signature }, auth: false, idempotencyKey: key }),
   me: () => request("GET", "/v1/me"),
   providers: () => request("GET", "/v1/providers"),
-  consentNonce: (patient) => request("GET", `/v1/consents/nonce/${enc(patient)}`),
+  // an unused nonce of the account that signs (the patient, or a guardian acting for them)
+  signerNonce: (signer) => request("GET", `/v1/nonces/${enc(signer)}`),
   grant: (grant, signature, key) => request("POST", "/v1/consents", { json: { grant, signature }, idempotencyKey: key }),
   revoke: (consentId, revoke, signature, key) => request("POST", `/v1/consents/${enc(consentId)}/revoke`, { json: { revoke, signature }, idempotencyKey: key }),
   consents: (patient) => request("GET", `/v1/patients/${enc(patient)}/consents`),
@@ -115,7 +116,8 @@ export const api = {
   // a read logs a disclosure on the ledger: a write like the others
   readRecord: (id, purpose, key) => request("GET", `/v1/records/${enc(id)}`, { query: { purpose }, raw: true, accept: "*/*", write: true, idempotencyKey: key }),
   emergency: (id, reason, key) => request("POST", `/v1/records/${enc(id)}/emergency-access`, { json: { reason }, raw: true, accept: "*/*", idempotencyKey: key }),
-  erase: (id, key) => request("DELETE", `/v1/records/${enc(id)}`, { idempotencyKey: key }),
+  erase: (id, erase, signature, key) => request("DELETE", `/v1/records/${enc(id)}`, { json: { erase, signature }, idempotencyKey: key }),
+  removeDelegate: (patient, delegate, revoke, signature, key) => request("DELETE", `/v1/patients/${enc(patient)}/delegates/${enc(delegate)}`, { json: { revoke, signature }, idempotencyKey: key }),
   auditRecord: (id) => request("GET", `/v1/audit/records/${enc(id)}`),
   auditVerify: (patient) => request("POST", "/v1/audit/verify", { json: patient ? { patient } : {}, write: false }),
   // the report's path only: the bearer token goes to this origin, in a header, never in a URL

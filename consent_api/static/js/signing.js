@@ -1,5 +1,6 @@
-// What the portal signs: the EIP-4361 sign-in message and the EIP-712 consent messages
+// What the portal signs: the EIP-4361 sign-in message and the patient's EIP-712 messages
 // of the contract (README, "The contract model": the public interface any client can build).
+// Nonces are the signer's own (unordered, per signer): a guardian never spends the patient's.
 import { ethers } from "../vendor/ethers.min.js";
 
 export const SIWE_STATEMENT = "Sign in to Consent Ledger";
@@ -52,6 +53,18 @@ export const TYPES = {
     { name: "nonce", type: "uint256" },
     { name: "deadline", type: "uint256" },
   ],
+  DelegateRevoke: [
+    { name: "patient", type: "address" },
+    { name: "delegate", type: "address" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+  RecordErase: [
+    { name: "patient", type: "address" },
+    { name: "recordId", type: "bytes32" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
 };
 
 /** `bytes32("TREAT")`: ASCII, left-aligned, zero padded. */
@@ -64,7 +77,7 @@ export function domainFrom(chain) {
   return { name: d.name, version: String(d.version), chainId: Number(d.chainId), verifyingContract: ethers.getAddress(d.verifyingContract) };
 }
 
-/** Sign one of the three typed messages; returns {message, signature} (message is the API JSON shape). */
+/** Sign one of the typed messages above; returns {message, signature} (message is the API JSON shape). */
 export async function signTyped(signer, chain, primaryType, message) {
   const types = { [primaryType]: TYPES[primaryType] };
   const signature = await signer.signTypedData(domainFrom(chain), types, message);

@@ -84,7 +84,14 @@ async function eraseRecord(r, p, body) {
     cancelLabel: "Keep the record",
     busyLabel: "Erasing…",
     busyNote: "Destroying the keys and logging the erasure on the ledger…",
-    onConfirm: (flight) => api.erase(r.recordId, flight.key),
+    onConfirm: async (flight) => {
+      // The erasure is the patient's (or guardian's) signed request: the hub cannot erase without it.
+      const signer = await session.signer();
+      const { nonce } = await api.signerNonce(await signer.getAddress());
+      const erase = { patient: p.patient, recordId: r.recordId, nonce: Number(nonce), deadline: deadlineFromNow() };
+      const { signature } = await signTyped(signer, p.chain, "RecordErase", erase);
+      return api.erase(r.recordId, erase, signature, flight.key);
+    },
   });
   if (!ok) return;
   announce(`Record ${shortHex(r.recordId)} was erased (transaction ${shortHex(ok.txHash)}).`);
@@ -199,7 +206,7 @@ function grantForm(p, providers, recs, reload) {
     const providerName = providerSel.selectedOptions[0].textContent;
     singleFlight(submit, "Signing…", async (flight) => {
       const signer = await session.signer();
-      const { nonce } = await api.consentNonce(p.patient);
+      const { nonce } = await api.signerNonce(await signer.getAddress());
       const grant = {
         patient: p.patient,
         grantee: checksum(providerSel.value),
@@ -248,7 +255,7 @@ async function revoke(c, p, button, reload) {
   if (!ok) return;
   await singleFlight(button, "Revoking…", async (flight) => {
     const signer = await session.signer();
-    const { nonce } = await api.consentNonce(p.patient);
+    const { nonce } = await api.signerNonce(await signer.getAddress());
     const revokeMsg = { patient: p.patient, consentId: c.consentId, nonce: Number(nonce), deadline: deadlineFromNow() };
     const { signature } = await signTyped(signer, p.chain, "ConsentRevoke", revokeMsg);
     const res = await api.revoke(c.consentId, revokeMsg, signature, flight.key);
@@ -295,6 +302,21 @@ async function disclosures(body, p) {
 
 // ---------------------------------------------------------------- delegates
 
+/** Remove a guardian: a DelegateRevoke only the patient can sign (a guardian cannot remove itself or others). */
+function removeDelegateButton(d, body, p) {
+  const button = h("button.btn.btn-secondary.btn-small", { type: "button" }, "Remove", h("span.visually-hidden", ` delegate ${d.delegate}`));
+  button.addEventListener("click", () => singleFlight(button, "Removing…", async (flight) => {
+    const signer = await session.signer();
+    const { nonce } = await api.signerNonce(await signer.getAddress());
+    const revoke = { patient: p.patient, delegate: checksum(d.delegate), nonce: Number(nonce), deadline: deadlineFromNow() };
+    const { signature } = await signTyped(signer, p.chain, "DelegateRevoke", revoke);
+    const res = await api.removeDelegate(p.patient, revoke.delegate, revoke, signature, flight.key);
+    announce(`Delegate ${shortHex(d.delegate)} removed (transaction ${shortHex(res.txHash)}).`);
+    await delegates(body, p);
+  }));
+  return button;
+}
+
 async function delegates(body, p) {
   const { delegates: list } = await api.delegates(p.patient);
   const addr = field("Delegate's address", h("input", { type: "text", autocomplete: "off", spellcheck: "false", placeholder: "0x…" }), { required: true, hint: "A guardian or carer who may manage consents and see your records for you." });
@@ -316,7 +338,7 @@ async function delegates(body, p) {
     setFieldError(fUntil, "");
     singleFlight(submit, "Signing…", async (flight) => {
       const signer = await session.signer();
-      const { nonce } = await api.consentNonce(p.patient);
+      const { nonce } = await api.signerNonce(await signer.getAddress());
       const msg = { patient: p.patient, delegate: checksum(a), validUntil: until, nonce: Number(nonce), deadline: deadlineFromNow() };
       const { signature } = await signTyped(signer, p.chain, "DelegateGrant", msg);
       flight.step("Recording on the ledger…");
@@ -329,6 +351,7 @@ async function delegates(body, p) {
     { label: "Delegate", cell: (d) => h("span.mono", d.delegate) },
     { label: "Valid until", cell: (d) => (Number(d.validUntil) ? timeEl(d.validUntil, { time: false }) : "No expiry") },
     { label: "Status", cell: (d) => (d.live ? pill("active", "Active") : pill("expired", "Not active")) },
+    { label: "Action", cell: (d) => removeDelegateButton(d, body, p) },
   ];
   body.replaceChildren(
     h("section.card", { "aria-labelledby": "del-add-h" }, h("h2#del-add-h", "Name a delegate"), form),

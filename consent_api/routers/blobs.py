@@ -1,0 +1,56 @@
+"""Ciphertext by content address: a provider stores its encrypted blobs at the hub (docs/api.md, "Blobs").
+
+The hub stores bytes it cannot read: a record version's payload is encrypted by the provider's node before it
+leaves it. CIDs follow ``ipfs add --cid-version=1 --raw-leaves``; every read re-hashes every block.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import IO
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep, require
+from consent_api.schemas import Out
+from ledger_service.blobs import Cid
+from ledger_service.errors import PermissionDenied
+
+router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
+
+_CHUNK = 1 << 20
+_SPOOL_IN_MEMORY = 1 << 20  # bodies above this go to a temporary file, never held whole in memory
+
+
+class BlobOut(Out):
+    cid: str
+    size: int
+
+
+def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
+    spool.seek(0)
+    while chunk := spool.read(_CHUNK):
+        yield chunk
+
+
+@router.post("", response_model=BlobOut, status_code=status.HTTP_201_CREATED, summary="Store bytes by content")
+async def put_blob(request: Request, caller: ProviderCaller, services: ServicesDep) -> BlobOut:
+    if not services.ledger.is_active_provider(caller.address):
+        raise PermissionDenied(f"{caller.address} is not an active provider", account=caller.address)
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+        async for chunk in request.stream():
+            spool.write(chunk)
+        put = await run_in_threadpool(services.blobs.put, _chunks(spool))
+    return BlobOut(cid=str(put.cid), size=put.size)
+
+
+@router.get("/{cid}", summary="The stored bytes, every block verified", response_class=StreamingResponse)
+def get_blob(cid: str, caller: CurrentCaller, services: ServicesDep) -> StreamingResponse:
+    if not (caller.has("provider") or caller.has("auditor")):
+        require("provider", caller)
+    parsed = Cid.parse(cid)
+    stream = services.blobs.open(parsed)  # the root is checked before the first byte is sent
+    return StreamingResponse(stream, media_type="application/octet-stream", headers={"X-Blob-Cid": str(parsed)})

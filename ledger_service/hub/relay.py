@@ -1,0 +1,330 @@
+"""The hub's relay: any party's signed message of docs/architecture.md ("Signed acts"), sent by the relayer.
+
+The relayer only pays for gas: every act names its party, and the contract accepts it only with that
+party's signature (ECDSA, or ERC-1271 for a contract account), so the hub cannot act for anyone.
+
+Before spending gas the relay runs the exact call with ``eth_call`` from the relayer's account, with the
+call's fixed gas limit as the bound (a contract account cannot make the check expensive): what would revert
+is refused with a clear error and nothing is sent, an access request without consent included. The contract
+is the one judge of signatures, nonces and deadlines, so no rule is written twice. An identical message
+relayed again answers with the first relay's outcome and sends nothing (keyed by its EIP-712 digest).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Final
+
+from eth_utils import keccak, to_checksum_address
+
+from ledger_service.chain.ledger import BY_SIG_FUNCTION, FIXED_GAS, ConsentLedgerContract, record_error, struct_tuple
+from ledger_service.chain.sender import reverted_from
+from ledger_service.chain.wire import Receipt, RpcError
+from ledger_service.codec import eip712
+from ledger_service.db.database import Database
+from ledger_service.db.models import RelayedMessageRow
+from ledger_service.domain.codes import hex32
+from ledger_service.domain.consent import (
+    AccessRequest,
+    ConsentGrant,
+    DelegateGrant,
+    DelegateRevoke,
+    Eip712Domain,
+    EmergencyAccessRequest,
+    EncryptionKey,
+    RecordAmend,
+    RecordAnchor,
+    SignedMessage,
+)
+from ledger_service.errors import (
+    ConsentDenied,
+    LedgerError,
+    PermissionDenied,
+    SignatureError,
+    TransactionReverted,
+    ValidationError,
+)
+from ledger_service.hub.catalog import RecordCatalog
+from ledger_service.records.relaying import RecordFacts, RelayOutcome
+
+# The short kind stored with each relayed message.
+KINDS: Final = {
+    "ConsentGrant": "grant",
+    "ConsentRevoke": "revoke",
+    "DelegateGrant": "delegate",
+    "DelegateRevoke": "undelegate",
+    "RecordAnchor": "anchor",
+    "RecordAmend": "amend",
+    "AccessRequest": "access",
+    "EmergencyAccessRequest": "emergency",
+    "RecordErase": "erase",
+    "EncryptionKey": "enckey",
+}
+# The events that answer each act (its outcome is read from the first of them in the receipt).
+_EVENTS: Final = {
+    "ConsentGrant": "ConsentGranted",
+    "ConsentRevoke": "ConsentRevoked",
+    "DelegateGrant": "DelegateGranted",
+    "DelegateRevoke": "DelegateRevoked",
+    "RecordAnchor": "RecordAnchored",
+    "RecordAmend": "RecordAnchored",
+    "AccessRequest": "AccessLogged",
+    "EmergencyAccessRequest": "EmergencyAccessLogged",
+    "RecordErase": "RecordErased",
+    "EncryptionKey": "EncryptionKeySet",
+}
+# ERC-1271 signatures (a contract account's) may be longer than ECDSA's 65 bytes, but not without bound.
+MAX_SIGNATURE_BYTES: Final = 4096
+
+# The contract's custom errors that mean "this signed message is not acceptable", with the reason code
+# the API reports (docs/api.md).
+SIGNATURE_REVERTS: Final = {
+    "NonceAlreadyUsed": "nonce-used",
+    "SignatureExpired": "deadline-passed",
+    "InvalidSigner": "bad-signature",
+    "InvalidValidityWindow": "invalid-window",
+    "UnknownPurpose": "unknown-purpose",
+    "PurposeNotGrantable": "purpose-not-grantable",
+    "UnknownConsent": "unknown-consent",
+    "ConsentAlreadyRevoked": "already-revoked",
+    "RevokedByPatient": "revoked-by-patient",
+    "InvalidDelegate": "invalid-delegate",
+    "ZeroAddress": "zero-address",
+    "EmptyCid": "empty-cid",
+    "EmptyReason": "empty-reason",
+    "EmptyPublicKey": "empty-public-key",
+    "UnknownVersion": "unknown-version",
+    "RecordAlreadyExists": "record-exists",
+}
+
+
+def party_of(message: SignedMessage) -> str:
+    """The account a message names as its party (the patient for patient and delegate messages)."""
+    if isinstance(message, RecordAnchor | RecordAmend):
+        return to_checksum_address(message.author)
+    if isinstance(message, AccessRequest | EmergencyAccessRequest):
+        return to_checksum_address(message.accessor)
+    if isinstance(message, EncryptionKey):
+        return to_checksum_address(message.account)
+    return to_checksum_address(message.patient)
+
+
+def refusal(message: SignedMessage, exc: TransactionReverted) -> LedgerError:
+    """The domain error for a revert of ``message``'s call (simulated or mined)."""
+    name = exc.error_name or ""
+    kind = type(message).__name__
+    if name == "AccessNotAuthorized":
+        return ConsentDenied(f"access refused: no active consent covers this request ({exc})")
+    if name in ("NotEmergencyProvider", "NotActiveProvider"):
+        return PermissionDenied(f"the ledger refused the {kind}: {exc}")
+    reason = SIGNATURE_REVERTS.get(name)
+    if reason is not None:
+        return SignatureError(f"the ledger refused the {kind}: {exc}", reason=reason)
+    return record_error(exc)
+
+
+class Relay:
+    """A :class:`ledger_service.records.relaying.Relayer` sending through ``ledger``'s sender (the relayer)."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        ledger: ConsentLedgerContract,
+        domain: Eip712Domain,
+        wait_for_twin: float = 120.0,
+        explain: Callable[[AccessRequest], str] | None = None,
+        catalog: RecordCatalog | None = None,
+    ) -> None:
+        if ledger.sender is None:
+            raise ValueError("the relay needs a ledger handle with a sender")
+        self.db = db
+        self.ledger = ledger
+        self.domain = domain
+        self.wait_for_twin = wait_for_twin
+        self.explain = explain  # a plain-words reason for an access refusal (the consent rule over chain state)
+        self.catalog = catalog  # records the versions a node of its own anchors (hub/catalog.py)
+        self._lock = threading.Lock()
+        self._in_flight: dict[bytes, threading.Event] = {}
+
+    # ------------------------------------------------------------- checks
+
+    def digest(self, message: SignedMessage) -> bytes:
+        return eip712.digest(self.domain, message)
+
+    def signer_of(self, message: SignedMessage, signature: bytes) -> str | None:
+        """The ECDSA signer of ``message``, or None (not a 65-byte signature, or no address recovers).
+
+        Pure CPU: the API counts relayed messages per signer with it before relaying."""
+        if len(signature) != 65:
+            return None
+        try:
+            return eip712.recover(self.digest(message), signature)
+        except ValueError:
+            return None
+
+    @staticmethod
+    def check_shape(message: SignedMessage, signature: bytes, reason: str | None) -> None:
+        """What needs no chain: the validation the contract would do last, done first and explained."""
+        if not signature or len(signature) > MAX_SIGNATURE_BYTES:
+            raise SignatureError(
+                f"a signature is 65 bytes (ECDSA) or an ERC-1271 proof of at most {MAX_SIGNATURE_BYTES} bytes",
+                reason="bad-signature",
+            )
+        if isinstance(message, ConsentGrant):
+            message.check()
+            if to_checksum_address(message.grantee) == to_checksum_address(message.patient):
+                raise ValidationError("a patient cannot grant consent to themselves", field="grantee")
+        if isinstance(message, DelegateGrant | DelegateRevoke) and to_checksum_address(
+            message.delegate
+        ) == to_checksum_address(message.patient):
+            raise ValidationError("a patient cannot be their own delegate", field="delegate")
+        if isinstance(message, EmergencyAccessRequest):
+            if not reason or not reason.strip():
+                raise ValidationError("an emergency access needs its reason beside the message", field="reason")
+            if bytes(keccak(reason.encode("utf-8"))) != message.reason_hash:
+                raise ValidationError("keccak256(reason) is not the message's reasonHash", field="reason")
+        elif reason is not None:
+            raise ValidationError("only an EmergencyAccessRequest takes a reason", field="reason")
+
+    def simulate(self, message: SignedMessage, signature: bytes) -> None:
+        """Run the call with ``eth_call`` from the relayer, gas-bounded; raise its refusal if it would revert."""
+        name = BY_SIG_FUNCTION[type(message).__name__]
+        data = self.ledger.encode(name, struct_tuple(message), signature)
+        assert self.ledger.sender is not None
+        try:
+            self.ledger.rpc.call(
+                self.ledger.address, data, sender=self.ledger.sender.address, gas=FIXED_GAS.get(name, 250_000)
+            )
+        except RpcError as exc:
+            reverted = reverted_from(exc, self.ledger.codec, name)
+            if reverted.error_name is None and exc.revert_data is None:
+                raise  # not a revert: the chain is unreachable or refused the call itself
+            raise self._refused(message, reverted) from exc
+
+    def _refused(self, message: SignedMessage, exc: TransactionReverted) -> LedgerError:
+        error = refusal(message, exc)
+        if isinstance(error, ConsentDenied) and isinstance(message, AccessRequest) and self.explain is not None:
+            return ConsentDenied(self.explain(message))
+        return error
+
+    # ------------------------------------------------------------- relaying
+
+    def relay(
+        self,
+        message: SignedMessage,
+        signature: bytes,
+        *,
+        reason: str | None = None,
+        record: RecordFacts | None = None,
+    ) -> RelayOutcome:
+        outcome = self._relay(message, signature, reason)
+        if self.catalog is not None and isinstance(message, RecordAnchor | RecordAmend):
+            self.catalog.record(message, outcome, record)
+        return outcome
+
+    def _relay(self, message: SignedMessage, signature: bytes, reason: str | None) -> RelayOutcome:
+        self.check_shape(message, signature, reason)
+        digest = self.digest(message)
+        previous = self._replayed(message, digest)
+        if previous is not None:
+            return previous
+        # An identical message already on its way (a client retrying while the first request waits for
+        # confirmations) is not sent twice: wait for the first and answer with its outcome.
+        with self._lock:
+            running = self._in_flight.get(digest)
+            if running is None:
+                self._in_flight[digest] = threading.Event()
+        if running is not None:
+            running.wait(timeout=self.wait_for_twin)
+            previous = self._replayed(message, digest)
+            if previous is not None:
+                return previous
+            return self._relay(message, signature, reason)  # the twin failed: judge it afresh
+        try:
+            return self._send(message, signature, digest)
+        finally:
+            with self._lock:
+                self._in_flight.pop(digest).set()
+
+    def _send(self, message: SignedMessage, signature: bytes, digest: bytes) -> RelayOutcome:
+        # The contract lets a patient name any grantee; a consent to an account that is not an active provider
+        # authorizes nothing, so the relay refuses it as the mistake it is.
+        if isinstance(message, ConsentGrant) and not self.ledger.is_active_provider(message.grantee):
+            raise ValidationError(f"grantee {message.grantee} is not an active provider", field="grantee")
+        self.simulate(message, signature)
+        kind = type(message).__name__
+        sent: list[str] = []
+
+        def trace(tx_hash: bytes) -> None:
+            # Written once the node has the transaction and before its receipt: a retry of a request that
+            # died while waiting adopts this transaction instead of judging the message again.
+            sent.append("0x" + tx_hash.hex())
+            with self.db.session() as s:
+                s.merge(
+                    RelayedMessageRow(
+                        digest=hex32(digest),
+                        kind=KINDS[kind],
+                        patient=party_of(message),
+                        consent_id=None,
+                        tx_hash=sent[0],
+                        created_at=datetime.now(UTC),
+                    )
+                )
+
+        try:
+            receipt = self.ledger.send_signed(message, signature, on_sent=trace)
+        except TransactionReverted as exc:
+            if sent:
+                self._forget(digest, sent[0])
+            previous = self._replayed(message, digest)  # it may have landed through a concurrent twin
+            if previous is not None:
+                return previous
+            raise self._refused(message, exc) from exc
+        return self._outcome(message, receipt, replayed=False)
+
+    def _replayed(self, message: SignedMessage, digest: bytes) -> RelayOutcome | None:
+        """The first relay of this exact message, once its transaction is mined; None if there is none.
+        A transaction that failed frees the message."""
+        with self.db.session() as s:
+            row = s.get(RelayedMessageRow, hex32(digest))
+            if row is None:
+                return None
+            tx_hash, kind = row.tx_hash, row.kind
+        try:
+            receipt = self.ledger.wait_for(bytes.fromhex(tx_hash[2:]), action=f"relayed {kind}")
+        except TransactionReverted:
+            self._forget(digest, tx_hash)
+            return None
+        return self._outcome(message, receipt, replayed=True)
+
+    def _forget(self, digest: bytes, tx_hash: str) -> None:
+        with self.db.session() as s:
+            row = s.get(RelayedMessageRow, hex32(digest))
+            if row is not None and row.tx_hash == tx_hash:
+                s.delete(row)
+
+    def _outcome(self, message: SignedMessage, receipt: Receipt, *, replayed: bool) -> RelayOutcome:
+        wanted = _EVENTS[type(message).__name__]
+        topic = self.ledger.codec.topic(wanted)
+        for log in receipt.logs:
+            if log["topics"] and log["topics"][0] == topic:
+                event = self.ledger.codec.decode_log(log)
+                if event is None:
+                    continue
+                args = event.args
+                consent = args.get("consentId")
+                record_id = args.get("recordId")
+                version = args.get("version")
+                return RelayOutcome(
+                    tx_hash=receipt.tx_hex,
+                    block_number=receipt.block_number,
+                    replayed=replayed,
+                    record_id=hex32(record_id) if isinstance(record_id, bytes) else None,
+                    version=int(version) if version is not None else None,
+                    consent_id=hex32(consent) if isinstance(consent, bytes) and any(consent) else None,
+                    log_index=int(log["logIndex"]),
+                )
+        raise LookupError(f"{wanted} not emitted in {receipt.tx_hex}")
