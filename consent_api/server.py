@@ -13,7 +13,7 @@ from consent_api.metrics import Metrics, metrics_app
 from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.errors import ConfigurationError
 from ledger_service.origins import sign_in_origins, trusted_proxies
-from ledger_service.runtime import Runtime
+from ledger_service.runtime import NodeRuntime, Runtime
 
 log = logging.getLogger("consent_api")
 
@@ -49,7 +49,7 @@ def start_metrics_listener(services: Services, metrics: Metrics) -> tuple[uvicor
     return server, f"http://{shown}:{port}/metrics"
 
 
-def serve(runtime: Runtime, stop: threading.Event) -> None:
+def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
     """Run until Ctrl+C, SIGTERM or ``stop``; resolves work a crash left half-done first."""
     settings = runtime.settings
     origins, proxies = sign_in_origins(settings), trusted_proxies(settings)  # refuse a bad config before any work
@@ -61,7 +61,9 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
         finished, discarded = services.uploads.recover_pending(
             stale_after=2 * settings.receipt_timeout if shared_db else 0.0
         )
-        erasures = services.erasure.finish_interrupted_erasures()
+        erasures = services.erasure.finish_interrupted_erasures() if services.erasure is not None else 0
+        if services.erasures is not None:  # a node of its own: destroy the keys of what the chain erased meanwhile
+            erasures += services.erasures.shred_erased()
         disclosed, dropped = services.per_read_disclosures.finish_traced_disclosures()
         if finished or discarded or erasures or disclosed or dropped:
             print(
@@ -72,7 +74,8 @@ def serve(runtime: Runtime, stop: threading.Event) -> None:
         if not shared_db:  # a read killed mid-stream left its claim; its retry may finish it (docs/security.md)
             services.reads.reset_interrupted_releases()
         services.idempotency.purge_expired()
-        services.indexer.catch_up()
+        if settings.role != "node":
+            services.indexer.catch_up()
         services.start_background()
         app = create_app(services)
         # X-Forwarded-For/-Proto are believed from the configured proxies only; uvicorn's default

@@ -21,29 +21,34 @@ from ledger_service.chain.indexer import EventIndexer
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
-from ledger_service.chain.signers import ProviderSigners
 from ledger_service.crypto import KeyCustody
 from ledger_service.custodian import LocalKeyFile
 from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.indexer_store import DbIndexStore
+from ledger_service.db.models import RecordRow
 from ledger_service.db.nonces import DbNonceLedger
-from ledger_service.domain.consent import Eip712Domain
+from ledger_service.domain.consent import AccessRequest, Eip712Domain
 from ledger_service.errors import ConfigurationError, LedgerError
 from ledger_service.hub.audit import AuditService
 from ledger_service.hub.auth import AuthService, load_or_create_secret
 from ledger_service.hub.batched_disclosure import BatchedDisclosureStrategy
 from ledger_service.hub.batching import DisclosureBatcher, DisclosureLog
+from ledger_service.hub.catalog import RecordCatalog
 from ledger_service.hub.consents import ConsentService
 from ledger_service.hub.directory import Directory
 from ledger_service.hub.erasure import ErasureService
 from ledger_service.hub.records import RecordLookups
+from ledger_service.hub.relay import Relay
+from ledger_service.node.erasures import ErasureFollower
 from ledger_service.node.fhir import FHIR_INLINE_BELOW, check_fhir
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
 from ledger_service.node.reads import ReadService
+from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
 from ledger_service.node.uploads import UploadService
-from ledger_service.records.disclosure import DisclosureStrategy
+from ledger_service.records.disclosure import DisclosureStrategy, explain_refusal
 from ledger_service.records.locks import RecordLocks
+from ledger_service.records.relaying import Relayer
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 from ledger_service.workers import ParseWorkers
 
@@ -59,10 +64,11 @@ class Services:
     db: Database
     blobs: BlobStore
     custody: KeyCustody
-    providers: ProviderSigners
+    providers: ProviderKeys
+    relay: Relay | None  # the hub's (None in a node of its own, which relays through its hub over HTTP)
     uploads: UploadService
     reads: ReadService
-    erasure: ErasureService
+    erasure: ErasureService | None  # the hub's
     records: RecordLookups
     per_read_disclosures: PerReadDisclosureStrategy
     indexer: EventIndexer
@@ -76,24 +82,39 @@ class Services:
     batcher: DisclosureBatcher
     idempotency: IdempotencyStore
     parse_workers: ParseWorkers
+    erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start_background(self) -> None:
         """Follow the chain's events in a daemon thread; in batched mode (or with entries a former batched
-        run left unanchored) also anchor the disclosure log's roots in another."""
-        thread = threading.Thread(target=self.indexer.run, args=(self._stop,), name="event-indexer", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        run left unanchored) also anchor the disclosure log's roots in another. A node of its own instead
+        follows the chain's erasures to destroy its keys."""
         recovery = threading.Thread(target=self._recover_periodically, name="recovery", daemon=True)
         recovery.start()
         self._threads.append(recovery)
+        if self.erasures is not None:
+            follower = threading.Thread(target=self._follow_erasures, name="erasure-follower", daemon=True)
+            follower.start()
+            self._threads.append(follower)
+            return
+        thread = threading.Thread(target=self.indexer.run, args=(self._stop,), name="event-indexer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
         if self.settings.disclosure_mode == "batched" or self.disclosure_log.size() > 0:
             batcher = threading.Thread(
                 target=self.batcher.run, args=(self._stop,), name="disclosure-batcher", daemon=True
             )
             batcher.start()
             self._threads.append(batcher)
+
+    def _follow_erasures(self, interval: float = 2.0) -> None:
+        assert self.erasures is not None
+        while not self._stop.wait(interval):
+            try:
+                self.erasures.shred_erased()
+            except LedgerError as exc:
+                log.warning("erasure follower: %s", exc)
 
     def _recover_periodically(self, interval: float = 30.0) -> None:
         """Resolve work a crashed process (this one earlier, or another replica) left half-done."""
@@ -107,6 +128,19 @@ class Services:
 
     def chain_time(self) -> int:
         return int(self.rpc.get_block("latest")["timestamp"], 16)
+
+    @property
+    def hub_relay(self) -> Relay:
+        """The hub's relay; a node of its own has none (its routes that need one are not served)."""
+        if self.relay is None:
+            raise ConfigurationError("this process is a node: relaying is its hub's")
+        return self.relay
+
+    @property
+    def hub_erasure(self) -> ErasureService:
+        if self.erasure is None:
+            raise ConfigurationError("this process is a node: erasure is its hub's")
+        return self.erasure
 
     def close(self) -> None:
         self._stop.set()
@@ -187,11 +221,31 @@ def admin_ledger(settings: Settings, deployment: Deployment, rpc: RpcClient | No
 
 
 def _provider_keys(settings: Settings) -> list[str]:
+    """The provider keys of this process's node: none for a hub alone, which refuses any it is given."""
     keys = [k.strip() for k in (settings.provider_keys.get_secret_value() if settings.provider_keys else "").split(",")]
     keys = [k for k in keys if k]
-    if settings.embedded_chain:
+    if settings.role == "hub":
+        if keys:
+            raise ConfigurationError(
+                "the hub holds no provider key: give CONSENT_LEDGER_PROVIDER_KEYS to the provider's node "
+                "(`consent-ledger serve node`), not to the hub"
+            )
+        return []
+    if settings.embedded_chain and settings.role == "all":
         keys += [ANVIL_DEV_KEYS[index] for index, _name, _emergency in DEMO_PROVIDERS]
+    if settings.role == "node" and not keys:
+        raise ConfigurationError("a node signs for its providers: set CONSENT_LEDGER_PROVIDER_KEYS")
     return keys
+
+
+def _explain(ledger: ConsentLedgerContract, db: Database, request: AccessRequest) -> str:
+    """Why an access request is refused, in the consent rule's words (the record as this hub knows it)."""
+    rid = "0x" + request.record_id.hex()
+    with db.session() as s:
+        record = s.get(RecordRow, rid)
+    if record is None:
+        return "access refused: no consent covers this request"
+    return explain_refusal(ledger, record, request.accessor, request.record_id, request.purpose)
 
 
 def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = True) -> Services:
@@ -202,28 +256,48 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         db.migrate()
     # Every account's nonces are allocated through the DB, shared by all processes on it.
     nonce_ledger = DbNonceLedger(db)
-    sender = TransactionSender(
-        rpc,
-        settings.custodian_key(),
-        codec,
-        chain_id=deployment.chain_id,
-        receipt_timeout=settings.receipt_timeout,
-        confirmations=settings.confirmations,
-        nonce_ledger=nonce_ledger,
-    )
-    ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
-    blobs = blob_store(settings)
+    # The node's signers: its providers' keys sign their anchors and access requests, never a transaction.
+    providers = ProviderKeys.from_private_keys(_provider_keys(settings))
+    domain = Eip712Domain(chain_id=deployment.chain_id, verifying_contract=deployment.ledger_address)
+    relay: Relay | None = None
+    relayer: Relayer
+    blobs: BlobStore
+    if settings.role == "node":
+        # A node of its own: no relayer key, no blob store; it reaches the hub over HTTP (docs/operations.md).
+        if not settings.hub_url:
+            raise ConfigurationError("a node needs its hub: set CONSENT_LEDGER_HUB_URL")
+        if settings.disclosure_mode == "batched":
+            raise ConfigurationError(
+                "batched disclosure mode keeps its log at the hub: a node of its own discloses per read "
+                "(unset CONSENT_LEDGER_DISCLOSURE_MODE)"
+            )
+        from ledger_service.node.hub_client import HttpRelayer, HubBlobStore, HubSession
+
+        ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec)  # views only
+        session = HubSession(settings.hub_url, chain_id=deployment.chain_id, timeout=settings.receipt_timeout + 30)
+        relayer = HttpRelayer(session)
+        blobs = HubBlobStore(session, providers.signer_for(providers.accounts[0]))
+    else:
+        sender = TransactionSender(
+            rpc,
+            settings.custodian_key(),
+            codec,
+            chain_id=deployment.chain_id,
+            receipt_timeout=settings.receipt_timeout,
+            confirmations=settings.confirmations,
+            nonce_ledger=nonce_ledger,
+        )
+        ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
+        blobs = blob_store(settings)
+        relay = Relay(db=db, ledger=ledger, domain=domain, explain=lambda request: _explain(ledger, db, request))
+        relayer = relay
     custody = key_custody(settings)
-    providers = ProviderSigners(
-        rpc,
-        codec,
-        deployment.ledger_address,
-        _provider_keys(settings),
-        chain_id=deployment.chain_id,
-        receipt_timeout=settings.receipt_timeout,
-        confirmations=settings.confirmations,
-        nonce_ledger=nonce_ledger,
-    )
+    message_nonces = MessageNonces(nonce_ledger, ledger.lowest_unused_nonce)
+
+    def chain_time() -> int:
+        return int(rpc.get_block("latest")["timestamp"], 16)
+
+    deadlines = Deadlines(chain_time)
     categories_cache: dict[str, bytes] = {}
 
     def categories() -> dict[str, bytes]:
@@ -240,6 +314,8 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
                     categories_cache[str(event.args["code"])] = bytes(event.args["categoryId"])
         return dict(categories_cache)
 
+    if relay is not None:
+        relay.catalog = RecordCatalog(db=db, categories=categories)
     disclosure_log = DisclosureLog(db, chain_id=deployment.chain_id, contract=deployment.ledger_address)
     batcher = DisclosureBatcher(
         disclosure_log,
@@ -262,14 +338,18 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         blobs=blobs,
         custody=custody,
         ledger=ledger,
-        providers=providers,
+        keys=providers,
+        nonces=message_nonces,
+        deadlines=deadlines,
+        relayer=relayer,
+        domain=domain,
         categories=categories,
         locks=locks,
         fhir_check=check_fhir_in_worker,
         max_fhir_bytes=settings.max_json_body,
     )
     # Per-read pending disclosures are adopted whatever the mode (a former per-read run may have left some).
-    per_read_disclosures = PerReadDisclosureStrategy(db=db, ledger=ledger)
+    per_read_disclosures = PerReadDisclosureStrategy(db=db, relayer=relayer)
     disclosure: DisclosureStrategy = per_read_disclosures
     if settings.disclosure_mode == "batched":
         disclosure = BatchedDisclosureStrategy(
@@ -283,8 +363,12 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         ledger=ledger,
         disclosure=disclosure,
         traced=per_read_disclosures,
+        keys=providers,
+        nonces=message_nonces,
+        deadlines=deadlines,
+        domain=domain,
     )
-    erasure = ErasureService(db=db, blobs=blobs, ledger=ledger, locks=locks)
+    erasure = None if relay is None else ErasureService(db=db, blobs=blobs, ledger=ledger, relay=relay, locks=locks)
     records = RecordLookups(db=db)
     indexer = EventIndexer(
         rpc,
@@ -294,12 +378,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         start_block=deployment.block_number,
         confirmations=settings.confirmations,
     )
-    domain = Eip712Domain(chain_id=deployment.chain_id, verifying_contract=deployment.ledger_address)
-
-    def chain_time() -> int:
-        return int(rpc.get_block("latest")["timestamp"], 16)
-
-    consents = ConsentService(db=db, ledger=ledger, domain=domain, indexer=indexer, chain_time=chain_time)
+    consents = ConsentService(db=db, ledger=ledger, indexer=indexer, chain_time=chain_time)
     auth = AuthService(
         db=db, secret=load_or_create_secret(settings.data_dir / "keys" / "api-token.key"), chain_id=deployment.chain_id
     )
@@ -316,6 +395,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         blobs,
         custody,
         providers,
+        relay,
         uploads,
         reads,
         erasure,
@@ -332,4 +412,5 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         batcher,
         idempotency,
         parse_workers,
+        ErasureFollower(db=db, indexer=indexer) if settings.role == "node" else None,
     )

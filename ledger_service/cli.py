@@ -72,6 +72,39 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """One role alone (docs/architecture.md, "Three roles"): the hub, or a provider's node."""
+    from ledger_service.runtime import NodeRuntime, Runtime
+
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "role": args.role}
+    if args.role == "node" and args.hub_url:
+        overrides["hub_url"] = args.hub_url
+    settings = _settings(args, **overrides)
+    from ledger_service.origins import sign_in_origins, trusted_proxies
+
+    sign_in_origins(settings)
+    trusted_proxies(settings)
+    stop = threading.Event()
+
+    def _interrupt(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    runtime: Runtime | NodeRuntime = NodeRuntime(settings) if args.role == "node" else Runtime(settings)
+    with runtime:
+        if args.role == "hub":
+            _print_deployment(runtime.deployment)
+        else:
+            print(f"node of hub {settings.hub_url}, ledger {runtime.deployment.ledger_address}", flush=True)
+        if not stop.is_set():
+            from consent_api.server import serve
+
+            serve(runtime, stop)
+    print("stopped", flush=True)
+    return 0
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from ledger_service.runtime import Runtime
 
@@ -115,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--chain-port", type=int, default=None, help="anvil port (default 8545)")
     up.add_argument("--no-api", action="store_true", help="start only the chain (and deploy)")
     up.set_defaults(func=cmd_up)
+
+    serve = with_data_dir(sub.add_parser("serve", help="serve one role alone: the hub, or a provider's node"))
+    serve.add_argument("role", choices=("hub", "node"), help="hub: relay, blobs, index, portal; node: a provider's")
+    serve.add_argument("--host", default=None, help="host (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--hub-url", default=None, help="node: the hub's base URL (or CONSENT_LEDGER_HUB_URL)")
+    serve.set_defaults(func=cmd_serve)
 
     deploy = with_data_dir(sub.add_parser("deploy", help="deploy the contracts and record them in the data dir"))
     deploy.add_argument("--rpc-url", default=None, help="an EVM JSON-RPC URL (default: a local anvil)")

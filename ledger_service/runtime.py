@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 from eth_account import Account
 
 from ledger_service.bootstrap import admin_ledger, admin_sender, rpc_client
 from ledger_service.chain.anvil import AnvilProcess
-from ledger_service.chain.deploy import Deployment, deploy_ledger, deployment_is_live, onboard_demo
+from ledger_service.chain.deploy import LEDGER_VERSION, Deployment, deploy_ledger, deployment_is_live, onboard_demo
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.datadir import secure_data_dir
 from ledger_service.errors import ConfigurationError
@@ -96,3 +97,62 @@ class Runtime:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class NodeRuntime:
+    """A provider's node of its own: it deploys nothing and runs no chain. It learns the deployment from its
+    hub's ``GET /v1/chain`` and trusts it only once its own chain node shows the same chain id and the same
+    contract code at that address (docs/operations.md, "A provider's own node")."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.rpc_url is None:
+            raise ConfigurationError("a node reads the chain through a node of its own: set CONSENT_LEDGER_RPC_URL")
+        if not settings.hub_url:
+            raise ConfigurationError("a node needs its hub: set CONSENT_LEDGER_HUB_URL")
+        self.settings = settings
+        self._deployment: Deployment | None = None
+
+    @property
+    def deployment(self) -> Deployment:
+        if self._deployment is None:
+            raise RuntimeError("runtime not started")
+        return self._deployment
+
+    def __enter__(self) -> NodeRuntime:
+        s = self.settings
+        secure_data_dir(s.data_dir, extra_files=_sqlite_files(s))
+        assert s.hub_url is not None
+        url = s.hub_url.rstrip("/") + "/v1/chain"
+        try:
+            response = httpx.get(url, timeout=s.rpc_timeout)
+            response.raise_for_status()
+            info = response.json()
+            recorded = info["deployment"]
+            deployment = Deployment(
+                chain_id=int(info["chainId"]),
+                rpc_url=s.effective_rpc_url,
+                contracts=dict(info["contracts"]),
+                block_number=int(recorded["blockNumber"]),
+                block_hash="",
+                deployer="",
+                custodian="",
+                tx_hash=str(recorded["txHash"]),
+                code_hash=str(recorded["codeHash"]),
+                ledger_version=int(recorded["ledgerVersion"]),
+            )
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"cannot read the hub's deployment from {url}: {exc}") from exc
+        if deployment.ledger_version != LEDGER_VERSION:
+            raise ConfigurationError(f"the hub runs ledger version {deployment.ledger_version}, not {LEDGER_VERSION}")
+        if not deployment_is_live(rpc_client(s), deployment):
+            raise ConfigurationError(
+                f"the hub's ledger {deployment.ledger_address} is not on this node's chain {s.effective_rpc_url} "
+                "(another chain id, or other code at that address): refusing to sign for it"
+            )
+        self._deployment = deployment
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None

@@ -68,9 +68,21 @@ class Settings(BaseSettings):
     chain_id: int = 31337
     block_time: int | None = Field(default=None, description="anvil --block-time; unset = mine on demand")
     deployer_key: SecretStr | None = Field(default=None, description="Admin key that deploys; dev chain: anvil #0")
-    relayer_key: SecretStr | None = Field(default=None, description="Custodian/relayer key; dev chain: anvil #0")
+    relayer_key: SecretStr | None = Field(
+        default=None, description="Relayer key (pays gas, anchors batch roots); dev chain: anvil #0"
+    )
     provider_keys: SecretStr | None = Field(
-        default=None, description="Comma-separated keys of the providers this gateway signs for"
+        default=None,
+        description="Comma-separated keys of the providers this node signs for (a node's setting: the hub refuses it)",
+    )
+
+    # Roles (docs/architecture.md, "Three roles")
+    role: Literal["all", "hub", "node"] = Field(
+        default="all",
+        description="all: hub and node in one process (`up`); hub or node alone (`serve hub|node`)",
+    )
+    hub_url: str | None = Field(
+        default=None, description="A node's hub: the base URL of its POST /v1/relay and /v1/blobs"
     )
     confirmations: int = Field(default=0, ge=0, description="Blocks after which chain data is final")
     receipt_timeout: float = Field(default=60.0, gt=0)
