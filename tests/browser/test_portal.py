@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.portal import PATIENT4, Portal
+from tests.browser.portal import PATIENT4, Portal, api_json
 
 pytestmark = pytest.mark.browser
 
@@ -209,6 +209,33 @@ def test_patient_erases_a_record(browser: object, portal: tuple[str, str]) -> No
         assert "erased" in alert.inner_text().lower()
     finally:
         clinic.close()
+        patient.close()
+
+
+PATIENT8 = "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f"
+GUARDIAN = "0x8626f6940E2eb28930eFb4CeF49B2d1F2C9C1199"
+
+
+def test_patient_names_and_removes_a_guardian(browser: object, portal: tuple[str, str]) -> None:
+    """Both are the patient's own signatures, made in the browser; the removal is a signed DelegateRevoke."""
+    kind, base = portal
+    patient = Portal(browser, kind, base)
+    try:
+        patient.sign_in_demo(8)
+        patient.go("#/patient/delegates", "Delegates")
+        page = patient.page
+        page.get_by_label("Delegate's address").fill(GUARDIAN)
+        page.get_by_role("button", name="Sign and add delegate").click()
+        patient.wait_status("added")
+        status, listed = api_json(patient, "GET", f"/v1/patients/{PATIENT8}/delegates")
+        assert status == 200 and [(d["delegate"], d["live"]) for d in listed["delegates"]] == [(GUARDIAN, True)]
+        page.get_by_role("button", name=re.compile("^Remove", re.I)).click()
+        patient.wait_status("removed")
+        status, listed = api_json(patient, "GET", f"/v1/patients/{PATIENT8}/delegates")
+        assert status == 200 and [(d["delegate"], d["live"]) for d in listed["delegates"]] == [(GUARDIAN, False)]
+        assert not patient.alert().count()
+        assert patient.errors == []
+    finally:
         patient.close()
 
 
