@@ -3,7 +3,9 @@
 No Docker engine runs here, so these tests read the files: the compose file parses, images are
 pinned, services are health-checked and ordered by health, the Besu genesis is a valid QBFT
 genesis for exactly the committed validator keys, the node allowlist names exactly those nodes,
-the API's settings point at services the file defines, and no secret is written down.
+the hub's and the providers' nodes' settings point at services the file defines, no hub holds a
+provider key and each node holds exactly its own (docs/architecture.md, "Three roles"), and no
+secret is written down.
 """
 
 from __future__ import annotations
@@ -126,12 +128,25 @@ def shares_network(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return bool(names(a) & names(b))
 
 
-def api_services(services: dict[str, dict[str, Any]]) -> list[str]:
-    return sorted(
-        name
-        for name, s in services.items()
-        if "build" in s and not is_one_shot(s) and (s.get("command") or ["up"])[0] == "up"
-    )
+def ledger_services(services: dict[str, dict[str, Any]]) -> list[str]:
+    """Every long-running service built from this repository (whatever its command)."""
+    return sorted(name for name, s in services.items() if "build" in s and not is_one_shot(s))
+
+
+def serving(services: dict[str, dict[str, Any]], role: str) -> list[str]:
+    return sorted(name for name in ledger_services(services) if services[name].get("command") == ["serve", role])
+
+
+def hub_services(services: dict[str, dict[str, Any]]) -> list[str]:
+    return serving(services, "hub")
+
+
+def node_services(services: dict[str, dict[str, Any]]) -> list[str]:
+    return serving(services, "node")
+
+
+def proxies(services: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in services.values() if str(s.get("image", "")).startswith("nginx:")]
 
 
 def load_generator() -> Any:
@@ -150,9 +165,13 @@ def test_compose_parses_and_defines_the_topology(services: dict[str, dict[str, A
     images = [str(s.get("image", "")) for s in services.values()]
     assert sum(i.startswith("ipfs/kubo:") for i in images) >= 2
     assert sum(i.startswith("ipfs/ipfs-cluster:") for i in images) >= 2
-    assert sum(i.startswith("postgres:15") for i in images) == 1
     assert sum(i.startswith("nginx:") for i in images) == 1
-    assert len(api_services(services)) >= 2
+    assert len(hub_services(services)) >= 2
+    # One node per provider organization, and no ledger service of a third kind (`up` is everything in one).
+    assert len(node_services(services)) >= 2
+    assert set(ledger_services(services)) == set(hub_services(services)) | set(node_services(services))
+    # The hub's database and one per node.
+    assert sum(i.startswith("postgres:15") for i in images) == 1 + len(node_services(services))
     assert any(is_one_shot(s) and (s.get("command") or [""])[0] == "deploy" for s in services.values())
 
 
@@ -235,7 +254,7 @@ def test_every_dependency_waits_on_a_condition(services: dict[str, dict[str, Any
 def test_api_replicas_start_after_the_deployment(services: dict[str, dict[str, Any]]) -> None:
     deployers = [n for n, s in services.items() if is_one_shot(s) and (s.get("command") or [""])[0] == "deploy"]
     assert len(deployers) == 1
-    for name in api_services(services):
+    for name in hub_services(services):
         assert services[name]["depends_on"][deployers[0]]["condition"] == "service_completed_successfully"
 
 
@@ -340,11 +359,13 @@ def test_validators_are_permissioned_free_gas_nodes(services: dict[str, dict[str
 
 
 def test_only_api_facing_validators_serve_rpc_to_the_network(services: dict[str, dict[str, Any]]) -> None:
-    rpc_hosts = {urlsplit(environment(services[n])["CONSENT_LEDGER_RPC_URL"]).hostname for n in api_services(services)}
-    rpc_hosts |= {
+    rpc_hosts = {
         urlsplit(environment(s)["CONSENT_LEDGER_RPC_URL"]).hostname
         for s in services.values()
         if "CONSENT_LEDGER_RPC_URL" in environment(s)
+    }
+    assert set(hub_services(services)) | set(node_services(services)) <= {
+        n for n, s in services.items() if "CONSENT_LEDGER_RPC_URL" in environment(s)
     }
     for name in validators(services):
         options = besu_options(services[name])
@@ -370,7 +391,7 @@ def test_generator_refuses_to_write_private_keys_into_the_repository() -> None:
         generator.new_keys(ROOT / "deploy" / "besu" / "private")
 
 
-# ---------------------------------------------------------------------------- the API's wiring
+# ---------------------------------------------------------------------------- the hub's and the nodes' wiring
 
 
 def _target_port_ok(target: str, service: dict[str, Any], port: int) -> None:
@@ -378,35 +399,67 @@ def _target_port_ok(target: str, service: dict[str, Any], port: int) -> None:
     assert port in exposed, f"port {port} is not among {target}'s exposed ports {sorted(exposed)}"
 
 
-def test_api_settings_point_at_services_the_file_defines(services: dict[str, dict[str, Any]]) -> None:
-    clients = [*api_services(services)]
+def _check_rpc(name: str, service: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    """CONSENT_LEDGER_RPC_URL names a Besu node of this file that serves JSON-RPC to ``service``."""
+    rpc = urlsplit(environment(service)["CONSENT_LEDGER_RPC_URL"])
+    assert rpc.scheme == "http" and rpc.hostname in services, f"{name}: RPC host {rpc.hostname}"
+    node = services[rpc.hostname]
+    assert str(node.get("image", "")).startswith("hyperledger/besu:"), f"{name}: RPC at {rpc.hostname}, not Besu"
+    options = besu_options(node)
+    assert options.get("rpc-http-enabled") == "true"
+    assert options.get("rpc-http-host") not in {"127.0.0.1", "localhost"}, f"{rpc.hostname} serves RPC on loopback"
+    assert rpc.port == int(options["rpc-http-port"]), f"{name}: RPC port"
+    assert rpc.hostname in options["host-allowlist"].split(","), f"{rpc.hostname} refuses Host {rpc.hostname}"
+    _target_port_ok(rpc.hostname, node, rpc.port)
+    assert shares_network(service, node), f"{name} cannot reach {rpc.hostname}"
+
+
+def _check_database(name: str, service: dict[str, Any], services: dict[str, dict[str, Any]]) -> str:
+    """CONSENT_LEDGER_DATABASE_URL names a PostgreSQL service of this file with its user, DB and password;
+    returns that service's name."""
+    env = environment(service)
+    db = urlsplit(resolve(env["CONSENT_LEDGER_DATABASE_URL"]))
+    assert db.scheme == "postgresql+psycopg", f"{name}: {db.scheme}"
+    assert db.hostname in services and str(services[db.hostname]["image"]).startswith("postgres:15")
+    pg = {k: resolve(v) for k, v in environment(services[db.hostname]).items()}
+    assert db.port == int(pg.get("PGPORT", "5432"))
+    assert db.username == pg["POSTGRES_USER"] and db.path.lstrip("/") == pg["POSTGRES_DB"], f"{name}: DB user/name"
+    assert db.password is not None and db.password.startswith("from-env-"), f"{name}: DB password not from the env"
+    assert pg["POSTGRES_PASSWORD"] == db.password, f"{name}: its DB password is not {db.hostname}'s"
+    _target_port_ok(db.hostname, services[db.hostname], db.port)
+    assert shares_network(service, services[db.hostname]), f"{name} cannot reach {db.hostname}"
+    return db.hostname
+
+
+def _check_listener(name: str, env: dict[str, str]) -> None:
+    assert env["CONSENT_LEDGER_HOST"] == "0.0.0.0"  # noqa: S104 - inside its container, behind the proxy
+    assert int(env["CONSENT_LEDGER_PORT"]) == 8000
+    assert INTERPOLATION.match(env["CONSENT_LEDGER_PUBLIC_ORIGIN"]), f"{name}: public origin not from the env"
+    assert int(env["CONSENT_LEDGER_CONFIRMATIONS"]) >= 1
+
+
+def test_every_ledger_setting_is_one_the_service_reads(services: dict[str, dict[str, Any]]) -> None:
+    """The settings ignore unknown variables, so a misspelt (or invented) one would be dropped in silence."""
+    from ledger_service.settings import Settings
+
+    for name, service in services.items():
+        for key in environment(service):
+            if key.startswith("CONSENT_LEDGER_"):
+                field = key[len("CONSENT_LEDGER_") :].lower()
+                assert field in Settings.model_fields, f"{name}: {key} is not a setting (ledger_service/settings.py)"
+
+
+def test_hub_settings_point_at_services_the_file_defines(services: dict[str, dict[str, Any]]) -> None:
+    clients = [*hub_services(services)]
     clients += [n for n, s in services.items() if is_one_shot(s) and "CONSENT_LEDGER_RPC_URL" in environment(s)]
     for name in clients:
         service = services[name]
         env = environment(service)
-
-        rpc = urlsplit(env["CONSENT_LEDGER_RPC_URL"])
-        assert rpc.scheme == "http" and rpc.hostname in services, f"{name}: RPC host {rpc.hostname}"
-        node = services[rpc.hostname]
-        options = besu_options(node)
-        assert options.get("rpc-http-enabled") == "true"
-        assert rpc.port == int(options["rpc-http-port"]), f"{name}: RPC port"
-        assert rpc.hostname in options["host-allowlist"].split(","), f"{rpc.hostname} refuses Host {rpc.hostname}"
-        _target_port_ok(rpc.hostname, node, rpc.port)
-        assert shares_network(service, node), f"{name} cannot reach {rpc.hostname}"
+        _check_rpc(name, service, services)
         if (service.get("command") or [""])[0] == "deploy":
             assert service["command"][1:] == ["--rpc-url", env["CONSENT_LEDGER_RPC_URL"]]
             continue
-
-        db = urlsplit(resolve(env["CONSENT_LEDGER_DATABASE_URL"]))
-        assert db.scheme == "postgresql+psycopg"
-        assert db.hostname in services and str(services[db.hostname]["image"]).startswith("postgres:15")
-        pg = {k: resolve(v) for k, v in environment(services[db.hostname]).items()}
-        assert db.port == int(pg.get("PGPORT", "5432"))
-        assert db.username == pg["POSTGRES_USER"] and db.path.lstrip("/") == pg["POSTGRES_DB"]
-        assert db.password == resolve("${POSTGRES_PASSWORD:?}") and pg["POSTGRES_PASSWORD"] == db.password
-        _target_port_ok(db.hostname, services[db.hostname], db.port)
-        assert shares_network(service, services[db.hostname])
+        _check_database(name, service, services)
 
         blob = urlsplit(env["CONSENT_LEDGER_BLOB_STORE_URL"])
         assert blob.hostname in services and blob.port is not None, f"{name}: blob store {blob.geturl()}"
@@ -420,16 +473,132 @@ def test_api_settings_point_at_services_the_file_defines(services: dict[str, dic
         _target_port_ok(blob.hostname, target, blob.port)
         assert shares_network(service, target)
 
-        assert env["CONSENT_LEDGER_HOST"] == "0.0.0.0"  # noqa: S104 - inside its container, behind the proxy
-        assert int(env["CONSENT_LEDGER_PORT"]) == 8000
-        assert env["CONSENT_LEDGER_PUBLIC_ORIGIN"].startswith("${")
-        assert int(env["CONSENT_LEDGER_CONFIRMATIONS"]) >= 1
+        _check_listener(name, env)
         assert "CONSENT_LEDGER_DEPLOYER_KEY" not in env, f"{name}: the admin key belongs to the deployer only"
+        assert INTERPOLATION.match(env["CONSENT_LEDGER_RELAYER_KEY"]), f"{name}: the hub relays with its own key"
 
 
-def test_api_metrics_are_on_their_own_port_behind_a_token(services: dict[str, dict[str, Any]]) -> None:
+def test_the_hub_replicas_share_one_deployment_and_one_database(services: dict[str, dict[str, Any]]) -> None:
+    hubs = hub_services(services)
+    databases = {environment(services[n])["CONSENT_LEDGER_DATABASE_URL"] for n in hubs}
+    origins = {environment(services[n])["CONSENT_LEDGER_PUBLIC_ORIGIN"] for n in hubs}
+    data = {next(v for v in services[n]["volumes"] if v.endswith(":/data")) for n in hubs}
+    assert len(databases) == len(origins) == len(data) == 1, "the hub's replicas are one service"
+    deployer = next(s for s in services.values() if is_one_shot(s) and (s.get("command") or [""])[0] == "deploy")
+    assert data <= set(deployer["volumes"]), "the hub reads the deployment record the deployer writes"
+
+
+# ---------------------------------------------------------------------------- keys: the hub's and each node's
+
+
+PROVIDER_KEY_SETTING = "CONSENT_LEDGER_PROVIDER_KEYS"
+
+
+def interpolated_names(value: str) -> list[str]:
+    return re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", value)
+
+
+def test_no_hub_holds_a_provider_key(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    """A hub given a provider key refuses to start ("the hub holds no provider key"); none is given one here,
+    neither as the setting, nor through an env file, nor as a secret, nor through a node's own variable."""
+    node_key_variables = {
+        variable
+        for name in node_services(services)
+        for variable in interpolated_names(environment(services[name])[PROVIDER_KEY_SETTING])
+    }
+    assert node_key_variables
+    for name, service in services.items():
+        if name in node_services(services):
+            continue
+        env = environment(service)
+        assert not any("PROVIDER_KEY" in key for key in env), f"{name} has a provider key setting"
+        assert "env_file" not in service, f"{name} reads an env file, which could carry a provider key"
+        for key, value in env.items():
+            leaked = set(interpolated_names(value)) & node_key_variables
+            assert not leaked, f"{name}: {key} takes a node's provider key ({', '.join(sorted(leaked))})"
+        for secret in service.get("secrets") or []:
+            source = secret if isinstance(secret, str) else secret["source"]
+            assert "provider" not in source.lower(), f"{name} mounts the secret {source}"
+    for name in hub_services(services):
+        keys = {k for k in environment(services[name]) if k.endswith(("_KEY", "_KEYS"))}
+        assert keys == {"CONSENT_LEDGER_RELAYER_KEY"}, f"{name} holds {sorted(keys)}; a hub holds the relayer's only"
+
+
+def test_each_node_holds_exactly_its_own_provider_key(services: dict[str, dict[str, Any]]) -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    seen: dict[str, str] = {}
+    for name in node_services(services):
+        service = services[name]
+        assert service["command"] == ["serve", "node"], f"{name}: {service['command']}"
+        env = environment(service)
+        value = env[PROVIDER_KEY_SETTING]
+        assert INTERPOLATION.match(value) and ":?" in value, f"{name}: its provider key must be required, from the env"
+        (variable,) = interpolated_names(value)
+        assert variable not in seen, f"{name} and {seen.get(variable)} share the provider key {variable}"
+        seen[variable] = name
+        # No other line of the file interpolates that variable: no other service can be handed the key.
+        uses = [line for line in text.splitlines() if "${" + variable in line]
+        assert len(uses) == 1, f"{variable} is used {len(uses)} times in docker-compose.yml"
+        keys = {k for k in env if k.endswith(("_KEY", "_KEYS"))}
+        assert keys == {PROVIDER_KEY_SETTING}, f"{name} holds {sorted(keys)}; a node holds its provider's key only"
+        assert "env_file" not in service and not service.get("secrets"), f"{name}: keys from elsewhere"
+        assert "CONSENT_LEDGER_BLOB_STORE_URL" not in env, f"{name}: a node stores its ciphertext at the hub"
+        assert env.get("CONSENT_LEDGER_DISCLOSURE_MODE", "per-read") == "per-read", f"{name}: batched mode is the hub's"
+    assert len(seen) == len(node_services(services)) >= 2
+
+
+def test_each_node_names_its_hub_and_a_chain_node(services: dict[str, dict[str, Any]]) -> None:
+    hub_origins = {environment(services[n])["CONSENT_LEDGER_PUBLIC_ORIGIN"] for n in hub_services(services)}
+    (proxy,) = proxies(services)
+    aliases = proxy["networks"]["edge"].get("aliases") or []
     conf = NGINX_CONF.read_text(encoding="utf-8")
-    for name in api_services(services):
+    hub_server = conf[conf.index("listen 443 ssl;") :]
+    hub_server = hub_server[: hub_server.index("\n    }\n")]
+    for name in node_services(services):
+        service = services[name]
+        env = environment(service)
+        # The hub at its public origin (what its sign-in messages must name), reached through the proxy.
+        assert env["CONSENT_LEDGER_HUB_URL"] in hub_origins, f"{name}: hub URL {env['CONSENT_LEDGER_HUB_URL']}"
+        assert any(INTERPOLATION.match(a) and "CONSENT_LEDGER_PUBLIC_HOST" in a for a in aliases), (
+            "on edge the proxy must answer to the hub's public host, for the nodes"
+        )
+        assert shares_network(service, proxy), f"{name} cannot reach the proxy"
+        assert service["depends_on"]["proxy"]["condition"] == "service_healthy"
+        assert "proxy_pass http://consent_api;" in hub_server, "the proxy's :443 is the hub's"
+        _check_rpc(name, service, services)
+        _check_listener(name, env)
+        assert env["CONSENT_LEDGER_PUBLIC_ORIGIN"] not in hub_origins, f"{name}: its origin is the hub's"
+
+
+def test_each_node_has_its_own_database_key_file_and_data(services: dict[str, dict[str, Any]]) -> None:
+    hubs, nodes = hub_services(services), node_services(services)
+    hub_databases = {_check_database(n, services[n], services) for n in hubs}
+    mounts: dict[str, str] = {}
+    for name in nodes:
+        service = services[name]
+        env = environment(service)
+        database = _check_database(name, service, services)
+        assert database not in hub_databases, f"{name} uses the hub's database"
+        db_service = services[database]
+        for other in [*hubs, *(n for n in nodes if n != name)]:
+            assert not shares_network(db_service, services[other]), f"{other} can reach {name}'s database {database}"
+        volumes = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+        assert env["CONSENT_LEDGER_DATA_DIR"] == "/data" and "/data" in volumes, f"{name}: no data volume"
+        assert env["CONSENT_LEDGER_KEK_FILE"].startswith("/kek/") and "/kek" in volumes, f"{name}: no KEK volume"
+        for target in ("/data", "/kek"):
+            assert volumes[target] not in mounts, f"{name} and {mounts.get(volumes[target])} share {volumes[target]}"
+            mounts[volumes[target]] = name
+    for name, service in services.items():
+        if name in nodes:
+            continue
+        for volume in service.get("volumes") or []:
+            source = volume.split(":", 1)[0]
+            assert source not in mounts, f"{name} mounts {mounts.get(source)}'s volume {source}"
+
+
+def test_metrics_are_on_their_own_port_behind_a_token(services: dict[str, dict[str, Any]]) -> None:
+    conf = NGINX_CONF.read_text(encoding="utf-8")
+    for name in [*hub_services(services), *node_services(services)]:
         service = services[name]
         env = environment(service)
         public, metrics = int(env["CONSENT_LEDGER_PORT"]), int(env["CONSENT_LEDGER_METRICS_PORT"])
@@ -439,7 +608,9 @@ def test_api_metrics_are_on_their_own_port_behind_a_token(services: dict[str, di
         assert INTERPOLATION.match(token) and ":?" in token, f"{name}: the metrics token must be required"
         assert f"{name}:{metrics}" not in conf, f"the proxy forwards to {name}'s metrics listener"
         assert not service.get("ports"), f"{name} publishes ports"
-    assert re.search(r"location\s*=\s*/metrics\s*\{\s*return 404;", conf), "the proxy keeps /metrics closed"
+    assert len(re.findall(r"location\s*=\s*/metrics\s*\{\s*return 404;", conf)) == 2, (
+        "every server keeps /metrics closed"
+    )
 
 
 def test_ipfs_is_a_private_swarm_behind_the_cluster(services: dict[str, dict[str, Any]]) -> None:
@@ -464,40 +635,59 @@ def test_ipfs_is_a_private_swarm_behind_the_cluster(services: dict[str, dict[str
         assert match and match.group(1) in kubos, f"{name}: IPFS node {node}"
         attached.add(match.group(1))
     assert attached == set(kubos), "every Kubo node has a cluster peer"
+    for name in node_services(services):
+        for storage in [*kubos, *clusters]:
+            assert not shares_network(services[name], services[storage]), (
+                f"{name} reaches {storage}: blobs are the hub's"
+            )
 
 
-def test_nginx_upstream_lists_every_api_replica(services: dict[str, dict[str, Any]]) -> None:
+def test_nginx_upstream_lists_every_hub_replica(services: dict[str, dict[str, Any]]) -> None:
     conf = NGINX_CONF.read_text(encoding="utf-8")
     upstream = re.search(r"upstream\s+(\w+)\s*\{(.*?)\}", conf, flags=re.DOTALL)
     assert upstream, "no upstream block"
     servers = set(re.findall(r"^\s*server\s+([\w.-]+:\d+)", upstream.group(2), flags=re.MULTILINE))
-    expected = {f"{n}:{environment(services[n])['CONSENT_LEDGER_PORT']}" for n in api_services(services)}
+    expected = {f"{n}:{environment(services[n])['CONSENT_LEDGER_PORT']}" for n in hub_services(services)}
     assert len(expected) >= 2
     assert servers == expected
     assert f"proxy_pass http://{upstream.group(1)};" in conf
-    proxies = [s for s in services.values() if str(s.get("image", "")).startswith("nginx:")]
-    assert any("./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in s["volumes"] for s in proxies)
-    for proxy in proxies:
-        for name in api_services(services):
+    assert any("./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in s["volumes"] for s in proxies(services))
+    for proxy in proxies(services):
+        for name in [*hub_services(services), *node_services(services)]:
             assert shares_network(proxy, services[name])
     published = [s for s in services.values() if s.get("ports")]
-    assert published == proxies, "only the reverse proxy publishes ports"
+    assert published == proxies(services), "only the reverse proxy publishes ports"
 
 
-def test_api_replicas_believe_forwarded_headers_from_the_proxy_only(
+def test_nginx_serves_each_node_on_a_published_port_of_its_own(services: dict[str, dict[str, Any]]) -> None:
+    conf = NGINX_CONF.read_text(encoding="utf-8")
+    mapping = re.search(r"map\s+\$server_port\s+\$(\w+)\s*\{(.*?)\}", conf, flags=re.DOTALL)
+    assert mapping, "no map from the listening port to a node"
+    routes = dict(re.findall(r"^\s*(\d+)\s+([\w.-]+:\d+);", mapping.group(2), flags=re.MULTILINE))
+    expected = {f"{n}:{environment(services[n])['CONSENT_LEDGER_PORT']}" for n in node_services(services)}
+    assert set(routes.values()) == expected and len(routes) == len(expected), routes
+    assert f"proxy_pass http://${mapping.group(1)};" in conf
+    assert re.search(r"^\s*resolver\s+127\.0\.0\.11\b", conf, flags=re.MULTILINE), "nodes are resolved per request"
+    (proxy,) = proxies(services)
+    published = {int(resolve(str(p)).rsplit(":", 1)[1]) for p in proxy["ports"]}
+    for port in routes:
+        assert f"listen {port} ssl;" in conf, f"the proxy does not listen on {port} with TLS"
+        assert int(port) in published, f"port {port} is not published"
+
+
+def test_hubs_and_nodes_believe_forwarded_headers_from_the_proxy_only(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
     from ledger_service.origins import trusted_proxies
     from ledger_service.settings import Settings
 
-    proxies = [s for s in services.values() if str(s.get("image", "")).startswith("nginx:")]
     subnet = ipaddress.ip_network(compose["networks"]["edge"]["ipam"]["config"][0]["subnet"])
-    addresses = {str(proxy["networks"]["edge"]["ipv4_address"]) for proxy in proxies}
+    addresses = {str(proxy["networks"]["edge"]["ipv4_address"]) for proxy in proxies(services)}
     assert addresses and all(ipaddress.ip_address(a) in subnet for a in addresses)
     conf = NGINX_CONF.read_text(encoding="utf-8")
-    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
-    assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
-    for name in api_services(services):
+    assert conf.count("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;") == 2
+    assert conf.count("proxy_set_header X-Forwarded-Proto $scheme;") == 2
+    for name in [*hub_services(services), *node_services(services)]:
         env = environment(services[name])
         settings = Settings(trusted_proxies=json.loads(env["CONSENT_LEDGER_TRUSTED_PROXIES"]))
         assert set(trusted_proxies(settings)) == addresses, f"{name} trusts {settings.trusted_proxies}"
