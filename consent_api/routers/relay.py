@@ -12,11 +12,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from consent_api.deps import ServicesDep, address_param
 from consent_api.schemas import HexBytes, Out, Schema
 from consent_api.throttle import RELAY_LIMITED, relay
-from ledger_service.domain.consent import EIP712_TYPES, SignedMessage
+from ledger_service.domain.codes import hex32
+from ledger_service.domain.consent import EIP712_TYPES, RecordErase, SignedMessage
 from ledger_service.errors import ValidationError
 from ledger_service.records.relaying import RecordFacts
 
@@ -122,6 +124,15 @@ async def relay_message(body: RelayIn, request: Request, response: Response, ser
         if body.primary_type not in ("RecordAnchor", "RecordAmend"):
             raise ValidationError("only a RecordAnchor or RecordAmend takes record facts", field="record")
         facts = RecordFacts(body.record.media_type, body.record.plaintext_size, body.record.ciphertext_size)
+
+    if isinstance(message, RecordErase):
+        # An erasure is more than its event: the keys are destroyed and the blobs unpinned first (hub/erasure.py),
+        # exactly as DELETE /v1/records/{id} does.
+        erasure = services.hub_erasure
+        record_id = hex32(message.record_id)
+        erased = await run_in_threadpool(erasure.erase, record_id=record_id, request=message, signature=signature)
+        block = erased.block_number if erased.block_number is not None else services.rpc.block_number()
+        return RelayOut(tx_hash=erased.tx_hash, block_number=block)
 
     def send(m: SignedMessage, sig: bytes) -> Any:
         return services.hub_relay.relay(m, sig, reason=body.reason, record=facts)

@@ -218,8 +218,9 @@ class ChainEventRow(Base):
 
 
 class RelayedMessageRow(Base):
-    """A signed message the relay submitted, keyed by its EIP-712 digest, so an identical resubmission
-    returns the first result instead of failing on its nonce. ``patient`` holds the message's party."""
+    """A signed message the relay submitted, keyed by ``keccak(EIP-712 digest || signature)`` (hub/relay.py,
+    ``relayed_key``), so an identical resubmission returns the first result instead of failing on its nonce,
+    and another signer's signature of the same fields is judged afresh. ``patient`` holds the message's party."""
 
     __tablename__ = "relayed_messages"
 

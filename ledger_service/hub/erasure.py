@@ -33,6 +33,7 @@ class ErasureResult:
     record_id: str
     tx_hash: str
     versions: int
+    block_number: int | None = None
 
 
 class ErasureService:
@@ -86,7 +87,7 @@ class ErasureService:
             record = s.get(RecordRow, record_id)
             assert record is not None
             record.state, record.erased_at, record.erasure_tx = "erased", _now(), outcome.tx_hash
-        return ErasureResult(record_id, outcome.tx_hash, versions)
+        return ErasureResult(record_id, outcome.tx_hash, versions, outcome.block_number)
 
     def finish_interrupted_erasures(self) -> int:
         """Erasures whose keys are gone but whose on-chain event did not land: emit it now."""

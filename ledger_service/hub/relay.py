@@ -7,7 +7,9 @@ Before spending gas the relay runs the exact call with ``eth_call`` from the rel
 call's fixed gas limit as the bound (a contract account cannot make the check expensive): what would revert
 is refused with a clear error and nothing is sent, an access request without consent included. The contract
 is the one judge of signatures, nonces and deadlines, so no rule is written twice. An identical message
-relayed again answers with the first relay's outcome and sends nothing (keyed by its EIP-712 digest).
+relayed again answers with the first relay's outcome and sends nothing. Identical means the same EIP-712 digest
+*and* the same signature: a patient's and a guardian's signatures of the same fields share one digest but are
+two acts, and the second must be judged by the ledger, not answered with the first one's outcome.
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ SIGNATURE_REVERTS: Final = {
     "UnknownVersion": "unknown-version",
     "RecordAlreadyExists": "record-exists",
 }
+
+
+def relayed_key(digest: bytes, signature: bytes) -> bytes:
+    """The key of one relayed act: its message's EIP-712 digest bound to the very signature that authorizes it."""
+    return bytes(keccak(digest + signature))
 
 
 def party_of(message: SignedMessage) -> str:
@@ -227,7 +234,7 @@ class Relay:
 
     def _relay(self, message: SignedMessage, signature: bytes, reason: str | None) -> RelayOutcome:
         self.check_shape(message, signature, reason)
-        digest = self.digest(message)
+        digest = relayed_key(self.digest(message), signature)
         previous = self._replayed(message, digest)
         if previous is not None:
             return previous

@@ -221,13 +221,6 @@ def test_a_delegate_cannot_name_or_remove_delegates_for_the_patient(api: LedgerA
 
 # ----------------------------------------------------------------- the same message, signed by the delegate
 
-REPLAY_BY_DIGEST = (
-    "the hub's relay answers a message whose EIP-712 digest it relayed before with that first outcome, whoever "
-    "signed it now (ledger_service/hub/relay.py, the replay lookup keyed by the digest alone): the patient's "
-    "and a delegate's signatures of the same fields share one digest"
-)
-
-
 def _consented_patient_with_guardian(api: LedgerApi) -> tuple[LocalAccount, LocalAccount, str, str, dict[str, Any]]:
     patient, guardian = Account.create(), Account.create()
     record_id = _record_of(api, patient.address)
@@ -239,7 +232,6 @@ def _consented_patient_with_guardian(api: LedgerApi) -> tuple[LocalAccount, Loca
     return patient, guardian, record_id, granted.json()["consentId"], grant
 
 
-@pytest.mark.xfail(strict=True, reason=REPLAY_BY_DIGEST)
 def test_a_delegate_cannot_preempt_the_patients_held_revocation_with_the_same_fields(api: LedgerApi) -> None:
     """The guardian guesses the patient's revocation (the patient's lowest unused nonce and a usual deadline),
     signs those very fields itself (the nonce is its own, unused) and relays them first: a revocation by a
@@ -270,7 +262,6 @@ def test_a_delegate_cannot_preempt_the_patients_held_revocation_with_the_same_fi
     assert not api.is_authorized(patient.address, CLINIC.address, record_id), "the patient's revocation was void"
 
 
-@pytest.mark.xfail(strict=True, reason=REPLAY_BY_DIGEST)
 def test_a_delegate_re_signing_the_patients_first_grant_is_refused(api: LedgerApi) -> None:
     """After the patient's own revocation, the guardian signs the fields of the patient's first grant (its own
     nonce of that value is unused): the consent the patient revoked, granted again. It must be refused."""

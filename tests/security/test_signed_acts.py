@@ -297,11 +297,6 @@ def test_access_is_logged_only_with_consent_and_only_for_the_accessor_who_signed
     assert not api.nonce_used(provider.address, forged["nonce"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the hub's relay answers a message whose EIP-712 digest it relayed before with that first outcome, "
-    "whoever signed it now (ledger_service/hub/relay.py, the replay lookup keyed by the digest alone)",
-)
 def test_the_accessors_request_signed_again_by_another_key_is_refused(api: LedgerApi, provider: LocalAccount) -> None:
     """An identical resubmission is the same message with the same signature; the same fields signed by
     someone else are a forgery, refused like any other (not answered as the accessor's logged access)."""
@@ -423,12 +418,6 @@ def test_only_the_patients_signed_erasure_erases_through_the_hub(api: LedgerApi)
     assert _erased_on_chain(api, patient.address, record_id, author=clinic.address)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a RecordErase relayed through POST /v1/relay erases on chain, but the route hands it to the relay "
-    "(consent_api/routers/relay.py -> ledger_service/hub/relay.py), not to the erasure (hub/erasure.py): the hub "
-    "keeps serving the erased record's ciphertext",
-)
 def test_the_patient_erases_the_outside_providers_record_by_relaying_the_signed_erasure(
     api: LedgerApi, provider: LocalAccount
 ) -> None:
