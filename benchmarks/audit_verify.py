@@ -3,13 +3,15 @@
 History (not timed as part of the figure; its generation time is reported): on a private anvil with the
 ledger deployed, 6 patients each grant the Demo Clinic an all-records TREAT consent; the clinic anchors
 records (``anchorRecord``) whose ciphertext blobs (4 KiB each) are stored in the embedded blob store; the
-custodian logs disclosures (``logAccess``) spread over those records, and the operator's delivery log gets one
-row per disclosure. Transactions are sent with anvil's automine off, in JSON-RPC batches of 1,000 with
-explicit nonces, one ``evm_mine`` per batch (a raised block gas limit packs each batch into one block).
+clinic signs an access request for each disclosure, spread over those records, which the operator's account
+relays (``logAccessBySig``), and the operator's delivery log gets one row per disclosure. Transactions are
+sent with anvil's automine off, in JSON-RPC batches of 1,000 with explicit nonces, one ``evm_mine`` per batch
+(a raised block gas limit packs each batch into one block).
 
 Measured, as ``consent-ledger verify`` runs it: ``fetch_trail`` (every event by batched ``eth_getLogs``, block
-headers by batched ``eth_getBlockByNumber``) + ``verify`` (replay of every event, hash chains, every blob
-re-hashed against its CID, the delivery log matched both ways): record versions/s and disclosures/s.
+headers by batched ``eth_getBlockByNumber``, every event's transaction by batched ``eth_getTransactionByHash``)
++ ``verify`` (replay of every event, each act's signer recovered from its EIP-712 digest, hash chains, every
+blob re-hashed against its CID, the delivery log matched both ways): record versions/s and disclosures/s.
 
 Baseline in the same run: reading and SHA-256-hashing the same blobs' block files + fetching the same logs with
 batched ``eth_getLogs`` over ``http.client`` (JSON parsed, not decoded).
@@ -50,6 +52,7 @@ class History:
     def __init__(self, stk: Any) -> None:
         from ledger_service.chain.ledger import ledger_codec
         from ledger_service.domain.codes import category_id, purpose_to_bytes32
+        from ledger_service.domain.consent import Eip712Domain
 
         self.stk = stk
         self.services = stk.services()
@@ -57,9 +60,14 @@ class History:
         self.codec = ledger_codec()
         self.contract = stk.deployment.ledger_address
         self.clinic = stk.deployment.demo["providers"][0]["address"]
-        self.custodian = stk.account(0).address
+        clinic = stk.account(1)
+        if clinic.address != self.clinic:
+            raise RuntimeError(f"the demo clinic is {self.clinic}, not anvil account #1 {clinic.address}")
+        self.clinic_key = bytes(clinic.key)
+        self.relayer = stk.account(0).address  # relays the clinic's signed requests, as the hub would
         self.patients = list(stk.deployment.demo["patients"])
         self.treat = purpose_to_bytes32("TREAT")
+        self.domain = Eip712Domain(stk.deployment.chain_id, self.contract)
         self.category = category_id("laboratory")
         self.records: list[tuple[str, bytes]] = []  # (patient, record id)
         self.cids: list[Any] = []
@@ -119,8 +127,13 @@ class History:
         return out
 
     def grow(self, records: int, disclosures: int) -> None:
+        from coincurve import PrivateKey
+
+        from ledger_service.chain.ledger import struct_tuple
+        from ledger_service.codec import eip712
         from ledger_service.db.models import DeliveryRow
         from ledger_service.domain.codes import hex32
+        from ledger_service.domain.consent import AccessRequest
         from ledger_service.domain.records import record_id_of
 
         began = time.perf_counter()
@@ -142,15 +155,21 @@ class History:
             self.records.append((patient, record_id_of(patient, self.clinic, salt)))
         anchors = self._send(new_records)
         self._write_operator_versions(first, blobs, cids, anchors)
-        txs = []
+        txs, digests = [], []
         wanted = list(range(self.disclosures, disclosures))
+        signer = PrivateKey(self.clinic_key)
         for n in wanted:
             patient, rid = self.records[(n * 7919) % len(self.records)]
-            txs.append((self.custodian, self.codec.encode_call("logAccess", patient, rid, self.clinic, self.treat)))
+            request = AccessRequest(patient, self.clinic, rid, 1, self.treat, n, 2**40)  # nonce n, no deadline soon
+            digest = eip712.digest(self.domain, request)
+            raw = signer.sign_recoverable(digest, hasher=None)
+            signature = raw[:64] + bytes((27 + raw[64],))
+            txs.append((self.relayer, self.codec.encode_call("logAccessBySig", struct_tuple(request), signature)))
+            digests.append(digest)
         sent = self._send(txs)
         rows = []
         now = datetime.now(UTC)
-        for n, (tx_hash, block, index) in zip(wanted, sent, strict=True):
+        for n, digest, (tx_hash, block, index) in zip(wanted, digests, sent, strict=True):
             patient, rid = self.records[(n * 7919) % len(self.records)]
             rows.append(
                 {
@@ -167,6 +186,7 @@ class History:
                     "block_number": block,
                     "log_index": index,
                     "leaf_index": None,
+                    "request_digest": hex32(digest),
                     "idempotency_key": None,
                     "created_at": now,
                 }

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -52,6 +52,7 @@ from ledger_service.transparency.signatures import ERC1271_GAS, erc1271_accepted
 LOG_RANGE: Final = 5_000  # blocks per eth_getLogs request
 RPC_BATCH: Final = 50  # requests per JSON-RPC batch
 TX_BATCH: Final = 200  # eth_getTransactionByHash per JSON-RPC batch (small answers: many per round trip)
+BLOCK_BATCH: Final = 4  # whole blocks (with their transactions) per JSON-RPC batch: large answers
 
 T = TypeVar("T")
 
@@ -257,9 +258,14 @@ class PatientLogCache:
 
 
 def fetch_block_headers(
-    rpc: RpcClient, blocks: Iterable[int], *, progress: Progress = no_progress
+    rpc: RpcClient,
+    blocks: Iterable[int],
+    *,
+    progress: Progress = no_progress,
+    tx_counts: dict[int, int] | None = None,
 ) -> dict[int, tuple[int, bytes]]:
-    """``block -> (timestamp, hash)`` by batched ``eth_getBlockByNumber``."""
+    """``block -> (timestamp, hash)`` by batched ``eth_getBlockByNumber``; ``tx_counts``, if given, is filled
+    with each block's number of transactions (the header lists their hashes)."""
     wanted = sorted(set(blocks))
     headers: dict[int, tuple[int, bytes]] = {}
     for group in _chunks(wanted, RPC_BATCH * 2):
@@ -268,23 +274,57 @@ def fetch_block_headers(
             if block is None:
                 raise AuditError(f"the node does not have block {number}")
             headers[number] = (int(block["timestamp"], 16), hex_to_bytes(block["hash"]))
+            if tx_counts is not None:
+                tx_counts[number] = len(block.get("transactions") or ())
         progress("reading block times", len(headers), len(wanted))
     return headers
 
 
 def fetch_transactions(
-    rpc: RpcClient, tx_hashes: Iterable[bytes], *, progress: Progress = no_progress
+    rpc: RpcClient,
+    located: Mapping[bytes, int],
+    *,
+    tx_counts: Mapping[int, int] | None = None,
+    progress: Progress = no_progress,
 ) -> dict[bytes, dict[str, Any]]:
-    """``tx hash -> transaction`` (as the node returns it) by batched ``eth_getTransactionByHash``."""
-    wanted = list(dict.fromkeys(tx_hashes))
+    """``tx hash -> transaction`` (as the node returns it) for each ``tx hash -> block`` in ``located``.
+
+    Transactions are read by batched ``eth_getTransactionByHash``, except in a block where they are at least
+    half of the block's transactions (``tx_counts``, from its header): that block is read whole, by
+    ``eth_getBlockByNumber`` with its transactions, which a node serves for far less than one lookup each.
+    """
+    by_block: dict[int, list[bytes]] = {}
+    for tx_hash, number in located.items():
+        by_block.setdefault(number, []).append(tx_hash)
+    counts = tx_counts or {}
+    dense = sorted(n for n, hashes in by_block.items() if n in counts and 2 * len(hashes) >= counts[n])
+    whole = set(dense)
+    sparse = [h for n, hashes in by_block.items() if n not in whole for h in hashes]
     found: dict[bytes, dict[str, Any]] = {}
-    for group in _chunks(wanted, TX_BATCH):
+    total = len(located)
+    for numbers in _chunks(dense, BLOCK_BATCH):
+        for number, block in zip(
+            numbers, rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers]), strict=True
+        ):
+            if block is None:
+                raise AuditError(f"the node does not have block {number}")
+            for tx in block.get("transactions") or ():
+                tx_hash = hex_to_bytes(tx["hash"])
+                if located.get(tx_hash) == number:
+                    found[tx_hash] = tx
+        progress("reading transactions", len(found), total)
+    for group in _chunks(sparse, TX_BATCH):
         results = rpc.batch([("eth_getTransactionByHash", ["0x" + h.hex()]) for h in group])
         for tx_hash, tx in zip(group, results, strict=True):
-            if tx is None:
-                raise AuditError(f"the node does not have transaction 0x{tx_hash.hex()} (the chain reorganized?)")
-            found[tx_hash] = tx
-        progress("reading transactions", len(found), len(wanted))
+            if tx is not None:
+                found[tx_hash] = tx
+        progress("reading transactions", len(found), total)
+    missing = [h for h in located if h not in found]
+    if missing:
+        raise AuditError(
+            f"the node does not have transaction 0x{missing[0].hex()} in block {located[missing[0]]}: the chain "
+            "reorganized; verify again once it is final"
+        )
     return found
 
 
@@ -294,11 +334,12 @@ def fetch_acts(
     events: Sequence[DecodedEvent],
     codec: ContractCodec,
     *,
+    tx_counts: Mapping[int, int] | None = None,
     progress: Progress = no_progress,
 ) -> dict[bytes, Act]:
     """The :class:`Act` of the transaction of every event in ``events`` that names a party."""
     located = {e.tx_hash: e.block_number for e in events if e.name in _ATTRIBUTED}
-    transactions = fetch_transactions(rpc, located, progress=progress)
+    transactions = fetch_transactions(rpc, located, tx_counts=tx_counts, progress=progress)
     decoder = CallDecoder(codec, BY_SIG_FUNCTION)
     acts: dict[bytes, Act] = {}
     for tx_hash, tx in transactions.items():
@@ -428,7 +469,10 @@ def fetch_trail(
     decoded = [event for event in map(decode, raw_logs) if event is not None]
     entries = [e for e in entries if e.block_number <= to_block]
     blocks = [e.block_number for e in decoded] + [b for b in extra_blocks if b <= to_block]
-    headers = fetch_block_headers(rpc, blocks + [e.block_number for e in entries], progress=progress)
+    tx_counts: dict[int, int] = {}
+    headers = fetch_block_headers(
+        rpc, blocks + [e.block_number for e in entries], progress=progress, tx_counts=tx_counts
+    )
     for event in decoded:
         _timestamp, block_hash = headers[event.block_number]
         if block_hash != event.block_hash:
@@ -439,7 +483,7 @@ def fetch_trail(
     trail = build_trail(chain_id, contract, from_block, to_block, decoded, {n: t for n, (t, _h) in headers.items()})
     trail.patient = patient
     if with_acts:
-        trail.acts = fetch_acts(rpc, contract, decoded, codec, progress=progress)
+        trail.acts = fetch_acts(rpc, contract, decoded, codec, tx_counts=tx_counts, progress=progress)
         trail.contract_signatures = _contract_signatures(
             rpc,
             trail.acts,

@@ -567,9 +567,9 @@ class _Replay:
             return True, None
         self.counts["actsChecked"] += 1
         act = self.acts.get(at.tx_hash)
-        expected = " or ".join((*direct, *by_sig))
         if act is None or not act.function:
             why = "the trail has no act for its transaction" if act is None else act.problem
+            expected = " or ".join((*direct, *by_sig))
             self.flag("act-unattributable", f"{label}: expected a call of {expected} by {actor}; {why}", **where)
             return False, None
         if act.function in direct:
@@ -584,6 +584,7 @@ class _Replay:
         restated = by_sig.get(act.function)
         pairs = restated(act.message) if restated is not None and act.message is not None else None
         if pairs is None:
+            expected = " or ".join((*direct, *by_sig))
             self.flag("act-unattributable", f"{label}: expected a call of {expected}; got {act.function}", **where)
             return False, None
         diffs = [f"{name}: message {_shown(m)}, event {_shown(e)}" for name, m, e in pairs if m != e]

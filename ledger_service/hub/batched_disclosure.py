@@ -132,9 +132,13 @@ class BatchedDisclosureStrategy:
             consent = ZERO32
         self._check_request(signed, record, accessor, rid, purpose_bytes, reason, onchain, block, timestamp)
         if results[1][0]:
-            raise SignatureError(
-                f"the accessor's nonce {signed.message.nonce} is already used on chain", reason="nonce-used"
-            )
+            # Another node signed for the accessor with that nonce meanwhile: sign once more, from the chain's.
+            signed = request.sign(True)
+            self._check_request(signed, record, accessor, rid, purpose_bytes, reason, onchain, block, timestamp)
+            if self.ledger.nonce_used(accessor, signed.message.nonce, block=block):
+                raise SignatureError(
+                    f"the accessor's nonce {signed.message.nonce} is already used on chain", reason="nonce-used"
+                )
         entry = DisclosureEntry.of_request(
             signed.message,
             signed.signature,

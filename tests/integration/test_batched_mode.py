@@ -130,7 +130,7 @@ class Env:
         read = DisclosureRequest(
             purpose="TREAT",
             reason=None,
-            sign=lambda: signed,
+            sign=lambda _resync: signed,
             precheck=None,
             refused_by="AccessNotAuthorized",
             refusal=lambda: ConsentDenied("refused"),

@@ -28,6 +28,7 @@ from ledger_service.domain.consent import (
 )
 from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog
+from ledger_service.transparency.signatures import ecdsa_signer
 
 from .builder import CONTRACT, DOMAIN, RELAYER, TrailBuilder, address, sign
 
@@ -270,3 +271,23 @@ def test_calls_decode_into_the_messages_that_were_signed() -> None:
     assert "not an address" in decoder.act(patient, CONTRACT, CONTRACT, bytes(data)).problem
     assert "no function" in decoder.act(patient, CONTRACT, CONTRACT, b"\xde\xad\xbe\xef").problem
     assert "well-formed" in decoder.act(patient, CONTRACT, CONTRACT, bytes(data[:40])).problem
+
+
+def test_the_ecdsa_check_is_the_ledgers() -> None:
+    """ecdsa_signer recovers what eip712.recover does, and refuses what OpenZeppelin's tryRecover refuses."""
+    signer = address()
+    digest = keccak(b"a request")
+    good = sign(RecordErase(signer, digest, 1, 2), signer)
+    message_digest = eip712.digest(DOMAIN, RecordErase(signer, digest, 1, 2))
+    assert ecdsa_signer(message_digest, good) == eip712.recover(message_digest, good) == signer
+    r, s, v = good[:32], int.from_bytes(good[32:64], "big"), good[64]
+    high_s = r + (eip712.SECP256K1_N - s).to_bytes(32, "big") + bytes((55 - v,))  # the same signature, malleated
+    assert eip712.recover(message_digest, high_s) == signer and ecdsa_signer(message_digest, high_s) is None
+    assert ecdsa_signer(message_digest, good[:64] + bytes((v - 27,))) is None  # v 0/1: not the ledger's
+    assert ecdsa_signer(message_digest, good[:64]) is None  # 64 bytes (EIP-2098): not accepted either
+    assert ecdsa_signer(message_digest, bytes(32) + good[32:]) is None
+    for _ in range(20):
+        other = address()
+        signature = sign(RecordErase(other, digest, 1, 2), other)
+        recovered = eip712.recover(eip712.digest(DOMAIN, RecordErase(other, digest, 1, 2)), signature)
+        assert ecdsa_signer(eip712.digest(DOMAIN, RecordErase(other, digest, 1, 2)), signature) == recovered == other
