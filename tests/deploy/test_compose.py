@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -447,6 +448,29 @@ def test_every_ledger_setting_is_one_the_service_reads(services: dict[str, dict[
             if key.startswith("CONSENT_LEDGER_"):
                 field = key[len("CONSENT_LEDGER_") :].lower()
                 assert field in Settings.model_fields, f"{name}: {key} is not a setting (ledger_service/settings.py)"
+
+
+def test_the_hubs_and_nodes_settings_pass_the_services_own_checks(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each hub's and node's environment, as the service would read it under `serve`: it parses (rate limits
+    included), a hub is handed no provider key, and a node exactly one with its hub and its chain node."""
+    from ledger_service.bootstrap import _provider_keys
+    from ledger_service.settings import Settings
+
+    for role, names in (("hub", hub_services(services)), ("node", node_services(services))):
+        for name in names:
+            for key in [k for k in os.environ if k.startswith("CONSENT_LEDGER_")]:
+                monkeypatch.delenv(key)
+            for key, value in environment(services[name]).items():
+                monkeypatch.setenv(key, resolve(value))
+            settings = Settings(role=role)  # what `serve hub|node` sets
+            keys = _provider_keys(settings)  # raises for a hub given a key, or a node given none
+            if role == "hub":
+                assert settings.provider_keys is None and keys == [], name
+            else:
+                assert len(keys) == 1 and settings.hub_url and settings.rpc_url, name
+                assert settings.disclosure_mode == "per-read", name
 
 
 def test_hub_settings_point_at_services_the_file_defines(services: dict[str, dict[str, Any]]) -> None:
