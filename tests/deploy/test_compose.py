@@ -17,7 +17,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pytest
@@ -458,7 +458,11 @@ def test_the_hubs_and_nodes_settings_pass_the_services_own_checks(
     from ledger_service.bootstrap import _provider_keys
     from ledger_service.settings import Settings
 
-    for role, names in (("hub", hub_services(services)), ("node", node_services(services))):
+    roles: tuple[tuple[Literal["hub", "node"], list[str]], ...] = (
+        ("hub", hub_services(services)),
+        ("node", node_services(services)),
+    )
+    for role, names in roles:
         for name in names:
             for key in [k for k in os.environ if k.startswith("CONSENT_LEDGER_")]:
                 monkeypatch.delenv(key)
