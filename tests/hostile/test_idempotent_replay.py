@@ -25,16 +25,32 @@ from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.domain.codes import ROLES
 from ledger_service.settings import Settings
-from tests.faults.harness import ADMIN_KEY, CLINIC, ApiServer, Node, access_logs, new_patient, run_verify
+from tests.faults.harness import (
+    ADMIN_KEY,
+    CLINIC,
+    CLINIC_KEY,
+    LAB_KEY,
+    ApiServer,
+    Node,
+    access_logs,
+    new_patient,
+    run_verify,
+)
 
 pytestmark = pytest.mark.integration
 
 
 # One server per mode for the module: a batched server's log is the one the contract's anchored batches
 # extend, so a second fresh log on the same deployment could never anchor.
+# Each test reads as a provider of its own, whose key the server's node holds (a read is the accessor's
+# signed request): made here, before the server starts, and handed out by _new_provider.
+_OWN_PROVIDERS: dict[str, list[LocalAccount]] = {}
+
+
 @pytest.fixture(scope="module", params=["per-read", "batched"])
 def server(node: Node, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ApiServer]:
     assert node.deployment is not None
+    own: list[LocalAccount] = [Account.create() for _ in range(4)]
     api = ApiServer(
         tmp_path_factory.mktemp("api"),
         node.url,
@@ -42,7 +58,9 @@ def server(node: Node, tmp_path_factory: pytest.TempPathFactory, request: pytest
         disclosure_mode=request.param,
         batch_size=1,
         batch_interval=1,
+        provider_keys=",".join([CLINIC_KEY, LAB_KEY, *("0x" + bytes(a.key).hex() for a in own)]),
     ).start()
+    _OWN_PROVIDERS[api.url] = own
     yield api
     api.stop()
 
@@ -53,9 +71,11 @@ def _admin(node: Node, tmp_path: Path) -> ConsentLedgerContract:
     return admin_ledger(settings, node.deployment, RpcClient(node.url, timeout=30))
 
 
-def _new_provider(node: Node, admin: ConsentLedgerContract, *, emergency: bool = False) -> LocalAccount:
-    """A provider of this test's own, so suspending it touches no other test."""
-    account: LocalAccount = Account.create()
+def _new_provider(
+    node: Node, admin: ConsentLedgerContract, server: ApiServer, *, emergency: bool = False
+) -> LocalAccount:
+    """A provider of this test's own, so suspending it touches no other test (the server holds its key)."""
+    account = _OWN_PROVIDERS[server.url].pop()
     admin.onboard_provider(account.address, f"Replay Clinic {account.address[2:8]}")
     if emergency:
         admin.grant_role(ROLES["emergency"], account.address)
@@ -145,7 +165,7 @@ def test_a_replayed_key_never_reads_without_consent_now_and_a_disclosure_of_its_
 ) -> None:
     admin = _admin(node, tmp_path)
     from_block = node.rpc.block_number() + 1
-    provider = _new_provider(node, admin, emergency=True)
+    provider = _new_provider(node, admin, server, emergency=True)
     patient = new_patient(node.url)
     content = b"blood pressure 120/80 " * 8
     client = server.client()
@@ -200,7 +220,7 @@ def test_a_double_click_with_one_key_is_one_disclosure(node: Node, server: ApiSe
     """Two identical keyed reads at once: one release, one disclosure; the twin is told to retry."""
     admin = _admin(node, tmp_path)
     from_block = node.rpc.block_number() + 1
-    provider = _new_provider(node, admin)
+    provider = _new_provider(node, admin, server)
     patient = new_patient(node.url)
     content = b"x" * 4096
     client = server.client()
