@@ -162,6 +162,16 @@ def _data_dir_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     return settings, Deployment.load(settings.deployment_file)
 
 
+def _node_providers(settings: Any) -> list[str]:
+    """The providers this data dir's node signs for: the operator's DB keeps their deliveries and versions
+    (another provider's node keeps its own)."""
+    from eth_account import Account
+
+    from ledger_service.bootstrap import _provider_keys
+
+    return [str(Account.from_key(key).address) for key in _provider_keys(settings)]
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ledger_service.audit.fetch import fetch_trail
     from ledger_service.audit.gcpause import paused_gc
@@ -194,7 +204,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             start = deployment.block_number if args.start_block is None else args.start_block
             blobs = blob_store(settings)
             db = database(settings)
-            operator = operator_records(db, patient=args.patient)
+            operator = operator_records(db, patient=args.patient, accounts=_node_providers(settings))
             if not args.disclosure_log:
                 log = operator_log(db)
                 if log is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 from eth_utils import to_checksum_address
@@ -17,9 +18,12 @@ from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog
 
 
-def operator_records(db: Database, *, patient: str | None = None) -> OperatorRecords:
+def operator_records(
+    db: Database, *, patient: str | None = None, accounts: Collection[str] | None = None
+) -> OperatorRecords:
     """The delivery log, the versions that still have wrapped keys, the records marked erased, and the
     record versions (with their anchors) the operator holds; with ``patient``, only that patient's.
+    ``accounts``: the providers whose node keeps this DB (see :class:`OperatorRecords`).
 
     Read as plain Core rows (no ORM entities): a long delivery log is loaded in one pass.
     """
@@ -121,7 +125,9 @@ def operator_records(db: Database, *, patient: str | None = None) -> OperatorRec
                 .order_by(v.id)
             ).all()
         ]
-    return OperatorRecords(deliveries, keys, erased, versions)
+    return OperatorRecords(
+        deliveries, keys, erased, versions, None if accounts is None else [to_checksum_address(a) for a in accounts]
+    )
 
 
 def operator_log(db: Database) -> OperatorLog | None:

@@ -238,6 +238,10 @@ class OperatorRecords:
     erased: Collection[str] = ()  # record ids (0x-hex) the operator marks erased
     # The operator's record versions; None when not read (their checks against the chain are then skipped).
     versions: Sequence[OperatorVersion] | None = None
+    # The providers whose node keeps this database: every disclosure to them and every version they anchored
+    # must have its row here. Another provider's node keeps its own (it relays its signed acts through the hub),
+    # so its acts on chain are not expected here. None: every account's (a database that holds everything).
+    accounts: Collection[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -1333,6 +1337,7 @@ def _check_deliveries(
     scope: Scope,
     violations: list[Violation],
     emergencies: list[EmergencyFlag],
+    accounts: Collection[str] | None = None,
 ) -> int:
     """Rows and events must match one to one; returns the number of rows checked."""
     by_key = {(d.at.tx, d.at.log_index): d for d in disclosures}
@@ -1442,6 +1447,8 @@ def _check_deliveries(
             )
     for d in disclosures:
         key = (d.at.tx, d.at.log_index)
+        if accounts is not None and d.accessor not in accounts:
+            continue  # released by another provider's node, whose delivery log this is not
         if scope.covers(d.patient, d.record_id, d.at.block) and key not in claimed:
             kind = "EmergencyAccessLogged" if d.emergency else "AccessLogged"
             violations.append(
@@ -1781,12 +1788,26 @@ def verify(
             scope,
             violations,
             replay.emergencies,
+            None if operator.accounts is None else set(operator.accounts),
         )
         _check_erasures(trail, records, operator, scope, violations)
         report.checks.append("operator delivery log matched against on-chain disclosures in both directions")
+        if operator.accounts is not None:
+            report.notes.append(
+                "the operator's database is the node of "
+                + (", ".join(sorted(operator.accounts)) or "no provider")
+                + ": other providers' disclosures and record versions are kept by their own nodes and were not "
+                "looked for in it"
+            )
         report.checks.append("erased records: erasure event present, no wrapped key left in the operator DB")
         if operator.versions is not None:
-            operator_versions_checked, beyond = _check_versions(trail, operator.versions, scope, violations)
+            operator_versions_checked, beyond = _check_versions(
+                trail,
+                operator.versions,
+                scope,
+                violations,
+                None if operator.accounts is None else set(operator.accounts),
+            )
             report.checks.append(
                 "operator's anchored record versions matched against RecordAnchored events (CID, version hash) "
                 "in both directions"
@@ -1850,7 +1871,11 @@ def _cid_text(raw: bytes) -> str:
 
 
 def _check_versions(
-    trail: Trail, rows: Sequence[OperatorVersion], scope: Scope, violations: list[Violation]
+    trail: Trail,
+    rows: Sequence[OperatorVersion],
+    scope: Scope,
+    violations: list[Violation],
+    accounts: Collection[str] | None = None,
 ) -> tuple[int, int]:
     """The operator's record versions and the chain's RecordAnchored events, matched both ways.
 
@@ -1923,6 +1948,8 @@ def _check_versions(
     for v in trail.versions:
         if (v.record_id, v.version) in known or not scope.covers(v.patient, v.record_id, v.at.block):
             continue
+        if accounts is not None and v.author not in accounts:
+            continue  # anchored by another provider's node, which keeps its own rows
         violations.append(
             Violation(
                 "version-unknown-to-operator",

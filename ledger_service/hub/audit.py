@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +36,23 @@ class AuditRun:
 
 
 class AuditService:
-    def __init__(self, *, rpc: RpcClient, contract: str, start_block: int, blobs: BlobStore, db: Database) -> None:
+    def __init__(
+        self,
+        *,
+        rpc: RpcClient,
+        contract: str,
+        start_block: int,
+        blobs: BlobStore,
+        db: Database,
+        operator_accounts: Collection[str] | None = None,
+    ) -> None:
         self.rpc = rpc
         self.contract = contract
         self.start_block = start_block
         self.blobs = blobs
         self.db = db
+        # The providers whose node keeps this DB (their deliveries and versions are looked for in it); None: all.
+        self.operator_accounts = operator_accounts
         self._html: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
         # Audits of one patient or record are repeated (the portal, the API's record route): keep each
@@ -69,7 +81,7 @@ class AuditService:
                 cache=self._logs,
             )
             scope = Scope(patient=patient, record_id=record_id)
-            operator = operator_records(self.db, patient=scope.patient)
+            operator = operator_records(self.db, patient=scope.patient, accounts=self.operator_accounts)
             report = verify(trail, self.blobs, operator=operator, log=log, scope=scope)
         report_id = secrets.token_hex(8)
         html = render_html(report)

@@ -14,7 +14,7 @@ import pytest
 from eth_utils import keccak
 
 from ledger_service.audit.trail import Act, At, CallDecoder, ConsentEvent
-from ledger_service.audit.verifier import OperatorLog, Report, verify
+from ledger_service.audit.verifier import OperatorLog, OperatorRecords, Report, verify
 from ledger_service.chain.ledger import BY_SIG_FUNCTION, ledger_codec, struct_tuple
 from ledger_service.codec import eip712
 from ledger_service.codec.primitives import checksum_address
@@ -291,3 +291,27 @@ def test_the_ecdsa_check_is_the_ledgers() -> None:
         signature = sign(RecordErase(other, digest, 1, 2), other)
         recovered = eip712.recover(eip712.digest(DOMAIN, RecordErase(other, digest, 1, 2)), signature)
         assert ecdsa_signer(eip712.digest(DOMAIN, RecordErase(other, digest, 1, 2)), signature) == recovered == other
+
+
+def test_another_providers_node_keeps_its_own_rows(world: World) -> None:
+    """An outside provider relays its own signed anchor and read: the operator's DB, the node of the clinic
+    and the lab only, is not expected to hold their rows, but every row it does hold must match the chain."""
+    b = world.b
+    outside = b.provider(address())
+    b.grant(world.alice, outside, purpose="HPAYMT")
+    theirs = b.anchor(world.alice, outside, b"their own record")
+    consent = b.events[-2]
+    assert isinstance(consent, ConsentEvent)
+    b.access(theirs.record_id, world.alice, outside, consent.consent_id, purpose="HPAYMT")
+    holds_everything = OperatorRecords([], [], versions=[])
+    everything = verify(b.trail(), None, operator=holds_everything)
+    assert sorted(codes(everything)) == [
+        "event-without-delivery",
+        "version-unknown-to-operator",
+        "version-unknown-to-operator",
+    ]
+    ours = OperatorRecords([], [], versions=[], accounts=[world.clinic, world.lab])
+    report = verify(b.trail(), None, operator=ours)
+    assert codes(report) == ["version-unknown-to-operator"]  # the clinic's own record has no row: still named
+    assert report.violations[0].record_id == "0x" + world.record.hex()
+    assert any("other providers'" in note for note in report.notes)
