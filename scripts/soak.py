@@ -1,6 +1,10 @@
 """Bounded load/soak of a real `consent-ledger up`: mixed operations from concurrent clients.
 
     python scripts/soak.py [--ops 50000] [--clients 32] [--max-seconds 900] [--data-dir DIR] [--keep]
+                           [--database-url postgresql+psycopg://...]
+
+``--database-url`` names a PostgreSQL server (an admin URL, as scripts/test-postgres.sh prints): the soak
+creates a fresh database there for its server, instead of the SQLite file in the data dir.
 
 It starts its own `consent-ledger up` on free loopback ports in a temporary data dir, signs in
 the demo clinic and auditor and one patient per client with Sign-In with Ethereum, then runs
@@ -296,6 +300,8 @@ class Server:
             capture_output=True,
             text=True,
             cwd=REPO,
+            # the server's own settings (its database, when it is not the data dir's SQLite)
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_LEDGER_")}, **self.env},
             timeout=900,
             check=False,
         )
@@ -324,9 +330,32 @@ def access_events(rpc_url: str, contract: str, from_block: int = 0) -> list[dict
     return result
 
 
-def delivery_rows(data_dir: Path) -> int:
+def delivery_rows(data_dir: Path, database_url: str | None = None) -> int:
+    if database_url:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as connection:
+                return int(connection.execute(text("SELECT count(*) FROM deliveries")).scalar_one())
+        finally:
+            engine.dispose()
     with contextlib.closing(sqlite3.connect(data_dir / "ledger.sqlite3")) as db:
         return int(db.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+
+
+def fresh_database(admin_url: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``admin_url``; its URL."""
+    import secrets
+
+    from sqlalchemy import create_engine, text
+
+    name = f"soak_{secrets.token_hex(6)}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 # ----------------------------------------------------------------- the load
@@ -538,7 +567,15 @@ def check_acknowledgements(client: LedgerClient, workers: list[Worker], timeout:
 
 
 def run(
-    url: str, rpc_url: str, data_dir: Path, *, ops: int, clients: int, patients: int, max_seconds: float
+    url: str,
+    rpc_url: str,
+    data_dir: Path,
+    *,
+    ops: int,
+    clients: int,
+    patients: int,
+    max_seconds: float,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     setup = LedgerClient(url)
     clinic_account, auditor_account = Account.from_key(CLINIC_KEY), Account.from_key(AUDITOR_KEY)
@@ -588,7 +625,7 @@ def run(
         "acknowledgedConsents": sum(len(p.consents) for w in workers for p in w.patients),
         "successfulReads": tally.reads,
         "disclosureEventsOnChain": len(events),
-        "deliveryRows": delivery_rows(data_dir),
+        "deliveryRows": delivery_rows(data_dir, database_url),
         "readsWithoutTheirEvent": len(tally.disclosure_txs - event_txs),
         "samples": (tally.server_errors + tally.errors + lost)[:10],
     }
@@ -605,16 +642,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, help="default: a fresh temporary dir")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--database-url", help="a PostgreSQL admin URL: the server gets a fresh database there")
     args = parser.parse_args(argv)
     tmp = None if args.data_dir else tempfile.mkdtemp(prefix="consent-ledger-soak-")
     data_dir = args.data_dir or Path(tmp or ".")
-    server = Server(data_dir, env=raised_limits(args.clients))
+    database_url = fresh_database(args.database_url) if args.database_url else None
+    env = raised_limits(args.clients)
+    if database_url:
+        env["CONSENT_LEDGER_DATABASE_URL"] = database_url
+    server = Server(data_dir, env=env)
     print(f"starting consent-ledger up in {data_dir} (API {server.url}, chain {server.rpc_url})", flush=True)
     server.start()
     try:
         figures = run(
             server.url, server.rpc_url, data_dir,
             ops=args.ops, clients=args.clients, patients=args.patients, max_seconds=args.max_seconds,
+            database_url=database_url,
         )  # fmt: skip
         started = time.monotonic()
         code, report, stderr = server.verify()

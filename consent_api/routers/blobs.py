@@ -1,4 +1,4 @@
-"""Ciphertext by content address: a provider stores its encrypted blobs at the hub (docs/api.md, "Blobs").
+"""Ciphertext by content address: a provider stores its encrypted blobs at the hub (README, "Roles: hub and node").
 
 The hub stores bytes it cannot read: a record version's payload is encrypted by the provider's node before it
 leaves it. CIDs follow ``ipfs add --cid-version=1 --raw-leaves``; every read re-hashes every block.

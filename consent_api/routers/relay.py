@@ -1,4 +1,6 @@
-"""The hub's relay of any party's signed message, and the signers' unused nonces (docs/api.md, "Relay").
+"""The hub's relay of any party's signed message, and the signers' unused nonces.
+
+See the README ("Roles: hub and node") and docs/architecture.md ("Signed acts").
 
 Anyone may relay: what counts is the signature of the party the message names. The relayer pays the gas;
 nothing it sends can act for anyone who did not sign.

@@ -68,6 +68,8 @@ class RecordVersionRow(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The signed anchor's deadline (chain time): until it passes, a pending version's anchor may still land.
+    anchor_deadline: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -81,7 +81,7 @@ _EVENTS: Final = {
 MAX_SIGNATURE_BYTES: Final = 4096
 
 # The contract's custom errors that mean "this signed message is not acceptable", with the reason code
-# the API reports (docs/api.md).
+# the API reports (README, "Roles: hub and node").
 SIGNATURE_REVERTS: Final = {
     "NonceAlreadyUsed": "nonce-used",
     "SignatureExpired": "deadline-passed",

@@ -19,7 +19,7 @@ from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.models import DeliveryRow, RecordRow
 from ledger_service.domain.codes import EMERGENCY_PURPOSE, hex32
-from ledger_service.node.signing import nonce_was_used
+from ledger_service.node.signing import worth_signing_again
 from ledger_service.node.uploads import refused_for_sure
 from ledger_service.records.disclosure import DisclosureRequest, KeyedRequest, SignedAccess
 from ledger_service.records.relaying import Relayer, RelayOutcome
@@ -50,8 +50,8 @@ class PerReadDisclosureStrategy:
             except Exception as exc:
                 if refused_for_sure(exc):
                     self._forget_delivery(delivery_id)
-                    if attempt == 0 and nonce_was_used(exc):
-                        continue  # another node signed for this accessor with that nonce: sign afresh
+                    if attempt == 0 and worth_signing_again(exc):
+                        continue  # its nonce was used by another node, or its deadline passed: sign afresh
                 raise
             return self._finish_delivery(delivery_id, outcome, keyed.key)
         raise AssertionError("unreachable")

@@ -125,7 +125,7 @@ class ReadService:
                 record.current_version,
                 purpose,
                 self.nonces.allocate(accessor, resync=resync),
-                self.deadlines.next(),
+                self.deadlines.next(fresh=resync),
             )
         )
 
@@ -177,7 +177,7 @@ class ReadService:
 
         def signed_request(resync: bool) -> SignedAccess:
             rid = bytes.fromhex(record.record_id[2:])
-            nonce, deadline = self.nonces.allocate(accessor, resync=resync), self.deadlines.next()
+            nonce, deadline = self.nonces.allocate(accessor, resync=resync), self.deadlines.next(fresh=resync)
             return sign(
                 EmergencyAccessRequest(
                     record.patient, accessor, rid, record.current_version, reason_hash, nonce, deadline

@@ -117,32 +117,36 @@ class MessageNonces:
         return self._ledger.allocate(key, lambda: chosen, lambda nonce: nonce)
 
 
-def nonce_was_used(exc: BaseException) -> bool:
-    """Whether the ledger refused a signed message because its nonce was used already."""
-    return isinstance(exc, SignatureError) and exc.details.get("reason") == "nonce-used"
+def worth_signing_again(exc: BaseException) -> bool:
+    """Whether the ledger refused a signed message for what signing it again fixes: its nonce was used already
+    (another node signed for the same account), or its deadline passed (the chain's clock jumped ahead)."""
+    return isinstance(exc, SignatureError) and exc.details.get("reason") in ("nonce-used", "deadline-passed")
 
 
 class Deadlines:
-    """Signature deadlines in chain time: now on chain plus ``window`` seconds.
+    """Signature deadlines in chain time: now on chain plus ``window`` seconds (15 minutes: long enough for a
+    slow chain, short enough that a version left pending by a crash is discarded soon after its anchor can no
+    longer land, see ``UploadService.recover_pending``).
 
     The chain's clock may run ahead of this machine's (a dev chain moved by ``evm_increaseTime``), so the
     offset is read from the latest block and refreshed every ``refresh`` seconds, not per message."""
 
-    def __init__(self, chain_time: Callable[[], int], *, window: int = 3600, refresh: float = 30.0) -> None:
+    def __init__(self, chain_time: Callable[[], int], *, window: int = 900, refresh: float = 30.0) -> None:
         self._chain_time = chain_time
-        self._window = window
+        self.window = window
         self._refresh = refresh
         self._offset: float | None = None
         self._read_at = 0.0
         self._lock = threading.Lock()
 
-    def next(self) -> int:
+    def next(self, *, fresh: bool = False) -> int:
+        """A deadline ``window`` seconds ahead of the chain; ``fresh`` reads the chain's clock first."""
         now = time.time()
         with self._lock:
-            stale = self._offset is None or time.monotonic() - self._read_at > self._refresh
+            stale = fresh or self._offset is None or time.monotonic() - self._read_at > self._refresh
         if stale:
             offset = max(0.0, self._chain_time() - now)
             with self._lock:
                 self._offset, self._read_at = offset, time.monotonic()
         assert self._offset is not None
-        return int(now + self._offset) + self._window
+        return int(now + self._offset) + self.window

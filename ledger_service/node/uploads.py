@@ -35,7 +35,7 @@ from ledger_service.errors import (
     ValidationError,
 )
 from ledger_service.node.fhir import MAX_FHIR_BYTES, check_fhir, fhir_document
-from ledger_service.node.signing import Deadlines, DigestSigner, MessageNonces, ProviderKeys, nonce_was_used
+from ledger_service.node.signing import Deadlines, DigestSigner, MessageNonces, ProviderKeys, worth_signing_again
 from ledger_service.records.disclosure import account_address
 from ledger_service.records.locks import RecordLocks
 from ledger_service.records.relaying import RecordFacts, Relayer, RelayOutcome
@@ -165,6 +165,7 @@ class UploadService:
         binding = RecordBinding(record_id_bytes, 1, patient)
         cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
         wrapped = self.custody.wrap(data_key, binding.aad())
+        deadline = self.deadlines.next(fresh=True)  # the signed anchor's, kept with the pending version
         now = _now()
         with self.db.session() as s:
             s.add(
@@ -194,6 +195,7 @@ class UploadService:
                     author=provider,
                     state="pending",
                     idempotency_key=idempotency_key,
+                    anchor_deadline=deadline,
                     created_at=now,
                 )
             )
@@ -216,7 +218,7 @@ class UploadService:
                 cid=cid.bytes,
                 commitment=commitment,
                 nonce=nonce,
-                deadline=self.deadlines.next(),
+                deadline=deadline,
             )
 
         try:
@@ -264,6 +266,7 @@ class UploadService:
             binding = RecordBinding(bytes.fromhex(record_id[2:]), version, record.patient)
             cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
             wrapped = self.custody.wrap(data_key, binding.aad())
+            deadline = self.deadlines.next(fresh=True)  # the signed amendment's, kept with the pending version
             with self.db.session() as s:
                 s.add(
                     RecordVersionRow(
@@ -279,6 +282,7 @@ class UploadService:
                         author=provider,
                         state="pending",
                         idempotency_key=idempotency_key,
+                        anchor_deadline=deadline,
                         created_at=_now(),
                     )
                 )
@@ -302,7 +306,7 @@ class UploadService:
                     commitment=commitment,
                     previous_hash=previous_hash,
                     nonce=nonce,
-                    deadline=self.deadlines.next(),
+                    deadline=deadline,
                 )
 
             try:
@@ -331,7 +335,7 @@ class UploadService:
         facts: RecordFacts,
     ) -> RelayOutcome:
         """Sign ``build(nonce)`` with the provider's key and relay it; once more with a fresh nonce if the
-        ledger says the nonce was used (another node signed for this provider meanwhile)."""
+        ledger refused its nonce as used or its deadline as passed (node/signing.py, worth_signing_again)."""
         for attempt in range(2):
             message = build(self.nonces.allocate(provider, resync=attempt > 0))
             try:
@@ -339,7 +343,7 @@ class UploadService:
                     message, signer.sign_digest(eip712.digest(self.domain, message)), record=facts
                 )
             except Exception as exc:
-                if attempt == 0 and nonce_was_used(exc):
+                if attempt == 0 and worth_signing_again(exc):
                     continue
                 raise
         raise AssertionError("unreachable")
@@ -390,12 +394,14 @@ class UploadService:
 
         A version whose anchor is on chain is adopted whatever its age. One whose anchor is not
         is discarded only once older than ``stale_after`` seconds, so an upload another process
-        (a second replica) still has in flight is left alone. A retried upload's Idempotency-Key
+        (a second replica) still has in flight is left alone, and only once its signed anchor's
+        deadline has passed on chain, so that it can no longer land without its key. A retried upload's Idempotency-Key
         is answered with the adopted version, or freed with the discarded one.
         Returns (finished, discarded).
         """
         finished = discarded = 0
         cutoff = _now() - timedelta(seconds=stale_after)
+        chain_now: int | None = None
         with self.db.session() as s:
             pending = list(s.execute(select(RecordVersionRow).where(RecordVersionRow.state == "pending")).scalars())
             records = {r.record_id: s.get(RecordRow, r.record_id) for r in pending}
@@ -409,6 +415,12 @@ class UploadService:
                     self.idempotency.complete(version.idempotency_key, adopted.as_result())
                 finished += 1
             elif _aware(version.created_at) < cutoff:
+                # Never before its signed anchor's deadline has passed on chain: until then a relay (a hub that
+                # took it, a transaction still in a mempool) may yet land it, and its key must then still be here.
+                if version.anchor_deadline is not None:
+                    chain_now = self.ledger.block_timestamp() if chain_now is None else chain_now
+                    if chain_now <= version.anchor_deadline:
+                        continue
                 self._discard_pending(
                     version.record_id, version.version, Cid.parse(version.cid), whole_record=version.version == 1
                 )

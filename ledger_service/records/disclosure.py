@@ -86,7 +86,7 @@ class DisclosureRequest:
     purpose: str
     reason: str | None
     # The accessor's signed request for the head version with a fresh nonce; ``resync=True`` after the ledger
-    # refused the last one's nonce as used (another node signed for the accessor meanwhile).
+    # refused the last one's nonce as used or its deadline as passed (node/signing.py, worth_signing_again).
     sign: Callable[[bool], SignedAccess]
     precheck: Callable[[], None] | None
     refused_by: str

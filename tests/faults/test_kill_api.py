@@ -197,6 +197,14 @@ def test_kill_while_sealing_discards_the_partial_version(
         server.kill()
         thread.join(10)
         node.rpc.request("anvil_dropAllTransactions", [])  # the anchor never lands
+    # While its signed anchor's deadline has not passed the version is kept (the anchor could still land) ...
+    server.start()
+    assert "discarded" not in server.output(), server.output()[-2000:]
+    assert server.query("SELECT count(*) FROM record_versions WHERE state = 'pending'")[0][0] == 1
+    server.kill()
+    # ... and once the chain's clock is past it, recovery discards it: no row, no key, no pin.
+    node.rpc.request("evm_increaseTime", [3600])
+    node.mine()
     server.start()
     assert "recovered: 0 versions anchored, 1 discarded" in server.output(), server.output()[-2000:]
     assert server.query("SELECT count(*) FROM records")[0][0] == 0

@@ -22,6 +22,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("records", sa.Column("erase_request", sa.Text(), nullable=True))
+    op.add_column("record_versions", sa.Column("anchor_deadline", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(sa.Column("request_digest", sa.String(66), nullable=True))
         batch.add_column(sa.Column("signed_request", sa.Text(), nullable=True))
@@ -34,3 +35,4 @@ def downgrade() -> None:
         batch.drop_column("signed_request")
         batch.drop_column("request_digest")
     op.drop_column("records", "erase_request")
+    op.drop_column("record_versions", "anchor_deadline")
