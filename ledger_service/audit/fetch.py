@@ -192,16 +192,33 @@ class PatientLogCache:
     """The raw logs of recently audited patients, so that auditing a patient again reads only the
     blocks added since (a node without log indexes, such as anvil, scans every block of the range).
 
-    The global events (roles, providers, categories, batch anchors) are kept once, not per patient.
+    The global events (roles, providers, categories, batch anchors) are kept once, not per patient, and so
+    are the acts of the transactions read (a transaction's hash commits to what the act is made of).
     An entry is trusted only while the block it ends at keeps its hash: every block links to its
     parent's hash, so an unchanged last block means no block up to it changed. Otherwise the entry
     is read again from the start. Bounded: the least recently audited patients are forgotten.
     """
 
-    def __init__(self, max_patients: int = 1024) -> None:
+    def __init__(self, max_patients: int = 1024, max_acts: int = 200_000) -> None:
         self._entries: OrderedDict[tuple[str, str], _PatientLogs] = OrderedDict()
         self._max = max_patients
         self._lock = threading.Lock()
+        # The acts of transactions read before (tx hash -> act), the least recently used forgotten first.
+        self._acts: OrderedDict[bytes, Act] = OrderedDict()
+        self._max_acts = max_acts
+
+    def known_acts(self, tx_hashes: Iterable[bytes]) -> dict[bytes, Act]:
+        with self._lock:
+            found = {h: self._acts[h] for h in tx_hashes if h in self._acts}
+            for tx_hash in found:
+                self._acts.move_to_end(tx_hash)
+        return found
+
+    def remember_acts(self, acts: Mapping[bytes, Act]) -> None:
+        with self._lock:
+            self._acts.update(acts)
+            while len(self._acts) > self._max_acts:
+                self._acts.popitem(last=False)
 
     def logs(
         self,
@@ -336,12 +353,15 @@ def fetch_acts(
     *,
     tx_counts: Mapping[int, int] | None = None,
     progress: Progress = no_progress,
+    cache: PatientLogCache | None = None,
 ) -> dict[bytes, Act]:
-    """The :class:`Act` of the transaction of every event in ``events`` that names a party."""
-    located = {e.tx_hash: e.block_number for e in events if e.name in _ATTRIBUTED}
+    """The :class:`Act` of the transaction of every event in ``events`` that names a party (those the
+    ``cache`` knows are not read again: a transaction's hash commits to its sender, recipient and input)."""
+    wanted = {e.tx_hash: e.block_number for e in events if e.name in _ATTRIBUTED}
+    acts: dict[bytes, Act] = cache.known_acts(wanted) if cache is not None else {}
+    located = {tx_hash: block for tx_hash, block in wanted.items() if tx_hash not in acts}
     transactions = fetch_transactions(rpc, located, tx_counts=tx_counts, progress=progress)
     decoder = CallDecoder(codec, BY_SIG_FUNCTION)
-    acts: dict[bytes, Act] = {}
     for tx_hash, tx in transactions.items():
         block = tx.get("blockNumber")
         if block is None or int(block, 16) != located[tx_hash]:
@@ -350,6 +370,8 @@ def fetch_acts(
                 "the chain reorganized; verify again once it is final"
             )
         acts[tx_hash] = decoder.act(str(tx["from"]), tx.get("to"), contract, hex_to_bytes(tx.get("input")))
+    if cache is not None:
+        cache.remember_acts({tx_hash: acts[tx_hash] for tx_hash in located})
     return acts
 
 
@@ -483,7 +505,7 @@ def fetch_trail(
     trail = build_trail(chain_id, contract, from_block, to_block, decoded, {n: t for n, (t, _h) in headers.items()})
     trail.patient = patient
     if with_acts:
-        trail.acts = fetch_acts(rpc, contract, decoded, codec, tx_counts=tx_counts, progress=progress)
+        trail.acts = fetch_acts(rpc, contract, decoded, codec, tx_counts=tx_counts, progress=progress, cache=cache)
         trail.contract_signatures = _contract_signatures(
             rpc,
             trail.acts,

@@ -173,9 +173,12 @@ class _CountingRpc(RpcClient):
         super().__init__(url)
         self.log_ranges: list[tuple[int, int]] = []
         self.shared_from: list[int] = []  # where each read of the global (not per-patient) events began
+        self.transactions_read = 0  # transactions looked up, or blocks read whole with theirs
 
     def batch_responses(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
         for method, params in calls:
+            if method == "eth_getTransactionByHash" or (method == "eth_getBlockByNumber" and params[1]):
+                self.transactions_read += 1
             if method == "eth_getLogs":
                 self.log_ranges.append((int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)))
                 if len(params[0].get("topics", ())) == 1:
@@ -201,9 +204,11 @@ def test_a_repeated_patient_audit_reads_only_new_blocks_and_survives_a_reorg(sce
     scenario.services.reads.read(
         accessor=scenario.chain.lab.address, record_id=scenario.records[0], purpose="TREAT"
     ).read_all()
+    rpc.transactions_read = 0
     events = audited()
     assert events == uncached() and len(events) == len(uncached())
     assert rpc.log_ranges and min(lo for lo, _hi in rpc.log_ranges) == head + 1  # only the new blocks
+    assert rpc.transactions_read == 1  # and only the new read's transaction
     # A reorganization replaces the blocks after the snapshot: the cached range no longer ends at the
     # same block, so the patient's logs are read again from the start.
     rpc.request("evm_revert", [snapshot])
