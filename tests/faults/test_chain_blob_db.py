@@ -235,6 +235,10 @@ def test_reorg_inside_the_confirmation_depth_is_not_acknowledged(node: Node, tmp
             node.rpc.request("evm_setAutomine", [True])
         assert results and isinstance(results[0], httpx.Response), results
         _assert_problem(results[0], 504)  # never a 201 for a write that did not stay on chain
+        # The pending version keeps its key while its signed anchor could still land; once the chain's clock is
+        # past the anchor's deadline, recovery discards it.
+        node.rpc.request("evm_increaseTime", [3600])
+        node.mine()
         with Miner(node):
             server.restart()
             retry = _upload(server, patient.address, content, key="reorg-1")
