@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep, require
 from consent_api.schemas import Out
 from ledger_service.blobs import Cid
-from ledger_service.errors import PermissionDenied
+from ledger_service.errors import BlobNotFound, NotFoundError, PermissionDenied
 
 router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
 
@@ -52,5 +52,9 @@ def get_blob(cid: str, caller: CurrentCaller, services: ServicesDep) -> Streamin
     if not (caller.has("provider") or caller.has("auditor")):
         require("provider", caller)
     parsed = Cid.parse(cid)
-    stream = services.blobs.open(parsed)  # the root is checked before the first byte is sent
+    try:
+        stream = services.blobs.open(parsed)  # the root is checked before the first byte is sent
+    except BlobNotFound as exc:
+        # Here the blob is what was asked for, not a dependency of another answer: not found, not a 502.
+        raise NotFoundError(f"no blob {parsed} is stored here (never stored, or unpinned by an erasure)") from exc
     return StreamingResponse(stream, media_type="application/octet-stream", headers={"X-Blob-Cid": str(parsed)})

@@ -448,10 +448,10 @@ def test_the_patient_erases_the_outside_providers_record_through_the_hub(
 
 
 def _assert_blob_gone(response: httpx.Response, ciphertext: bytes) -> None:
-    # (The hub answers a blob it no longer has with its blob-not-found problem, a 502.)
-    assert response.status_code != 200 and response.content != ciphertext, "the erased ciphertext is still served"
+    # The hub answers a blob it no longer has with a 404 not-found problem.
+    assert response.status_code == 404 and response.content != ciphertext, "the erased ciphertext is still served"
     assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    assert response.json()["type"] == "/problems/blob-not-found", response.text
+    assert response.json()["type"] == "/problems/not-found", response.text
 
 
 def test_the_auditors_verifier_accepts_the_ledger(server: DevServer) -> None:
