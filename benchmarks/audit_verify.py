@@ -9,7 +9,7 @@ sent with anvil's automine off, in JSON-RPC batches of 1,000 with explicit nonce
 (a raised block gas limit packs each batch into one block).
 
 Measured, as ``consent-ledger verify`` runs it: ``fetch_trail`` (every event by batched ``eth_getLogs``, block
-headers by batched ``eth_getBlockByNumber``, every event's transaction by batched ``eth_getTransactionByHash``)
+headers by batched ``eth_getBlockByNumber``, every event's call of the ledger by batched ``trace_transaction``)
 + ``verify`` (replay of every event, each act's signer recovered from its EIP-712 digest, hash chains, every
 blob re-hashed against its CID, the delivery log matched both ways): record versions/s and disclosures/s.
 

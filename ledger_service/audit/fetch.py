@@ -4,11 +4,13 @@
 only; this module fetches it with an :class:`~ledger_service.chain.rpc.RpcClient`. :func:`fetch_trail`
 needs only a JSON-RPC URL (an auditor's own node), the ledger's address and the block to start from (its
 deployment block, or 0). It reads every event of the contract with batched ``eth_getLogs`` over block
-ranges, the timestamps of the blocks they are in with batched ``eth_getBlockByNumber``, the transaction of
-every event that names a party with batched ``eth_getTransactionByHash`` (its input decoded into the act:
-who sent it, and for a by-signature call the signed message and its signature), and, for a party that is a
-contract, its ERC-1271 answers by batched ``eth_call``; and hands it all over as a
-:class:`~ledger_service.audit.trail.Trail` of plain data. Judging the signatures is the verifier's.
+ranges, the timestamps of the blocks they are in with batched ``eth_getBlockByNumber``, the call of the
+ledger behind every event that names a party (its input decoded into the act: who called, and for a
+by-signature call the signed message and its signature), by batched ``trace_transaction`` or, on a node
+without the trace API, batched ``eth_getTransactionByHash`` (whole blocks where they are mostly such
+transactions), and, for a party that is a contract, its ERC-1271 answers by batched ``eth_call``; and hands
+it all over as a :class:`~ledger_service.audit.trail.Trail` of plain data. Judging the signatures is the
+verifier's.
 """
 
 from __future__ import annotations
@@ -360,8 +362,13 @@ def fetch_acts(
     wanted = {e.tx_hash: e.block_number for e in events if e.name in _ATTRIBUTED}
     acts: dict[bytes, Act] = cache.known_acts(wanted) if cache is not None else {}
     located = {tx_hash: block for tx_hash, block in wanted.items() if tx_hash not in acts}
-    transactions = fetch_transactions(rpc, located, tx_counts=tx_counts, progress=progress)
     decoder = CallDecoder(codec, BY_SIG_FUNCTION)
+    traced = fetch_traces(rpc, located, progress=progress)
+    contract = checksum_address(contract)
+    for tx_hash, traces in traced.items():
+        acts[tx_hash] = _act_of_traces(traces, contract, decoder, block=located[tx_hash], tx_hash=tx_hash)
+    untraced = {tx_hash: block for tx_hash, block in located.items() if tx_hash not in traced}
+    transactions = fetch_transactions(rpc, untraced, tx_counts=tx_counts, progress=progress)
     for tx_hash, tx in transactions.items():
         block = tx.get("blockNumber")
         if block is None or int(block, 16) != located[tx_hash]:
@@ -376,6 +383,63 @@ def fetch_acts(
 
 
 _ATTRIBUTED: Final = frozenset(ATTRIBUTED_EVENTS)
+
+
+def fetch_traces(
+    rpc: RpcClient, located: Mapping[bytes, int], *, progress: Progress = no_progress
+) -> dict[bytes, list[dict[str, Any]]]:
+    """``tx hash -> its call traces`` by batched ``trace_transaction`` (the trace API of Besu, Erigon,
+    Nethermind and anvil), or ``{}`` from a node without it (geth), whose transactions are then read instead.
+
+    A node answers a trace from its own index, for far less than a transaction lookup costs; and the trace
+    shows the calls a contract made, so an act a smart account sent the ledger itself is attributed too."""
+    wanted = list(located)
+    traced: dict[bytes, list[dict[str, Any]]] = {}
+    for group in _chunks(wanted, TX_BATCH):
+        responses = rpc.batch_responses([("trace_transaction", ["0x" + h.hex()]) for h in group])
+        answered = [(h, r.get("result")) for h, r in zip(group, responses, strict=True) if not r.get("error")]
+        if not answered and not traced:
+            return {}  # no trace API here: the caller reads the transactions
+        traced.update((h, result) for h, result in answered if isinstance(result, list) and result)
+        progress("reading transactions", len(traced), len(wanted))
+    return traced
+
+
+def _is(address: object, contract: str) -> bool:
+    return isinstance(address, str) and len(address) == 42 and checksum_address(address) == contract
+
+
+def _act_of_traces(
+    traces: Sequence[dict[str, Any]], contract: str, decoder: CallDecoder, *, block: int, tx_hash: bytes
+) -> Act:
+    """The act of a traced transaction: its one successful call of the ledger (from the transaction's sender,
+    or from the contract that called the ledger within it)."""
+    top = next((t for t in traces if t.get("traceAddress") == []), traces[0])
+    if int(top.get("blockNumber", -1)) != block:
+        raise AuditError(
+            f"transaction 0x{tx_hash.hex()} is in block {top.get('blockNumber')}, its event in block {block}: "
+            "the chain reorganized; verify again once it is final"
+        )
+    calls = [
+        t["action"]
+        for t in traces
+        if t.get("type") == "call"
+        and not t.get("error")
+        and t.get("action", {}).get("callType") == "call"
+        and _is(t["action"].get("to"), contract)
+    ]
+    if len(calls) == 1:
+        action = calls[0]
+        return decoder.act(str(action["from"]), str(action["to"]), contract, hex_to_bytes(action.get("input")))
+    sender = checksum_address(str(top.get("action", {}).get("from")))
+    if not calls:
+        to = top.get("action", {}).get("to")
+        return Act(sender, "", problem=f"the transaction calls {to}, and no successful call of the ledger is traced")
+    return Act(
+        sender,
+        "",
+        problem=f"the transaction calls the ledger {len(calls)} times: which call made which event is not established",
+    )
 
 
 def fetch_contract_parties(rpc: RpcClient, parties: Iterable[str], *, at_block: int) -> set[str]:

@@ -173,11 +173,13 @@ class _CountingRpc(RpcClient):
         super().__init__(url)
         self.log_ranges: list[tuple[int, int]] = []
         self.shared_from: list[int] = []  # where each read of the global (not per-patient) events began
-        self.transactions_read = 0  # transactions looked up, or blocks read whole with theirs
+        self.transactions_read = 0  # transactions traced or looked up, or blocks read whole with theirs
 
     def batch_responses(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
         for method, params in calls:
-            if method == "eth_getTransactionByHash" or (method == "eth_getBlockByNumber" and params[1]):
+            if method in ("trace_transaction", "eth_getTransactionByHash") or (
+                method == "eth_getBlockByNumber" and params[1]
+            ):
                 self.transactions_read += 1
             if method == "eth_getLogs":
                 self.log_ranges.append((int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)))
@@ -247,6 +249,66 @@ def test_the_trail_carries_each_acts_transaction(scenario: Scenario) -> None:
 
 # Runtime code of an ERC-1271 wallet that accepts every signature: returns bytes32(0x1626ba7e).
 ACCEPTING_WALLET = "0x631626ba7e60e01b60005260206000f3"
+
+
+def forwarding_wallet(ledger: str) -> str:
+    """Runtime code of a smart account that calls the ledger with the calldata it is sent (reverting if
+    the ledger does): its owner's transactions reach the ledger from the wallet, as msg.sender."""
+    code = (
+        "36600060003760006000366000600073"  # calldatacopy(0, 0, size); push retSize, retOffset, size, 0, 0, ledger
+        + ledger[2:].lower()
+        + "5af1"  # gas, call
+        + "15602b57"  # iszero(success) -> jump to the revert
+        + "00"  # stop
+        + "5b60006000fd"  # jumpdest: revert(0, 0)
+    )
+    assert bytes.fromhex(code)[0x2B] == 0x5B  # the jump lands on the jumpdest
+    return "0x" + code
+
+
+class _NoTraceRpc(RpcClient):
+    """A node without the trace API (geth's answer to trace_transaction)."""
+
+    def batch_responses(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
+        if calls and all(method == "trace_transaction" for method, _params in calls):
+            return [
+                {"id": i, "error": {"code": -32601, "message": "the method trace_transaction does not exist"}}
+                for i in range(len(calls))
+            ]
+        return super().batch_responses(calls)
+
+
+def test_a_node_without_the_trace_api_gives_the_same_acts_from_its_transactions(scenario: Scenario) -> None:
+    ledger, start = scenario.chain.deployment.ledger_address, scenario.chain.deployment.block_number
+    traced = fetch_trail(scenario.services.rpc, ledger, from_block=start, patient=scenario.patient)
+    plain = fetch_trail(_NoTraceRpc(scenario.chain.rpc_url), ledger, from_block=start, patient=scenario.patient)
+    assert traced.acts and plain.acts == traced.acts
+
+
+def test_an_act_a_smart_account_sends_itself_is_attributed_from_the_trace(scenario: Scenario, chain: Chain) -> None:
+    """A patient that is a smart account grants consent by calling the ledger itself (grantConsent, msg.sender
+    the account). Its transaction is to the account, not the ledger: the call trace shows who called the ledger;
+    a node without traces cannot, and the auditor says so rather than take the event's word."""
+    services = scenario.services
+    owner = Account.create()
+    services.rpc.request("anvil_setBalance", [owner.address, hex(10**18)])
+    wallet = Account.create().address
+    services.rpc.request("anvil_setCode", [wallet, forwarding_wallet(chain.deployment.ledger_address)])
+    codec = ledger_codec()
+    call = codec.encode_call("grantConsent", wallet, chain.lab.address, ZERO32, purpose_to_bytes32("TREAT"), 0, 0)
+    TransactionSender(services.rpc, owner.key.hex(), codec, chain_id=chain.deployment.chain_id).transact(
+        wallet, call, action="grantConsent through the wallet", gas=300_000
+    )
+    scenario.patient = wallet
+    report = scenario.report()
+    assert report.ok, report.violations
+    assert (report.counts["consentGrants"], report.counts["actsChecked"]) == (1, 1)
+    start = chain.deployment.block_number
+    untraced = fetch_trail(
+        _NoTraceRpc(chain.rpc_url), chain.deployment.ledger_address, from_block=start, patient=wallet
+    )
+    (v,) = verify(untraced, None, scope=Scope(patient=wallet)).violations
+    assert v.code == "act-unattributable" and "not the ledger" in v.message
 
 
 def test_a_contract_patient_grants_under_erc1271_and_verifies(scenario: Scenario, chain: Chain) -> None:

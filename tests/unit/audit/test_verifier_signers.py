@@ -315,3 +315,35 @@ def test_another_providers_node_keeps_its_own_rows(world: World) -> None:
     assert codes(report) == ["version-unknown-to-operator"]  # the clinic's own record has no row: still named
     assert report.violations[0].record_id == "0x" + world.record.hex()
     assert any("other providers'" in note for note in report.notes)
+
+
+def test_a_traced_act_is_the_transactions_one_successful_call_of_the_ledger() -> None:
+    from ledger_service.audit.fetch import _act_of_traces
+
+    codec = ledger_codec()
+    decoder = CallDecoder(codec, BY_SIG_FUNCTION)
+    wallet, owner = address(), address()
+    revoke = "0x" + codec.encode_call("revokeConsent", ZERO32).hex()
+
+    def trace(frm: str, to: str, position: list[int], *, error: bool = False) -> dict[str, object]:
+        call = {"from": frm.lower(), "to": to.lower(), "input": revoke, "callType": "call"}
+        return {
+            "type": "call",
+            "action": call,
+            "traceAddress": position,
+            "blockNumber": 7,
+            **({"error": "x"} if error else {}),
+        }
+
+    through = [trace(owner, wallet, []), trace(wallet, CONTRACT, [0])]
+    assert _act_of_traces(through, CONTRACT, decoder, block=7, tx_hash=b"\x01" * 32) == Act(wallet, "revokeConsent")
+    failed_first = [trace(owner, wallet, []), trace(wallet, CONTRACT, [0], error=True), trace(wallet, CONTRACT, [1])]
+    assert _act_of_traces(failed_first, CONTRACT, decoder, block=7, tx_hash=b"\x01" * 32).function == "revokeConsent"
+    twice = [trace(owner, wallet, []), trace(wallet, CONTRACT, [0]), trace(wallet, CONTRACT, [1])]
+    act = _act_of_traces(twice, CONTRACT, decoder, block=7, tx_hash=b"\x01" * 32)
+    assert (act.function, act.sender) == ("", owner) and "2 times" in act.problem
+    never = [trace(owner, wallet, [])]
+    assert (
+        "no successful call of the ledger"
+        in _act_of_traces(never, CONTRACT, decoder, block=7, tx_hash=b"\x01" * 32).problem
+    )
