@@ -153,6 +153,9 @@ VIOLATION_CODES: Final[dict[str, str]] = {
         "A disclosure event's requestDigest is not the EIP-712 digest of the signed request its transaction carries."
     ),
     "erasure-signer-unauthorized": "A record was erased by neither its patient nor a delegate live at that time.",
+    "delegate-overrode-revocation": (
+        "A delegate granted again a consent the patient had revoked themselves (only the patient may)."
+    ),
     "disclosure-request-reused": "One signed access request was logged as more than one disclosure.",
     "disclosure-request-expired": "A batched disclosure was released after its signed request's deadline.",
 }
@@ -473,6 +476,7 @@ class _Replay:
         self.acts = acts  # None: the transactions were not read, no signer is checked
         self.contract_signatures = contract_signatures or {}
         self.digests: dict[bytes, str] = {}  # request digest -> the disclosure that logged it first
+        self.revoked_by_patient: set[bytes] = set()  # consents whose last revocation was the patient's own
         self.consents: dict[bytes, ConsentState] = {}
         self.roles: set[tuple[bytes, str]] = set()
         self.suspended: set[str] = set()
@@ -950,6 +954,8 @@ class _Replay:
                 state.valid_until,
                 revoked=True,
             )
+            if c.signer == c.patient:
+                self.revoked_by_patient.add(c.consent_id)
             return
         assert c.grantee is not None
         if in_scope:
@@ -972,6 +978,16 @@ class _Replay:
         # A consent only counts if it was validly signed: the auditor re-derives, it does not trust.
         if not (signer_ok and attributed):
             return
+        if c.signer != c.patient and c.consent_id in self.revoked_by_patient:
+            if in_scope:
+                self.flag(
+                    "delegate-overrode-revocation",
+                    f"consent 0x{c.consent_id.hex()} granted at block {c.at.block}: expected only the patient "
+                    f"{c.patient} to grant again a consent they revoked themselves; got the delegate {c.signer}",
+                    **where,
+                )
+            return
+        self.revoked_by_patient.discard(c.consent_id)
         self.consents[c.consent_id] = ConsentState(
             c.consent_id, c.patient, c.grantee, c.scope, c.purpose, c.valid_from, c.valid_until
         )

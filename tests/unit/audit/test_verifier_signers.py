@@ -347,3 +347,19 @@ def test_a_traced_act_is_the_transactions_one_successful_call_of_the_ledger() ->
         "no successful call of the ledger"
         in _act_of_traces(never, CONTRACT, decoder, block=7, tx_hash=b"\x01" * 32).problem
     )
+
+
+def test_a_delegate_cannot_undo_the_patients_own_revocation(world: World) -> None:
+    b = world.b
+    guardian = address()
+    b.delegate(world.alice, guardian)
+    b.revoke(world.alice, world.consent)  # the patient's own revocation
+    b.grant(world.alice, world.lab, signer=guardian)  # the guardian grants the same consent again
+    b.access(world.record, world.alice, world.lab, world.consent)
+    assert codes(verify(b.trail(), None)) == ["delegate-overrode-revocation", "disclosure-not-authorized"]
+    b.grant(world.alice, world.lab)  # the patient may
+    b.access(world.record, world.alice, world.lab, world.consent)
+    assert codes(verify(b.trail(), None)) == ["delegate-overrode-revocation", "disclosure-not-authorized"]
+    b.revoke(world.alice, world.consent, signer=guardian)  # a delegate's revocation a delegate may undo
+    b.grant(world.alice, world.lab, signer=guardian)
+    assert codes(verify(b.trail(), None)) == ["delegate-overrode-revocation", "disclosure-not-authorized"]
