@@ -238,6 +238,11 @@ def _provider_keys(settings: Settings) -> list[str]:
     return keys
 
 
+def provider_accounts(settings: Settings) -> list[str]:
+    """The providers this data dir's node signs for (their deliveries and versions are in its DB)."""
+    return ProviderKeys.from_private_keys(_provider_keys(settings)).accounts
+
+
 def _explain(ledger: ConsentLedgerContract, db: Database, request: AccessRequest) -> str:
     """Why an access request is refused, in the consent rule's words (the record as this hub knows it)."""
     rid = "0x" + request.record_id.hex()
@@ -384,7 +389,12 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
     )
     directory = Directory(ledger, deployment.block_number)
     audit = AuditService(
-        rpc=rpc, contract=deployment.ledger_address, start_block=deployment.block_number, blobs=blobs, db=db
+        rpc=rpc,
+        contract=deployment.ledger_address,
+        start_block=deployment.block_number,
+        blobs=blobs,
+        db=db,
+        operator_accounts=providers.accounts,  # another provider's node keeps its own deliveries and versions
     )
     return Services(
         settings,

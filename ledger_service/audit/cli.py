@@ -165,11 +165,9 @@ def _data_dir_setup(args: argparse.Namespace) -> tuple[Any, Any]:
 def _node_providers(settings: Any) -> list[str]:
     """The providers this data dir's node signs for: the operator's DB keeps their deliveries and versions
     (another provider's node keeps its own)."""
-    from eth_account import Account
+    from ledger_service.bootstrap import provider_accounts
 
-    from ledger_service.bootstrap import _provider_keys
-
-    return [str(Account.from_key(key).address) for key in _provider_keys(settings)]
+    return provider_accounts(settings)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
