@@ -40,24 +40,34 @@ def _print_deployment(deployment: Any) -> None:
             print(f"  #{4 + offset} patient                       {patient}")
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from ledger_service.runtime import Runtime
+def _check_origins(settings: Any) -> None:
+    """A server that cannot tell its own origin must not start (nor start a chain) first."""
+    from ledger_service.origins import sign_in_origins, trusted_proxies
 
-    settings = _settings(args, host=args.host, port=args.port, chain_port=args.chain_port)
-    if not args.no_api:  # a server that cannot tell its own origin must not start the chain first
-        from ledger_service.origins import sign_in_origins, trusted_proxies
+    sign_in_origins(settings)
+    trusted_proxies(settings)
 
-        sign_in_origins(settings)
-        trusted_proxies(settings)
+
+def _stop_on_signals() -> threading.Event:
+    """Ctrl+C and SIGTERM only ask to stop, whenever they come: a chain must always be shut down cleanly so
+    its state is saved (uvicorn takes the signals over while it serves)."""
     stop = threading.Event()
 
     def _interrupt(signum: int, _frame: Any) -> None:
         stop.set()
 
-    # Ctrl+C and SIGTERM only ask to stop, whenever they come: the chain must always be shut
-    # down cleanly so its state is saved (uvicorn takes the signals over while it serves).
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    return stop
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from ledger_service.runtime import Runtime
+
+    settings = _settings(args, host=args.host, port=args.port, chain_port=args.chain_port)
+    if not args.no_api:
+        _check_origins(settings)
+    stop = _stop_on_signals()
     with Runtime(settings) as runtime:
         _print_deployment(runtime.deployment)
         if args.no_api:
@@ -80,17 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.role == "node" and args.hub_url:
         overrides["hub_url"] = args.hub_url
     settings = _settings(args, **overrides)
-    from ledger_service.origins import sign_in_origins, trusted_proxies
-
-    sign_in_origins(settings)
-    trusted_proxies(settings)
-    stop = threading.Event()
-
-    def _interrupt(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    _check_origins(settings)
+    stop = _stop_on_signals()
     runtime: Runtime | NodeRuntime = NodeRuntime(settings) if args.role == "node" else Runtime(settings)
     with runtime:
         if args.role == "hub":

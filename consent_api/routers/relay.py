@@ -9,7 +9,6 @@ nothing it sends can act for anyone who did not sign.
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
@@ -20,7 +19,7 @@ from consent_api.deps import ServicesDep, address_param
 from consent_api.schemas import HexBytes, Out, Schema
 from consent_api.throttle import RELAY_LIMITED, relay
 from ledger_service.domain.codes import hex32
-from ledger_service.domain.consent import EIP712_TYPES, RecordErase, SignedMessage
+from ledger_service.domain.consent import EIP712_TYPES, RecordErase, SignedMessage, field_attribute
 from ledger_service.errors import ValidationError
 from ledger_service.records.relaying import RecordFacts
 
@@ -103,7 +102,8 @@ def parse_message(primary_type: str, raw: dict[str, Any]) -> SignedMessage:
                 raise ValidationError(f"{name} must be an integer in [0, 2^{bits})", field=where)
             values.append(value)
     cls = _classes()[primary_type]
-    return cls(**{f.name: v for f, v in zip(fields(cls), values, strict=True)})  # type: ignore[no-any-return]
+    attributes = (field_attribute(m["name"]) for m in members)
+    return cls(**dict(zip(attributes, values, strict=True)))  # type: ignore[no-any-return]
 
 
 @router.post(

@@ -34,6 +34,7 @@ from ledger_service.domain.consent import (
     Eip712Domain,
     SignedMessage,
     address_bytes,
+    field_attribute,
     type_string,
     typed_data,
 )
@@ -92,16 +93,12 @@ def _encoder(solidity_type: str) -> _Encoder:
     raise NotImplementedError(f"EIP-712 field type {solidity_type!r} is not supported by the fast encoder")
 
 
-def _attribute(eip712_name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", eip712_name).lower()  # validFrom -> valid_from
-
-
 def _layout(cls: type, members: list[dict[str, str]]) -> tuple[tuple[str, _Encoder], ...]:
     """(attribute, encoder) per EIP-712 field, in the type's field order."""
     attributes = {f.name for f in fields(cls)}
     layout = []
     for member in members:
-        attribute = _attribute(member["name"])
+        attribute = field_attribute(member["name"])
         if attribute not in attributes:
             raise RuntimeError(f"{cls.__name__} has no attribute {attribute!r} for EIP-712 field {member['name']!r}")
         layout.append((attribute, _encoder(member["type"])))

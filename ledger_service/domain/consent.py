@@ -7,6 +7,7 @@ contract's own check.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -133,8 +134,26 @@ class Eip712Domain:
         }
 
 
+def field_attribute(eip712_name: str) -> str:
+    """The dataclass attribute of an EIP-712 field: ``validFrom`` -> ``valid_from``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", eip712_name).lower()
+
+
+class TypedMessage:
+    """A signed message of :data:`EIP712_TYPES`, named like its primary type; its fields are the type's, in
+    snake case (docs/architecture.md, "Signed acts")."""
+
+    def message(self) -> dict[str, Any]:
+        """The EIP-712 ``message`` object: camelCase keys in the type's order, addresses checksummed."""
+        out: dict[str, Any] = {}
+        for member in EIP712_TYPES[type(self).__name__]:
+            value = getattr(self, field_attribute(member["name"]))
+            out[member["name"]] = to_checksum_address(value) if member["type"] == "address" else value
+        return out
+
+
 @dataclass(frozen=True)
-class ConsentGrant:
+class ConsentGrant(TypedMessage):
     patient: str
     grantee: str
     scope: bytes
@@ -143,18 +162,6 @@ class ConsentGrant:
     valid_until: int
     nonce: int
     deadline: int
-
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "grantee": to_checksum_address(self.grantee),
-            "scope": self.scope,
-            "purpose": self.purpose,
-            "validFrom": self.valid_from,
-            "validUntil": self.valid_until,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
 
     @property
     def consent_id(self) -> bytes:
@@ -169,41 +176,24 @@ class ConsentGrant:
 
 
 @dataclass(frozen=True)
-class ConsentRevoke:
+class ConsentRevoke(TypedMessage):
     patient: str
     consent_id: bytes
     nonce: int
     deadline: int
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "consentId": self.consent_id,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
 
 @dataclass(frozen=True)
-class DelegateGrant:
+class DelegateGrant(TypedMessage):
     patient: str
     delegate: str
     valid_until: int
     nonce: int
     deadline: int
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "delegate": to_checksum_address(self.delegate),
-            "validUntil": self.valid_until,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
 
 @dataclass(frozen=True)
-class DelegateRevoke:
+class DelegateRevoke(TypedMessage):
     """The patient ends a delegation (only the patient signs it)."""
 
     patient: str
@@ -211,17 +201,9 @@ class DelegateRevoke:
     nonce: int
     deadline: int
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "delegate": to_checksum_address(self.delegate),
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
 
 @dataclass(frozen=True)
-class RecordAnchor:
+class RecordAnchor(TypedMessage):
     """A provider (``author``, the signer) anchors version 1 of a record of ``patient``."""
 
     patient: str
@@ -233,21 +215,9 @@ class RecordAnchor:
     nonce: int
     deadline: int
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "author": to_checksum_address(self.author),
-            "category": self.category,
-            "salt": self.salt,
-            "cid": self.cid,
-            "commitment": self.commitment,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
 
 @dataclass(frozen=True)
-class RecordAmend:
+class RecordAmend(TypedMessage):
     """The record's author (the signer) anchors its next version, chained to ``previous_hash``."""
 
     patient: str
@@ -259,21 +229,9 @@ class RecordAmend:
     nonce: int
     deadline: int
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "author": to_checksum_address(self.author),
-            "recordId": self.record_id,
-            "cid": self.cid,
-            "commitment": self.commitment,
-            "previousHash": self.previous_hash,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
 
 @dataclass(frozen=True)
-class AccessRequest:
+class AccessRequest(TypedMessage):
     """``accessor`` (the signer) asks to read ``version`` of a record for ``purpose``: its disclosure."""
 
     patient: str
@@ -284,20 +242,9 @@ class AccessRequest:
     nonce: int
     deadline: int
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "accessor": to_checksum_address(self.accessor),
-            "recordId": self.record_id,
-            "version": self.version,
-            "purpose": self.purpose,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
 
 @dataclass(frozen=True)
-class EmergencyAccessRequest:
+class EmergencyAccessRequest(TypedMessage):
     """A break-glass read by ``accessor`` (the signer); ``reason_hash`` is keccak256 of the stated reason."""
 
     patient: str
@@ -308,20 +255,9 @@ class EmergencyAccessRequest:
     nonce: int
     deadline: int
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "accessor": to_checksum_address(self.accessor),
-            "recordId": self.record_id,
-            "version": self.version,
-            "reasonHash": self.reason_hash,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
 
 @dataclass(frozen=True)
-class RecordErase:
+class RecordErase(TypedMessage):
     """The patient or a live delegate (the signer) asks to erase a record."""
 
     patient: str
@@ -329,31 +265,15 @@ class RecordErase:
     nonce: int
     deadline: int
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "patient": to_checksum_address(self.patient),
-            "recordId": self.record_id,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
 
 @dataclass(frozen=True)
-class EncryptionKey:
+class EncryptionKey(TypedMessage):
     """``account`` (the signer) publishes the X25519 public key that key shares are sealed to."""
 
     account: str
     public_key: bytes
     nonce: int
     deadline: int
-
-    def message(self) -> dict[str, Any]:
-        return {
-            "account": to_checksum_address(self.account),
-            "publicKey": self.public_key,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
 
 
 SignedMessage = (
