@@ -422,7 +422,7 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
     {
         address author = _msgSender();
         (RecordState storage state, bytes32 id, uint16 categoryIndex) =
-            _checkNewRecord(patient, author, category, salt, cid);
+            _checkNewRecord(patient, author, category, salt, cid.length);
         bytes32 versionHash =
             _storeFirstVersion(state, id, patient, author, category, categoryIndex, keccak256(cid), commitment);
         emit RecordAnchored(id, patient, author, 1, category, cid, commitment, 0, versionHash);
@@ -447,22 +447,17 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
         external
         returns (bytes32 recordId)
     {
-        _checkDeadline(anchor.deadline);
-        // The members are read where needed rather than cached: the stack has no room for them.
-        bytes32 versionHash;
-        {
-            RecordState storage state;
-            uint16 categoryIndex;
-            (state, recordId, categoryIndex) =
-                _checkNewRecord(anchor.patient, anchor.author, anchor.category, anchor.salt, anchor.cid);
-            bytes32 cidHash = keccak256(anchor.cid);
-            _checkSignature(anchor.author, _hashTypedDataV4(_structHash(anchor, cidHash)), signature);
-            _useNonce(anchor.author, anchor.nonce);
-            versionHash = _storeFirstVersion(state, recordId, categoryIndex, anchor, cidHash);
-        }
-        emit RecordAnchored(
-            recordId, anchor.patient, anchor.author, 1, anchor.category, anchor.cid, anchor.commitment, 0, versionHash
-        );
+        RecordAnchor memory a = anchor; // one validated copy (with the CID): members are read several times
+        _checkDeadline(a.deadline);
+        RecordState storage state;
+        uint16 categoryIndex;
+        (state, recordId, categoryIndex) = _checkNewRecord(a.patient, a.author, a.category, a.salt, a.cid.length);
+        bytes32 cidHash = keccak256(a.cid);
+        _checkSignature(a.author, _hashTypedDataV4(_structHash(anchor, cidHash)), signature);
+        _useNonce(a.author, a.nonce);
+        bytes32 versionHash =
+            _storeFirstVersion(state, recordId, a.patient, a.author, a.category, categoryIndex, cidHash, a.commitment);
+        emit RecordAnchored(recordId, a.patient, a.author, 1, a.category, a.cid, a.commitment, 0, versionHash);
     }
 
     /**
@@ -486,7 +481,7 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
     ) external returns (uint32 version) {
         address author = _msgSender();
         RecordState storage state = _records[patient][recordId];
-        uint256 head = _checkAmendment(state, patient, author, recordId, cid, previousHash);
+        uint256 head = _checkAmendment(state, patient, author, recordId, cid.length, previousHash);
         bytes32 category;
         bytes32 versionHash;
         (version, category, versionHash) =
@@ -508,29 +503,19 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
      * Emits {RecordAnchored}.
      */
     function amendRecordBySig(RecordAmend calldata amend, bytes calldata signature) external returns (uint32 version) {
-        _checkDeadline(amend.deadline);
-        // The members are read where needed rather than cached: the stack has no room for them.
+        RecordAmend memory a = amend; // one validated copy (with the CID): members are read several times
+        _checkDeadline(a.deadline);
+        RecordState storage state = _records[a.patient][a.recordId];
+        uint256 head = _checkAmendment(state, a.patient, a.author, a.recordId, a.cid.length, a.previousHash);
+        bytes32 cidHash = keccak256(a.cid);
+        _checkSignature(a.author, _hashTypedDataV4(_structHash(amend, cidHash)), signature);
+        _useNonce(a.author, a.nonce);
         bytes32 category;
         bytes32 versionHash;
-        {
-            RecordState storage state = _records[amend.patient][amend.recordId];
-            uint256 head =
-                _checkAmendment(state, amend.patient, amend.author, amend.recordId, amend.cid, amend.previousHash);
-            bytes32 cidHash = keccak256(amend.cid);
-            _checkSignature(amend.author, _hashTypedDataV4(_structHash(amend, cidHash)), signature);
-            _useNonce(amend.author, amend.nonce);
-            (version, category, versionHash) = _advanceVersion(state, head, amend, cidHash);
-        }
+        (version, category, versionHash) =
+            _advanceVersion(state, head, a.patient, a.author, a.recordId, cidHash, a.commitment, a.previousHash);
         emit RecordAnchored(
-            amend.recordId,
-            amend.patient,
-            amend.author,
-            version,
-            category,
-            amend.cid,
-            amend.commitment,
-            amend.previousHash,
-            versionHash
+            a.recordId, a.patient, a.author, version, category, a.cid, a.commitment, a.previousHash, versionHash
         );
     }
 
@@ -921,7 +906,9 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
             return recovered;
         }
         if (patient.code.length != 0 && SignatureChecker.isValidERC1271SignatureNowCalldata(patient, digest, signature))
-        return patient;
+        {
+            return patient;
+        }
         revert InvalidSigner(patient, recovered);
     }
 
@@ -1059,8 +1046,8 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
     ) private returns (bytes32 consentId) {
         consentId = consentIdOf(patient, grantee, scope, purpose);
         Consent storage stored = _consents[consentId];
-        // A delegate cannot undo the patient's own revocation (the read makes the write below warm: it costs the
-        // delegate path 100 gas, and the patient's path nothing).
+        // A delegate cannot undo the patient's own revocation. (The read only happens on the delegate's path, and
+        // costs it next to nothing: it pays the slot's cold access, which the write below then does not.)
         if (signer != patient && _consentWord(stored) & _REVOKED_BY_PATIENT != 0) revert RevokedByPatient(consentId);
         // One SSTORE of the packed slot (the struct assignment would read-modify-write each member):
         // patient | validFrom << 160 | validUntil << 200, both revocation flags clear. Both bounds were checked to
@@ -1189,14 +1176,14 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
     }
 
     /// @dev {anchorRecord} checks: returns the new record's state, id and category index.
-    function _checkNewRecord(address patient, address author, bytes32 category, bytes32 salt, bytes calldata cid)
+    function _checkNewRecord(address patient, address author, bytes32 category, bytes32 salt, uint256 cidLength)
         private
         view
         returns (RecordState storage state, bytes32 recordId, uint16 categoryIndex)
     {
         _checkActiveProvider(author);
         if (patient == address(0)) revert ZeroAddress();
-        if (cid.length == 0) revert EmptyCid();
+        if (cidLength == 0) revert EmptyCid();
         categoryIndex = _categoryIndexes[category];
         if (categoryIndex == 0) revert UnknownCategory(category);
         recordId = recordIdOf(patient, author, salt);
@@ -1224,29 +1211,16 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
         }
     }
 
-    /// @dev {_storeFirstVersion} with the members of a signed anchor (a separate frame: the caller's is full).
-    function _storeFirstVersion(
-        RecordState storage state,
-        bytes32 recordId,
-        uint16 categoryIndex,
-        RecordAnchor calldata anchor,
-        bytes32 cidHash
-    ) private returns (bytes32) {
-        return _storeFirstVersion(
-            state, recordId, anchor.patient, anchor.author, anchor.category, categoryIndex, cidHash, anchor.commitment
-        );
-    }
-
     /// @dev {amendRecord} checks: returns the record's packed head.
     function _checkAmendment(
         RecordState storage state,
         address patient,
         address author,
         bytes32 recordId,
-        bytes calldata cid,
+        uint256 cidLength,
         bytes32 previousHash
     ) private view returns (uint256 head) {
-        if (cid.length == 0) revert EmptyCid();
+        if (cidLength == 0) revert EmptyCid();
         head = _loadLiveRecord(state, patient, recordId);
         if (_authorOf(head) != author) revert NotRecordAuthor(recordId, author);
         _checkActiveProvider(author);
@@ -1273,16 +1247,6 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
             sstore(state.slot, add(head, shl(160, 1)))
             sstore(add(state.slot, 1), versionHash)
         }
-    }
-
-    /// @dev {_advanceVersion} with the members of a signed amendment (a separate frame: the caller's is full).
-    function _advanceVersion(RecordState storage state, uint256 head, RecordAmend calldata amend, bytes32 cidHash)
-        private
-        returns (uint32, bytes32, bytes32)
-    {
-        return _advanceVersion(
-            state, head, amend.patient, amend.author, amend.recordId, cidHash, amend.commitment, amend.previousHash
-        );
     }
 
     /// @dev Sets the erased flag of the packed head (one SSTORE).
