@@ -190,6 +190,66 @@ contract ConsentLedgerAdminTest is LedgerFixture {
         vm.assertFalse(ledger.isActiveProvider(stranger));
     }
 
+    /// @dev EMERGENCY_ROLE is mirrored into the provider flags like PROVIDER_ROLE: granting, revoking and
+    /// renouncing it take effect on break-glass logging at once, and suspension does not drop it.
+    function test_EmergencyRoleMirror() public {
+        bytes32 recordId = _anchor(patient, "salt");
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory notEmergency = abi.encodeWithSelector(IConsentLedger.NotEmergencyProvider.selector, provider2);
+        vm.expectRevert(notEmergency);
+        ledger.logEmergencyAccessBySig(q, _signEmergency(PROVIDER2_PK, q));
+
+        vm.prank(admin);
+        ledger.grantRole(EMERGENCY_ROLE, provider2);
+        ledger.logEmergencyAccessBySig(q, _signEmergency(PROVIDER2_PK, q));
+
+        vm.prank(admin);
+        ledger.suspendProvider(provider2);
+        q = _emergencyMsg(patient, provider2, recordId, 1);
+        vm.expectRevert(notEmergency);
+        ledger.logEmergencyAccessBySig(q, _signEmergency(PROVIDER2_PK, q));
+        vm.prank(admin);
+        ledger.reinstateProvider(provider2);
+        ledger.logEmergencyAccessBySig(q, _signEmergency(PROVIDER2_PK, q));
+
+        vm.prank(provider2);
+        ledger.renounceRole(EMERGENCY_ROLE, provider2);
+        q = _emergencyMsg(patient, provider2, recordId, 1);
+        vm.expectRevert(notEmergency);
+        ledger.logEmergencyAccessBySig(q, _signEmergency(PROVIDER2_PK, q));
+        vm.assertTrue(ledger.isActiveProvider(provider2), "still a provider");
+    }
+
+    /// @dev The operator's roles (admin, custodian) give no way to act in a patient's or a provider's name: every
+    /// direct entry point refuses them, and the custodian's one power is anchoring a disclosure batch root.
+    function test_RevertWhen_OperatorActsForOthers() public {
+        bytes32 recordId = _anchor(patient, "salt");
+        bytes32 consentId = _grant(patient, provider, 0, TREAT);
+        bytes32 head = _head(patient, recordId);
+        address[2] memory operators = [admin, custodian];
+        for (uint256 i; i < operators.length; ++i) {
+            address op = operators[i];
+            vm.startPrank(op);
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotPatientOrDelegate.selector, patient, op));
+            ledger.grantConsent(patient, provider, 0, HPAYMT, 0, 0);
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotPatientOrDelegate.selector, patient, op));
+            ledger.revokeConsent(consentId);
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotPatientOrDelegate.selector, patient, op));
+            ledger.eraseRecord(patient, recordId);
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotActiveProvider.selector, op));
+            ledger.anchorRecord(patient, LABORATORY, "op", CID, COMMITMENT);
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotRecordAuthor.selector, recordId, op));
+            ledger.amendRecord(patient, recordId, CID, COMMITMENT, head);
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.InvalidDelegate.selector, delegate));
+            ledger.revokeDelegate(delegate); // acts for the caller only
+            vm.stopPrank();
+        }
+        vm.prank(custodian);
+        ledger.anchorDisclosureBatch(keccak256("root"), 0, 1);
+        vm.assertFalse(ledger.consent(consentId).revoked);
+        vm.assertEq(_head(patient, recordId), head);
+    }
+
     // ------------------------------------------------------------ suspendProvider / reinstateProvider
 
     function test_SuspendProvider() public {

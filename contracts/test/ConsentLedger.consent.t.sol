@@ -22,8 +22,9 @@ contract ConsentLedgerConsentTest is LedgerFixture {
         vm.assertEq(c.validFrom, from);
         vm.assertEq(c.validUntil, until);
         vm.assertFalse(c.revoked);
+        vm.assertFalse(c.revokedByPatient);
         vm.assertEq(ledger.consentIdOf(patient, provider, IMAGING, HPAYMT), id);
-        vm.assertEq(ledger.nonces(patient), 0, "direct calls use no nonce");
+        vm.assertEq(ledger.nonceBitmap(patient, 0), 0, "direct calls use no nonce");
     }
 
     function test_Grant_EveryGrantablePurpose() public {
@@ -167,8 +168,9 @@ contract ConsentLedgerConsentTest is LedgerFixture {
         ledger.revokeConsent(id);
         IConsentLedger.Consent memory c = ledger.consent(id);
         vm.assertTrue(c.revoked);
+        vm.assertTrue(c.revokedByPatient, "the patient's own revocation");
         vm.assertEq(c.patient, patient);
-        vm.assertEq(ledger.nonces(patient), 0, "direct calls use no nonce");
+        vm.assertEq(ledger.nonceBitmap(patient, 0), 0, "direct calls use no nonce");
     }
 
     function test_Revoke_ByLiveDelegate() public {
@@ -179,6 +181,7 @@ contract ConsentLedgerConsentTest is LedgerFixture {
         vm.prank(delegate);
         ledger.revokeConsent(id);
         vm.assertTrue(ledger.consent(id).revoked);
+        vm.assertFalse(ledger.consent(id).revokedByPatient, "a delegate's revocation");
     }
 
     function test_RevertWhen_RevokeConsentIsUnknown() public {
@@ -213,6 +216,83 @@ contract ConsentLedgerConsentTest is LedgerFixture {
         ledger.revokeConsent(id);
     }
 
+    // ------------------------------------------------------------ a delegate cannot undo the patient's revocation
+
+    /// @dev The guardian attack: the patient revokes, the (still live) delegate re-grants at once.
+    function test_RevertWhen_DelegateRegrantsWhatThePatientRevoked() public {
+        _delegate(patient, delegate, 0);
+        bytes32 id = _grant(patient, provider, 0, TREAT);
+        vm.prank(patient);
+        ledger.revokeConsent(id);
+        vm.prank(delegate);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.RevokedByPatient.selector, id));
+        ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+        IConsentLedger.Consent memory c = ledger.consent(id);
+        vm.assertTrue(c.revoked);
+        vm.assertTrue(c.revokedByPatient);
+        vm.assertFalse(ledger.isAuthorized(patient, provider, _anchor(patient, "salt"), TREAT));
+    }
+
+    /// @dev A consent the delegate granted and the patient revoked is out of the delegate's reach as well.
+    function test_RevertWhen_DelegateRegrantsItsOwnGrantThePatientRevoked() public {
+        _delegate(patient, delegate, 0);
+        vm.prank(delegate);
+        bytes32 id = ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+        vm.prank(patient);
+        ledger.revokeConsent(id);
+        vm.prank(delegate);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.RevokedByPatient.selector, id));
+        ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+    }
+
+    function test_Grant_PatientRegrantsWhatThePatientRevoked() public {
+        _delegate(patient, delegate, 0);
+        bytes32 id = _grant(patient, provider, 0, TREAT);
+        vm.prank(patient);
+        ledger.revokeConsent(id);
+        _grant(patient, provider, 0, TREAT);
+        IConsentLedger.Consent memory c = ledger.consent(id);
+        vm.assertFalse(c.revoked);
+        vm.assertFalse(c.revokedByPatient, "the patient's grant clears both flags");
+        // and the delegate manages it again: revoke, re-grant
+        vm.startPrank(delegate);
+        ledger.revokeConsent(id);
+        ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+        vm.stopPrank();
+        vm.assertFalse(ledger.consent(id).revoked);
+    }
+
+    function test_Grant_DelegateRegrantsWhatADelegateRevoked() public {
+        _delegate(patient, delegate, 0);
+        bytes32 id = _grant(patient, provider, 0, TREAT);
+        vm.prank(delegate);
+        ledger.revokeConsent(id);
+        vm.prank(delegate);
+        ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+        vm.assertFalse(ledger.consent(id).revoked);
+    }
+
+    function test_RevertWhen_OtherDelegateRegrantsWhatThePatientRevoked() public {
+        address second = vm.addr(0x5EC0);
+        _delegate(patient, delegate, 0);
+        _delegate(patient, second, 0);
+        bytes32 id = _grant(patient, provider, 0, TREAT);
+        vm.prank(patient);
+        ledger.revokeConsent(id);
+        vm.prank(second);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.RevokedByPatient.selector, id));
+        ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+    }
+
+    function test_Revoke_ByPatientAfterDelegateGrantSetsTheFlag() public {
+        _delegate(patient, delegate, 0);
+        vm.prank(delegate);
+        bytes32 id = ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+        vm.prank(patient);
+        ledger.revokeConsent(id);
+        vm.assertTrue(ledger.consent(id).revokedByPatient);
+    }
+
     // ------------------------------------------------------------ delegations
 
     function test_GrantDelegate() public {
@@ -225,7 +305,7 @@ contract ConsentLedgerConsentTest is LedgerFixture {
         vm.assertTrue(live);
         vm.assertTrue(ledger.isLiveDelegate(patient, delegate));
         vm.assertFalse(ledger.isLiveDelegate(delegate, patient), "not symmetric");
-        vm.assertEq(ledger.nonces(patient), 0, "direct calls use no nonce");
+        vm.assertEq(ledger.nonceBitmap(patient, 0), 0, "direct calls use no nonce");
     }
 
     function test_GrantDelegate_ExpiresAtValidUntil() public {

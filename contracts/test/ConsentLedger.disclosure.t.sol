@@ -3,13 +3,15 @@ pragma solidity 0.8.30;
 
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 
+import {ConsentLedger} from "../src/ConsentLedger.sol";
 import {IConsentLedger} from "../src/IConsentLedger.sol";
+import {ERC1271WalletMock} from "./mocks/ERC1271WalletMock.sol";
 import {LedgerFixture} from "./utils/LedgerFixture.sol";
 
-/// @dev Authorization (isAuthorized/authorizingConsent), access and emergency logging, disclosure batches.
+/// @dev Authorization (isAuthorized/authorizingConsent), signed access and emergency requests, disclosure
+/// batches (the custodian's only act).
 contract ConsentLedgerDisclosureTest is LedgerFixture {
     bytes32 internal recordId; // a laboratory record of `patient` by `provider`
-    bytes32 internal constant REASON = keccak256("unconscious patient, ER admission 4711");
 
     function setUp() public override {
         super.setUp();
@@ -139,158 +141,384 @@ contract ConsentLedgerDisclosureTest is LedgerFixture {
         vm.assertEq(ledger.authorizingConsent(patient, provider2, recordId, ETREAT), 0);
     }
 
-    // ------------------------------------------------------------ logAccess
+    // ------------------------------------------------------------ logAccessBySig
 
-    function test_LogAccess() public {
+    /// @dev Signs `q` as provider2 (the accessor of every request below unless said otherwise).
+    function _logAccess(IConsentLedger.AccessRequest memory q) internal returns (bytes32) {
+        return ledger.logAccessBySig(q, _signAccess(PROVIDER2_PK, q));
+    }
+
+    function _accessDenied(bytes32 purpose) internal view returns (bytes memory) {
+        return
+            abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, provider2, purpose);
+    }
+
+    function test_LogAccessBySig() public {
         bytes32 id = _grant(patient, provider2, LABORATORY, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        bytes32 digest = _digest(_hash(q));
+        vm.assertEq(ledger.accessRequestDigest(q), digest);
         vm.expectEmit(true, true, true, true, address(ledger));
-        emit IConsentLedger.AccessLogged(recordId, patient, provider2, 1, TREAT, id);
-        vm.prank(custodian);
-        vm.assertEq(ledger.logAccess(patient, recordId, provider2, TREAT), id);
+        emit IConsentLedger.AccessLogged(recordId, patient, provider2, 1, TREAT, id, digest);
+        vm.prank(stranger); // anyone relays
+        vm.assertEq(ledger.logAccessBySig(q, sig), id);
+        vm.assertTrue(ledger.nonceUsed(provider2, q.nonce));
     }
 
-    function test_LogAccess_ReportsHeadVersion() public {
+    function test_LogAccessBySig_OlderVersion() public {
         bytes32 id = _grant(patient, provider2, recordId, HOPERAT);
-        (, bytes32 head) = ledger.record(patient, recordId);
-        vm.prank(provider);
-        ledger.amendRecord(patient, recordId, CID, COMMITMENT, head);
+        _amendAsProvider(recordId);
+        _amendAsProvider(recordId);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 2, HOPERAT);
         vm.expectEmit(true, true, true, true, address(ledger));
-        emit IConsentLedger.AccessLogged(recordId, patient, provider2, 2, HOPERAT, id);
-        vm.prank(custodian);
-        ledger.logAccess(patient, recordId, provider2, HOPERAT);
+        emit IConsentLedger.AccessLogged(recordId, patient, provider2, 2, HOPERAT, id, _digest(_hash(q)));
+        _logAccess(q);
+        q = _accessMsg(patient, provider2, recordId, 3, HOPERAT); // the head
+        vm.expectEmit(true, true, true, true, address(ledger));
+        emit IConsentLedger.AccessLogged(recordId, patient, provider2, 3, HOPERAT, id, _digest(_hash(q)));
+        _logAccess(q);
     }
 
-    function test_RevertWhen_LogAccessCallerIsNotCustodian() public {
+    function test_RevertWhen_LogAccessVersionIsZero() public {
         _grant(patient, provider2, 0, TREAT);
-        vm.prank(provider2);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 0, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownVersion.selector, recordId, 0));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_LogAccessVersionIsAfterHead() public {
+        _grant(patient, provider2, 0, TREAT);
+        _amendAsProvider(recordId);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 3, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownVersion.selector, recordId, 3));
+        ledger.logAccessBySig(q, sig);
+        q = _accessMsg(patient, provider2, recordId, type(uint32).max, TREAT);
+        sig = _signAccess(PROVIDER2_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownVersion.selector, recordId, type(uint32).max));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    function test_LogAccessBySig_ERC1271Accessor() public {
+        ERC1271WalletMock wallet = new ERC1271WalletMock(stranger);
+        vm.prank(admin);
+        ledger.onboardProvider(address(wallet), "Wallet Clinic");
+        bytes32 id = _grant(patient, address(wallet), 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, address(wallet), recordId, 1, TREAT);
+        vm.expectEmit(true, true, true, true, address(ledger));
+        emit IConsentLedger.AccessLogged(recordId, patient, address(wallet), 1, TREAT, id, _digest(_hash(q)));
+        ledger.logAccessBySig(q, _sign(STRANGER_PK, _digest(_hash(q))));
+        vm.assertTrue(ledger.nonceUsed(address(wallet), q.nonce));
+    }
+
+    function test_RevertWhen_LogAccessReplayed() public {
+        _grant(patient, provider2, 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        ledger.logAccessBySig(q, sig);
+        vm.expectRevert(_nonceUsed(provider2, q.nonce));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_LogAccessExpired() public {
+        _grant(patient, provider2, 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        vm.warp(q.deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.SignatureExpired.selector, q.deadline, q.deadline + 1));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_LogAccessSignedForAnotherChain() public {
+        _grant(patient, provider2, 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        uint256 original = block.chainid;
+        vm.chainId(original + 1);
+        vm.assertNotEq(ledger.accessRequestDigest(q), _digestFor(address(ledger), original, _hash(q)));
         vm.expectRevert(
-            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, provider2, CUSTODIAN_ROLE)
+            _invalidSigner(provider2, _recovered(_hash(q), _domainSeparator(address(ledger), original + 1), sig))
         );
-        ledger.logAccess(patient, recordId, provider2, TREAT);
+        ledger.logAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_LogAccessSignedForAnotherLedger() public {
+        ConsentLedger other = new ConsentLedger(admin);
+        _grant(patient, provider2, 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signFor(PROVIDER2_PK, address(other), block.chainid, _hash(q));
+        vm.expectRevert(_invalidSigner(provider2, _recovered(_hash(q), ledger.DOMAIN_SEPARATOR(), sig)));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    /// @dev The custodian, the admin, the patient or another provider cannot log an access in the accessor's
+    /// name: only the accessor's signature does.
+    function test_RevertWhen_LogAccessSignedByAnotherKey() public {
+        _grant(patient, provider2, 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        vm.expectRevert(_invalidSigner(provider2, custodian));
+        ledger.logAccessBySig(q, _signAccess(CUSTODIAN_PK, q));
+        vm.expectRevert(_invalidSigner(provider2, admin));
+        ledger.logAccessBySig(q, _signAccess(ADMIN_PK, q));
+        vm.expectRevert(_invalidSigner(provider2, patient));
+        ledger.logAccessBySig(q, _signAccess(PATIENT_PK, q));
+        vm.expectRevert(_invalidSigner(provider2, provider));
+        ledger.logAccessBySig(q, _signAccess(PROVIDER_PK, q));
+    }
+
+    function test_RevertWhen_LogAccessMessageTampered() public {
+        _grant(patient, provider2, 0, TREAT);
+        _grant(patient, provider2, 0, HPAYMT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        q.purpose = HPAYMT; // the relayer logs another purpose than the one requested
+        vm.expectRevert(_invalidSigner(provider2, _recovered(_hash(q), ledger.DOMAIN_SEPARATOR(), sig)));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    /// @dev v1's custodian-role logging is gone: no selector logs an access without the accessor's signature.
+    function test_RevertWhen_CustodianCallsRemovedLogFunctions() public {
+        _grant(patient, provider2, 0, TREAT);
+        vm.startPrank(custodian);
+        (bool ok, bytes memory ret) = address(ledger)
+            .call(
+                abi.encodeWithSignature(
+                    "logAccess(address,bytes32,address,bytes32)", patient, recordId, provider2, TREAT
+                )
+            );
+        vm.assertFalse(ok);
+        vm.assertEq(ret.length, 0, "no such function");
+        (ok, ret) = address(ledger)
+            .call(
+                abi.encodeWithSignature(
+                    "logEmergencyAccess(address,bytes32,address,bytes32)", patient, recordId, provider2, REASON
+                )
+            );
+        vm.assertFalse(ok);
+        vm.assertEq(ret.length, 0, "no such function");
+        vm.stopPrank();
     }
 
     function test_RevertWhen_LogAccessRecordIsUnknown() public {
         bytes32 unknown = keccak256("nope");
-        vm.prank(custodian);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, unknown, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
         vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownRecord.selector, patient, unknown));
-        ledger.logAccess(patient, unknown, provider2, TREAT);
+        ledger.logAccessBySig(q, sig);
     }
 
     function test_RevertWhen_LogAccessRecordIsErased() public {
         _grant(patient, provider2, 0, TREAT);
         vm.prank(patient);
         ledger.eraseRecord(patient, recordId);
-        vm.prank(custodian);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
         vm.expectRevert(abi.encodeWithSelector(IConsentLedger.RecordIsErased.selector, recordId));
-        ledger.logAccess(patient, recordId, provider2, TREAT);
+        ledger.logAccessBySig(q, sig);
     }
 
     function test_RevertWhen_LogAccessWithoutConsent() public {
-        vm.prank(custodian);
-        vm.expectRevert(
-            abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, provider2, TREAT)
-        );
-        ledger.logAccess(patient, recordId, provider2, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        vm.expectRevert(_accessDenied(TREAT));
+        ledger.logAccessBySig(q, sig);
     }
 
     function test_RevertWhen_LogAccessConsentRevoked() public {
         bytes32 id = _grant(patient, provider2, 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q); // signed while authorized
         vm.prank(patient);
         ledger.revokeConsent(id);
-        vm.prank(custodian);
-        vm.expectRevert(
-            abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, provider2, TREAT)
-        );
-        ledger.logAccess(patient, recordId, provider2, TREAT);
+        vm.expectRevert(_accessDenied(TREAT));
+        ledger.logAccessBySig(q, sig);
     }
 
     function test_RevertWhen_LogAccessConsentExpired() public {
         vm.prank(patient);
         ledger.grantConsent(patient, provider2, 0, TREAT, 0, uint64(block.timestamp + 1));
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
         vm.warp(block.timestamp + 1);
-        vm.prank(custodian);
-        vm.expectRevert(
-            abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, provider2, TREAT)
-        );
-        ledger.logAccess(patient, recordId, provider2, TREAT);
+        vm.expectRevert(_accessDenied(TREAT));
+        ledger.logAccessBySig(q, sig);
     }
 
     function test_RevertWhen_LogAccessAccessorIsSuspended() public {
         _grant(patient, provider2, 0, TREAT);
         vm.prank(admin);
         ledger.suspendProvider(provider2);
-        vm.prank(custodian);
-        vm.expectRevert(
-            abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, provider2, TREAT)
-        );
-        ledger.logAccess(patient, recordId, provider2, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        vm.expectRevert(_accessDenied(TREAT));
+        ledger.logAccessBySig(q, sig);
     }
 
     function test_RevertWhen_LogAccessPurposeIsEmergency() public {
-        vm.prank(custodian);
-        vm.expectRevert(
-            abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, provider2, ETREAT)
-        );
-        ledger.logAccess(patient, recordId, provider2, ETREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, ETREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        vm.expectRevert(_accessDenied(ETREAT));
+        ledger.logAccessBySig(q, sig);
     }
 
-    // ------------------------------------------------------------ logEmergencyAccess
+    function test_RevertWhen_LogAccessConsentIsForAnotherGrantee() public {
+        // the patient consented to provider; provider2 cannot log under it, even signing as itself
+        _grant(patient, provider, 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, 1, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        vm.expectRevert(_accessDenied(TREAT));
+        ledger.logAccessBySig(q, sig);
+    }
 
-    function test_LogEmergencyAccess() public {
+    // ------------------------------------------------------------ logEmergencyAccessBySig
+
+    function _logEmergency(IConsentLedger.EmergencyAccessRequest memory q) internal {
+        ledger.logEmergencyAccessBySig(q, _signEmergency(PROVIDER2_PK, q));
+    }
+
+    function test_LogEmergencyAccessBySig() public {
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
         vm.expectEmit(true, true, true, true, address(ledger));
-        emit IConsentLedger.EmergencyAccessLogged(recordId, patient, provider2, 1, REASON);
-        vm.prank(custodian);
-        ledger.logEmergencyAccess(patient, recordId, provider2, REASON);
+        emit IConsentLedger.EmergencyAccessLogged(recordId, patient, provider2, 1, REASON, _digest(_hash(q)));
+        vm.prank(stranger);
+        ledger.logEmergencyAccessBySig(q, sig);
+        vm.assertTrue(ledger.nonceUsed(provider2, q.nonce));
     }
 
-    function test_RevertWhen_LogEmergencyCallerIsNotCustodian() public {
-        vm.prank(provider2);
+    function test_LogEmergencyAccessBySig_OlderVersion() public {
+        _amendAsProvider(recordId);
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        vm.expectEmit(true, true, true, true, address(ledger));
+        emit IConsentLedger.EmergencyAccessLogged(recordId, patient, provider2, 1, REASON, _digest(_hash(q)));
+        _logEmergency(q);
+    }
+
+    function test_LogEmergencyAccessBySig_ERC1271Accessor() public {
+        ERC1271WalletMock wallet = new ERC1271WalletMock(stranger);
+        vm.startPrank(admin);
+        ledger.onboardProvider(address(wallet), "Wallet Clinic");
+        ledger.grantRole(EMERGENCY_ROLE, address(wallet));
+        vm.stopPrank();
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, address(wallet), recordId, 1);
+        ledger.logEmergencyAccessBySig(q, _sign(STRANGER_PK, _digest(_hash(q))));
+        vm.assertTrue(ledger.nonceUsed(address(wallet), q.nonce));
+    }
+
+    function test_RevertWhen_EmergencyVersionIsOutOfRange() public {
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 0);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownVersion.selector, recordId, 0));
+        ledger.logEmergencyAccessBySig(q, sig);
+        q = _emergencyMsg(patient, provider2, recordId, 2);
+        sig = _signEmergency(PROVIDER2_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownVersion.selector, recordId, 2));
+        ledger.logEmergencyAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_EmergencyReplayed() public {
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
+        ledger.logEmergencyAccessBySig(q, sig);
+        vm.expectRevert(_nonceUsed(provider2, q.nonce));
+        ledger.logEmergencyAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_EmergencyExpired() public {
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
+        vm.warp(q.deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.SignatureExpired.selector, q.deadline, q.deadline + 1));
+        ledger.logEmergencyAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_EmergencySignedForAnotherChain() public {
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
+        uint256 original = block.chainid;
+        vm.chainId(original + 1);
         vm.expectRevert(
-            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, provider2, CUSTODIAN_ROLE)
+            _invalidSigner(provider2, _recovered(_hash(q), _domainSeparator(address(ledger), original + 1), sig))
         );
-        ledger.logEmergencyAccess(patient, recordId, provider2, REASON);
+        ledger.logEmergencyAccessBySig(q, sig);
     }
 
-    function test_RevertWhen_LogEmergencyRecordIsUnknown() public {
-        vm.prank(custodian);
+    function test_RevertWhen_EmergencySignedForAnotherLedger() public {
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory sig = _signFor(PROVIDER2_PK, address(0xBEEF), block.chainid, _hash(q));
+        vm.expectRevert(_invalidSigner(provider2, _recovered(_hash(q), ledger.DOMAIN_SEPARATOR(), sig)));
+        ledger.logEmergencyAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_EmergencySignedByAnotherKey() public {
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        vm.expectRevert(_invalidSigner(provider2, custodian));
+        ledger.logEmergencyAccessBySig(q, _signEmergency(CUSTODIAN_PK, q));
+        vm.expectRevert(_invalidSigner(provider2, admin));
+        ledger.logEmergencyAccessBySig(q, _signEmergency(ADMIN_PK, q));
+    }
+
+    function test_RevertWhen_EmergencyRecordIsUnknown() public {
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(stranger, provider2, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
         vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownRecord.selector, stranger, recordId));
-        ledger.logEmergencyAccess(stranger, recordId, provider2, REASON);
+        ledger.logEmergencyAccessBySig(q, sig);
     }
 
-    function test_RevertWhen_LogEmergencyRecordIsErased() public {
+    function test_RevertWhen_EmergencyRecordIsErased() public {
         vm.prank(patient);
         ledger.eraseRecord(patient, recordId);
-        vm.prank(custodian);
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
         vm.expectRevert(abi.encodeWithSelector(IConsentLedger.RecordIsErased.selector, recordId));
-        ledger.logEmergencyAccess(patient, recordId, provider2, REASON);
+        ledger.logEmergencyAccessBySig(q, sig);
     }
 
     function test_RevertWhen_ReasonIsEmpty() public {
-        vm.prank(custodian);
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        q.reasonHash = 0;
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
         vm.expectRevert(IConsentLedger.EmptyReason.selector);
-        ledger.logEmergencyAccess(patient, recordId, provider2, 0);
+        ledger.logEmergencyAccessBySig(q, sig);
     }
 
     function test_RevertWhen_AccessorHasNoEmergencyRole() public {
-        vm.prank(custodian);
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER_PK, q);
         vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotEmergencyProvider.selector, provider));
-        ledger.logEmergencyAccess(patient, recordId, provider, REASON);
+        ledger.logEmergencyAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_EmergencyRoleRevoked() public {
+        vm.prank(admin);
+        ledger.revokeRole(EMERGENCY_ROLE, provider2);
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotEmergencyProvider.selector, provider2));
+        ledger.logEmergencyAccessBySig(q, sig);
+        vm.prank(admin);
+        ledger.grantRole(EMERGENCY_ROLE, provider2);
+        ledger.logEmergencyAccessBySig(q, sig);
     }
 
     function test_RevertWhen_EmergencyAccessorIsSuspended() public {
         vm.prank(admin);
         ledger.suspendProvider(provider2);
-        vm.prank(custodian);
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, provider2, recordId, 1);
+        bytes memory sig = _signEmergency(PROVIDER2_PK, q);
         vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotEmergencyProvider.selector, provider2));
-        ledger.logEmergencyAccess(patient, recordId, provider2, REASON);
+        ledger.logEmergencyAccessBySig(q, sig);
     }
 
     function test_RevertWhen_EmergencyAccessorIsNotProvider() public {
         vm.prank(admin);
         ledger.grantRole(EMERGENCY_ROLE, stranger);
-        vm.prank(custodian);
+        IConsentLedger.EmergencyAccessRequest memory q = _emergencyMsg(patient, stranger, recordId, 1);
+        bytes memory sig = _signEmergency(STRANGER_PK, q);
         vm.expectRevert(abi.encodeWithSelector(IConsentLedger.NotEmergencyProvider.selector, stranger));
-        ledger.logEmergencyAccess(patient, recordId, stranger, REASON);
+        ledger.logEmergencyAccessBySig(q, sig);
     }
 
     // ------------------------------------------------------------ anchorDisclosureBatch

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
-
 import {IConsentLedger} from "../src/IConsentLedger.sol";
 import {LedgerFixture} from "./utils/LedgerFixture.sol";
 
@@ -98,7 +96,7 @@ contract ConsentLedgerFuzzTest is LedgerFixture {
         bytes32 id = ledger.grantConsentBySig(g, sig);
         vm.assertEq(id, _consentId(signer, provider, scope, g.purpose));
         vm.assertEq(ledger.consent(id).patient, signer);
-        vm.expectRevert(abi.encodeWithSelector(Nonces.InvalidAccountNonce.selector, signer, 1));
+        vm.expectRevert(_nonceUsed(signer, g.nonce));
         ledger.grantConsentBySig(g, sig);
     }
 
@@ -113,13 +111,108 @@ contract ConsentLedgerFuzzTest is LedgerFixture {
         ledger.grantConsentBySig(g, sig);
     }
 
-    function testFuzz_RevertWhen_NonceIsNotCurrent(uint256 nonce) public {
-        vm.assume(nonce != 0);
+    /// @dev Any nonce is usable exactly once, whatever its value, and spends only its own bit.
+    function testFuzz_NonceUsableOnce(uint256 nonce) public {
         IConsentLedger.ConsentGrant memory g = _grantMsg(patient);
         g.nonce = nonce;
         bytes memory sig = _signGrant(PATIENT_PK, g);
-        vm.expectRevert(abi.encodeWithSelector(Nonces.InvalidAccountNonce.selector, patient, 0));
+        vm.assertFalse(ledger.nonceUsed(patient, nonce));
         ledger.grantConsentBySig(g, sig);
+        vm.assertTrue(ledger.nonceUsed(patient, nonce));
+        vm.assertEq(ledger.nonceBitmap(patient, nonce >> 8), uint256(1) << (nonce & 0xff));
+        vm.expectRevert(_nonceUsed(patient, nonce));
+        ledger.grantConsentBySig(g, sig);
+        vm.prank(patient);
+        vm.expectRevert(_nonceUsed(patient, nonce));
+        ledger.invalidateNonce(nonce);
+    }
+
+    /// @dev Distinct nonces used in any order each set their own bit; a repeated one is refused.
+    function testFuzz_NonceBitmap(uint256[6] memory nonces) public {
+        for (uint256 i; i < nonces.length; ++i) {
+            nonces[i] = nonces[i] % 1024; // few words, so several nonces share one
+            bool seen;
+            for (uint256 j; j < i; ++j) {
+                seen = seen || nonces[j] == nonces[i];
+            }
+            vm.prank(patient);
+            if (seen) vm.expectRevert(_nonceUsed(patient, nonces[i]));
+            ledger.invalidateNonce(nonces[i]);
+        }
+        uint256[4] memory words;
+        for (uint256 i; i < nonces.length; ++i) {
+            words[nonces[i] >> 8] |= uint256(1) << (nonces[i] & 0xff);
+        }
+        for (uint256 w; w < words.length; ++w) {
+            vm.assertEq(ledger.nonceBitmap(patient, w), words[w]);
+        }
+    }
+
+    /// @dev Two signers' nonces are independent: one spending (or invalidating) a value leaves the other's free.
+    function testFuzz_NoncesIndependentAcrossSigners(uint256 pkA, uint256 pkB, uint256 nonce) public {
+        pkA = bound(pkA, 1, SECP256K1_N - 1);
+        pkB = bound(pkB, 1, SECP256K1_N - 1);
+        vm.assume(pkA != pkB);
+        address a = vm.addr(pkA);
+        address b = vm.addr(pkB);
+        IConsentLedger.ConsentGrant memory g = _grantMsg(a);
+        g.nonce = nonce;
+        ledger.grantConsentBySig(g, _signGrant(pkA, g));
+        vm.assertTrue(ledger.nonceUsed(a, nonce));
+        vm.assertFalse(ledger.nonceUsed(b, nonce));
+        g.patient = b;
+        ledger.grantConsentBySig(g, _signGrant(pkB, g));
+        vm.assertTrue(ledger.nonceUsed(b, nonce));
+        vm.prank(b);
+        vm.expectRevert(_nonceUsed(b, nonce));
+        ledger.invalidateNonce(nonce);
+        vm.prank(a);
+        ledger.invalidateNonce(nonce ^ 1);
+        vm.assertFalse(ledger.nonceUsed(b, nonce ^ 1));
+    }
+
+    /// @dev A delegate's nonce N and the patient's nonce N are spent independently.
+    function testFuzz_DelegateNonceIsNotPatients(uint256 nonce) public {
+        _delegate(patient, delegate, 0);
+        IConsentLedger.ConsentGrant memory g = _grantMsg(patient);
+        g.nonce = nonce;
+        bytes32 id = ledger.grantConsentBySig(g, _signGrant(DELEGATE_PK, g));
+        vm.assertFalse(ledger.nonceUsed(patient, nonce));
+        IConsentLedger.ConsentRevoke memory r = _revokeMsg(patient, id);
+        r.nonce = nonce;
+        ledger.revokeConsentBySig(r, _signRevoke(PATIENT_PK, r));
+        vm.assertTrue(ledger.nonceUsed(patient, nonce));
+        vm.assertTrue(ledger.nonceUsed(delegate, nonce));
+    }
+
+    /// @dev An access request is accepted exactly for versions 1 to the head, and logged with its version.
+    function testFuzz_AccessRequestVersion(uint8 amendments, uint32 version) public {
+        amendments = uint8(bound(amendments, 0, 5));
+        for (uint256 i; i < amendments; ++i) {
+            _amendAsProvider(recordId);
+        }
+        uint32 head = uint32(amendments) + 1;
+        bytes32 id = _grant(patient, provider2, 0, TREAT);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, provider2, recordId, version, TREAT);
+        bytes memory sig = _signAccess(PROVIDER2_PK, q);
+        if (version == 0 || version > head) {
+            vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownVersion.selector, recordId, version));
+        } else {
+            vm.expectEmit(true, true, true, true, address(ledger));
+            emit IConsentLedger.AccessLogged(recordId, patient, provider2, version, TREAT, id, _digest(_hash(q)));
+        }
+        ledger.logAccessBySig(q, sig);
+    }
+
+    /// @dev A signed anchor of any CID makes the same record as a direct one would.
+    function testFuzz_AnchorRecordBySig(bytes32 salt, bytes calldata cid, bytes32 commitment) public {
+        vm.assume(cid.length != 0);
+        IConsentLedger.RecordAnchor memory a = _anchorMsg(stranger, provider2, salt);
+        a.cid = cid;
+        a.commitment = commitment;
+        bytes32 id = ledger.anchorRecordBySig(a, _signAnchor(PROVIDER2_PK, a));
+        vm.assertEq(id, keccak256(abi.encode(stranger, provider2, salt)));
+        vm.assertEq(_head(stranger, id), _firstVersionHash(id, stranger, LABORATORY, keccak256(cid), commitment));
     }
 
     /// @dev A delegate's signature is accepted exactly while the delegation is live.
@@ -216,10 +309,29 @@ contract ConsentLedgerFuzzTest is LedgerFixture {
         vm.assertEq(c.validFrom, from);
         vm.assertEq(c.validUntil, until);
         vm.assertFalse(c.revoked);
+        vm.assertFalse(c.revokedByPatient);
         vm.prank(patient);
         ledger.revokeConsent(id);
         c = ledger.consent(id);
+        vm.assertEq(c.patient, patient);
         vm.assertTrue(c.revoked);
+        vm.assertTrue(c.revokedByPatient);
+        vm.assertEq(c.validFrom, from);
+        vm.assertEq(c.validUntil, until);
+        // a re-grant clears both flags and keeps the window
+        vm.prank(patient);
+        ledger.grantConsent(patient, grantee, scope, PUBHLTH, from, until);
+        c = ledger.consent(id);
+        vm.assertFalse(c.revoked);
+        vm.assertFalse(c.revokedByPatient);
+        vm.assertEq(c.validUntil, until);
+        // a delegate's revocation sets only `revoked`
+        _delegate(patient, delegate, 0);
+        vm.prank(delegate);
+        ledger.revokeConsent(id);
+        c = ledger.consent(id);
+        vm.assertTrue(c.revoked);
+        vm.assertFalse(c.revokedByPatient);
         vm.assertEq(c.validFrom, from);
         vm.assertEq(c.validUntil, until);
     }

@@ -19,16 +19,18 @@ contract ConsentLedgerInvariantTest is Test {
     // the fixed world, cached from the handler to keep the per-call checks cheap
     address[3] internal patients;
     bytes32[2][3] internal records;
+    address[9] internal signers;
 
     function setUp() public {
         address admin = vm.addr(0xAD);
-        address custodian = vm.addr(0xC0);
-        providers = [vm.addr(0xD0), vm.addr(0xD1), vm.addr(0xD2)];
+        uint256 custodianPk = 0xC0;
+        uint256[3] memory providerPks = [uint256(0xD0), 0xD1, 0xD2];
+        providers = [vm.addr(providerPks[0]), vm.addr(providerPks[1]), vm.addr(providerPks[2])];
         ledger = new ConsentLedger(admin);
-        handler = new ConsentLedgerHandler(ledger, admin, custodian, providers);
+        handler = new ConsentLedgerHandler(ledger, admin, custodianPk, providerPks);
 
         vm.startPrank(admin);
-        ledger.grantRole(ledger.CUSTODIAN_ROLE(), custodian);
+        ledger.grantRole(ledger.CUSTODIAN_ROLE(), vm.addr(custodianPk));
         ledger.grantRole(ledger.EMERGENCY_ROLE(), providers[2]);
         for (uint256 i; i < providers.length; ++i) {
             ledger.onboardProvider(providers[i], "provider");
@@ -41,19 +43,27 @@ contract ConsentLedgerInvariantTest is Test {
                 records[p][r] = handler.recordOf(p, r);
             }
         }
+        for (uint256 i; i < signers.length; ++i) {
+            signers[i] = handler.signerOf(i);
+        }
 
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](10);
+        bytes4[] memory selectors = new bytes4[](15);
         selectors[0] = ConsentLedgerHandler.grantConsent.selector;
         selectors[1] = ConsentLedgerHandler.grantConsent.selector; // grants weigh double
         selectors[2] = ConsentLedgerHandler.revokeConsent.selector;
-        selectors[3] = ConsentLedgerHandler.grantDelegate.selector;
-        selectors[4] = ConsentLedgerHandler.revokeDelegate.selector;
-        selectors[5] = ConsentLedgerHandler.warp.selector;
-        selectors[6] = ConsentLedgerHandler.toggleSuspension.selector;
-        selectors[7] = ConsentLedgerHandler.eraseRecord.selector;
-        selectors[8] = ConsentLedgerHandler.logAccess.selector;
-        selectors[9] = ConsentLedgerHandler.logEmergencyAccess.selector;
+        selectors[3] = ConsentLedgerHandler.revokeConsent.selector; // and revocations: they meet re-grants
+        selectors[4] = ConsentLedgerHandler.grantDelegate.selector;
+        selectors[5] = ConsentLedgerHandler.revokeDelegate.selector;
+        selectors[6] = ConsentLedgerHandler.warp.selector;
+        selectors[7] = ConsentLedgerHandler.toggleSuspension.selector;
+        selectors[8] = ConsentLedgerHandler.eraseRecord.selector;
+        selectors[9] = ConsentLedgerHandler.amendRecord.selector;
+        selectors[10] = ConsentLedgerHandler.logAccess.selector;
+        selectors[11] = ConsentLedgerHandler.logAccess.selector;
+        selectors[12] = ConsentLedgerHandler.logEmergencyAccess.selector;
+        selectors[13] = ConsentLedgerHandler.invalidateNonce.selector;
+        selectors[14] = ConsentLedgerHandler.delegateRegrantsRevoked.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
     }
 
@@ -64,10 +74,39 @@ contract ConsentLedgerInvariantTest is Test {
         _now();
         bytes32[] memory ids = handler.touchedConsents();
         for (uint256 i; i < ids.length; ++i) {
-            (,,, bool revoked) = handler.ghostConsent(ids[i]);
+            (,,, bool revoked,) = handler.ghostConsent(ids[i]);
             if (revoked) vm.assertTrue(ledger.consent(ids[i]).revoked, "revocation lost");
         }
         _forEachAccess(_checkNotRevoked);
+    }
+
+    /// @dev A consent the patient revoked stays revoked, flagged as the patient's, and authorizes nothing until
+    /// the patient grants it again: no delegate ever re-granted one.
+    function invariant_revokedByPatientNeverAuthorizesUntilPatientRegrants() public {
+        _now();
+        vm.assertEq(handler.ghost_delegateUndidPatientRevocation(), 0, "a delegate undid the patient's revocation");
+        bytes32[] memory ids = handler.touchedConsents();
+        for (uint256 i; i < ids.length; ++i) {
+            (,,, bool revoked, bool revokedByPatient) = handler.ghostConsent(ids[i]);
+            IConsentLedger.Consent memory c = ledger.consent(ids[i]);
+            vm.assertEq(c.revokedByPatient, revokedByPatient, "revokedByPatient");
+            if (c.revokedByPatient) vm.assertTrue(c.revoked && revoked, "revokedByPatient without revoked");
+        }
+        _forEachAccess(_checkNotRevokedByPatient);
+    }
+
+    /// @dev Every nonce of every signer is used exactly when the model says so: a used nonce stays used, no
+    /// signed message was accepted with a spent nonce, and none spent another signer's nonce.
+    function invariant_usedNonceStaysUsed() public view {
+        vm.assertEq(handler.ghost_nonceReplayAccepted(), 0, "a spent nonce was accepted");
+        vm.assertEq(handler.ghost_invalidateMismatch(), 0, "invalidateNonce outcome");
+        for (uint256 i; i < signers.length; ++i) {
+            uint256 top = handler.nonceTop(signers[i]);
+            for (uint256 n; n < top; ++n) {
+                vm.assertEq(ledger.nonceUsed(signers[i], n), handler.ghostNonceUsed(signers[i], n), "nonce used");
+            }
+            vm.assertFalse(ledger.nonceUsed(signers[i], top), "a nonce the handler never used");
+        }
     }
 
     /// @dev The authorizing consent, if any, is inside its validity window now.
@@ -84,7 +123,7 @@ contract ConsentLedgerInvariantTest is Test {
         vm.assertEq(handler.ghost_authorizedConsentChangeFailed(), 0, "authorized consent change failed");
         bytes32[] memory ids = handler.touchedConsents();
         for (uint256 i; i < ids.length; ++i) {
-            (address patient, uint64 validFrom, uint64 validUntil, bool revoked) = handler.ghostConsent(ids[i]);
+            (address patient, uint64 validFrom, uint64 validUntil, bool revoked,) = handler.ghostConsent(ids[i]);
             IConsentLedger.Consent memory c = ledger.consent(ids[i]);
             vm.assertEq(c.patient, patient, "consent patient");
             vm.assertEq(c.validFrom, validFrom, "consent validFrom");
@@ -113,15 +152,15 @@ contract ConsentLedgerInvariantTest is Test {
         }
     }
 
-    /// @dev logAccess succeeded only when the model authorized the access, with an active consent, and never
-    /// failed when it did.
+    /// @dev logAccessBySig succeeded only when the model authorized the access (a known version, the accessor's
+    /// own signature), with an active consent, and never failed when it did.
     function invariant_logAccessNeverSucceedsWithoutAuthorization() public view {
-        vm.assertEq(handler.ghost_logWithoutAuthorization(), 0, "logAccess without authorization");
-        vm.assertEq(handler.ghost_logWrongConsent(), 0, "logAccess returned an inactive consent");
-        vm.assertEq(handler.ghost_authorizedLogFailed(), 0, "authorized logAccess failed");
+        vm.assertEq(handler.ghost_logWithoutAuthorization(), 0, "logAccessBySig without authorization");
+        vm.assertEq(handler.ghost_logWrongConsent(), 0, "logAccessBySig returned an inactive consent");
+        vm.assertEq(handler.ghost_authorizedLogFailed(), 0, "authorized logAccessBySig failed");
     }
 
-    /// @dev logEmergencyAccess succeeded exactly for active providers holding EMERGENCY_ROLE on live records.
+    /// @dev logEmergencyAccessBySig succeeded exactly for active providers holding EMERGENCY_ROLE on live records.
     function invariant_emergencyAccessRequiresEmergencyRole() public view {
         vm.assertEq(handler.ghost_emergencyMismatch(), 0, "emergency access outcome");
     }
@@ -132,14 +171,15 @@ contract ConsentLedgerInvariantTest is Test {
         _forEachAccess(_checkModel);
     }
 
-    /// @dev Delegations and nonces equal the model; only the patient manages its delegations.
-    function invariant_delegationsAndNoncesMatchModel() public {
+    /// @dev Delegations, erasures and record versions equal the model; only the patient manages its
+    /// delegations, only the patient or a live delegate erases, only the author amends.
+    function invariant_delegationsAndRecordsMatchModel() public {
         _now();
         vm.assertEq(handler.ghost_delegationMismatch(), 0, "delegation change outcome");
         vm.assertEq(handler.ghost_eraseMismatch(), 0, "erase outcome");
+        vm.assertEq(handler.ghost_amendMismatch(), 0, "amend outcome");
         for (uint256 p; p < patients.length; ++p) {
             address patient = patients[p];
-            vm.assertEq(ledger.nonces(patient), handler.ghostNonce(patient), "nonce");
             for (uint256 d; d < handler.DELEGATES(); ++d) {
                 address delegate = handler.delegates(d);
                 vm.assertEq(ledger.isLiveDelegate(patient, delegate), handler.ghostLive(patient, delegate), "live");
@@ -147,6 +187,7 @@ contract ConsentLedgerInvariantTest is Test {
             for (uint256 r; r < records[p].length; ++r) {
                 (IConsentLedger.Record memory rec,) = ledger.record(patient, records[p][r]);
                 vm.assertEq(rec.erased, handler.ghostErased(patient, r), "erased");
+                vm.assertEq(rec.version, handler.ghostVersion(patient, r), "version");
             }
         }
     }
@@ -182,6 +223,11 @@ contract ConsentLedgerInvariantTest is Test {
     function _checkNotRevoked(uint256 p, uint256 r, address grantee, bytes32 purpose) internal view {
         bytes32 id = _authorizing(p, r, grantee, purpose);
         if (id != 0) vm.assertFalse(ledger.consent(id).revoked, "revoked consent authorizes");
+    }
+
+    function _checkNotRevokedByPatient(uint256 p, uint256 r, address grantee, bytes32 purpose) internal view {
+        bytes32 id = _authorizing(p, r, grantee, purpose);
+        if (id != 0) vm.assertFalse(ledger.consent(id).revokedByPatient, "consent revoked by the patient authorizes");
     }
 
     function _checkInWindow(uint256 p, uint256 r, address grantee, bytes32 purpose) internal view {

@@ -6,15 +6,26 @@ import {IConsentLedger} from "../../src/IConsentLedger.sol";
 import {TestBase} from "../utils/Test.sol";
 
 /// @dev Invariant handler: drives random consent grants/revocations (direct and signed, by patients, delegates
-/// and outsiders), delegations, time, provider suspensions, erasures and access logging against a small fixed
-/// world, and keeps a ghost model of what the ledger should contain. It never reverts: outcomes that contradict
-/// the model are counted in `ghost_*` violation counters that the invariants require to stay zero.
+/// and outsiders), delegations (granted and revoked, directly and by signature), time, provider suspensions,
+/// amendments, erasures, signed access and emergency requests and nonce invalidations against a small fixed
+/// world, and keeps a ghost model of what the ledger should contain. Signed messages draw their nonce from a
+/// small range, so replays and cross-signer collisions happen often. The handler never reverts: outcomes that
+/// contradict the model are counted in `ghost_*` violation counters that the invariants require to stay zero.
 contract ConsentLedgerHandler is TestBase {
     struct GhostConsent {
         address patient;
         uint64 validFrom;
         uint64 validUntil;
         bool revoked;
+        bool revokedByPatient;
+    }
+
+    /// @dev What a consent id stands for, so that later actions can aim at an existing consent.
+    struct ConsentKey {
+        uint256 p;
+        address grantee;
+        bytes32 scope;
+        bytes32 purpose;
     }
 
     struct GhostDelegation {
@@ -31,15 +42,18 @@ contract ConsentLedgerHandler is TestBase {
     uint256 public constant PATIENTS = 3;
     uint256 public constant DELEGATES = 2;
     uint256 public constant PROVIDERS = 3;
-    uint256 public constant RECORDS = 2; // per patient; record 1 may be erased, record 0 never is
+    uint256 public constant RECORDS = 2; // per patient; record r is authored by providers[r]; record 1 may be erased
     uint256 public constant PURPOSES = 2;
+    uint256 public constant NONCES = 8; // one signed message in four reuses one of nonces 0 to 7 (replays)
+    uint256 public constant SIGNERS = PATIENTS + DELEGATES + PROVIDERS + 1;
 
     ConsentLedger public immutable ledger;
     address internal immutable _admin;
-    address internal immutable _custodian;
+    uint256 internal immutable _custodianPk;
 
     uint256[PATIENTS] internal _patientPks;
     uint256[DELEGATES] internal _delegatePks;
+    uint256[PROVIDERS] internal _providerPks;
     uint256 internal immutable _outsiderPk;
     address[PATIENTS] public patients;
     address[DELEGATES] public delegates;
@@ -54,29 +68,36 @@ contract ConsentLedgerHandler is TestBase {
     mapping(bytes32 consentId => GhostConsent) public ghostConsent;
     bytes32[] internal _touchedConsents; // every consent id any action targeted, granted or not
     mapping(bytes32 consentId => bool) internal _touched;
+    mapping(bytes32 consentId => ConsentKey) internal _keys;
+    mapping(address signer => uint256) internal _freshNonces;
     mapping(address patient => mapping(address delegate => GhostDelegation)) public ghostDelegation;
     mapping(address provider => bool) public ghostSuspended;
     mapping(address patient => mapping(uint256 index => bool)) public ghostErased;
-    mapping(address patient => uint256) public ghostNonce;
+    mapping(address patient => mapping(uint256 index => uint32)) public ghostVersion;
+    mapping(address signer => mapping(uint256 nonce => bool)) public ghostNonceUsed;
 
     // violation counters (must stay 0)
-    uint256 public ghost_unauthorizedConsentChange; // a grant/revoke by neither patient nor live delegate succeeded
-    uint256 public ghost_authorizedConsentChangeFailed; // a valid grant/revoke by an authorized actor failed
+    uint256 public ghost_unauthorizedConsentChange; // a grant/revoke the model refuses succeeded
+    uint256 public ghost_authorizedConsentChangeFailed; // a grant/revoke the model allows failed
+    uint256 public ghost_delegateUndidPatientRevocation; // a delegate re-granted a consent the patient revoked
+    uint256 public ghost_nonceReplayAccepted; // a signed message with a spent nonce succeeded
     uint256 public ghost_delegationMismatch; // a delegation change succeeded/failed against the model
-    uint256 public ghost_logWithoutAuthorization; // logAccess succeeded though the model says unauthorized
-    uint256 public ghost_logWrongConsent; // logAccess returned a consent that is not active in the model
-    uint256 public ghost_authorizedLogFailed; // logAccess failed though the model says authorized
-    uint256 public ghost_emergencyMismatch; // logEmergencyAccess outcome differs from the model
+    uint256 public ghost_logWithoutAuthorization; // logAccessBySig succeeded though the model refuses it
+    uint256 public ghost_logWrongConsent; // logAccessBySig returned a consent that is not active in the model
+    uint256 public ghost_authorizedLogFailed; // logAccessBySig failed though the model allows it
+    uint256 public ghost_emergencyMismatch; // logEmergencyAccessBySig outcome differs from the model
     uint256 public ghost_eraseMismatch;
+    uint256 public ghost_amendMismatch;
+    uint256 public ghost_invalidateMismatch;
 
     // coverage counters
     mapping(bytes32 action => uint256) public calls;
 
-    constructor(ConsentLedger ledger_, address admin_, address custodian_, address[PROVIDERS] memory providers_) {
+    constructor(ConsentLedger ledger_, address admin_, uint256 custodianPk_, uint256[PROVIDERS] memory providerPks_) {
         ledger = ledger_;
         _admin = admin_;
-        _custodian = custodian_;
-        providers = providers_;
+        _custodianPk = custodianPk_;
+        _providerPks = providerPks_;
         time = block.timestamp;
         for (uint256 i; i < PATIENTS; ++i) {
             _patientPks[i] = 0x1000 + i;
@@ -85,6 +106,9 @@ contract ConsentLedgerHandler is TestBase {
         for (uint256 i; i < DELEGATES; ++i) {
             _delegatePks[i] = 0x2000 + i;
             delegates[i] = vm.addr(_delegatePks[i]);
+        }
+        for (uint256 i; i < PROVIDERS; ++i) {
+            providers[i] = vm.addr(providerPks_[i]);
         }
         _outsiderPk = 0x3000;
         outsider = vm.addr(_outsiderPk);
@@ -97,6 +121,8 @@ contract ConsentLedgerHandler is TestBase {
             _records[p][0] = ledger.anchorRecord(patients[p], LABORATORY, bytes32(p), hex"01", keccak256("c"));
             vm.prank(providers[1]);
             _records[p][1] = ledger.anchorRecord(patients[p], IMAGING, bytes32(p), hex"02", keccak256("c"));
+            ghostVersion[patients[p]][0] = 1;
+            ghostVersion[patients[p]][1] = 1;
         }
     }
 
@@ -106,7 +132,7 @@ contract ConsentLedgerHandler is TestBase {
         _;
     }
 
-    // ------------------------------------------------------------ actions
+    // ------------------------------------------------------------ actions: consent
 
     function grantConsent(
         uint256 actorSeed,
@@ -116,31 +142,40 @@ contract ConsentLedgerHandler is TestBase {
         uint256 purposeSeed,
         uint256 fromSeed,
         uint256 durationSeed,
+        uint256 nonceSeed,
         bool bySig
     ) external useTime("grantConsent") {
-        address patient = patients[patientSeed % PATIENTS];
-        (address actor, uint256 actorPk) = _actor(actorSeed, patientSeed);
-        address grantee = providers[granteeSeed % PROVIDERS];
-        bytes32 scope = scopeOf(patientSeed % PATIENTS, scopeSeed);
-        bytes32 purpose = purposeOf(purposeSeed);
-        uint64 validFrom = uint64(bound(fromSeed, time - 2 days, time + 2 days));
-        uint64 validUntil = durationSeed % 4 == 0 ? 0 : validFrom + uint64(bound(durationSeed, 1, 4 days));
-        bytes32 id = _consentId(patient, grantee, scope, purpose);
-        _touch(id);
-        bool authorized = actor == patient || _ghostLive(patient, actor);
+        uint64 validFrom = uint64(bound(fromSeed, time - 2 days, time + 12 hours));
+        ConsentKey memory key = ConsentKey(patientSeed % PATIENTS, providers[granteeSeed % PROVIDERS], 0, 0);
+        key.scope = scopeOf(key.p, scopeSeed);
+        key.purpose = purposeOf(purposeSeed);
+        if (scopeSeed % 3 == 0 && _touchedConsents.length != 0) {
+            key = _keys[_touchedConsents[granteeSeed % _touchedConsents.length]]; // grant an existing one again
+        }
+        (address actor, uint256 actorPk) = _actor(actorSeed, key.p);
+        IConsentLedger.ConsentGrant memory g = IConsentLedger.ConsentGrant({
+            patient: patients[key.p],
+            grantee: key.grantee,
+            scope: key.scope,
+            purpose: key.purpose,
+            validFrom: validFrom,
+            validUntil: durationSeed % 4 == 0 ? 0 : validFrom + uint64(bound(durationSeed, 1, 4 days)),
+            nonce: _nonceFor(actor, nonceSeed),
+            deadline: time + 1 hours
+        });
+        _touch(_consentId(g.patient, g.grantee, g.scope, g.purpose), key);
+        _grantConsent(g, actor, actorPk, bySig);
+    }
+
+    function _grantConsent(IConsentLedger.ConsentGrant memory g, address actor, uint256 actorPk, bool bySig) internal {
+        bytes32 id = _consentId(g.patient, g.grantee, g.scope, g.purpose);
+        bool byDelegate = actor != g.patient && _ghostLive(g.patient, actor);
+        bool patientRevoked = ghostConsent[id].revokedByPatient;
+        bool expected = (actor == g.patient || byDelegate) && !(byDelegate && patientRevoked)
+            && !(bySig && ghostNonceUsed[actor][g.nonce]);
 
         bool ok;
         if (bySig) {
-            IConsentLedger.ConsentGrant memory g = IConsentLedger.ConsentGrant({
-                patient: patient,
-                grantee: grantee,
-                scope: scope,
-                purpose: purpose,
-                validFrom: validFrom,
-                validUntil: validUntil,
-                nonce: ledger.nonces(patient),
-                deadline: time + 1 hours
-            });
             bytes memory sig = _sign(actorPk, keccak256(abi.encode(ledger.CONSENT_GRANT_TYPEHASH(), g)));
             vm.prank(outsider); // relayed
             try ledger.grantConsentBySig(g, sig) {
@@ -148,33 +183,36 @@ contract ConsentLedgerHandler is TestBase {
             } catch {}
         } else {
             vm.prank(actor);
-            try ledger.grantConsent(patient, grantee, scope, purpose, validFrom, validUntil) {
+            try ledger.grantConsent(g.patient, g.grantee, g.scope, g.purpose, g.validFrom, g.validUntil) {
                 ok = true;
             } catch {}
         }
 
-        if (ok && !authorized) ++ghost_unauthorizedConsentChange;
-        if (!ok && authorized) ++ghost_authorizedConsentChangeFailed;
+        _countConsentChange(ok, expected);
+        if (ok && byDelegate && patientRevoked) ++ghost_delegateUndidPatientRevocation;
         if (ok) {
-            ghostConsent[id] = GhostConsent(patient, validFrom, validUntil, false);
-            if (bySig) ++ghostNonce[patient];
+            ghostConsent[id] = GhostConsent(g.patient, g.validFrom, g.validUntil, false, false);
+            if (bySig) _spend(actor, g.nonce);
         }
     }
 
-    function revokeConsent(uint256 actorSeed, uint256 consentSeed, bool bySig) external useTime("revokeConsent") {
+    function revokeConsent(uint256 actorSeed, uint256 consentSeed, uint256 nonceSeed, bool bySig)
+        external
+        useTime("revokeConsent")
+    {
         if (_touchedConsents.length == 0) return;
         bytes32 id = _touchedConsents[consentSeed % _touchedConsents.length];
         GhostConsent memory c = ghostConsent[id];
-        // a never-granted id: pretend it belongs to some patient (the revocation must fail)
-        address patient = c.patient != address(0) ? c.patient : patients[consentSeed % PATIENTS];
-        (address actor, uint256 actorPk) = _actor(actorSeed, consentSeed);
-        bool authorized = (actor == patient || _ghostLive(patient, actor)) && c.patient != address(0) && !c.revoked;
+        address patient = patients[_keys[id].p]; // for a never-granted id too (its revocation must fail)
+        (address actor, uint256 actorPk) = _actor(actorSeed, _keys[id].p);
+        uint256 nonce = _nonceFor(actor, nonceSeed);
+        bool expected = (actor == patient || _ghostLive(patient, actor)) && c.patient != address(0) && !c.revoked
+            && !(bySig && ghostNonceUsed[actor][nonce]);
 
         bool ok;
         if (bySig) {
-            IConsentLedger.ConsentRevoke memory r = IConsentLedger.ConsentRevoke({
-                patient: patient, consentId: id, nonce: ledger.nonces(patient), deadline: time
-            });
+            IConsentLedger.ConsentRevoke memory r =
+                IConsentLedger.ConsentRevoke({patient: patient, consentId: id, nonce: nonce, deadline: time});
             bytes memory sig = _sign(actorPk, keccak256(abi.encode(ledger.CONSENT_REVOKE_TYPEHASH(), r)));
             vm.prank(outsider);
             try ledger.revokeConsentBySig(r, sig) {
@@ -187,15 +225,53 @@ contract ConsentLedgerHandler is TestBase {
             } catch {}
         }
 
-        if (ok && !authorized) ++ghost_unauthorizedConsentChange;
-        if (!ok && authorized) ++ghost_authorizedConsentChangeFailed;
+        _countConsentChange(ok, expected);
         if (ok) {
             ghostConsent[id].revoked = true;
-            if (bySig) ++ghostNonce[patient];
+            ghostConsent[id].revokedByPatient = actor == patient;
+            if (bySig) _spend(actor, nonce);
         }
     }
 
-    function grantDelegate(uint256 patientSeed, uint256 delegateSeed, uint256 untilSeed, uint8 mode)
+    /// @dev The guardian attack: a delegate (the patient's live one if there is one) grants again a consent the
+    /// patient revoked, or if there is none, a revoked one, directly or by signature. The model expects the
+    /// former to fail always; the latter to succeed when the delegate is live.
+    function delegateRegrantsRevoked(uint256 seed, uint256 delegateSeed, uint256 nonceSeed, bool bySig)
+        external
+        useTime("delegateRegrantsRevoked")
+    {
+        uint256 n = _touchedConsents.length;
+        if (n == 0) return;
+        uint256 start = seed % n;
+        bytes32 id = _touchedConsents[start];
+        for (uint256 i; i < n; ++i) {
+            bytes32 candidate = _touchedConsents[(start + i) % n];
+            if (ghostConsent[candidate].revokedByPatient) {
+                id = candidate;
+                break;
+            }
+            if (ghostConsent[candidate].revoked) id = candidate;
+        }
+        ConsentKey memory key = _keys[id];
+        uint256 d = delegateSeed % DELEGATES;
+        if (!_ghostLive(patients[key.p], delegates[d])) d = (d + 1) % DELEGATES;
+        IConsentLedger.ConsentGrant memory g = IConsentLedger.ConsentGrant({
+            patient: patients[key.p],
+            grantee: key.grantee,
+            scope: key.scope,
+            purpose: key.purpose,
+            validFrom: 0,
+            validUntil: 0,
+            nonce: _nonceFor(delegates[d], nonceSeed),
+            deadline: time + 1 hours
+        });
+        _grantConsent(g, delegates[d], _delegatePks[d], bySig);
+    }
+
+    // ------------------------------------------------------------ actions: delegations
+
+    /// @dev mode 0: direct; 1: signed by the patient; 2: signed by the delegate itself (must fail).
+    function grantDelegate(uint256 patientSeed, uint256 delegateSeed, uint256 untilSeed, uint8 mode, uint256 nonceSeed)
         external
         useTime("grantDelegate")
     {
@@ -203,6 +279,8 @@ contract ConsentLedgerHandler is TestBase {
         address delegate = delegates[delegateSeed % DELEGATES];
         uint64 validUntil = untilSeed % 4 == 0 ? 0 : uint64(bound(untilSeed, time - 1 days, time + 4 days));
         mode %= 3;
+        uint256 nonce = _nonceFor(mode == 2 ? delegate : patient, nonceSeed);
+        bool expected = mode == 0 || (mode == 1 && !ghostNonceUsed[patient][nonce]);
         bool ok;
         if (mode == 0) {
             vm.prank(patient);
@@ -210,13 +288,8 @@ contract ConsentLedgerHandler is TestBase {
                 ok = true;
             } catch {}
         } else {
-            // mode 1: signed by the patient; mode 2: signed by the (possibly live) delegate itself, must fail
             IConsentLedger.DelegateGrant memory d = IConsentLedger.DelegateGrant({
-                patient: patient,
-                delegate: delegate,
-                validUntil: validUntil,
-                nonce: ledger.nonces(patient),
-                deadline: time
+                patient: patient, delegate: delegate, validUntil: validUntil, nonce: nonce, deadline: time
             });
             uint256 pk = mode == 1 ? _patientPks[patientSeed % PATIENTS] : _delegatePks[delegateSeed % DELEGATES];
             bytes memory sig = _sign(pk, keccak256(abi.encode(ledger.DELEGATE_GRANT_TYPEHASH(), d)));
@@ -224,25 +297,47 @@ contract ConsentLedgerHandler is TestBase {
                 ok = true;
             } catch {}
         }
-        if (ok != (mode != 2)) ++ghost_delegationMismatch;
+        if (ok != expected) ++ghost_delegationMismatch;
         if (ok) {
             ghostDelegation[patient][delegate] = GhostDelegation(true, validUntil);
-            if (mode == 1) ++ghostNonce[patient];
+            if (mode == 1) _spend(patient, nonce);
         }
     }
 
-    function revokeDelegate(uint256 patientSeed, uint256 delegateSeed) external useTime("revokeDelegate") {
+    /// @dev mode 0: direct; 1: signed by the patient; 2: signed by the delegate itself (must fail).
+    function revokeDelegate(uint256 patientSeed, uint256 delegateSeed, uint8 mode, uint256 nonceSeed)
+        external
+        useTime("revokeDelegate")
+    {
         address patient = patients[patientSeed % PATIENTS];
         address delegate = delegates[delegateSeed % DELEGATES];
-        bool expected = ghostDelegation[patient][delegate].active;
+        mode %= 3;
+        uint256 nonce = _nonceFor(mode == 2 ? delegate : patient, nonceSeed);
+        bool expected =
+            ghostDelegation[patient][delegate].active && (mode == 0 || (mode == 1 && !ghostNonceUsed[patient][nonce]));
         bool ok;
-        vm.prank(patient);
-        try ledger.revokeDelegate(delegate) {
-            ok = true;
-        } catch {}
+        if (mode == 0) {
+            vm.prank(patient);
+            try ledger.revokeDelegate(delegate) {
+                ok = true;
+            } catch {}
+        } else {
+            IConsentLedger.DelegateRevoke memory d =
+                IConsentLedger.DelegateRevoke({patient: patient, delegate: delegate, nonce: nonce, deadline: time});
+            uint256 pk = mode == 1 ? _patientPks[patientSeed % PATIENTS] : _delegatePks[delegateSeed % DELEGATES];
+            bytes memory sig = _sign(pk, keccak256(abi.encode(ledger.DELEGATE_REVOKE_TYPEHASH(), d)));
+            try ledger.revokeDelegateBySig(d, sig) {
+                ok = true;
+            } catch {}
+        }
         if (ok != expected) ++ghost_delegationMismatch;
-        if (ok) delete ghostDelegation[patient][delegate];
+        if (ok) {
+            delete ghostDelegation[patient][delegate];
+            if (mode == 1) _spend(patient, nonce);
+        }
     }
+
+    // ------------------------------------------------------------ actions: world
 
     function warp(uint256 seconds_) external useTime("warp") {
         time += bound(seconds_, 1, 2 days);
@@ -260,53 +355,182 @@ contract ConsentLedgerHandler is TestBase {
         ghostSuspended[provider] = !ghostSuspended[provider];
     }
 
-    function eraseRecord(uint256 patientSeed, uint256 actorSeed) external useTime("eraseRecord") {
-        uint256 p = patientSeed % PATIENTS;
-        address patient = patients[p];
-        (address actor,) = _actor(actorSeed, patientSeed);
-        bool expected = (actor == patient || _ghostLive(patient, actor)) && !ghostErased[patient][1];
+    /// @dev Invalidation by any of the world's signers (patients, delegates, providers, the outsider).
+    function invalidateNonce(uint256 signerSeed, uint256 nonceSeed) external useTime("invalidateNonce") {
+        (address signer,) = _signer(signerSeed);
+        uint256 nonce = nonceSeed % nonceTop(signer); // a replay-range nonce or one handed out already
+        bool expected = !ghostNonceUsed[signer][nonce];
         bool ok;
-        vm.prank(actor);
-        try ledger.eraseRecord(patient, _records[p][1]) {
+        vm.prank(signer);
+        try ledger.invalidateNonce(nonce) {
             ok = true;
         } catch {}
-        if (ok != expected) ++ghost_eraseMismatch;
-        if (ok) ghostErased[patient][1] = true;
+        if (ok != expected) ++ghost_invalidateMismatch;
+        if (ok) ghostNonceUsed[signer][nonce] = true;
     }
 
-    function logAccess(uint256 patientSeed, uint256 recordSeed, uint256 accessorSeed, uint256 purposeSeed)
+    // ------------------------------------------------------------ actions: records
+
+    /// @dev An amendment of record r, sent or signed by providers[signerSeed % PROVIDERS] (the author is providers[r]).
+    function amendRecord(uint256 patientSeed, uint256 recordSeed, uint256 signerSeed, uint256 nonceSeed, bool bySig)
         external
-        useTime("logAccess")
+        useTime("amendRecord")
     {
         uint256 p = patientSeed % PATIENTS;
         uint256 r = recordSeed % RECORDS;
-        address accessor = providers[accessorSeed % PROVIDERS];
+        address patient = patients[p];
+        uint256 s = signerSeed % PROVIDERS;
+        address signer = providers[s];
+        uint256 nonce = _nonceFor(signer, nonceSeed);
+        bool expected =
+            s == r && !ghostSuspended[signer] && !ghostErased[patient][r] && !(bySig && ghostNonceUsed[signer][nonce]);
+        (, bytes32 head) = ledger.record(patient, _records[p][r]);
+        bool ok;
+        if (bySig) {
+            IConsentLedger.RecordAmend memory a = IConsentLedger.RecordAmend({
+                patient: patient,
+                author: signer,
+                recordId: _records[p][r],
+                cid: hex"03",
+                commitment: keccak256(abi.encode(time)),
+                previousHash: head,
+                nonce: nonce,
+                deadline: time
+            });
+            bytes memory sig = _sign(_providerPks[s], _hashAmend(a));
+            try ledger.amendRecordBySig(a, sig) {
+                ok = true;
+            } catch {}
+        } else {
+            vm.prank(signer);
+            try ledger.amendRecord(patient, _records[p][r], hex"03", keccak256(abi.encode(time)), head) {
+                ok = true;
+            } catch {}
+        }
+        if (ok != expected) ++ghost_amendMismatch;
+        if (ok) {
+            ++ghostVersion[patient][r];
+            if (bySig) _spend(signer, nonce);
+        }
+    }
+
+    function eraseRecord(uint256 patientSeed, uint256 actorSeed, uint256 nonceSeed, bool bySig)
+        external
+        useTime("eraseRecord")
+    {
+        uint256 p = patientSeed % PATIENTS;
+        address patient = patients[p];
+        (address actor, uint256 actorPk) = _actor(actorSeed, patientSeed);
+        uint256 nonce = _nonceFor(actor, nonceSeed);
+        bool expected = (actor == patient || _ghostLive(patient, actor)) && !ghostErased[patient][1]
+            && !(bySig && ghostNonceUsed[actor][nonce]);
+        bool ok;
+        if (bySig) {
+            IConsentLedger.RecordErase memory e =
+                IConsentLedger.RecordErase({patient: patient, recordId: _records[p][1], nonce: nonce, deadline: time});
+            bytes memory sig = _sign(actorPk, keccak256(abi.encode(ledger.RECORD_ERASE_TYPEHASH(), e)));
+            vm.prank(outsider);
+            try ledger.eraseRecordBySig(e, sig) {
+                ok = true;
+            } catch {}
+        } else {
+            vm.prank(actor);
+            try ledger.eraseRecord(patient, _records[p][1]) {
+                ok = true;
+            } catch {}
+        }
+        if (ok != expected) ++ghost_eraseMismatch;
+        if (ok) {
+            ghostErased[patient][1] = true;
+            if (bySig) _spend(actor, nonce);
+        }
+    }
+
+    // ------------------------------------------------------------ actions: disclosures
+
+    /// @dev A signed access request of providers[accessorSeed], half the time aimed at an existing consent; one
+    /// time in eight the custodian signs it instead (must fail). The version ranges over 0 to head + 1.
+    function logAccess(
+        uint256 patientSeed,
+        uint256 recordSeed,
+        uint256 accessorSeed,
+        uint256 purposeSeed,
+        uint256 versionSeed,
+        uint256 nonceSeed
+    ) external useTime("logAccess") {
+        uint256 p = patientSeed % PATIENTS;
+        uint256 r = recordSeed % RECORDS;
+        uint256 a = accessorSeed % PROVIDERS;
         bytes32 purpose = purposeSeed % 7 == 0 ? ETREAT : purposeOf(purposeSeed);
-        bool expected = modelAuthorizes(p, r, accessor, purpose);
-        vm.prank(_custodian);
-        try ledger.logAccess(patients[p], _records[p][r], accessor, purpose) returns (bytes32 consentId) {
+        if (patientSeed % 2 == 0 && _touchedConsents.length != 0) {
+            // aim at an existing consent, active if there is one: its patient, grantee and purpose, a record in
+            // its scope
+            ConsentKey memory key = _keys[_someConsent(accessorSeed)];
+            (p, purpose) = (key.p, key.purpose);
+            for (uint256 i; i < PROVIDERS; ++i) {
+                if (providers[i] == key.grantee) a = i;
+            }
+            if (key.scope == _records[p][0] || key.scope == LABORATORY) r = 0;
+            if (key.scope == _records[p][1] || key.scope == IMAGING) r = 1;
+        }
+        address accessor = providers[a];
+        uint32 head = ghostVersion[patients[p]][r];
+        // the head half the time, else any of 0 to head + 1 (0 and head + 1 must fail)
+        uint32 version = versionSeed % 2 == 0 ? head : uint32((versionSeed >> 1) % (uint256(head) + 2));
+        uint256 nonce = _nonceFor(accessor, nonceSeed);
+        bool custodianSigns = versionSeed % 8 == 1;
+        bool expected = modelAuthorizes(p, r, accessor, purpose) && version != 0 && version <= head && !custodianSigns
+            && !ghostNonceUsed[accessor][nonce];
+        IConsentLedger.AccessRequest memory q = IConsentLedger.AccessRequest({
+            patient: patients[p],
+            accessor: accessor,
+            recordId: _records[p][r],
+            version: version,
+            purpose: purpose,
+            nonce: nonce,
+            deadline: time
+        });
+        bytes memory sig = _sign(
+            custodianSigns ? _custodianPk : _providerPks[a], keccak256(abi.encode(ledger.ACCESS_REQUEST_TYPEHASH(), q))
+        );
+        vm.prank(outsider);
+        try ledger.logAccessBySig(q, sig) returns (bytes32 consentId) {
             if (!expected) ++ghost_logWithoutAuthorization;
             if (!_ghostActive(consentId)) ++ghost_logWrongConsent;
+            _spend(accessor, nonce);
         } catch {
             if (expected) ++ghost_authorizedLogFailed;
         }
     }
 
-    function logEmergencyAccess(uint256 patientSeed, uint256 recordSeed, uint256 accessorSeed)
+    function logEmergencyAccess(uint256 patientSeed, uint256 recordSeed, uint256 accessorSeed, uint256 nonceSeed)
         external
         useTime("logEmergencyAccess")
     {
         uint256 p = patientSeed % PATIENTS;
         uint256 r = recordSeed % RECORDS;
         uint256 a = accessorSeed % (PROVIDERS + 1);
-        address accessor = a == PROVIDERS ? outsider : providers[a];
-        bool expected = a == 2 && !ghostSuspended[accessor] && !ghostErased[patients[p]][r];
+        (address accessor, uint256 pk) = a == PROVIDERS ? (outsider, _outsiderPk) : (providers[a], _providerPks[a]);
+        uint256 nonce = _nonceFor(accessor, nonceSeed);
+        bool expected =
+            a == 2 && !ghostSuspended[accessor] && !ghostErased[patients[p]][r] && !ghostNonceUsed[accessor][nonce];
+        IConsentLedger.EmergencyAccessRequest memory q = IConsentLedger.EmergencyAccessRequest({
+            patient: patients[p],
+            accessor: accessor,
+            recordId: _records[p][r],
+            version: ghostVersion[patients[p]][r],
+            reasonHash: keccak256("reason"),
+            nonce: nonce,
+            deadline: time
+        });
+        bytes memory sig = _sign(pk, keccak256(abi.encode(ledger.EMERGENCY_ACCESS_REQUEST_TYPEHASH(), q)));
         bool ok;
-        vm.prank(_custodian);
-        try ledger.logEmergencyAccess(patients[p], _records[p][r], accessor, keccak256("reason")) {
+        vm.prank(outsider);
+        try ledger.logEmergencyAccessBySig(q, sig) {
             ok = true;
         } catch {}
         if (ok != expected) ++ghost_emergencyMismatch;
+        if (ok) _spend(accessor, nonce);
     }
 
     // ------------------------------------------------------------ model
@@ -329,6 +553,16 @@ contract ConsentLedgerHandler is TestBase {
 
     function touchedConsents() external view returns (bytes32[] memory) {
         return _touchedConsents;
+    }
+
+    /// @dev The nonces of `signer` the handler used so far are below this bound.
+    function nonceTop(address signer) public view returns (uint256) {
+        return NONCES + _freshNonces[signer];
+    }
+
+    /// @dev The world's signers: patients, delegates, providers, the outsider.
+    function signerOf(uint256 i) external view returns (address signer) {
+        (signer,) = _signer(i);
     }
 
     /// @dev What the ledger's authorization should be, from the ghost state alone.
@@ -370,6 +604,27 @@ contract ConsentLedgerHandler is TestBase {
         return (outsider, _outsiderPk);
     }
 
+    function _signer(uint256 seed) internal view returns (address, uint256) {
+        uint256 i = seed % SIGNERS;
+        if (i < PATIENTS) return (patients[i], _patientPks[i]);
+        i -= PATIENTS;
+        if (i < DELEGATES) return (delegates[i], _delegatePks[i]);
+        i -= DELEGATES;
+        if (i < PROVIDERS) return (providers[i], _providerPks[i]);
+        return (outsider, _outsiderPk);
+    }
+
+    function _countConsentChange(bool ok, bool expected) internal {
+        if (ok && !expected) ++ghost_unauthorizedConsentChange;
+        if (!ok && expected) ++ghost_authorizedConsentChangeFailed;
+    }
+
+    /// @dev Records that a successful signed message spent `nonce` of `signer` (counting a replay if it was spent).
+    function _spend(address signer, uint256 nonce) internal {
+        if (ghostNonceUsed[signer][nonce]) ++ghost_nonceReplayAccepted;
+        ghostNonceUsed[signer][nonce] = true;
+    }
+
     function _consentId(address patient, address grantee, bytes32 scope, bytes32 purpose)
         internal
         pure
@@ -378,11 +633,46 @@ contract ConsentLedgerHandler is TestBase {
         return keccak256(abi.encode(patient, grantee, scope, purpose));
     }
 
-    function _touch(bytes32 id) internal {
+    function _touch(bytes32 id, ConsentKey memory key) internal {
         if (!_touched[id]) {
             _touched[id] = true;
+            _keys[id] = key;
             _touchedConsents.push(id);
         }
+    }
+
+    /// @dev The first ghost-active consent from a random index on, or the consent at that index if none is.
+    function _someConsent(uint256 seed) internal view returns (bytes32) {
+        uint256 n = _touchedConsents.length;
+        uint256 start = seed % n;
+        for (uint256 i; i < n; ++i) {
+            bytes32 id = _touchedConsents[(start + i) % n];
+            if (_ghostActive(id)) return id;
+        }
+        return _touchedConsents[start];
+    }
+
+    /// @dev One message in four reuses one of the nonces 0 to NONCES - 1 (maybe spent: a replay), the others
+    /// take the signer's next fresh nonce.
+    function _nonceFor(address signer, uint256 seed) internal returns (uint256) {
+        if (seed % 4 == 0) return (seed >> 2) % NONCES;
+        return NONCES + _freshNonces[signer]++;
+    }
+
+    function _hashAmend(IConsentLedger.RecordAmend memory a) internal view returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                ledger.RECORD_AMEND_TYPEHASH(),
+                a.patient,
+                a.author,
+                a.recordId,
+                keccak256(a.cid),
+                a.commitment,
+                a.previousHash,
+                a.nonce,
+                a.deadline
+            )
+        );
     }
 
     function _sign(uint256 pk, bytes32 structHash) internal view returns (bytes memory) {

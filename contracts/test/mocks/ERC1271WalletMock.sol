@@ -4,8 +4,8 @@ pragma solidity 0.8.30;
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 
-/// @dev A contract wallet (patient) that accepts ECDSA signatures of its `owner` under ERC-1271, and can
-/// be told to reject everything.
+/// @dev A contract wallet that accepts ECDSA signatures of its `owner` under ERC-1271, and can be told to reject
+/// everything. The tests use it as a patient, a provider (record author, accessor) and an encryption-key account.
 contract ERC1271WalletMock is IERC1271 {
     address public immutable owner;
     bool public rejectAll;

@@ -6,7 +6,8 @@ import {IConsentLedger} from "../../src/IConsentLedger.sol";
 import {Test} from "./Test.sol";
 
 /// @dev Common deployment and helpers: an admin, a custodian, two onboarded providers, a patient, a delegate
-/// and a stranger, all with known keys; EIP-712 signing recomputed independently from the type strings.
+/// and a stranger, all with known keys; EIP-712 signing recomputed independently from the type strings (the
+/// contract's own hashing is never used to produce a test signature).
 abstract contract LedgerFixture is Test {
     string internal constant GRANT_TYPE =
         "ConsentGrant(address patient,address grantee,bytes32 scope,bytes32 purpose,uint64 validFrom,uint64 validUntil,uint256 nonce,uint256 deadline)";
@@ -14,6 +15,20 @@ abstract contract LedgerFixture is Test {
         "ConsentRevoke(address patient,bytes32 consentId,uint256 nonce,uint256 deadline)";
     string internal constant DELEGATE_TYPE =
         "DelegateGrant(address patient,address delegate,uint64 validUntil,uint256 nonce,uint256 deadline)";
+    string internal constant DELEGATE_REVOKE_TYPE =
+        "DelegateRevoke(address patient,address delegate,uint256 nonce,uint256 deadline)";
+    string internal constant ANCHOR_TYPE =
+        "RecordAnchor(address patient,address author,bytes32 category,bytes32 salt,bytes cid,bytes32 commitment,uint256 nonce,uint256 deadline)";
+    string internal constant AMEND_TYPE =
+        "RecordAmend(address patient,address author,bytes32 recordId,bytes cid,bytes32 commitment,bytes32 previousHash,uint256 nonce,uint256 deadline)";
+    string internal constant ACCESS_TYPE =
+        "AccessRequest(address patient,address accessor,bytes32 recordId,uint32 version,bytes32 purpose,uint256 nonce,uint256 deadline)";
+    string internal constant EMERGENCY_TYPE =
+        "EmergencyAccessRequest(address patient,address accessor,bytes32 recordId,uint32 version,bytes32 reasonHash,uint256 nonce,uint256 deadline)";
+    string internal constant ERASE_TYPE =
+        "RecordErase(address patient,bytes32 recordId,uint256 nonce,uint256 deadline)";
+    string internal constant KEY_TYPE =
+        "EncryptionKey(address account,bytes32 publicKey,uint256 nonce,uint256 deadline)";
     string internal constant DOMAIN_TYPE =
         "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)";
 
@@ -38,7 +53,13 @@ abstract contract LedgerFixture is Test {
 
     bytes internal constant CID = hex"01551220c3c4733ec8affd06cf9e9ff50ffc6bcd2ec85a6170004bb709669c31de94391a";
     bytes32 internal constant COMMITMENT = keccak256("document ciphertext");
+    bytes32 internal constant REASON = keccak256("unconscious patient, ER admission 4711");
+    bytes32 internal constant PUBLIC_KEY = keccak256("an X25519 public key");
 
+    uint256 internal constant ADMIN_PK = 0xAD;
+    uint256 internal constant CUSTODIAN_PK = 0xC0;
+    uint256 internal constant PROVIDER_PK = 0xD1;
+    uint256 internal constant PROVIDER2_PK = 0xD2;
     uint256 internal constant PATIENT_PK = 0xBA7137;
     uint256 internal constant DELEGATE_PK = 0xDE1E6A7E;
     uint256 internal constant STRANGER_PK = 0x57A4;
@@ -52,11 +73,14 @@ abstract contract LedgerFixture is Test {
     address internal delegate;
     address internal stranger;
 
+    /// @dev Source of fresh nonces for the message builders (unordered nonces: any unused value works).
+    uint256 private _nonceSeq = 1000;
+
     function setUp() public virtual {
-        admin = vm.addr(0xAD);
-        custodian = vm.addr(0xC0);
-        provider = vm.addr(0xD1);
-        provider2 = vm.addr(0xD2);
+        admin = vm.addr(ADMIN_PK);
+        custodian = vm.addr(CUSTODIAN_PK);
+        provider = vm.addr(PROVIDER_PK);
+        provider2 = vm.addr(PROVIDER2_PK);
         patient = vm.addr(PATIENT_PK);
         delegate = vm.addr(DELEGATE_PK);
         stranger = vm.addr(STRANGER_PK);
@@ -94,6 +118,22 @@ abstract contract LedgerFixture is Test {
         ledger.grantDelegate(delegate_, validUntil);
     }
 
+    /// @dev The head version hash of a record.
+    function _head(address patient_, bytes32 recordId) internal view returns (bytes32 head) {
+        (, head) = ledger.record(patient_, recordId);
+    }
+
+    /// @dev The next version of `recordId` of `patient` by `provider` (its author), chained to the head.
+    function _amendAsProvider(bytes32 recordId) internal returns (uint32) {
+        bytes32 head = _head(patient, recordId); // read before the prank, which the next call consumes
+        vm.prank(provider);
+        return ledger.amendRecord(patient, recordId, CID, COMMITMENT, head);
+    }
+
+    function _nextNonce() internal returns (uint256) {
+        return _nonceSeq++;
+    }
+
     // ------------------------------------------------------------ EIP-712
 
     function _domainSeparator(address verifyingContract, uint256 chainId) internal pure returns (bytes32) {
@@ -105,7 +145,15 @@ abstract contract LedgerFixture is Test {
     }
 
     function _digest(bytes32 structHash) internal view returns (bytes32) {
-        return keccak256(abi.encodePacked("\x19\x01", _domainSeparator(address(ledger), block.chainid), structHash));
+        return _digestFor(address(ledger), block.chainid, structHash);
+    }
+
+    function _digestFor(address verifyingContract, uint256 chainId, bytes32 structHash)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encodePacked("\x19\x01", _domainSeparator(verifyingContract, chainId), structHash));
     }
 
     function _hash(IConsentLedger.ConsentGrant memory g) internal pure returns (bytes32) {
@@ -134,9 +182,106 @@ abstract contract LedgerFixture is Test {
         );
     }
 
+    function _hash(IConsentLedger.DelegateRevoke memory d) internal pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(bytes(DELEGATE_REVOKE_TYPE)), d.patient, d.delegate, d.nonce, d.deadline));
+    }
+
+    function _hash(IConsentLedger.RecordAnchor memory a) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                keccak256(bytes(ANCHOR_TYPE)),
+                a.patient,
+                a.author,
+                a.category,
+                a.salt,
+                keccak256(a.cid),
+                a.commitment,
+                a.nonce,
+                a.deadline
+            )
+        );
+    }
+
+    function _hash(IConsentLedger.RecordAmend memory a) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                keccak256(bytes(AMEND_TYPE)),
+                a.patient,
+                a.author,
+                a.recordId,
+                keccak256(a.cid),
+                a.commitment,
+                a.previousHash,
+                a.nonce,
+                a.deadline
+            )
+        );
+    }
+
+    function _hash(IConsentLedger.AccessRequest memory q) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                keccak256(bytes(ACCESS_TYPE)),
+                q.patient,
+                q.accessor,
+                q.recordId,
+                q.version,
+                q.purpose,
+                q.nonce,
+                q.deadline
+            )
+        );
+    }
+
+    function _hash(IConsentLedger.EmergencyAccessRequest memory q) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                keccak256(bytes(EMERGENCY_TYPE)),
+                q.patient,
+                q.accessor,
+                q.recordId,
+                q.version,
+                q.reasonHash,
+                q.nonce,
+                q.deadline
+            )
+        );
+    }
+
+    function _hash(IConsentLedger.RecordErase memory e) internal pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(bytes(ERASE_TYPE)), e.patient, e.recordId, e.nonce, e.deadline));
+    }
+
+    function _hash(IConsentLedger.EncryptionKey memory k) internal pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(bytes(KEY_TYPE)), k.account, k.publicKey, k.nonce, k.deadline));
+    }
+
     function _sign(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, digest);
         return abi.encodePacked(r, s, v);
+    }
+
+    /// @dev A signature of `structHash` for another deployment (`verifyingContract`) or another chain.
+    function _signFor(uint256 pk, address verifyingContract, uint256 chainId, bytes32 structHash)
+        internal
+        pure
+        returns (bytes memory)
+    {
+        return _sign(pk, _digestFor(verifyingContract, chainId, structHash));
+    }
+
+    /// @dev The address the ledger recovers from `sig` over `structHash` when its domain is `domainSeparator`
+    /// (what {InvalidSigner} reports for a signature made for another domain).
+    function _recovered(bytes32 structHash, bytes32 domainSeparator, bytes memory sig) internal pure returns (address) {
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            r := mload(add(sig, 0x20))
+            s := mload(add(sig, 0x40))
+            v := byte(0, mload(add(sig, 0x60)))
+        }
+        return ecrecover(keccak256(abi.encodePacked("\x19\x01", domainSeparator, structHash)), v, r, s);
     }
 
     function _signGrant(uint256 pk, IConsentLedger.ConsentGrant memory g) internal view returns (bytes memory) {
@@ -151,8 +296,46 @@ abstract contract LedgerFixture is Test {
         return _sign(pk, _digest(_hash(d)));
     }
 
-    /// @dev A grant of `patient_`'s current nonce, to `provider`, all records, TREAT, no window, 1 hour deadline.
-    function _grantMsg(address patient_) internal view returns (IConsentLedger.ConsentGrant memory) {
+    function _signDelegateRevoke(uint256 pk, IConsentLedger.DelegateRevoke memory d)
+        internal
+        view
+        returns (bytes memory)
+    {
+        return _sign(pk, _digest(_hash(d)));
+    }
+
+    function _signAnchor(uint256 pk, IConsentLedger.RecordAnchor memory a) internal view returns (bytes memory) {
+        return _sign(pk, _digest(_hash(a)));
+    }
+
+    function _signAmend(uint256 pk, IConsentLedger.RecordAmend memory a) internal view returns (bytes memory) {
+        return _sign(pk, _digest(_hash(a)));
+    }
+
+    function _signAccess(uint256 pk, IConsentLedger.AccessRequest memory q) internal view returns (bytes memory) {
+        return _sign(pk, _digest(_hash(q)));
+    }
+
+    function _signEmergency(uint256 pk, IConsentLedger.EmergencyAccessRequest memory q)
+        internal
+        view
+        returns (bytes memory)
+    {
+        return _sign(pk, _digest(_hash(q)));
+    }
+
+    function _signErase(uint256 pk, IConsentLedger.RecordErase memory e) internal view returns (bytes memory) {
+        return _sign(pk, _digest(_hash(e)));
+    }
+
+    function _signKey(uint256 pk, IConsentLedger.EncryptionKey memory k) internal view returns (bytes memory) {
+        return _sign(pk, _digest(_hash(k)));
+    }
+
+    // ------------------------------------------------------------ messages (fresh nonce, 1 hour deadline)
+
+    /// @dev A grant by `patient_` to `provider`, all records, TREAT, no window.
+    function _grantMsg(address patient_) internal returns (IConsentLedger.ConsentGrant memory) {
         return IConsentLedger.ConsentGrant({
             patient: patient_,
             grantee: provider,
@@ -160,34 +343,116 @@ abstract contract LedgerFixture is Test {
             purpose: TREAT,
             validFrom: 0,
             validUntil: 0,
-            nonce: ledger.nonces(patient_),
+            nonce: _nextNonce(),
             deadline: block.timestamp + 1 hours
         });
     }
 
-    function _revokeMsg(address patient_, bytes32 consentId)
-        internal
-        view
-        returns (IConsentLedger.ConsentRevoke memory)
-    {
+    function _revokeMsg(address patient_, bytes32 consentId) internal returns (IConsentLedger.ConsentRevoke memory) {
         return IConsentLedger.ConsentRevoke({
-            patient: patient_, consentId: consentId, nonce: ledger.nonces(patient_), deadline: block.timestamp + 1 hours
+            patient: patient_, consentId: consentId, nonce: _nextNonce(), deadline: block.timestamp + 1 hours
         });
     }
 
     function _delegateMsg(address patient_, address delegate_, uint64 validUntil)
         internal
-        view
         returns (IConsentLedger.DelegateGrant memory)
     {
         return IConsentLedger.DelegateGrant({
             patient: patient_,
             delegate: delegate_,
             validUntil: validUntil,
-            nonce: ledger.nonces(patient_),
+            nonce: _nextNonce(),
             deadline: block.timestamp + 1 hours
         });
     }
+
+    function _delegateRevokeMsg(address patient_, address delegate_)
+        internal
+        returns (IConsentLedger.DelegateRevoke memory)
+    {
+        return IConsentLedger.DelegateRevoke({
+            patient: patient_, delegate: delegate_, nonce: _nextNonce(), deadline: block.timestamp + 1 hours
+        });
+    }
+
+    /// @dev A laboratory record of `patient_` by `author`.
+    function _anchorMsg(address patient_, address author, bytes32 salt)
+        internal
+        returns (IConsentLedger.RecordAnchor memory)
+    {
+        return IConsentLedger.RecordAnchor({
+            patient: patient_,
+            author: author,
+            category: LABORATORY,
+            salt: salt,
+            cid: CID,
+            commitment: COMMITMENT,
+            nonce: _nextNonce(),
+            deadline: block.timestamp + 1 hours
+        });
+    }
+
+    /// @dev The next version of `recordId` by `author`, chained to the current head.
+    function _amendMsg(address patient_, address author, bytes32 recordId)
+        internal
+        returns (IConsentLedger.RecordAmend memory)
+    {
+        return IConsentLedger.RecordAmend({
+            patient: patient_,
+            author: author,
+            recordId: recordId,
+            cid: CID,
+            commitment: keccak256("next version"),
+            previousHash: _head(patient_, recordId),
+            nonce: _nextNonce(),
+            deadline: block.timestamp + 1 hours
+        });
+    }
+
+    function _accessMsg(address patient_, address accessor, bytes32 recordId, uint32 version, bytes32 purpose)
+        internal
+        returns (IConsentLedger.AccessRequest memory)
+    {
+        return IConsentLedger.AccessRequest({
+            patient: patient_,
+            accessor: accessor,
+            recordId: recordId,
+            version: version,
+            purpose: purpose,
+            nonce: _nextNonce(),
+            deadline: block.timestamp + 1 hours
+        });
+    }
+
+    function _emergencyMsg(address patient_, address accessor, bytes32 recordId, uint32 version)
+        internal
+        returns (IConsentLedger.EmergencyAccessRequest memory)
+    {
+        return IConsentLedger.EmergencyAccessRequest({
+            patient: patient_,
+            accessor: accessor,
+            recordId: recordId,
+            version: version,
+            reasonHash: REASON,
+            nonce: _nextNonce(),
+            deadline: block.timestamp + 1 hours
+        });
+    }
+
+    function _eraseMsg(address patient_, bytes32 recordId) internal returns (IConsentLedger.RecordErase memory) {
+        return IConsentLedger.RecordErase({
+            patient: patient_, recordId: recordId, nonce: _nextNonce(), deadline: block.timestamp + 1 hours
+        });
+    }
+
+    function _keyMsg(address account, bytes32 publicKey) internal returns (IConsentLedger.EncryptionKey memory) {
+        return IConsentLedger.EncryptionKey({
+            account: account, publicKey: publicKey, nonce: _nextNonce(), deadline: block.timestamp + 1 hours
+        });
+    }
+
+    // ------------------------------------------------------------ misc
 
     function _consentId(address patient_, address grantee, bytes32 scope, bytes32 purpose)
         internal
@@ -197,7 +462,11 @@ abstract contract LedgerFixture is Test {
         return keccak256(abi.encode(patient_, grantee, scope, purpose));
     }
 
-    function _err(bytes4 selector, bytes32 arg) internal pure returns (bytes memory) {
-        return abi.encodeWithSelector(selector, arg);
+    function _invalidSigner(address party, address signer) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(IConsentLedger.InvalidSigner.selector, party, signer);
+    }
+
+    function _nonceUsed(address signer, uint256 nonce) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(IConsentLedger.NonceAlreadyUsed.selector, signer, nonce);
     }
 }
