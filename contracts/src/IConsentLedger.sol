@@ -2,8 +2,13 @@
 pragma solidity 0.8.30;
 
 /// @title IConsentLedger
-/// @notice Public interface of the Consent Ledger: permissioning, patient consent (direct and by EIP-712
-/// signature, including guardians/delegates), record version anchoring, and disclosure logging.
+/// @notice Public interface of the Consent Ledger, version 2 ("trust no operator", docs/architecture.md): every
+/// act is either sent by the party it names or carried by an EIP-712 signature of that party, relayed by anyone.
+/// No role lets the relayer, the admin or the batch anchorer act in another party's name.
+///
+/// Signatures are 65-byte ECDSA or, for a contract account, valid under ERC-1271. Nonces are unordered and per
+/// signer (a bitmap, as Uniswap's Permit2): each (signer, nonce) pair is usable once, in any order, and a
+/// delegate's signature consumes the delegate's nonce, never the patient's.
 ///
 /// Identifiers:
 /// - `consentId = keccak256(abi.encode(patient, grantee, scope, purpose))`: one consent per
@@ -14,7 +19,8 @@ pragma solidity 0.8.30;
 ///   commitment, previousHash))`, with `previousHash = 0` for version 1: a hash chain per record.
 /// - `scope`: `bytes32(0)` = all the patient's records, else a record id or a category id.
 /// - `purpose`: an HL7 v3 PurposeOfUse code, `bytes32("TREAT")`. ETREAT cannot be granted: it is
-///   reachable only through {logEmergencyAccess}.
+///   reachable only through {logEmergencyAccessBySig}.
+/// - `requestDigest`: the EIP-712 digest of the signed `AccessRequest` / `EmergencyAccessRequest`.
 interface IConsentLedger {
     // ---------------------------------------------------------------- typed data (EIP-712)
 
@@ -47,12 +53,84 @@ interface IConsentLedger {
         uint256 deadline;
     }
 
-    /// @notice Stored state of one consent.
+    /// @dev `RecordAnchor(address patient,address author,bytes32 category,bytes32 salt,bytes cid,bytes32 commitment,uint256 nonce,uint256 deadline)`
+    struct RecordAnchor {
+        address patient;
+        address author;
+        bytes32 category;
+        bytes32 salt;
+        bytes cid;
+        bytes32 commitment;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// @dev `RecordAmend(address patient,address author,bytes32 recordId,bytes cid,bytes32 commitment,bytes32 previousHash,uint256 nonce,uint256 deadline)`
+    struct RecordAmend {
+        address patient;
+        address author;
+        bytes32 recordId;
+        bytes cid;
+        bytes32 commitment;
+        bytes32 previousHash;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// @dev `AccessRequest(address patient,address accessor,bytes32 recordId,uint32 version,bytes32 purpose,uint256 nonce,uint256 deadline)`
+    struct AccessRequest {
+        address patient;
+        address accessor;
+        bytes32 recordId;
+        uint32 version;
+        bytes32 purpose;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// @dev `EmergencyAccessRequest(address patient,address accessor,bytes32 recordId,uint32 version,bytes32 reasonHash,uint256 nonce,uint256 deadline)`
+    struct EmergencyAccessRequest {
+        address patient;
+        address accessor;
+        bytes32 recordId;
+        uint32 version;
+        bytes32 reasonHash;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// @dev `RecordErase(address patient,bytes32 recordId,uint256 nonce,uint256 deadline)`
+    struct RecordErase {
+        address patient;
+        bytes32 recordId;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// @dev `DelegateRevoke(address patient,address delegate,uint256 nonce,uint256 deadline)`
+    struct DelegateRevoke {
+        address patient;
+        address delegate;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// @dev `EncryptionKey(address account,bytes32 publicKey,uint256 nonce,uint256 deadline)`
+    struct EncryptionKey {
+        address account;
+        bytes32 publicKey;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// @notice Stored state of one consent. `revokedByPatient`: the last revocation was the patient's own, so
+    /// only the patient can grant it again (a delegate cannot undo it).
     struct Consent {
         address patient;
         uint40 validFrom;
         uint40 validUntil;
         bool revoked;
+        bool revokedByPatient;
     }
 
     /// @notice Stored state of one record (its head version).
@@ -70,7 +148,14 @@ interface IConsentLedger {
     error PurposeNotGrantable(bytes32 purpose);
     error InvalidValidityWindow(uint64 validFrom, uint64 validUntil);
     error SignatureExpired(uint256 deadline, uint256 timestamp);
-    error InvalidSigner(address patient, address signer);
+    /// @dev The signature is not the named party's (nor, where allowed, a live delegate's). `signer` is the
+    /// ECDSA-recovered address, zero if recovery failed.
+    error InvalidSigner(address party, address signer);
+    error NonceAlreadyUsed(address signer, uint256 nonce);
+    /// @dev A delegate tried to grant a consent the patient revoked themselves.
+    error RevokedByPatient(bytes32 consentId);
+    /// @dev An access request names a version the record does not have (versions are 1 to the head).
+    error UnknownVersion(bytes32 recordId, uint32 version);
     error NotPatientOrDelegate(address patient, address caller);
     error UnknownConsent(bytes32 consentId);
     error ConsentAlreadyRevoked(bytes32 consentId);
@@ -115,6 +200,10 @@ interface IConsentLedger {
     event ConsentRevoked(bytes32 indexed consentId, address indexed patient, address signer);
     event DelegateGranted(address indexed patient, address indexed delegate, uint64 validUntil);
     event DelegateRevoked(address indexed patient, address indexed delegate);
+    /// @notice `signer` cancelled `nonce`: a message it signed with that nonce can no longer be used.
+    event NonceInvalidated(address indexed signer, uint256 nonce);
+    /// @notice `account` published the X25519 public key key shares are sealed to (docs/architecture.md).
+    event EncryptionKeySet(address indexed account, bytes32 publicKey);
 
     event RecordAnchored(
         bytes32 indexed recordId,
@@ -127,6 +216,7 @@ interface IConsentLedger {
         bytes32 previousHash,
         bytes32 versionHash
     );
+    /// @param erasedBy the patient or the live delegate who signed (or sent) the erasure.
     event RecordErased(bytes32 indexed recordId, address indexed patient, address erasedBy, uint32 version);
 
     event AccessLogged(
@@ -135,10 +225,16 @@ interface IConsentLedger {
         address indexed accessor,
         uint32 version,
         bytes32 purpose,
-        bytes32 consentId
+        bytes32 consentId,
+        bytes32 requestDigest
     );
     event EmergencyAccessLogged(
-        bytes32 indexed recordId, address indexed patient, address indexed accessor, uint32 version, bytes32 reasonHash
+        bytes32 indexed recordId,
+        address indexed patient,
+        address indexed accessor,
+        uint32 version,
+        bytes32 reasonHash,
+        bytes32 requestDigest
     );
     /// @param fromIndex first disclosure-log entry covered; `toIndex` is exclusive and is the new tree size.
     event DisclosureBatchAnchored(bytes32 indexed root, uint64 fromIndex, uint64 toIndex);
@@ -168,6 +264,7 @@ interface IConsentLedger {
     function grantDelegate(address delegate, uint64 validUntil) external;
     function grantDelegateBySig(DelegateGrant calldata grant, bytes calldata signature) external;
     function revokeDelegate(address delegate) external;
+    function revokeDelegateBySig(DelegateRevoke calldata revoke, bytes calldata signature) external;
 
     // ---------------------------------------------------------------- records
 
@@ -181,15 +278,27 @@ interface IConsentLedger {
         bytes32 commitment,
         bytes32 previousHash
     ) external returns (uint32 version);
+    function anchorRecordBySig(RecordAnchor calldata anchor, bytes calldata signature)
+        external
+        returns (bytes32 recordId);
+    function amendRecordBySig(RecordAmend calldata amend, bytes calldata signature) external returns (uint32 version);
     function eraseRecord(address patient, bytes32 recordId) external;
+    function eraseRecordBySig(RecordErase calldata erase, bytes calldata signature) external;
 
-    // ---------------------------------------------------------------- disclosures (CUSTODIAN_ROLE)
+    // ---------------------------------------------------------------- disclosures
 
-    function logAccess(address patient, bytes32 recordId, address accessor, bytes32 purpose)
+    function logAccessBySig(AccessRequest calldata request, bytes calldata signature)
         external
         returns (bytes32 consentId);
-    function logEmergencyAccess(address patient, bytes32 recordId, address accessor, bytes32 reasonHash) external;
+    function logEmergencyAccessBySig(EmergencyAccessRequest calldata request, bytes calldata signature) external;
+    /// @dev CUSTODIAN_ROLE (the hub's batch anchorer): the only operator act; each leaf holds a signed request.
     function anchorDisclosureBatch(bytes32 root, uint64 fromIndex, uint64 toIndex) external;
+
+    // ---------------------------------------------------------------- nonces and encryption keys
+
+    function invalidateNonce(uint256 nonce) external;
+    function setEncryptionKey(bytes32 publicKey) external;
+    function setEncryptionKeyBySig(EncryptionKey calldata key, bytes calldata signature) external;
 
     // ---------------------------------------------------------------- views
 
@@ -218,7 +327,12 @@ interface IConsentLedger {
     function isSuspended(address provider) external view returns (bool);
     function providerName(address provider) external view returns (string memory);
     function disclosureBatchHead() external view returns (bytes32 root, uint64 size);
-    function nonces(address owner) external view returns (uint256);
+    function nonceUsed(address signer, uint256 nonce) external view returns (bool);
+    /// @return bitmap bit `i` is set iff nonce `wordPos * 256 + i` of `signer` is used.
+    function nonceBitmap(address signer, uint256 wordPos) external view returns (uint256 bitmap);
+    function encryptionKeyOf(address account) external view returns (bytes32);
+    /// @return the EIP-712 digest of `request`, as carried by {AccessLogged}.
+    function accessRequestDigest(AccessRequest calldata request) external view returns (bytes32);
     // forge-lint: disable-next-line(mixed-case-function)
     function DOMAIN_SEPARATOR() external view returns (bytes32);
 }
