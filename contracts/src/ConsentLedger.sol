@@ -276,21 +276,22 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
 
     /**
      * @notice Revokes consent `consentId`. A revocation by the patient can only be undone by the patient; one by
-     * a delegate, by either. Does not use a nonce.
+     * a delegate, by either, and the patient may revoke it again to make it their own. Does not use a nonce.
      *
      * Requirements:
      *
-     * - the consent exists and is not revoked.
+     * - the consent exists and is not revoked, or (the caller being its patient) revoked by a delegate only.
      * - the caller is its patient or a live delegate of its patient.
      *
      * Emits {ConsentRevoked} with the caller as signer.
      */
     function revokeConsent(bytes32 consentId) external {
         Consent storage stored = _consents[consentId];
-        uint256 word = _loadUnrevokedConsent(stored, consentId);
+        uint256 word = _loadConsentRevocable(stored, consentId);
         address patient = _patientOf(word);
         address caller = _msgSender();
         _checkPatientOrLiveDelegate(patient, caller);
+        _checkRevocableBy(word, consentId, caller == patient);
         _revokeConsent(stored, word, consentId, patient, caller);
     }
 
@@ -301,7 +302,8 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
      * Requirements:
      *
      * - `block.timestamp <= revoke.deadline`.
-     * - the consent exists, belongs to `revoke.patient` and is not revoked.
+     * - the consent exists, belongs to `revoke.patient` and is not revoked, or (signed by the patient) revoked
+     *   by a delegate only.
      * - `signature` is the patient's or a live delegate's.
      * - `revoke.nonce` of the signer is unused (it is consumed).
      *
@@ -314,9 +316,10 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
         Consent storage stored = _consents[consentId];
         uint256 word = _consentWord(stored);
         if (patient == address(0) || _patientOf(word) != patient) revert UnknownConsent(consentId);
-        if (word & _REVOKED != 0) revert ConsentAlreadyRevoked(consentId);
+        if (word & _REVOKED_BY_PATIENT != 0) revert ConsentAlreadyRevoked(consentId);
         bytes32 digest = _hashTypedDataV4(_structHash(revoke));
         address signer = _checkPatientOrDelegateSignature(patient, digest, signature);
+        _checkRevocableBy(word, consentId, signer == patient);
         _useNonce(signer, revoke.nonce);
         _revokeConsent(stored, word, consentId, patient, signer);
     }
@@ -1069,11 +1072,17 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
         emit ConsentRevoked(consentId, patient, signer);
     }
 
-    /// @dev The packed slot of a consent that exists and is not revoked; reverts otherwise.
-    function _loadUnrevokedConsent(Consent storage stored, bytes32 consentId) private view returns (uint256 word) {
+    /// @dev The packed slot of a consent that exists and is not revoked by its patient; reverts otherwise.
+    function _loadConsentRevocable(Consent storage stored, bytes32 consentId) private view returns (uint256 word) {
         word = _consentWord(stored);
         if (word & _ADDRESS_MASK == 0) revert UnknownConsent(consentId);
-        if (word & _REVOKED != 0) revert ConsentAlreadyRevoked(consentId);
+        if (word & _REVOKED_BY_PATIENT != 0) revert ConsentAlreadyRevoked(consentId);
+    }
+
+    /// @dev A consent a delegate revoked may be revoked again by its patient only: the patient's own revocation
+    /// is the one a delegate cannot undo (see {RevokedByPatient}).
+    function _checkRevocableBy(uint256 word, bytes32 consentId, bool byPatient) private pure {
+        if (word & _REVOKED != 0 && !byPatient) revert ConsentAlreadyRevoked(consentId);
     }
 
     function _consentWord(Consent storage stored) private view returns (uint256 word) {

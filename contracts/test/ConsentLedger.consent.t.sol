@@ -233,6 +233,49 @@ contract ConsentLedgerConsentTest is LedgerFixture {
         vm.assertFalse(ledger.isAuthorized(patient, provider, _anchor(patient, "salt"), TREAT));
     }
 
+    /// @dev A delegate's revocation is not the patient's: the patient revokes again to make it their own, and the
+    /// delegate can no longer undo it.
+    function test_Revoke_PatientMakesADelegatesRevocationTheirOwn() public {
+        _delegate(patient, delegate, 0);
+        bytes32 id = _grant(patient, provider, 0, TREAT);
+        vm.prank(delegate);
+        ledger.revokeConsent(id);
+        vm.expectEmit(true, true, true, true, address(ledger));
+        emit IConsentLedger.ConsentRevoked(id, patient, patient);
+        vm.prank(patient);
+        ledger.revokeConsent(id);
+        vm.assertTrue(ledger.consent(id).revokedByPatient);
+        vm.prank(delegate);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.RevokedByPatient.selector, id));
+        ledger.grantConsent(patient, provider, 0, TREAT, 0, 0);
+    }
+
+    function test_Revoke_PatientMakesADelegatesRevocationTheirOwnBySig() public {
+        _delegate(patient, delegate, 0);
+        bytes32 id = _grant(patient, provider, 0, TREAT);
+        vm.prank(delegate);
+        ledger.revokeConsent(id);
+        IConsentLedger.ConsentRevoke memory r = IConsentLedger.ConsentRevoke(patient, id, 7, block.timestamp + 1);
+        vm.prank(stranger);
+        ledger.revokeConsentBySig(r, _signRevoke(PATIENT_PK, r));
+        vm.assertTrue(ledger.consent(id).revokedByPatient);
+        vm.assertTrue(ledger.nonceUsed(patient, 7));
+    }
+
+    function test_RevertWhen_DelegateRevokesWhatADelegateRevoked() public {
+        _delegate(patient, delegate, 0);
+        bytes32 id = _grant(patient, provider, 0, TREAT);
+        vm.startPrank(delegate);
+        ledger.revokeConsent(id);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.ConsentAlreadyRevoked.selector, id));
+        ledger.revokeConsent(id);
+        vm.stopPrank();
+        IConsentLedger.ConsentRevoke memory r = IConsentLedger.ConsentRevoke(patient, id, 8, block.timestamp + 1);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.ConsentAlreadyRevoked.selector, id));
+        ledger.revokeConsentBySig(r, _signRevoke(DELEGATE_PK, r));
+        vm.assertFalse(ledger.nonceUsed(delegate, 8), "a refused revocation spends no nonce");
+    }
+
     /// @dev A consent the delegate granted and the patient revoked is out of the delegate's reach as well.
     function test_RevertWhen_DelegateRegrantsItsOwnGrantThePatientRevoked() public {
         _delegate(patient, delegate, 0);

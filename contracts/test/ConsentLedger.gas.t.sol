@@ -131,7 +131,7 @@ contract ConsentLedgerGasTest is LedgerFixture {
         vm.resumeGasMetering();
         ledger.revokeConsent(consentId);
         vm.pauseGasMetering();
-        _checkTxGas(abi.encodeCall(IConsentLedger.revokeConsent, (consentId)), 29_400, "revokeConsent");
+        _checkTxGas(abi.encodeCall(IConsentLedger.revokeConsent, (consentId)), 29_500, "revokeConsent");
     }
 
     function test_Gas_RevokeBySig() public {
@@ -144,7 +144,7 @@ contract ConsentLedgerGasTest is LedgerFixture {
         vm.resumeGasMetering();
         ledger.revokeConsentBySig(r, sig);
         vm.pauseGasMetering();
-        _checkTxGas(abi.encodeCall(IConsentLedger.revokeConsentBySig, (r, sig)), 41_500, "revokeConsentBySig");
+        _checkTxGas(abi.encodeCall(IConsentLedger.revokeConsentBySig, (r, sig)), 41_600, "revokeConsentBySig");
     }
 
     function test_Gas_GrantDelegateBySig() public {

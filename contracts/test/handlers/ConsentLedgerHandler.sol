@@ -206,7 +206,9 @@ contract ConsentLedgerHandler is TestBase {
         address patient = patients[_keys[id].p]; // for a never-granted id too (its revocation must fail)
         (address actor, uint256 actorPk) = _actor(actorSeed, _keys[id].p);
         uint256 nonce = _nonceFor(actor, nonceSeed);
-        bool expected = (actor == patient || _ghostLive(patient, actor)) && c.patient != address(0) && !c.revoked
+        // Revocable: not revoked, or (by its patient) revoked by a delegate only, which the patient makes their own.
+        bool revocable = !c.revoked || (actor == patient && !c.revokedByPatient);
+        bool expected = (actor == patient || _ghostLive(patient, actor)) && c.patient != address(0) && revocable
             && !(bySig && ghostNonceUsed[actor][nonce]);
 
         bool ok;
@@ -228,7 +230,7 @@ contract ConsentLedgerHandler is TestBase {
         _countConsentChange(ok, expected);
         if (ok) {
             ghostConsent[id].revoked = true;
-            ghostConsent[id].revokedByPatient = actor == patient;
+            ghostConsent[id].revokedByPatient = actor == patient || c.revokedByPatient;
             if (bySig) _spend(actor, nonce);
         }
     }
