@@ -279,3 +279,29 @@ def test_a_delegate_re_signing_the_patients_first_grant_is_refused(api: LedgerAp
     problem = _problem(_post_grant(api, guardian, grant))
     assert problem.get("reason") == "revoked-by-patient", problem
     assert not api.is_authorized(patient.address, CLINIC.address, record_id)
+
+
+def test_a_delegates_revocation_does_not_keep_the_patients_own_revocation_out(api: LedgerApi) -> None:
+    """The guardian revokes first, to keep the right to grant again (a delegate's revocation is the delegate's to
+    undo); the patient's own revocation must still land and make it theirs, and the guardian's re-grant fail."""
+    patient, guardian, record_id, consent_id, _grant = _consented_patient_with_guardian(api)
+    revoke = {
+        "patient": patient.address,
+        "consentId": consent_id,
+        "nonce": api.nonce(guardian.address),
+        "deadline": api.deadline(),
+    }
+    by_guardian = {"revoke": revoke, "signature": api.signed(guardian.key, "ConsentRevoke", revoke)}
+    assert api.http.post(f"/v1/consents/{consent_id}/revoke", json=by_guardian).status_code == 200
+    assert not api.consent_state(consent_id)["revokedByPatient"]
+
+    mine = {**revoke, "nonce": api.nonce(patient.address)}
+    by_patient = {"revoke": mine, "signature": api.signed(patient.key, "ConsentRevoke", mine)}
+    landed = api.http.post(f"/v1/consents/{consent_id}/revoke", json=by_patient)
+    assert landed.status_code == 200, landed.text
+    assert api.consent_state(consent_id)["revokedByPatient"]
+
+    regrant = api.consent_grant(patient.address, CLINIC.address, nonce=api.nonce(guardian.address))
+    refused = _post_grant(api, guardian, regrant)
+    assert _problem(refused).get("reason") == "revoked-by-patient", refused.text
+    assert not api.is_authorized(patient.address, CLINIC.address, record_id)
