@@ -1,10 +1,13 @@
 """Gas of the ledger's hot transactions, from real receipts on anvil, against the EVM floor of each.
 
-Measured: ``gasUsed`` of a relayed grant (``grantConsentBySig``, the patient's nonce already nonzero), a relayed
-revoke (``revokeConsentBySig``), a record anchor (``anchorRecord``, via ``UploadService.create``), a disclosure
-(``logAccess``, via a per-read ``ReadService.read``) and a batched-disclosure anchor
-(``anchorDisclosureBatch`` over N = 1,000 entries, the steady state: not the first batch), each sent by the
-service itself.
+Measured: ``gasUsed`` of every signed act of ledger version 2, each signed by its party and relayed by the hub:
+a grant (``grantConsentBySig``, the patient's nonce word already in use) and the patient's first grant (its nonce
+word written from zero), a revoke (``revokeConsentBySig``), a record anchor (``anchorRecordBySig``, via
+``UploadService.create``) and an amendment (``amendRecordBySig``), a disclosure (``logAccessBySig``, via a per-read
+``ReadService.read``) and a break-glass one (``logEmergencyAccessBySig``), an erasure (``eraseRecordBySig``, via the
+hub's erasure), a guardian's removal (``revokeDelegateBySig``) and a batched-disclosure anchor
+(``anchorDisclosureBatch`` over N = 1,000 entries, the steady state: not the first batch). Each signer's nonce word is
+already in use where the steady state is measured (signers take the lowest unused nonce: 256 per word).
 
 Baseline, computed in the same run from each transaction's own bytes: the EVM floor = 21,000 + calldata
 (4 gas per zero byte, 16 per nonzero byte of the actual input) + the storage writes the operation cannot avoid
@@ -34,11 +37,20 @@ TARGET_RATIO = 1.25
 TARGET_BATCH_PER_ENTRY = 50
 
 # The slots each operation must write, and whether from zero (set) or not (reset); see contracts/GAS.md.
+NONCE_WORD = ("signer's nonce bitmap word, in use", COLD_SSTORE_RESET)
 UNAVOIDABLE_WRITES: dict[str, list[tuple[str, int]]] = {
-    "grant": [("consent slot, zero to nonzero", COLD_SSTORE_SET), ("patient nonce, nonzero", COLD_SSTORE_RESET)],
-    "revoke": [("consent slot, revoked bit", COLD_SSTORE_RESET), ("patient nonce", COLD_SSTORE_RESET)],
-    "anchor": [("record head slot, new", COLD_SSTORE_SET), ("record head hash, new", COLD_SSTORE_SET)],
-    "logAccess": [],
+    "grant": [("consent slot, zero to nonzero", COLD_SSTORE_SET), NONCE_WORD],
+    "grant_first": [
+        ("consent slot, zero to nonzero", COLD_SSTORE_SET),
+        ("patient's first nonce word, zero to nonzero", COLD_SSTORE_SET),
+    ],
+    "revoke": [("consent slot, revoked bit", COLD_SSTORE_RESET), NONCE_WORD],
+    "anchor": [("record head slot, new", COLD_SSTORE_SET), ("record head hash, new", COLD_SSTORE_SET), NONCE_WORD],
+    "amend": [("record head slot, version", COLD_SSTORE_RESET), ("record head hash", COLD_SSTORE_RESET), NONCE_WORD],
+    "logAccess": [NONCE_WORD],
+    "emergency": [NONCE_WORD],
+    "erase": [("record head slot, erased bit", COLD_SSTORE_RESET), NONCE_WORD],
+    "undelegate": [("delegation slot, cleared", COLD_SSTORE_RESET), NONCE_WORD],
     "batch": [("batch root", COLD_SSTORE_RESET), ("batch size", COLD_SSTORE_RESET)],
 }
 
@@ -125,7 +137,15 @@ def measure_tx(rpc: RawRpc, name: str, tx_hash: str, per: int = 1) -> dict[str, 
 
 def run() -> dict[str, Any]:
     from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
-    from ledger_service.domain.consent import ConsentGrant, ConsentRevoke, typed_data
+    from ledger_service.domain.consent import (
+        ConsentGrant,
+        ConsentRevoke,
+        DelegateGrant,
+        DelegateRevoke,
+        RecordErase,
+        SignedMessage,
+        typed_data,
+    )
 
     with stack(anvil_args=["--steps-tracing"]) as stk:
         services = stk.services()
@@ -143,46 +163,83 @@ def run() -> dict[str, Any]:
                 treat,
                 0,
                 0,
-                services.ledger.nonce(patient.address),
+                services.ledger.lowest_unused_nonce(patient.address),
                 services.chain_time() + 600,
             )
             sig = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, g)).signature
-            return services.consents.relay_grant(g, bytes(sig))
+            return services.hub_relay.relay(g, bytes(sig))
 
-        log("gas: relaying grants, anchoring a record, reading it, revoking, anchoring batches")
-        first = grant(lab)  # nonce 0 -> 1: the nonce's first write
+        def signed(message: SignedMessage) -> bytes:
+            return bytes(
+                Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, message)).signature
+            )
+
+        def upload() -> Any:
+            return services.uploads.create(
+                provider=clinic,
+                patient=patient.address,
+                category="laboratory",
+                media_type="application/octet-stream",
+                content=[os.urandom(1024)],
+            )
+
+        log("gas: relaying every signed act: grants, anchors, reads, amendment, break-glass, erasure, batches")
+        first = grant(lab)  # the patient's first nonce word: zero to nonzero
         measured_grant = grant(clinic)
-        created = services.uploads.create(
-            provider=clinic,
-            patient=patient.address,
-            category="laboratory",
-            media_type="application/octet-stream",
-            content=[os.urandom(1024)],
-        )
+        upload()  # the clinic's first anchor writes its nonce word from zero; the next one is the steady state
+        created = upload()
+        services.reads.read(accessor=clinic, record_id=created.record_id, purpose="TREAT").read_all()
         read = services.reads.read(accessor=clinic, record_id=created.record_id, purpose="TREAT")
         read.read_all()
+        amended = services.uploads.amend(
+            provider=clinic, record_id=created.record_id, media_type="application/octet-stream", content=[b"v2"]
+        )
+        emergency = services.reads.emergency_read(
+            accessor=clinic, record_id=created.record_id, reason="unconscious on arrival"
+        )
+        emergency.read_all()
+        guardian = Account.create().address
+        now = services.chain_time()
+        delegation = DelegateGrant(
+            patient.address, guardian, 0, services.ledger.lowest_unused_nonce(patient.address), now + 600
+        )
+        services.hub_relay.relay(delegation, signed(delegation))
+        removal = DelegateRevoke(
+            patient.address, guardian, services.ledger.lowest_unused_nonce(patient.address), now + 600
+        )
+        undelegated = services.hub_relay.relay(removal, signed(removal))
+        erase = RecordErase(
+            patient.address,
+            bytes.fromhex(created.record_id[2:]),
+            services.ledger.lowest_unused_nonce(patient.address),
+            now + 600,
+        )
+        erased = services.hub_erasure.erase(record_id=created.record_id, request=erase, signature=signed(erase))
         assert measured_grant.consent_id is not None
         rv = ConsentRevoke(
             patient.address,
             bytes.fromhex(measured_grant.consent_id[2:]),
-            services.ledger.nonce(patient.address),
+            services.ledger.lowest_unused_nonce(patient.address),
             services.chain_time() + 600,
         )
-        sig = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, rv)).signature
-        revoked = services.consents.relay_revoke(rv, bytes(sig))
+        revoked = services.hub_relay.relay(rv, signed(rv))
         _root, size = services.ledger.view("disclosureBatchHead")
         services.ledger.anchor_disclosure_batch(os.urandom(32), int(size), int(size) + BATCH_N)  # first: zero slots
         batch = services.ledger.anchor_disclosure_batch(os.urandom(32), int(size) + BATCH_N, int(size) + 2 * BATCH_N)
 
         ops = {
             "grant": measure_tx(rpc, "grant", measured_grant.tx_hash),
+            "grant_first": measure_tx(rpc, "grant_first", first.tx_hash),
             "revoke": measure_tx(rpc, "revoke", revoked.tx_hash),
             "anchor": measure_tx(rpc, "anchor", created.tx_hash),
+            "amend": measure_tx(rpc, "amend", amended.tx_hash),
             "logAccess": measure_tx(rpc, "logAccess", read.disclosure_tx),
+            "emergency": measure_tx(rpc, "emergency", emergency.disclosure_tx),
+            "erase": measure_tx(rpc, "erase", erased.tx_hash),
+            "undelegate": measure_tx(rpc, "undelegate", undelegated.tx_hash),
             "batch": measure_tx(rpc, "batch", batch.tx_hex, per=BATCH_N),
         }
-        first_receipt = rpc.wait_receipt(first.tx_hash)
-        info = {"grant_with_nonce_zero_gas": int(first_receipt["gasUsed"], 16)}
+        info = {"grant_with_nonce_zero_gas": ops["grant_first"]["gas_used"]}
         rpc.close()
     for name, op in ops.items():
         op["target"] = f"<= {TARGET_RATIO}x floor" + (

@@ -27,9 +27,14 @@ BEGIN = "<!-- bench:results:begin (written by python -m benchmarks.run) -->"
 END = "<!-- bench:results:end -->"
 OP_LABELS = {
     "grant": "relayed grant (grantConsentBySig)",
+    "grant_first": "the patient's first grant (its nonce word from zero)",
     "revoke": "relayed revoke (revokeConsentBySig)",
-    "anchor": "record anchor (anchorRecord)",
-    "logAccess": "disclosure (logAccess)",
+    "anchor": "record anchor (anchorRecordBySig)",
+    "amend": "amendment (amendRecordBySig)",
+    "logAccess": "disclosure (logAccessBySig)",
+    "emergency": "break-glass disclosure (logEmergencyAccessBySig)",
+    "erase": "erasure (eraseRecordBySig)",
+    "undelegate": "guardian removal (revokeDelegateBySig)",
     "batch": "batched disclosure, per entry at N=1,000",
 }
 
