@@ -109,9 +109,7 @@ class SlowApi:
         self.page.unroute_all(behavior="ignoreErrors" if failed else "wait")
 
 
-def api_json(
-    portal: Portal, method: str, path: str, headers: dict[str, str] | None = None, body: Any = None
-) -> Any:
+def api_json(portal: Portal, method: str, path: str, headers: dict[str, str] | None = None, body: Any = None) -> Any:
     """Call the API as the page's signed-in user (its bearer token): (status, JSON body)."""
     return portal.page.evaluate(
         """async ([method, path, extra, body]) => {

@@ -221,6 +221,7 @@ def test_a_delegate_cannot_name_or_remove_delegates_for_the_patient(api: LedgerA
 
 # ----------------------------------------------------------------- the same message, signed by the delegate
 
+
 def _consented_patient_with_guardian(api: LedgerApi) -> tuple[LocalAccount, LocalAccount, str, str, dict[str, Any]]:
     patient, guardian = Account.create(), Account.create()
     record_id = _record_of(api, patient.address)
