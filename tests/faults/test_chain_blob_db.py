@@ -206,7 +206,8 @@ class Miner:
         self.thread.join()
 
 
-def test_reorg_inside_the_confirmation_depth_is_not_acknowledged(node: Node, tmp_path: Path) -> None:
+def test_reorg_inside_the_confirmation_depth_is_not_acknowledged(own_node: Node, tmp_path: Path) -> None:
+    node = own_node  # its clock is moved below
     server = _server(node, tmp_path, confirmations=2)
     book = Ledgerbook()
     from_block = node.rpc.block_number() + 1

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -185,10 +186,18 @@ def test_kill_while_the_anchor_is_in_flight_then_retry_returns_the_adopted_recor
     check_invariants(server, book, from_block=from_block)
 
 
-def test_kill_while_sealing_discards_the_partial_version(
-    node: Node, server: ApiServer, from_block: int, book: Ledgerbook
-) -> None:
+def test_kill_while_sealing_discards_the_partial_version(own_node: Node, tmp_path: Path, book: Ledgerbook) -> None:
     """Killed after the body is in but before the anchor is sent: recovery leaves no row, no key, no pin."""
+    node = own_node  # its clock is moved below
+    assert node.deployment is not None
+    server = ApiServer(tmp_path / "own-api", node.url, node.deployment).start()
+    try:
+        _kill_while_sealing(node, server, node.rpc.block_number() + 1, book)
+    finally:
+        server.stop()
+
+
+def _kill_while_sealing(node: Node, server: ApiServer, from_block: int, book: Ledgerbook) -> None:
     patient = new_patient(node.url)
     content = os.urandom(300_000)
     with _automine_off(node):
