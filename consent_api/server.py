@@ -64,7 +64,9 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
         erasures = services.erasure.finish_interrupted_erasures() if services.erasure is not None else 0
         if services.erasures is not None:  # a node of its own: destroy the keys of what the chain erased meanwhile
             erasures += services.erasures.shred_erased()
-        disclosed, dropped = services.per_read_disclosures.finish_traced_disclosures()
+        disclosed, dropped = services.per_read_disclosures.finish_traced_disclosures(
+            stale_after=2 * settings.receipt_timeout if shared_db else 0.0
+        )
         if finished or discarded or erasures or disclosed or dropped:
             print(
                 f"recovered: {finished} versions anchored, {discarded} discarded, {erasures} erasures completed, "

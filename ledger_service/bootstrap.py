@@ -122,7 +122,7 @@ class Services:
         while not self._stop.wait(interval):
             try:
                 self.uploads.recover_pending(stale_after=stale_after)
-                self.per_read_disclosures.finish_traced_disclosures()
+                self.per_read_disclosures.finish_traced_disclosures(stale_after=stale_after)
             except LedgerError as exc:
                 log.warning("recovery: %s", exc)
 

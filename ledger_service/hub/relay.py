@@ -251,6 +251,10 @@ class Relay:
                 return previous
             return self._relay(message, signature, reason)  # the twin failed: judge it afresh
         try:
+            # A twin may have finished between the first look and taking the slot: look again, holding it.
+            previous = self._replayed(message, digest)
+            if previous is not None:
+                return previous
             return self._send(message, signature, digest)
         finally:
             with self._lock:
@@ -261,7 +265,14 @@ class Relay:
         # authorizes nothing, so the relay refuses it as the mistake it is.
         if isinstance(message, ConsentGrant) and not self.ledger.is_active_provider(message.grantee):
             raise ValidationError(f"grantee {message.grantee} is not an active provider", field="grantee")
-        self.simulate(message, signature)
+        try:
+            self.simulate(message, signature)
+        except SignatureError as exc:
+            # Its nonce used: by this very message, relayed by another replica of this hub meanwhile?
+            previous = self._replayed(message, digest) if exc.details.get("reason") == "nonce-used" else None
+            if previous is not None:
+                return previous
+            raise
         kind = type(message).__name__
         sent: list[str] = []
 

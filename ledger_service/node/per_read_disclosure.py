@@ -11,7 +11,7 @@ of a read").
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select, update
 
@@ -127,13 +127,22 @@ class PerReadDisclosureStrategy:
             raise
         return self._finish_delivery(delivery.id, outcome, delivery.idempotency_key)
 
-    def finish_traced_disclosures(self) -> tuple[int, int]:
+    def finish_traced_disclosures(self, *, stale_after: float = 0.0) -> tuple[int, int]:
         """Resolve disclosures a crash left pending by re-sending each one's signed request: the ledger logs
         it once (it may have already), or refuses it (consent gone, deadline passed) and the row is dropped.
-        An unreachable chain or hub leaves the row pending for the next start. Returns (finished, dropped).
+        An unreachable chain or hub leaves the row pending for the next start. Only rows older than
+        ``stale_after`` seconds are touched: a younger one may be a live read's, still relaying (another
+        thread, or another replica on a shared DB). Returns (finished, dropped).
         """
+        cutoff = _now() - timedelta(seconds=stale_after)
         with self.db.session() as s:
-            pending = list(s.execute(select(DeliveryRow).where(DeliveryRow.status == "pending")).scalars())
+            rows = s.execute(select(DeliveryRow).where(DeliveryRow.status == "pending")).scalars()
+            # Compared here, not in SQL: SQLite hands timezone-aware columns back naive (in UTC).
+            pending = [
+                r
+                for r in rows
+                if (r.created_at.replace(tzinfo=UTC) if not r.created_at.tzinfo else r.created_at) < cutoff
+            ]
         finished = dropped = 0
         for delivery in pending:
             try:

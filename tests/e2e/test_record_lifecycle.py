@@ -412,3 +412,51 @@ def test_two_services_on_one_chain_keep_their_nonces_straight(chain: Chain, serv
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(upload, range(24))) == [1] * 24
     assert len(services.records.records_of(judy.address)) == 24
+
+
+def test_recovery_leaves_a_live_reads_pending_disclosure_alone_and_finishes_a_stale_one(
+    chain: Chain, services: Services
+) -> None:
+    """Periodic recovery re-sends pending signed requests; it must not race a read that is still relaying its
+    own (it would log it first and the read would drop the row), so it touches only rows older than a bound."""
+    from ledger_service.db.models import RecordRow
+    from ledger_service.records.disclosure import DisclosureRequest, KeyedRequest
+
+    pia = _patient(chain, services)
+    pia.grant(chain.clinic.address)
+    created = services.uploads.create(
+        provider=chain.clinic.address,
+        patient=pia.address,
+        category="laboratory",
+        media_type="text/plain",
+        content=[b"Na+ 140 mmol/L"],
+    )
+    with services.db.session() as s:
+        record = s.get(RecordRow, created.record_id)
+        assert record is not None
+    sign = services.reads._access_request(record, chain.clinic.address, purpose_to_bytes32("TREAT"))
+    request = DisclosureRequest(
+        purpose="TREAT",
+        reason=None,
+        sign=sign,
+        precheck=None,
+        refused_by="AccessNotAuthorized",
+        refusal=lambda: ConsentDenied("refused"),
+        still_allowed=lambda: None,
+    )
+    strategy = services.per_read_disclosures
+    delivery_id = strategy._trace(
+        record, chain.clinic.address, request, KeyedRequest(None, "h", lambda: None), sign(False)
+    )
+    before = _access_events(services, services.rpc.block_number() + 1)
+    assert strategy.finish_traced_disclosures(stale_after=3600) == (0, 0)  # young: a live read's, left alone
+    with services.db.session() as s:
+        row = s.get(DeliveryRow, delivery_id)
+        assert row is not None and row.status == "pending"
+    start = services.rpc.block_number() + 1
+    finished, dropped = strategy.finish_traced_disclosures(stale_after=0)
+    assert (finished, dropped) == (1, 0) and before == 0
+    assert _access_events(services, start) == 1  # the same signed request, logged once
+    with services.db.session() as s:
+        row = s.get(DeliveryRow, delivery_id)
+        assert row is not None and row.status == "logged" and row.tx_hash is not None
