@@ -102,6 +102,11 @@ SIGNATURE_REVERTS: Final = {
 }
 
 
+def _word(address: str) -> bytes:
+    """An address as the 32-byte word of an indexed event topic."""
+    return b"\x00" * 12 + bytes.fromhex(to_checksum_address(address)[2:])
+
+
 def relayed_key(digest: bytes, signature: bytes) -> bytes:
     """The key of one relayed act: its message's EIP-712 digest bound to the very signature that authorizes it."""
     return bytes(keccak(digest + signature))
@@ -268,10 +273,12 @@ class Relay:
         try:
             self.simulate(message, signature)
         except SignatureError as exc:
-            # Its nonce used: by this very message, relayed by another replica of this hub meanwhile?
-            previous = self._replayed(message, digest) if exc.details.get("reason") == "nonce-used" else None
-            if previous is not None:
-                return previous
+            # Its nonce used: by this very message? Relayed by another replica meanwhile, or sent by a relay that
+            # died before it could trace it: an access request's event names its digest, so look on chain too.
+            if exc.details.get("reason") == "nonce-used":
+                previous = self._replayed(message, digest) or self._logged_access(message)
+                if previous is not None:
+                    return previous
             raise
         kind = type(message).__name__
         sent: list[str] = []
@@ -302,6 +309,34 @@ class Relay:
                 return previous
             raise self._refused(message, exc) from exc
         return self._outcome(message, receipt, replayed=False)
+
+    # How far back an access request that landed without a trace is looked for: its deadline bounds how late it
+    # could land, and nodes sign with a window of minutes (node/signing.py, Deadlines).
+    LOGGED_ACCESS_LOOKBACK_BLOCKS: Final = 50_000
+
+    def _logged_access(self, message: SignedMessage) -> RelayOutcome | None:
+        """The disclosure this very access request logged, found by its ``requestDigest``; None if none did."""
+        if not isinstance(message, AccessRequest | EmergencyAccessRequest):
+            return None
+        name = "AccessLogged" if isinstance(message, AccessRequest) else "EmergencyAccessLogged"
+        codec, rpc = self.ledger.codec, self.ledger.rpc
+        latest = rpc.block_number()
+        topics = [codec.topic(name), message.record_id, _word(message.patient), _word(message.accessor)]
+        logs = rpc.get_logs(self.ledger.address, max(0, latest - self.LOGGED_ACCESS_LOOKBACK_BLOCKS), latest, topics)
+        wanted = self.digest(message)
+        for log in logs:
+            event = codec.decode_log(log)
+            if event is not None and bytes(event.args["requestDigest"]) == wanted:
+                consent = event.args.get("consentId")
+                return RelayOutcome(
+                    tx_hash="0x" + event.tx_hash.hex(),
+                    block_number=event.block_number,
+                    replayed=True,
+                    version=int(event.args["version"]),
+                    consent_id=hex32(consent) if isinstance(consent, bytes) and any(consent) else None,
+                    log_index=event.log_index,
+                )
+        return None
 
     def _replayed(self, message: SignedMessage, digest: bytes) -> RelayOutcome | None:
         """The first relay of this exact message, once its transaction is mined; None if there is none.

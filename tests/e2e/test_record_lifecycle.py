@@ -460,3 +460,30 @@ def test_recovery_leaves_a_live_reads_pending_disclosure_alone_and_finishes_a_st
     with services.db.session() as s:
         row = s.get(DeliveryRow, delivery_id)
         assert row is not None and row.status == "logged" and row.tx_hash is not None
+
+
+def test_an_access_request_that_landed_untraced_is_answered_with_its_own_disclosure(
+    chain: Chain, services: Services
+) -> None:
+    """A relay that died after sending but before tracing: the same signed request relayed again is answered
+    with the disclosure it logged (found by its requestDigest), not refused as a used nonce, and not logged twice."""
+    from ledger_service.db.models import RecordRow
+
+    quinn = _patient(chain, services)
+    quinn.grant(chain.clinic.address)
+    created = services.uploads.create(
+        provider=chain.clinic.address,
+        patient=quinn.address,
+        category="laboratory",
+        media_type="text/plain",
+        content=[b"Hb 13.5 g/dL"],
+    )
+    with services.db.session() as s:
+        record = s.get(RecordRow, created.record_id)
+        assert record is not None
+    signed = services.reads._access_request(record, chain.clinic.address, purpose_to_bytes32("TREAT"))(False)
+    start = services.rpc.block_number() + 1
+    receipt = services.ledger.send_signed(signed.message, signed.signature)  # sent, never traced by the relay
+    outcome = services.hub_relay.relay(signed.message, signed.signature)
+    assert outcome.replayed and outcome.tx_hash == receipt.tx_hex and outcome.version == 1
+    assert _access_events(services, start) == 1
