@@ -17,6 +17,8 @@ from ledger_service.runtime import NodeRuntime, Runtime
 
 log = logging.getLogger("consent_api")
 
+KEEP_ALIVE_SECONDS = 30
+
 
 def start_metrics_listener(services: Services, metrics: Metrics) -> tuple[uvicorn.Server, str] | None:
     """Serve GET /metrics on ``metrics_host:metrics_port`` (default 127.0.0.1, port + 1) in a thread.
@@ -90,6 +92,9 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
             access_log=False,
             proxy_headers=bool(proxies),
             forwarded_allow_ips=list(proxies),
+            # Longer than clients' own idle limit (httpx: 5 s, as uvicorn's default): the client closes an idle
+            # connection first, instead of reusing one this server is closing ("disconnected without a response").
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         server = uvicorn.Server(config)
         metrics_listener = start_metrics_listener(services, app.state.metrics)
