@@ -76,7 +76,7 @@ def table(results: dict[str, Any]) -> list[str]:
             rows.append(
                 f"| read path, {mode}, concurrency {lv['concurrency']} | p50 {lv['read']['p50_ms']} ms, "
                 f"p99 {lv['read']['p99_ms']} ms, {lv['reads_per_s']} reads/s | trivial p50 {lv['trivial']['p50_ms']} "
-                f"ms + logAccess {r['log_access_ms']} ms = {lv['bound_ms']} ms | {lv['ratio']}× | ≤ 3× | "
+                f"ms + logAccessBySig {r['log_access_ms']} ms = {lv['bound_ms']} ms | {lv['ratio']}× | ≤ 3× | "
                 f"{_mark(lv['met'])} |"
             )
     up = results.get("upload", {})
@@ -158,7 +158,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         for mode, r in modes.items():
             cs = [lv["concurrency"] for lv in r["levels"]]
             ax.plot(cs, [lv["read"]["p50_ms"] for lv in r["levels"]], "o-", label=f"read p50 ({mode})")
-            ax.plot(cs, [lv["bound_ms"] for lv in r["levels"]], ":", label=f"trivial p50 + logAccess ({mode})")
+            ax.plot(cs, [lv["bound_ms"] for lv in r["levels"]], ":", label=f"trivial p50 + logAccessBySig ({mode})")
         first = next(iter(modes.values()))
         cs = [lv["concurrency"] for lv in first["levels"]]
         ax.plot(cs, [lv["trivial"]["p50_ms"] for lv in first["levels"]], "s--", label="trivial endpoint p50")
