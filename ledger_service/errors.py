@@ -129,6 +129,13 @@ class KeyDestroyed(CryptoError):
     code = "key-destroyed"
 
 
+class KeyShareError(CryptoError):
+    """Shamir key shares that cannot be combined (too few, duplicate or zero x, mixed lengths),
+    or split parameters out of range. Messages name counts and lengths, never share bytes."""
+
+    code = "key-share-error"
+
+
 # ----------------------------------------------------------------- consent / records
 
 
