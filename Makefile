@@ -36,7 +36,7 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The portal's and /docs' browser code (ethers, swagger-ui) is copied from node_modules: no CDN, works offline.
+# The portal's and /docs' browser code (ethers, swagger-ui, shamir-secret-sharing, @hpke/core) is copied from node_modules: no CDN, works offline.
 consent_api/static/vendor/VERSIONS.json: node_modules/.stamp scripts/vendor_portal.sh
 	bash scripts/vendor_portal.sh
 
