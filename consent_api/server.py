@@ -9,11 +9,14 @@ import threading
 import uvicorn
 
 from consent_api.app import create_app
+from consent_api.custodian_app import create_custodian_app
 from consent_api.metrics import Metrics, metrics_app
-from ledger_service.bootstrap import Services, bootstrap
-from ledger_service.errors import ConfigurationError
+from ledger_service.bootstrap import Services, bootstrap, custodian_service
+from ledger_service.chain.deploy import Deployment
+from ledger_service.errors import ChainError, ConfigurationError
 from ledger_service.origins import sign_in_origins, trusted_proxies
 from ledger_service.runtime import NodeRuntime, Runtime
+from ledger_service.settings import Settings
 
 log = logging.getLogger("consent_api")
 
@@ -117,3 +120,54 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
             metrics_listener[0].should_exit = True
     finally:
         services.close()
+
+
+def serve_custodian(settings: Settings, deployment: Deployment, stop: threading.Event) -> None:
+    """A key custodian until Ctrl+C, SIGTERM or ``stop``. It applies the chain's erasures before it serves
+    (a store restored from a backup heals first) and follows them while it runs."""
+    custodian = custodian_service(settings, deployment)
+    try:
+        while not stop.is_set():
+            try:
+                destroyed = custodian.apply_erasures()
+                break
+            except ChainError as exc:
+                print(f"custodian: waiting for the chain to apply its erasures first ({exc})", flush=True)
+                stop.wait(2.0)
+        else:
+            return
+        if destroyed:
+            print(f"custodian: destroyed the keys of {destroyed} records erased on chain meanwhile", flush=True)
+        threading.Thread(
+            target=custodian.follow_erasures,
+            args=(stop,),
+            kwargs={"on_error": lambda exc: log.warning("custodian: erasures not followed: %s", exc)},
+            name="erasure-follower",
+            daemon=True,
+        ).start()
+        app = create_custodian_app(custodian, cors_origins=settings.cors_origins)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
+        server = uvicorn.Server(config)
+
+        def watch() -> None:
+            stop.wait()
+            server.should_exit = True
+
+        threading.Thread(target=watch, name="stop-watch", daemon=True).start()
+        info = custodian.info()
+        print(
+            f"custodian {info['index']} of {info['threshold']}-of-{info['total']}, key {info['publicKey']}, "
+            f"ledger {deployment.ledger_address}",
+            flush=True,
+        )
+        print(f"custodian http://{settings.host}:{settings.port}/v1/custodian", flush=True)
+        server.run()
+    finally:
+        custodian.store.close()

@@ -23,6 +23,9 @@ from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
 from ledger_service.crypto import KeyCustody
 from ledger_service.custodian import LocalKeyFile
+from ledger_service.custodian.long_term_key import CustodianKeyFile
+from ledger_service.custodian.service import Custodian, CustodianConfig
+from ledger_service.custodian.store import CustodianStore
 from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.indexer_store import DbIndexStore
@@ -218,6 +221,27 @@ def admin_ledger(settings: Settings, deployment: Deployment, rpc: RpcClient | No
     rpc = rpc if rpc is not None else rpc_client(settings, deployment)
     sender = admin_sender(settings, rpc, chain_id=deployment.chain_id)
     return ConsentLedgerContract(rpc, deployment.ledger_address, ledger_codec(), sender)
+
+
+def custodian_service(settings: Settings, deployment: Deployment) -> Custodian:
+    """A key custodian (``serve custodian``): its key file and store in the data dir, its own chain node."""
+    if settings.custodian_index is None:
+        raise ConfigurationError("a custodian needs its index: CONSENT_LEDGER_CUSTODIAN_INDEX (1 to custody_total)")
+    if settings.provider_keys is not None:
+        raise ConfigurationError("a custodian holds no provider key; unset CONSENT_LEDGER_PROVIDER_KEYS")
+    config = CustodianConfig(
+        index=settings.custodian_index,
+        threshold=settings.custody_threshold,
+        total=settings.custody_total,
+        chain_id=deployment.chain_id,
+        ledger=deployment.ledger_address,
+        from_block=deployment.block_number,
+        confirmations=settings.confirmations,
+    )
+    ledger = ConsentLedgerContract(rpc_client(settings, deployment), deployment.ledger_address, ledger_codec())
+    return Custodian(
+        config, CustodianKeyFile(settings.custodian_key_file), CustodianStore(settings.custodian_store_file), ledger
+    )
 
 
 def _provider_keys(settings: Settings) -> list[str]:

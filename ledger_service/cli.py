@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger_service.errors import LedgerError
+from ledger_service.errors import ConfigurationError, LedgerError
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
@@ -83,10 +83,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """One role alone (docs/architecture.md, "Three roles"): the hub, or a provider's node."""
+    """One role alone (docs/architecture.md, "Three roles"): the hub, a provider's node or a key custodian."""
     from ledger_service.runtime import NodeRuntime, Runtime
 
     overrides: dict[str, Any] = {"host": args.host, "port": args.port, "role": args.role}
+    if args.role == "custodian":
+        return _serve_custodian(args, overrides)
     if args.role == "node" and args.hub_url:
         overrides["hub_url"] = args.hub_url
     settings = _settings(args, **overrides)
@@ -102,6 +104,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from consent_api.server import serve
 
             serve(runtime, stop)
+    print("stopped", flush=True)
+    return 0
+
+
+def _serve_custodian(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from ledger_service.chain.deploy import Deployment
+    from ledger_service.datadir import secure_data_dir
+
+    if args.index is not None:
+        overrides["custodian_index"] = args.index
+    settings = _settings(args, **overrides)
+    if not settings.deployment_file.exists():
+        raise ConfigurationError(
+            f"a custodian needs the ledger's deployment: copy the hub's deployment.json to {settings.deployment_file}"
+        )
+    secure_data_dir(settings.data_dir)
+    stop = _stop_on_signals()
+    from consent_api.server import serve_custodian
+
+    serve_custodian(settings, Deployment.load(settings.deployment_file), stop)
     print("stopped", flush=True)
     return 0
 
@@ -151,10 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     serve = with_data_dir(sub.add_parser("serve", help="serve one role alone: the hub, or a provider's node"))
-    serve.add_argument("role", choices=("hub", "node"), help="hub: relay, blobs, index, portal; node: a provider's")
+    serve.add_argument(
+        "role",
+        choices=("hub", "node", "custodian"),
+        help="hub: relay, blobs, index, portal; node: a provider's; custodian: one key custodian",
+    )
     serve.add_argument("--host", default=None, help="host (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--hub-url", default=None, help="node: the hub's base URL (or CONSENT_LEDGER_HUB_URL)")
+    serve.add_argument(
+        "--index", type=int, default=None, help="custodian: its index (or CONSENT_LEDGER_CUSTODIAN_INDEX)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     deploy = with_data_dir(sub.add_parser("deploy", help="deploy the contracts and record them in the data dir"))

@@ -77,14 +77,21 @@ class Settings(BaseSettings):
     )
 
     # Roles (docs/architecture.md, "Three roles")
-    role: Literal["all", "hub", "node"] = Field(
+    role: Literal["all", "hub", "node", "custodian"] = Field(
         default="all",
-        description="all: hub and node in one process (`up`); hub or node alone (`serve hub|node`)",
+        description="all: hub and node in one process (`up`); hub, node or custodian alone (`serve ROLE`)",
     )
     hub_url: str | None = Field(
         default=None, description="A node's hub: the base URL of its POST /v1/relay and /v1/blobs"
     )
     confirmations: int = Field(default=0, ge=0, description="Blocks after which chain data is final")
+
+    # Key custody (docs/architecture.md, "Key custody")
+    custodian_index: int | None = Field(
+        default=None, ge=1, le=255, description="A custodian's own index, 1 to custody_total (`serve custodian`)"
+    )
+    custody_threshold: int = Field(default=2, ge=2, le=255, description="Shares needed to rebuild a data key")
+    custody_total: int = Field(default=3, ge=2, le=255, description="Custodians, one share each")
     receipt_timeout: float = Field(default=60.0, gt=0)
     rpc_timeout: float = Field(default=10.0, gt=0)
 
@@ -192,6 +199,14 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def custodian_key_file(self) -> Path:
+        return self.data_dir / "keys" / "custodian-key.json"
+
+    @property
+    def custodian_store_file(self) -> Path:
+        return self.data_dir / "custodian.sqlite3"
 
     @property
     def effective_kek_file(self) -> Path:

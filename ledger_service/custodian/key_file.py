@@ -30,14 +30,13 @@ from ledger_service.crypto.custody import WrappedKey
 from ledger_service.crypto.envelope import DataKey
 from ledger_service.errors import DecryptionError, KeyCustodyError
 
-__all__ = ["LocalKeyFile"]
+__all__ = ["LocalKeyFile", "SecretKeyFile"]
 
 KEK_SIZE: Final = 32
 _NONCE_SIZE: Final = 12
 _WRAP_VERSION: Final = b"\x01"
 _WRAPPED_SIZE: Final = len(_WRAP_VERSION) + _NONCE_SIZE + 32 + 16
 _WRAP_DOMAIN: Final = b"consent-ledger/v1/kek-wrap\x00"
-_FILE_FORMAT: Final = "consent-ledger/kek-file/v1"
 
 
 def _wrap_aad(kek_id: str, context: bytes) -> bytes:
@@ -80,28 +79,29 @@ class _Kek:
         return f"_Kek(kek_id={self.kek_id!r}, created_at={self.created_at!r})"
 
 
-class LocalKeyFile:
-    """Development custody: KEKs in a JSON file readable only by its owner (mode 0600).
+class SecretKeyFile:
+    """A JSON file of 32-byte secret keys readable only by its owner (mode 0600), one of them current.
 
     The file is created on first use with ``O_CREAT | O_EXCL`` and mode 0600 (no umask race)
     and published atomically; a file readable by group or others is refused. Rotation and
     retirement rewrite it atomically (0600 temp file, fsync, rename) under an advisory lock,
-    so concurrent processes never lose a KEK. Thread-safe. Not for production: the KEKs sit
-    in process memory and on disk in the clear; use a KMS/HSM adapter there.
+    so concurrent processes never lose a key. Thread-safe. Subclasses say what the keys are for
+    (:meth:`_loaded` builds their per-key objects) and never hand key bytes out. Not for production:
+    the keys sit in process memory and on disk in the clear; use a KMS/HSM adapter there.
     """
+
+    file_format: str = "consent-ledger/kek-file/v1"
+    id_prefix: str = "local-"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
         self._lock = threading.RLock()
         self._keks: dict[str, _Kek] = {}
-        self._aeads: dict[str, AESGCM] = {}
         self._current = ""
         with self._lock, self._file_lock():
             if not self._path.exists():
                 self._create()
             self._load()
-
-    # ----------------------------------------------------------------- KeyCustody
 
     @property
     def path(self) -> Path:
@@ -109,66 +109,53 @@ class LocalKeyFile:
 
     @property
     def current_kek_id(self) -> str:
+        """The current key's id (the one new work uses)."""
         with self._lock:
             return self._current
 
     def kek_ids(self) -> tuple[str, ...]:
-        """All KEKs still available for unwrap, oldest first (to find what can be retired)."""
+        """All keys still available, oldest first (to find what can be retired)."""
         with self._lock:
             return tuple(self._keks)
 
-    def wrap(self, data_key: DataKey, context: bytes) -> WrappedKey:
-        if not isinstance(data_key, DataKey):
-            raise KeyCustodyError("data_key must be a DataKey")
-        ctx = _check_context(context)
-        with self._lock:
-            kek_id = self._current
-            aead = self._aeads[kek_id]
-        return _wrap_with(aead, kek_id, data_key, ctx)
-
-    def unwrap(self, wrapped: WrappedKey, context: bytes) -> DataKey:
-        if not isinstance(wrapped, WrappedKey):
-            raise KeyCustodyError("wrapped must be a WrappedKey")
-        ctx = _check_context(context)
-        with self._lock:
-            aead = self._aeads.get(wrapped.kek_id)
-            if aead is None:
-                # Another process may have rotated since we loaded; look at the file once more.
-                with self._file_lock():
-                    self._load()
-                aead = self._aeads.get(wrapped.kek_id)
-        if aead is None:
-            raise KeyCustodyError(
-                "KEK is not available (unknown or retired)", kek_id=wrapped.kek_id, path=str(self._path)
-            )
-        return _unwrap_with(aead, wrapped, ctx)
-
     def rotate(self) -> str:
+        """Create a new current key and return its id; older keys stay until retired."""
         with self._lock, self._file_lock():
             self._load()
-            kek = _new_kek(existing=self._keks)
+            kek = _new_kek(existing=self._keks, prefix=self.id_prefix)
             self._write_atomic({**self._keks, kek.kek_id: kek}, kek.kek_id)
             self._load()
             return self._current
 
     def retire(self, kek_id: str) -> None:
+        """Destroy a non-current key."""
         with self._lock, self._file_lock():
             self._load()
             if kek_id not in self._keks:
-                raise KeyCustodyError("cannot retire an unknown KEK", kek_id=kek_id, path=str(self._path))
+                raise KeyCustodyError("cannot retire an unknown key", kek_id=kek_id, path=str(self._path))
             if kek_id == self._current:
-                raise KeyCustodyError("cannot retire the current KEK; rotate first", kek_id=kek_id)
+                raise KeyCustodyError("cannot retire the current key; rotate first", kek_id=kek_id)
             remaining = {k: v for k, v in self._keks.items() if k != kek_id}
             self._write_atomic(remaining, self._current)
             self._load()
 
+    def _loaded(self, keks: dict[str, _Kek]) -> None:
+        """Build the per-key objects of a freshly read file (called under the lock)."""
+
+    def _reload(self) -> None:
+        """Read the file again (another process may have rotated since)."""
+        with self._lock, self._file_lock():
+            self._load()
+
     def __repr__(self) -> str:
-        return f"LocalKeyFile(path={str(self._path)!r}, current_kek_id={self._current!r}, keks={len(self._keks)})"
+        return (
+            f"{type(self).__name__}(path={str(self._path)!r}, current_kek_id={self._current!r}, keks={len(self._keks)})"
+        )
 
     __str__ = __repr__
 
     def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("LocalKeyFile cannot be pickled")
+        raise TypeError(f"{type(self).__name__} cannot be pickled")
 
     # ----------------------------------------------------------------- file handling
 
@@ -189,8 +176,8 @@ class LocalKeyFile:
 
     def _create(self) -> None:
         """First run: write a fresh KEK to a 0600 temp file, then publish it with link() (fails if present)."""
-        kek = _new_kek(existing={})
-        payload = _serialize({kek.kek_id: kek}, kek.kek_id)
+        kek = _new_kek(existing={}, prefix=self.id_prefix)
+        payload = _serialize({kek.kek_id: kek}, kek.kek_id, self.file_format)
         tmp = self._tmp_path()
         try:
             _write_new_file(tmp, payload)
@@ -208,7 +195,7 @@ class LocalKeyFile:
     def _write_atomic(self, keks: dict[str, _Kek], current: str) -> None:
         tmp = self._tmp_path()
         try:
-            _write_new_file(tmp, _serialize(keks, current))
+            _write_new_file(tmp, _serialize(keks, current, self.file_format))
             os.replace(tmp, self._path)
             _fsync_dir(self._path.parent)
         except OSError as exc:
@@ -240,24 +227,61 @@ class LocalKeyFile:
                 raw = fh.read()
         finally:
             os.close(fd)
-        keks, current = _parse(raw, path)
+        keks, current = _parse(raw, path, self.file_format)
         self._keks = keks
-        self._aeads = {kek_id: AESGCM(kek.key) for kek_id, kek in keks.items()}
+        self._loaded(keks)
         self._current = current
 
 
-def _new_kek(existing: dict[str, _Kek]) -> _Kek:
+class LocalKeyFile(SecretKeyFile):
+    """Development custody of KEKs (:class:`ledger_service.crypto.custody.KeyCustody`): AES-256-GCM
+    key-encryption keys in a :class:`SecretKeyFile`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._aeads: dict[str, AESGCM] = {}
+        super().__init__(path)
+
+    def _loaded(self, keks: dict[str, _Kek]) -> None:
+        self._aeads = {kek_id: AESGCM(kek.key) for kek_id, kek in keks.items()}
+
+    def wrap(self, data_key: DataKey, context: bytes) -> WrappedKey:
+        if not isinstance(data_key, DataKey):
+            raise KeyCustodyError("data_key must be a DataKey")
+        ctx = _check_context(context)
+        with self._lock:
+            kek_id = self._current
+            aead = self._aeads[kek_id]
+        return _wrap_with(aead, kek_id, data_key, ctx)
+
+    def unwrap(self, wrapped: WrappedKey, context: bytes) -> DataKey:
+        if not isinstance(wrapped, WrappedKey):
+            raise KeyCustodyError("wrapped must be a WrappedKey")
+        ctx = _check_context(context)
+        with self._lock:
+            aead = self._aeads.get(wrapped.kek_id)
+            if aead is None:
+                # Another process may have rotated since we loaded; look at the file once more.
+                self._reload()
+                aead = self._aeads.get(wrapped.kek_id)
+        if aead is None:
+            raise KeyCustodyError(
+                "KEK is not available (unknown or retired)", kek_id=wrapped.kek_id, path=str(self._path)
+            )
+        return _unwrap_with(aead, wrapped, ctx)
+
+
+def _new_kek(existing: dict[str, _Kek], prefix: str) -> _Kek:
     while True:
-        kek_id = "local-" + secrets.token_hex(8)
+        kek_id = prefix + secrets.token_hex(8)
         if kek_id not in existing:
             break
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     return _Kek(kek_id=kek_id, created_at=created_at, key=AESGCM.generate_key(bit_length=256))
 
 
-def _serialize(keks: dict[str, _Kek], current: str) -> bytes:
+def _serialize(keks: dict[str, _Kek], current: str, file_format: str) -> bytes:
     doc = {
-        "format": _FILE_FORMAT,
+        "format": file_format,
         "current": current,
         "keys": [
             {"id": k.kek_id, "created_at": k.created_at, "key": base64.b64encode(k.key).decode("ascii")}
@@ -267,13 +291,13 @@ def _serialize(keks: dict[str, _Kek], current: str) -> bytes:
     return json.dumps(doc, indent=2).encode() + b"\n"
 
 
-def _parse(raw: bytes, path: str) -> tuple[dict[str, _Kek], str]:
+def _parse(raw: bytes, path: str, file_format: str) -> tuple[dict[str, _Kek], str]:
     # Errors deliberately drop the cause (`from None`): parser exceptions can carry the document, i.e. key bytes.
     try:
         doc = json.loads(raw)
     except ValueError:
         raise KeyCustodyError("key file is not valid JSON", path=path) from None
-    if not isinstance(doc, dict) or doc.get("format") != _FILE_FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") != file_format:
         raise KeyCustodyError("key file has an unknown format", path=path)
     entries = doc.get("keys")
     current = doc.get("current")

@@ -12,90 +12,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from eth_account import Account
 
-from scripts.soak import LedgerClient, raised_limits
-from tests.conftest import free_port
-from tests.faults.harness import ADMIN_KEY, CLINIC, CLINIC_KEY, LAB_KEY, REPO, Node, adopt_deployment
+from scripts.soak import LedgerClient
+from tests.faults.harness import ADMIN_KEY, CLINIC, CLINIC_KEY, LAB_KEY, Node, Served, adopt_deployment
 
 pytestmark = pytest.mark.timeout(600)
 
 PATIENT_KEY = "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a"  # anvil #5
-
-
-class Served:
-    """`consent-ledger serve ROLE` as a child process with exactly the settings given."""
-
-    def __init__(self, role: str, data_dir: Path, settings: dict[str, str], *extra: str) -> None:
-        self.role = role
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = data_dir / f"{role}.log"
-        values = {
-            "PUBLIC_ORIGIN": self.url,
-            "METRICS_PORT": str(free_port()),
-            "RECEIPT_TIMEOUT": "30",
-            **settings,
-        }
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_LEDGER_")}
-        self.env = {**env, "PYTHONUNBUFFERED": "1", **{f"CONSENT_LEDGER_{k}": v for k, v in values.items()}}
-        self.env.update(raised_limits(4))
-        self.argv = [
-            sys.executable,
-            "-m",
-            "ledger_service.cli",
-            "serve",
-            role,
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(self.port),
-            *extra,
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def run_to_exit(self, timeout: float = 60.0) -> tuple[int, str]:
-        done = subprocess.run(self.argv, env=self.env, cwd=REPO, capture_output=True, timeout=timeout, check=False)
-        return done.returncode, (done.stdout + done.stderr).decode()
-
-    def start(self, timeout: float = 90.0) -> Served:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.role} exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{self.role} did not answer within {timeout:.0f}s:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,133 @@
+"""A key custodian's HTTP API (docs/architecture.md, "Key custody"): its own process, its own port.
+
+``GET /v1/custodian`` says who it is; ``POST /v1/custodian/shares`` takes a provider's signed deposit;
+``POST /v1/custodian/release`` answers a release request with the share sealed to the accessor's key on
+chain. Errors are problem+json like the hub's: a refusal is 403, an erased record 410, a custodian whose
+chain node is unreachable 503.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import FastAPI, Request, status
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+
+from consent_api import problems
+from consent_api.schemas import Address, Bytes32, HexBytes, Out, Schema
+from ledger_service.custodian.service import Custodian
+from ledger_service.errors import LedgerError
+
+SealedShare = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{162}$", description="HPKE enc || ciphertext, 81 bytes")]
+Version = Annotated[int, Field(ge=1, le=2**32 - 1)]
+
+
+class CustodianOut(Out):
+    index: int
+    public_key: str = Field(description="The custodian's current X25519 public key (32 bytes)")
+    threshold: int
+    total: int
+
+
+class DepositIn(Schema):
+    patient: Address
+    author: Address
+    record_id: Bytes32
+    version: Version
+    recipient: Bytes32 = Field(description="The custodian public key the share is sealed to")
+    sealed_share: SealedShare
+    signature: HexBytes = Field(description="The author's ECDSA signature of the EIP-712 ShareDeposit")
+
+
+class DepositOut(Out):
+    index: int
+
+
+class ReleaseIn(Schema):
+    record_id: Bytes32
+    version: Version
+    accessor: Address
+    disclosure_tx: Bytes32 = Field(description="The transaction that logged the access on chain")
+
+
+class ReleaseOut(Out):
+    index: int
+    sealed_share: str = Field(description="The share sealed (HPKE) to the accessor's encryption key on chain")
+
+
+def _bytes(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+def create_custodian_app(custodian: Custodian, *, cors_origins: list[str] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Consent Ledger key custodian",
+        version="2.0.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.custodian = custodian
+    problems.install(app)
+
+    @app.get("/health", summary="Liveness, and whether this custodian's chain node answers")
+    def health() -> JSONResponse:
+        try:
+            head = custodian.ledger.rpc.block_number()
+        except LedgerError as exc:
+            return JSONResponse({"status": "degraded", "chain": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "index": custodian.config.index, "block": head})
+
+    @app.get("/v1/custodian", response_model=CustodianOut, summary="This custodian's index, key and threshold")
+    def info() -> CustodianOut:
+        return CustodianOut(**custodian.info())
+
+    @app.post(
+        "/v1/custodian/shares",
+        response_model=DepositOut,
+        status_code=status.HTTP_201_CREATED,
+        summary="Deposit the share of a record version about to be anchored",
+    )
+    async def deposit(body: DepositIn) -> JSONResponse:
+        outcome = await run_in_threadpool(
+            lambda: custodian.deposit(
+                patient=body.patient,
+                author=body.author,
+                record_id=_bytes(body.record_id),
+                version=body.version,
+                recipient=_bytes(body.recipient),
+                sealed=_bytes(body.sealed_share),
+                signature=_bytes(body.signature),
+            )
+        )
+        code = status.HTTP_200_OK if outcome.replaced else status.HTTP_201_CREATED
+        return JSONResponse(DepositOut(index=outcome.index).model_dump(by_alias=True), status_code=code)
+
+    @app.post("/v1/custodian/release", response_model=ReleaseOut, summary="The share, against a final disclosure")
+    async def release(body: ReleaseIn) -> ReleaseOut:
+        sealed = await run_in_threadpool(
+            lambda: custodian.release(
+                record_id=_bytes(body.record_id),
+                version=body.version,
+                accessor=body.accessor,
+                disclosure_tx=_bytes(body.disclosure_tx),
+            )
+        )
+        return ReleaseOut(index=custodian.config.index, sealed_share="0x" + sealed.hex())
+
+    @app.middleware("http")
+    async def no_store(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    if cors_origins:
+        # A patient's browser asks the custodians itself for the shares of its own records.
+        app.add_middleware(
+            CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"]
+        )
+    return app
