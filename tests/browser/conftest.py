@@ -54,7 +54,8 @@ def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     vendor = ROOT / "consent_api" / "static" / "vendor"
-    if not all((vendor / name).exists() for name in ("ethers.min.js", "swagger-ui-bundle.js")):
+    vendored = ("ethers.min.js", "swagger-ui-bundle.js", "shamir-secret-sharing/index.js", "hpke/core/mod.js")
+    if not all((vendor / name).exists() for name in vendored):
         subprocess.run([str(ROOT / "scripts" / "vendor_portal.sh")], check=True)
     from playwright.sync_api import sync_playwright
 
