@@ -47,6 +47,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "blob-not-found": (502, "Stored record is missing"),
     "decryption-failed": (502, "Stored record failed authentication"),
     "chain-unavailable": (503, "Ledger chain unavailable"),
+    "custody-unavailable": (503, "Key custodians unavailable"),
+    "key-share-error": (502, "A key share failed its check"),
     "relay-busy": (503, "Relay busy"),
     "blob-store-unavailable": (503, "Record store unavailable"),
     "database-unavailable": (503, "Metadata database unavailable"),

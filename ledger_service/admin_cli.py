@@ -40,8 +40,8 @@ def _address(value: str) -> str:
 def cmd_admin(args: argparse.Namespace) -> int:
     from ledger_service.domain.codes import ROLES
 
-    if args.action == "rotate-kek":
-        return _rotate_kek(args)
+    if args.action == "rotate-custodian-key":
+        return _rotate_custodian_key(args)
     ledger = _admin_ledger(args)
     if args.action == "onboard-provider":
         receipt = ledger.onboard_provider(args.address, args.name)
@@ -63,19 +63,29 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rotate_kek(args: argparse.Namespace) -> int:
-    from ledger_service.bootstrap import database, key_custody
-    from ledger_service.custodian.rotation import rotate_kek
+def _rotate_custodian_key(args: argparse.Namespace) -> int:
+    """A custodian's new long-term key (docs/operations.md, "Rotating a custodian's key"). Nothing is re-encrypted:
+    the shares it keeps are wrapped under its per-record keys; the old key opens deposits sealed before the
+    rotation until it is retired."""
+    from ledger_service.custodian.long_term_key import CustodianKeyFile
+    from ledger_service.settings import Settings
 
-    settings, _deployment = _context(args)
-    db = database(settings)
-    try:
-        db.migrate()
-        rotation = rotate_kek(db, key_custody(settings), retire_old=not args.keep_old)
-    finally:
-        db.dispose()
-    retired = ", ".join(rotation.retired) or "none"
-    print(f"new KEK {rotation.new_kek_id}: {rotation.rewrapped} data keys re-wrapped; retired: {retired}")
+    settings = Settings(data_dir=args.data_dir)
+    path = settings.custodian_key_file
+    if not path.is_file():
+        raise ConfigurationError(f"no custodian key in {settings.data_dir} ({path} is missing): is it a custodian's?")
+    keys = CustodianKeyFile(path)
+    old = [kid for kid in keys.kek_ids() if kid != keys.current_kek_id]
+    if args.retire_old:
+        for kid in old:
+            keys.retire(kid)
+        print(f"retired {len(old)} old custodian keys; current key 0x{keys.public_key.hex()}")
+        return 0
+    keys.rotate()
+    print(
+        f"new custodian key 0x{keys.public_key.hex()} (restart the custodian to publish it); the old one still opens "
+        "deposits in flight: retire it with --retire-old once none can arrive"
+    )
     return 0
 
 
@@ -126,8 +136,10 @@ def add_admin_commands(sub: Any, with_data_dir: Any) -> None:
         action.add_argument("address", type=_address)
     category = actions.add_parser("register-category", help="register a record category code")
     category.add_argument("code")
-    rotate = actions.add_parser("rotate-kek", help="new key-encryption key; re-wrap every data key (blobs untouched)")
-    rotate.add_argument("--keep-old", action="store_true", help="do not retire the old KEKs")
+    rotate = actions.add_parser(
+        "rotate-custodian-key", help="a custodian's new long-term key (nothing is re-encrypted); in its data dir"
+    )
+    rotate.add_argument("--retire-old", action="store_true", help="instead: retire the keys before the current one")
     admin.set_defaults(func=cmd_admin)
 
     car = with_data_dir(sub.add_parser("export-car", help="export a record version's ciphertext blocks as a CAR file"))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ledger_service.blobs import BlobStore, EmbeddedBlobStore, KuboBlobStore
 from ledger_service.chain.deploy import DEMO_PROVIDERS, Deployment
@@ -21,8 +21,7 @@ from ledger_service.chain.indexer import EventIndexer
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
-from ledger_service.crypto import KeyCustody
-from ledger_service.custodian import LocalKeyFile
+from ledger_service.crypto.key_file import X25519KeyFile
 from ledger_service.custodian.long_term_key import CustodianKeyFile
 from ledger_service.custodian.service import Custodian, CustodianConfig
 from ledger_service.custodian.store import CustodianStore
@@ -32,7 +31,7 @@ from ledger_service.db.indexer_store import DbIndexStore
 from ledger_service.db.models import RecordRow
 from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.domain.consent import AccessRequest, Eip712Domain
-from ledger_service.errors import ConfigurationError, LedgerError
+from ledger_service.errors import ConfigurationError, KeyCustodyError, LedgerError
 from ledger_service.hub.audit import AuditService
 from ledger_service.hub.auth import AuthService, load_or_create_secret
 from ledger_service.hub.batched_disclosure import BatchedDisclosureStrategy
@@ -43,6 +42,8 @@ from ledger_service.hub.directory import Directory
 from ledger_service.hub.erasure import ErasureService
 from ledger_service.hub.records import RecordLookups
 from ledger_service.hub.relay import Relay
+from ledger_service.node.custodian_client import HttpCustodian
+from ledger_service.node.custody import CustodianClient, CustodianInfo, EncryptionKeys, ThresholdCustody
 from ledger_service.node.erasures import ErasureFollower
 from ledger_service.node.fhir import FHIR_INLINE_BELOW, check_fhir
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
@@ -66,7 +67,7 @@ class Services:
     ledger: ConsentLedgerContract
     db: Database
     blobs: BlobStore
-    custody: KeyCustody
+    custody: ThresholdCustody | None  # a node's (a hub alone holds no key custody)
     providers: ProviderKeys
     relay: Relay | None  # the hub's (None in a node of its own, which relays through its hub over HTTP)
     uploads: UploadService
@@ -86,13 +87,24 @@ class Services:
     idempotency: IdempotencyStore
     parse_workers: ParseWorkers
     erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
+    custodians: list[Custodian] = field(default_factory=list)  # the embedded default's (`up`), in this process
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start_background(self) -> None:
         """Follow the chain's events in a daemon thread; in batched mode (or with entries a former batched
         run left unanchored) also anchor the disclosure log's roots in another. A node of its own instead
-        follows the chain's erasures to destroy its keys."""
+        follows the chain's erasures to destroy its keys. Embedded custodians follow the erasures too."""
+        for custodian in self.custodians:
+            follower = threading.Thread(
+                target=custodian.follow_erasures,
+                args=(self._stop,),
+                kwargs={"on_error": lambda exc: log.warning("custodian erasure follower: %s", exc)},
+                name=f"custodian-{custodian.config.index}-erasures",
+                daemon=True,
+            )
+            follower.start()
+            self._threads.append(follower)
         recovery = threading.Thread(target=self._recover_periodically, name="recovery", daemon=True)
         recovery.start()
         self._threads.append(recovery)
@@ -155,6 +167,10 @@ class Services:
             if thread.is_alive():
                 log.warning("background thread %s did not stop in %.0f s", thread.name, timeout)
         self.parse_workers.close()
+        if self.custody is not None:
+            self.custody.close()
+        for custodian in self.custodians:
+            custodian.store.close()
         self.db.dispose()
 
 
@@ -200,10 +216,6 @@ def database(settings: Settings) -> Database:
     return Database(settings.effective_database_url)
 
 
-def key_custody(settings: Settings) -> LocalKeyFile:
-    return LocalKeyFile(settings.effective_kek_file)
-
-
 def admin_sender(settings: Settings, rpc: RpcClient, *, chain_id: int | None = None) -> TransactionSender:
     """Transactions signed with the consortium admin's key (the deployment, ``admin`` commands, demo onboarding);
     for the node's chain unless ``chain_id`` is given."""
@@ -223,7 +235,7 @@ def admin_ledger(settings: Settings, deployment: Deployment, rpc: RpcClient | No
     return ConsentLedgerContract(rpc, deployment.ledger_address, ledger_codec(), sender)
 
 
-def custodian_service(settings: Settings, deployment: Deployment) -> Custodian:
+def custodian_service(settings: Settings, deployment: Deployment, *, rpc: RpcClient | None = None) -> Custodian:
     """A key custodian (``serve custodian``): its key file and store in the data dir, its own chain node."""
     if settings.custodian_index is None:
         raise ConfigurationError("a custodian needs its index: CONSENT_LEDGER_CUSTODIAN_INDEX (1 to custody_total)")
@@ -238,10 +250,123 @@ def custodian_service(settings: Settings, deployment: Deployment) -> Custodian:
         from_block=deployment.block_number,
         confirmations=settings.confirmations,
     )
-    ledger = ConsentLedgerContract(rpc_client(settings, deployment), deployment.ledger_address, ledger_codec())
+    rpc = rpc if rpc is not None else rpc_client(settings, deployment)
+    ledger = ConsentLedgerContract(rpc, deployment.ledger_address, ledger_codec())
     return Custodian(
         config, CustodianKeyFile(settings.custodian_key_file), CustodianStore(settings.custodian_store_file), ledger
     )
+
+
+class LocalCustodian:
+    """A custodian of the embedded default (``up``), called in this process: the same checks as over HTTP."""
+
+    def __init__(self, custodian: Custodian) -> None:
+        self.custodian = custodian
+        self.name = f"custodian {custodian.config.index} (embedded)"
+
+    def info(self) -> CustodianInfo:
+        c = self.custodian.config
+        return CustodianInfo(c.index, self.custodian.keys.public_key, c.threshold, c.total)
+
+    def deposit(
+        self,
+        *,
+        patient: str,
+        author: str,
+        record_id: bytes,
+        version: int,
+        recipient: bytes,
+        sealed: bytes,
+        signature: bytes,
+    ) -> None:
+        self.custodian.deposit(
+            patient=patient,
+            author=author,
+            record_id=record_id,
+            version=version,
+            recipient=recipient,
+            sealed=sealed,
+            signature=signature,
+        )
+
+    def release(
+        self,
+        *,
+        record_id: bytes,
+        version: int,
+        accessor: str,
+        disclosure_tx: bytes | None = None,
+        receipt: dict[str, Any] | None = None,
+    ) -> bytes:
+        if disclosure_tx is None:
+            raise KeyCustodyError("a release needs its disclosure's evidence")
+        return self.custodian.release(
+            record_id=record_id, version=version, accessor=accessor, disclosure_tx=disclosure_tx
+        )
+
+
+def embedded_custodians(settings: Settings, deployment: Deployment, rpc: RpcClient) -> list[Custodian]:
+    """The embedded default's custodians, each with its own data dir under ``custodians/`` (docs/operations.md)."""
+    return [
+        custodian_service(
+            settings.model_copy(
+                update={
+                    "data_dir": settings.data_dir / "custodians" / str(index),
+                    "custodian_index": index,
+                    "provider_keys": None,
+                }
+            ),
+            deployment,
+            rpc=rpc,
+        )
+        for index in range(1, settings.custody_total + 1)
+    ]
+
+
+def _custody(
+    settings: Settings,
+    deployment: Deployment,
+    rpc: RpcClient,
+    *,
+    providers: ProviderKeys,
+    ledger: ConsentLedgerContract,
+    relayer: Relayer,
+    nonces: MessageNonces,
+    deadlines: Deadlines,
+    domain: Eip712Domain,
+) -> tuple[ThresholdCustody | None, list[Custodian]]:
+    """The node's threshold custody: its custodians over HTTP (``custodian_urls``) or, in the embedded default,
+    custodians of this process. A hub alone has none: it holds no key."""
+    if settings.role == "hub":
+        return None, []
+    embedded: list[Custodian] = []
+    clients: list[CustodianClient]
+    if settings.custodian_urls:
+        clients = [HttpCustodian(url, timeout=settings.rpc_timeout) for url in settings.custodian_urls]
+    elif settings.role == "all":
+        embedded = embedded_custodians(settings, deployment, rpc)
+        clients = [LocalCustodian(c) for c in embedded]
+    else:
+        raise ConfigurationError(
+            "a node needs its key custodians: set CONSENT_LEDGER_CUSTODIAN_URLS to a JSON list of their base URLs"
+        )
+    files = {
+        account: X25519KeyFile(settings.data_dir / "keys" / f"encryption-{account.lower()}.json")
+        for account in providers.accounts
+    }
+    encryption = EncryptionKeys(
+        files,
+        registered_key=ledger.encryption_key_of,
+        relayer=relayer,
+        keys=providers,
+        nonces=nonces,
+        deadlines=deadlines,
+        domain=domain,
+    )
+    custody = ThresholdCustody(
+        clients, threshold=settings.custody_threshold, domain=domain, keys=providers, encryption=encryption
+    )
+    return custody, embedded
 
 
 def _provider_keys(settings: Settings) -> list[str]:
@@ -320,13 +445,23 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         blobs = blob_store(settings)
         relay = Relay(db=db, ledger=ledger, domain=domain, explain=lambda request: _explain(ledger, db, request))
         relayer = relay
-    custody = key_custody(settings)
     message_nonces = MessageNonces(nonce_ledger, ledger.lowest_unused_nonce)
 
     def chain_time() -> int:
         return int(rpc.get_block("latest")["timestamp"], 16)
 
     deadlines = Deadlines(chain_time)
+    custody, custodians = _custody(
+        settings,
+        deployment,
+        rpc,
+        providers=providers,
+        ledger=ledger,
+        relayer=relayer,
+        nonces=message_nonces,
+        deadlines=deadlines,
+        domain=domain,
+    )
     categories_cache: dict[str, bytes] = {}
 
     def categories() -> dict[str, bytes]:
@@ -396,6 +531,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         nonces=message_nonces,
         deadlines=deadlines,
         domain=domain,
+        receipt_of=lambda leaf: _receipt_of(disclosure_log, batcher, leaf),
     )
     erasure = None if relay is None else ErasureService(db=db, blobs=blobs, ledger=ledger, relay=relay, locks=locks)
     records = RecordLookups(db=db)
@@ -447,4 +583,18 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         idempotency,
         parse_workers,
         ErasureFollower(db=db, indexer=indexer) if settings.role == "node" else None,
+        custodians,
     )
+
+
+def _receipt_of(log_: DisclosureLog, batcher: DisclosureBatcher, leaf_index: int) -> dict[str, Any]:
+    """The receipt of a batched disclosure for the custodians: its batch is anchored now if it is not yet
+    (concurrent reads share one anchor: the batcher anchors everything pending under its lock)."""
+    for _attempt in range(3):
+        proof = log_.proof(leaf_index)
+        if "status" not in proof:
+            return proof
+        if proof["status"] != "pending":
+            raise KeyCustodyError(f"no receipt for disclosure-log entry {leaf_index}: {proof.get('error')}")
+        batcher.anchor_now()
+    raise KeyCustodyError(f"disclosure-log entry {leaf_index} is not anchored yet")

@@ -123,6 +123,12 @@ class KeyCustodyError(CryptoError):
     code = "key-custody-error"
 
 
+class CustodyUnavailable(KeyCustodyError):
+    """Fewer key custodians answered than a read or an upload needs: nothing was decrypted or stored."""
+
+    code = "custody-unavailable"
+
+
 class KeyDestroyed(CryptoError):
     """The record's data keys were destroyed (crypto-shredding after erasure)."""
 

@@ -92,13 +92,16 @@ class Settings(BaseSettings):
     )
     custody_threshold: int = Field(default=2, ge=2, le=255, description="Shares needed to rebuild a data key")
     custody_total: int = Field(default=3, ge=2, le=255, description="Custodians, one share each")
+    custodian_urls: list[str] = Field(
+        default_factory=list,
+        description="A node's key custodians (base URLs); unset in the embedded default, which runs its own",
+    )
     receipt_timeout: float = Field(default=60.0, gt=0)
     rpc_timeout: float = Field(default=10.0, gt=0)
 
     # Storage
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite in the data dir")
     blob_store_url: str | None = Field(default=None, description="Kubo RPC URL; unset = embedded store")
-    kek_file: Path | None = Field(default=None, description="Dev key-encryption-key file; default in the data dir")
 
     # Disclosures
     disclosure_mode: Literal["per-read", "batched"] = Field(
@@ -207,10 +210,6 @@ class Settings(BaseSettings):
     @property
     def custodian_store_file(self) -> Path:
         return self.data_dir / "custodian.sqlite3"
-
-    @property
-    def effective_kek_file(self) -> Path:
-        return self.kek_file or self.data_dir / "keys" / "kek.json"
 
     @property
     def effective_database_url(self) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import select, true
 from ledger_service.audit.gcpause import paused_gc
 from ledger_service.audit.verifier import Delivery, OperatorLog, OperatorRecords, OperatorVersion
 from ledger_service.db.database import Database
-from ledger_service.db.models import DataKeyRow, DeliveryRow, DisclosureLogEntryRow, RecordRow, RecordVersionRow
+from ledger_service.db.models import CommitmentSaltRow, DeliveryRow, DisclosureLogEntryRow, RecordRow, RecordVersionRow
 from ledger_service.errors import AuditError
 from ledger_service.transparency.entries import DisclosureEntry
 from ledger_service.transparency.merkle import MerkleLog
@@ -94,8 +94,10 @@ def operator_records(
         keys = [
             (rid, int(version))
             for rid, version in s.execute(
-                select(DataKeyRow.record_id, DataKeyRow.version)
-                .select_from(DataKeyRow.__table__.join(RecordRow.__table__, DataKeyRow.record_id == r.record_id))
+                select(CommitmentSaltRow.record_id, CommitmentSaltRow.version)
+                .select_from(
+                    CommitmentSaltRow.__table__.join(RecordRow.__table__, CommitmentSaltRow.record_id == r.record_id)
+                )
                 .where(mine)
             ).all()
         ]

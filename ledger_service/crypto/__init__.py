@@ -1,10 +1,9 @@
-"""Record encryption and key custody.
+"""Record encryption.
 
-Each record version's blob is stream-encrypted under a fresh single-use data key
-(:mod:`.envelope`), the data key is wrapped under a key-encryption key held by a
-:class:`KeyCustody` (:mod:`.custody`, implemented in ``ledger_service.custodian``), and a salted
-commitment to the plaintext is anchored on chain (:mod:`.commitment`). Erasure destroys the wrapped key
-and salt (crypto-shredding).
+Each record version's blob is stream-encrypted under a fresh single-use data key (:mod:`.envelope`) and a
+salted commitment to the plaintext is anchored on chain (:mod:`.commitment`). The data key is split among the
+key custodians (:mod:`.shamir`, sealed with :mod:`.key_shares`; docs/architecture.md, "Key custody"); erasure
+destroys the custodians' per-record keys and the salt (crypto-shredding).
 """
 
 from ledger_service.crypto.commitment import (
@@ -14,7 +13,6 @@ from ledger_service.crypto.commitment import (
     new_salt,
     verify_commitment,
 )
-from ledger_service.crypto.custody import KeyCustody, WrappedKey, rewrap
 from ledger_service.crypto.envelope import (
     DEFAULT_SEGMENT_SIZE,
     MAX_SEGMENT_SIZE,
@@ -37,16 +35,13 @@ __all__ = [
     "SALT_SIZE",
     "STREAM_HEADER_SIZE",
     "DataKey",
-    "KeyCustody",
     "PlaintextCommitment",
     "RecordBinding",
-    "WrappedKey",
     "ciphertext_size",
     "decrypt_bytes",
     "decrypt_stream",
     "encrypt_bytes",
     "encrypt_stream",
     "new_salt",
-    "rewrap",
     "verify_commitment",
 ]

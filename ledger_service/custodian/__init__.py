@@ -1,7 +1,2 @@
-"""The key custodian: holds the key-encryption keys and rotates them (docs/architecture.md).
-
-The node and the hub see it only through :class:`ledger_service.crypto.KeyCustody`."""
-
-from ledger_service.custodian.key_file import LocalKeyFile
-
-__all__ = ["LocalKeyFile"]
+"""The key custodian role (docs/architecture.md, "Key custody"): holds share ``i`` of every record version's
+data key and releases it only against the chain. ``consent-ledger serve custodian`` runs one."""

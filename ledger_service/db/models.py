@@ -73,20 +73,19 @@ class RecordVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class DataKeyRow(Base):
-    """A wrapped data key and the commitment salt: the secrets of one version.
+class CommitmentSaltRow(Base):
+    """The salt of a version's plaintext commitment: the one secret of a version the node's DB keeps.
 
-    Erasure deletes these rows (crypto-shredding); nothing else in the DB can decrypt.
+    The version's data key is with the key custodians (docs/architecture.md, "Key custody"); nothing in
+    this DB can decrypt. Erasure deletes these rows with the custodians' per-record keys.
     """
 
-    __tablename__ = "data_keys"
+    __tablename__ = "commitment_salts"
     __table_args__ = (UniqueConstraint("record_id", "version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     record_id: Mapped[str] = mapped_column(String(66), ForeignKey("records.record_id"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    kek_id: Mapped[str] = mapped_column(String(64), index=True)
-    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     commitment_salt: Mapped[bytes] = mapped_column(LargeBinary)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.database import Database
-from ledger_service.db.models import DataKeyRow, RecordRow, RecordVersionRow
+from ledger_service.db.models import CommitmentSaltRow, RecordRow, RecordVersionRow
 from ledger_service.domain.consent import RecordErase
 from ledger_service.errors import RecordErased, RecordNotFound, ValidationError
 from ledger_service.hub.relay import Relay
@@ -68,7 +68,9 @@ class ErasureService:
                 assert record is not None
                 record.state = "erasing"
                 record.erase_request = _signed_erase_json(request, signature)
-                for key_row in s.execute(select(DataKeyRow).where(DataKeyRow.record_id == record_id)).scalars():
+                for key_row in s.execute(
+                    select(CommitmentSaltRow).where(CommitmentSaltRow.record_id == record_id)
+                ).scalars():
                     s.delete(key_row)
                 cids = [
                     v.cid

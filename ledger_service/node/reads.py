@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from eth_utils import keccak
 from sqlalchemy import select, update
@@ -20,22 +21,25 @@ from sqlalchemy import select, update
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.codec import eip712
-from ledger_service.crypto import KeyCustody, RecordBinding, WrappedKey, decrypt_stream
+from ledger_service.crypto import RecordBinding, decrypt_stream
 from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
-from ledger_service.db.models import DataKeyRow, DeliveryRow, RecordRow, RecordVersionRow
+from ledger_service.db.models import CommitmentSaltRow, DeliveryRow, RecordRow, RecordVersionRow
 from ledger_service.db.records import anchored_record
 from ledger_service.domain.codes import EMERGENCY_PURPOSE, EMERGENCY_ROLE, purpose_to_bytes32
 from ledger_service.domain.consent import AccessRequest, Eip712Domain, EmergencyAccessRequest
 from ledger_service.domain.media_types import served_media_type
 from ledger_service.errors import (
+    ConfigurationError,
     ConsentDenied,
     IdempotencyConflict,
+    KeyCustodyError,
     KeyDestroyed,
     LedgerError,
     PermissionDenied,
     ValidationError,
 )
+from ledger_service.node.custody import ThresholdCustody
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
 from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
 from ledger_service.records.disclosure import (
@@ -83,7 +87,7 @@ class ReadService:
         db: Database,
         idempotency: IdempotencyStore,
         blobs: BlobStore,
-        custody: KeyCustody,
+        custody: ThresholdCustody | None,
         ledger: ConsentLedgerContract,
         disclosure: DisclosureStrategy,
         traced: PerReadDisclosureStrategy,
@@ -91,11 +95,13 @@ class ReadService:
         nonces: MessageNonces,
         deadlines: Deadlines,
         domain: Eip712Domain,
+        receipt_of: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
         self.db = db
         self.idempotency = idempotency
         self.blobs = blobs
-        self.custody = custody
+        self._custody = custody  # None in a hub alone: it holds no key
+
         self.ledger = ledger  # the consent and role views
         self.disclosure = disclosure  # per-read or batched, as bootstrap.py chose
         # Adopts a replayed delivery whose transaction is still in flight (only per-read leaves those).
@@ -104,6 +110,23 @@ class ReadService:
         self.nonces = nonces
         self.deadlines = deadlines
         self.domain = domain
+        # Batched mode: the receipt of a disclosure-log entry, once its batch is anchored (bootstrap.py).
+        self._receipt_of = receipt_of
+
+    @property
+    def custody(self) -> ThresholdCustody:
+        if self._custody is None:
+            raise ConfigurationError("this process is a hub: uploads and reads are a provider's node's")
+        return self._custody
+
+    def _evidence(self, delivery: DeliveryRow) -> dict[str, Any]:
+        """What the custodians release a delivery's shares against: its disclosure transaction, or in batched
+        mode the receipt of its log entry."""
+        if delivery.tx_hash:
+            return {"disclosure_tx": bytes.fromhex(delivery.tx_hash[2:])}
+        if delivery.leaf_index is None or self._receipt_of is None:
+            raise KeyCustodyError("the delivery has neither a disclosure transaction nor a log entry to show")
+        return {"receipt": self._receipt_of(delivery.leaf_index)}
 
     def _signer(self, accessor: str) -> Callable[[AccessRequest | EmergencyAccessRequest], SignedAccess]:
         key = self.keys.signer_for(accessor)  # PermissionDenied before anything else if the node has no key
@@ -303,18 +326,19 @@ class ReadService:
     def _release(self, record: RecordRow, delivery: DeliveryRow, *, claim: bool) -> RecordContent:
         with self.db.session() as s:
             version, key_row = s.execute(
-                select(RecordVersionRow, DataKeyRow)
+                select(RecordVersionRow, CommitmentSaltRow)
                 .outerjoin(
-                    DataKeyRow,
-                    (DataKeyRow.record_id == RecordVersionRow.record_id)
-                    & (DataKeyRow.version == RecordVersionRow.version),
+                    CommitmentSaltRow,
+                    (CommitmentSaltRow.record_id == RecordVersionRow.record_id)
+                    & (CommitmentSaltRow.version == RecordVersionRow.version),
                 )
                 .where(RecordVersionRow.record_id == record.record_id, RecordVersionRow.version == delivery.version)
             ).one()
         if key_row is None:
             raise KeyDestroyed(f"the keys of {record.record_id} were destroyed", record_id=record.record_id)
         binding = RecordBinding(bytes.fromhex(record.record_id[2:]), delivery.version, record.patient)
-        data_key = self.custody.unwrap(WrappedKey(key_row.kek_id, key_row.wrapped_key), binding.aad())
+        # The custodians release the shares against the disclosure just logged (docs/architecture.md, "Key custody").
+        data_key = self.custody.recover(binding, accessor=delivery.accessor, **self._evidence(delivery))
         cid = Cid.parse(version.cid)
         # Fetch and verify the first blocks now, so a missing or corrupt blob fails before
         # the response starts; the rest streams, each block and segment verified as it comes.

@@ -18,10 +18,10 @@ from sqlalchemy import select
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.codec import eip712
-from ledger_service.crypto import DataKey, KeyCustody, PlaintextCommitment, RecordBinding, encrypt_stream, new_salt
+from ledger_service.crypto import DataKey, PlaintextCommitment, RecordBinding, encrypt_stream, new_salt
 from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
-from ledger_service.db.models import DataKeyRow, RecordRow, RecordVersionRow
+from ledger_service.db.models import CommitmentSaltRow, RecordRow, RecordVersionRow
 from ledger_service.db.records import anchored_record
 from ledger_service.domain.codes import hex32
 from ledger_service.domain.consent import Eip712Domain, RecordAmend, RecordAnchor
@@ -29,11 +29,13 @@ from ledger_service.domain.media_types import media_type_essence, stored_media_t
 from ledger_service.domain.records import FHIR_MEDIA_TYPE, fast_version_hash, record_id_of
 from ledger_service.errors import (
     ChainError,
+    ConfigurationError,
     NotRecordAuthor,
     PermissionDenied,
     TransactionReverted,
     ValidationError,
 )
+from ledger_service.node.custody import ThresholdCustody
 from ledger_service.node.fhir import MAX_FHIR_BYTES, check_fhir, fhir_document
 from ledger_service.node.signing import Deadlines, DigestSigner, MessageNonces, ProviderKeys, worth_signing_again
 from ledger_service.records.disclosure import account_address
@@ -84,7 +86,7 @@ class UploadService:
         db: Database,
         idempotency: IdempotencyStore,
         blobs: BlobStore,
-        custody: KeyCustody,
+        custody: ThresholdCustody | None,
         ledger: ConsentLedgerContract,
         keys: ProviderKeys,
         nonces: MessageNonces,
@@ -99,7 +101,8 @@ class UploadService:
         self.db = db
         self.idempotency = idempotency
         self.blobs = blobs
-        self.custody = custody
+        self._custody = custody  # None in a hub alone: it holds no key
+
         self.ledger = ledger  # views only: the anchors are the provider's signed messages, relayed
         self.keys = keys
         self.nonces = nonces
@@ -110,6 +113,12 @@ class UploadService:
         self._locks = locks  # shared with the hub's erasure (bootstrap.py)
         self._fhir_check = fhir_check  # bootstrap: in a worker process, for a large document
         self.max_fhir_bytes = max_fhir_bytes
+
+    @property
+    def custody(self) -> ThresholdCustody:
+        if self._custody is None:
+            raise ConfigurationError("this process is a hub: uploads and reads are a provider's node's")
+        return self._custody
 
     def _category(self, code: str) -> bytes:
         known = self._categories()
@@ -164,7 +173,7 @@ class UploadService:
         record_id = hex32(record_id_bytes)
         binding = RecordBinding(record_id_bytes, 1, patient)
         cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
-        wrapped = self.custody.wrap(data_key, binding.aad())
+        self.custody.protect(binding, data_key, author=provider)  # every custodian holds its share before the anchor
         deadline = self.deadlines.next(fresh=True)  # the signed anchor's, kept with the pending version
         now = _now()
         with self.db.session() as s:
@@ -199,15 +208,7 @@ class UploadService:
                     created_at=now,
                 )
             )
-            s.add(
-                DataKeyRow(
-                    record_id=record_id,
-                    version=1,
-                    kek_id=wrapped.kek_id,
-                    wrapped_key=wrapped.ciphertext,
-                    commitment_salt=commitment_salt,
-                )
-            )
+            s.add(CommitmentSaltRow(record_id=record_id, version=1, commitment_salt=commitment_salt))
 
         def anchor(nonce: int) -> RecordAnchor:
             return RecordAnchor(
@@ -265,7 +266,7 @@ class UploadService:
                 ).scalar_one()
             binding = RecordBinding(bytes.fromhex(record_id[2:]), version, record.patient)
             cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
-            wrapped = self.custody.wrap(data_key, binding.aad())
+            self.custody.protect(binding, data_key, author=provider)
             deadline = self.deadlines.next(fresh=True)  # the signed amendment's, kept with the pending version
             with self.db.session() as s:
                 s.add(
@@ -286,15 +287,7 @@ class UploadService:
                         created_at=_now(),
                     )
                 )
-                s.add(
-                    DataKeyRow(
-                        record_id=record_id,
-                        version=version,
-                        kek_id=wrapped.kek_id,
-                        wrapped_key=wrapped.ciphertext,
-                        commitment_salt=commitment_salt,
-                    )
-                )
+                s.add(CommitmentSaltRow(record_id=record_id, version=version, commitment_salt=commitment_salt))
             previous_hash = bytes.fromhex(head[2:])
 
             def amend(nonce: int) -> RecordAmend:
@@ -375,7 +368,7 @@ class UploadService:
     def _discard_pending(self, record_id: str, version: int, cid: Cid, *, whole_record: bool) -> None:
         """Undo a version whose anchor was refused: no key, no blob, no row remains."""
         with self.db.session() as s:
-            for model in (DataKeyRow, RecordVersionRow):
+            for model in (CommitmentSaltRow, RecordVersionRow):
                 for row in s.execute(
                     select(model).where(model.record_id == record_id, model.version == version)
                 ).scalars():

@@ -252,7 +252,7 @@ def check_invariants(server: ApiServer, book: Ledgerbook, *, from_block: int, ve
     orphans = [
         row
         for row in server.query(
-            "SELECT k.record_id, k.version, v.state FROM data_keys k LEFT JOIN record_versions v "
+            "SELECT k.record_id, k.version, v.state FROM commitment_salts k LEFT JOIN record_versions v "
             "ON v.record_id = k.record_id AND v.version = k.version WHERE v.state IS NULL OR v.state != 'anchored'"
         )
         if row[0] not in in_doubt

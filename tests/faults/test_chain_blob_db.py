@@ -106,7 +106,7 @@ def test_dead_kubo_blob_store_refuses_uploads_and_stores_nothing(node: Node, tmp
         _assert_problem(response, 503)
         assert response.json()["type"] == "/problems/blob-store-unavailable"
         assert server.query("SELECT count(*) FROM records")[0][0] == 0
-        assert server.query("SELECT count(*) FROM data_keys")[0][0] == 0
+        assert server.query("SELECT count(*) FROM commitment_salts")[0][0] == 0
         assert server.query("SELECT count(*) FROM idempotency_keys")[0][0] == 0, "the failed claim must be released"
     finally:
         server.stop()

@@ -217,7 +217,7 @@ def _kill_while_sealing(node: Node, server: ApiServer, from_block: int, book: Le
     server.start()
     assert "recovered: 0 versions anchored, 1 discarded" in server.output(), server.output()[-2000:]
     assert server.query("SELECT count(*) FROM records")[0][0] == 0
-    assert server.query("SELECT count(*) FROM data_keys")[0][0] == 0
+    assert server.query("SELECT count(*) FROM commitment_salts")[0][0] == 0
     pins = list((server.data_dir / "blobs" / "pins").glob("*"))
     assert pins == [], f"a discarded version left its blob pinned: {pins}"
     check_invariants(server, book, from_block=from_block)

@@ -26,7 +26,7 @@ def _nothing_stored(services: Services) -> None:
     with services.db.engine.connect() as conn:
         from sqlalchemy import text
 
-        for table in ("records", "record_versions", "data_keys", "deliveries"):
+        for table in ("records", "record_versions", "commitment_salts", "deliveries"):
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0, table  # noqa: S608
     assert list(services.blobs.pins()) == [], "a refused upload left a pinned blob"  # type: ignore[attr-defined]
 

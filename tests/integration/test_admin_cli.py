@@ -14,7 +14,7 @@ from ledger_service.blobs import Cid
 from ledger_service.blobs.car import read_car
 from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.cli import main
-from ledger_service.db.models import DataKeyRow
+from ledger_service.db.models import CommitmentSaltRow
 from ledger_service.runtime import Runtime
 from ledger_service.settings import Settings
 from tests.conftest import free_port
@@ -73,10 +73,10 @@ def test_rotate_kek_rewraps_every_key_and_records_still_read(running: tuple[Runt
     )
     blob_before = services.blobs.read(Cid.parse(created.cid))
     with services.db.session() as s:
-        old_keks = set(s.execute(select(DataKeyRow.kek_id)).scalars())
+        old_keks = set(s.execute(select(CommitmentSaltRow.kek_id)).scalars())
     assert _cli(runtime, "admin", "rotate-kek") == 0
     with services.db.session() as s:
-        new_keks = set(s.execute(select(DataKeyRow.kek_id)).scalars())
+        new_keks = set(s.execute(select(CommitmentSaltRow.kek_id)).scalars())
     assert len(new_keks) == 1 and not new_keks & old_keks
     assert services.blobs.read(Cid.parse(created.cid)) == blob_before  # blobs untouched
     # A fresh instance (new custody handle) decrypts with the re-wrapped key.

@@ -156,4 +156,4 @@ def test_the_whole_provider_story_runs_through_a_node_of_its_own(chain: Node, hu
 
 def _node_keys_of(node: Served, record_id: str) -> int:
     with contextlib.closing(sqlite3.connect(node.data_dir / "ledger.sqlite3")) as db:
-        return int(db.execute("SELECT count(*) FROM data_keys WHERE record_id = ?", (record_id,)).fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM commitment_salts WHERE record_id = ?", (record_id,)).fetchone()[0])
