@@ -59,6 +59,19 @@ class DeploymentOut(Out):
     ledger_version: int
 
 
+class CustodianListed(Out):
+    index: int
+    url: str | None = Field(default=None, description="Where a release is asked for (None: not served over HTTP)")
+    public_key: str
+
+
+class CustodyOut(Out):
+    """The key custodians of a record version's data-key shares (docs/architecture.md, "Key custody")."""
+
+    threshold: int
+    custodians: list[CustodianListed]
+
+
 class ChainInfo(Out):
     chain_id: int
     block_number: int
@@ -68,6 +81,7 @@ class ChainInfo(Out):
     categories: dict[str, str]
     purposes: list[str]
     demo: DemoAccounts | None = None
+    custody: CustodyOut | None = None
 
 
 class ProviderOut(Out):

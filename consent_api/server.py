@@ -5,13 +5,20 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 
 import uvicorn
 
 from consent_api.app import create_app
 from consent_api.custodian_app import create_custodian_app
 from consent_api.metrics import Metrics, metrics_app
-from ledger_service.bootstrap import Services, bootstrap, custodian_service
+from ledger_service.bootstrap import (
+    Services,
+    bootstrap,
+    custodian_service,
+    embedded_custodian_port,
+    embedded_custodian_url,
+)
 from ledger_service.chain.deploy import Deployment
 from ledger_service.errors import ChainError, ConfigurationError
 from ledger_service.origins import sign_in_origins, trusted_proxies
@@ -52,6 +59,32 @@ def start_metrics_listener(services: Services, metrics: Metrics) -> tuple[uvicor
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="metrics-listener", daemon=True).start()
     shown = f"[{host}]" if ":" in host else host
     return server, f"http://{shown}:{port}/metrics"
+
+
+def start_embedded_custodians(services: Services, origins: Sequence[str]) -> list[tuple[uvicorn.Server, str]]:
+    """Serve the embedded default's custodians (``up``) each on its own port, for the patient's browser, which
+    asks them for the shares of its own records; the node itself calls them in this process."""
+    settings = services.settings
+    started = []
+    for custodian in services.custodians:
+        index = custodian.config.index
+        port = embedded_custodian_port(settings, index)
+        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigurationError(
+                f"custodian {index} cannot bind {settings.host}:{port} ({exc.strerror}); set "
+                "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM to the first of free ports"
+            ) from exc
+        app = create_custodian_app(custodian, cors_origins=[*origins, *settings.cors_origins])
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+        server = uvicorn.Server(config)
+        threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"custodian-{index}", daemon=True).start()
+        started.append((server, embedded_custodian_url(settings, index)))
+    return started
 
 
 def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
@@ -101,18 +134,23 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
         )
         server = uvicorn.Server(config)
         metrics_listener = start_metrics_listener(services, app.state.metrics)
+        custodian_servers = start_embedded_custodians(services, origins)
 
         def watch() -> None:
             stop.wait()
             server.should_exit = True
             if metrics_listener is not None:
                 metrics_listener[0].should_exit = True
+            for custodian_server, _url in custodian_servers:
+                custodian_server.should_exit = True
 
         threading.Thread(target=watch, name="stop-watch", daemon=True).start()
         print(f"portal  http://{settings.host}:{settings.port}/", flush=True)
         print(f"API     http://{settings.host}:{settings.port}/docs  (OpenAPI at /openapi.json)", flush=True)
         if metrics_listener is not None:
             print(f"metrics {metrics_listener[1]}", flush=True)
+        for _custodian_server, url in custodian_servers:
+            print(f"custodian {url}/v1/custodian", flush=True)
         print(f"sign-in messages must name {' or '.join(origins)}", flush=True)
         print("press Ctrl+C to stop (state is saved in the data dir)", flush=True)
         server.run()

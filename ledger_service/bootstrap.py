@@ -88,6 +88,7 @@ class Services:
     parse_workers: ParseWorkers
     erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
     custodians: list[Custodian] = field(default_factory=list)  # the embedded default's (`up`), in this process
+    _listing: list[tuple[int, str | None, bytes]] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -143,6 +144,28 @@ class Services:
 
     def chain_time(self) -> int:
         return int(self.rpc.get_block("latest")["timestamp"], 16)
+
+    def custodian_listing(self) -> tuple[int, list[tuple[int, str | None, bytes]]] | None:
+        """(threshold, [(index, url, public key)]) of the custodians this installation uses, for ``GET /v1/chain``:
+        the embedded ones, or those of ``custodian_urls`` as they describe themselves; None if it has none."""
+        s = self.settings
+        if self.custodians:
+            return s.custody_threshold, [
+                (c.config.index, embedded_custodian_url(s, c.config.index), c.keys.public_key) for c in self.custodians
+            ]
+        if not s.custodian_urls:
+            return None
+        if self._listing is None:
+            listed = []
+            for url in s.custodian_urls:
+                client = HttpCustodian(url, timeout=s.rpc_timeout)
+                try:
+                    info = client.info()
+                finally:
+                    client.close()
+                listed.append((info.index, url.rstrip("/"), info.public_key))
+            self._listing = sorted(listed)
+        return s.custody_threshold, self._listing
 
     @property
     def hub_relay(self) -> Relay:
@@ -303,6 +326,15 @@ class LocalCustodian:
         return self.custodian.release(
             record_id=record_id, version=version, accessor=accessor, disclosure_tx=disclosure_tx
         )
+
+
+def embedded_custodian_port(settings: Settings, index: int) -> int:
+    """Where ``up`` serves embedded custodian ``index`` (docs/operations.md, "Key custodians")."""
+    return (settings.custodian_ports_from or settings.port + 10) + index - 1
+
+
+def embedded_custodian_url(settings: Settings, index: int) -> str:
+    return f"http://{settings.host}:{embedded_custodian_port(settings, index)}"
 
 
 def embedded_custodians(settings: Settings, deployment: Deployment, rpc: RpcClient) -> list[Custodian]:

@@ -129,6 +129,12 @@ class CustodyUnavailable(KeyCustodyError):
     code = "custody-unavailable"
 
 
+class ShareNotHeld(KeyCustodyError):
+    """A custodian holds no share of that record version (none was deposited, or not by its author)."""
+
+    code = "share-not-held"
+
+
 class KeyDestroyed(CryptoError):
     """The record's data keys were destroyed (crypto-shredding after erasure)."""
 
@@ -208,6 +214,12 @@ class PermissionDenied(LedgerError):
     """The caller's role does not allow the operation."""
 
     code = "permission-denied"
+
+
+class ReleaseRefused(PermissionDenied):
+    """A custodian's chain does not show the disclosure a release needs; the message says what it shows."""
+
+    code = "release-refused"
 
 
 class IdempotencyConflict(LedgerError):

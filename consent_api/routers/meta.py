@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from consent_api.deps import CurrentCaller, ServicesDep
 from consent_api.schemas import (
     ChainInfo,
+    CustodianListed,
+    CustodyOut,
     DemoAccounts,
     DeploymentOut,
     Eip712DomainOut,
@@ -15,6 +17,7 @@ from consent_api.schemas import (
     ProviderList,
     ProviderOut,
 )
+from ledger_service.bootstrap import Services
 from ledger_service.domain.codes import PURPOSES, hex32
 
 router = APIRouter(tags=["chain"])
@@ -53,6 +56,18 @@ def chain_info(services: ServicesDep) -> ChainInfo:
         categories={code: hex32(category) for code, category in services.categories().items()},
         purposes=list(PURPOSES),
         demo=demo,
+        custody=_custody(services),
+    )
+
+
+def _custody(services: Services) -> CustodyOut | None:
+    listed = services.custodian_listing()
+    if listed is None:
+        return None
+    threshold, custodians = listed
+    return CustodyOut(
+        threshold=threshold,
+        custodians=[CustodianListed(index=i, url=url, public_key="0x" + key.hex()) for i, url, key in custodians],
     )
 
 

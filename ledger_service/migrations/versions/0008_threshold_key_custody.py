@@ -12,6 +12,7 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
@@ -31,4 +32,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("the wrapped data keys are gone: restore the data dir from before revision 0008")
+    # The schema comes back; the wrapped keys do not (they were dropped): rows keep an empty KEK id and key,
+    # which no KEK unwraps. Restore the data dir from before revision 0008 to read those versions again.
+    op.drop_index("ix_commitment_salts_record_id", table_name="commitment_salts")
+    op.rename_table("commitment_salts", "data_keys")
+    with op.batch_alter_table("data_keys") as batch:
+        batch.add_column(sa.Column("kek_id", sa.String(length=64), nullable=False, server_default=""))
+        batch.add_column(sa.Column("wrapped_key", sa.LargeBinary(), nullable=False, server_default=sa.text("''")))
+    op.create_index("ix_data_keys_kek_id", "data_keys", ["kek_id"], unique=False)
+    op.create_index("ix_data_keys_record_id", "data_keys", ["record_id"], unique=False)

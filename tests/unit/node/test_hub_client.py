@@ -50,6 +50,8 @@ from ledger_service.errors import (
     RecordNotFound,
     RecordTooLarge,
     RelayBusy,
+    ReleaseRefused,
+    ShareNotHeld,
     SignatureError,
     StaleVersion,
     TransactionReverted,
@@ -392,6 +394,10 @@ RELAY_ERRORS: dict[str, type[LedgerError]] = {
     "database-unavailable": HubUnavailable,
     "transaction-timeout": TransactionTimeout,
     "internal-error": HubUnavailable,
+    "release-refused": ReleaseRefused,
+    "share-not-held": ShareNotHeld,
+    "custody-unavailable": HubUnavailable,
+    "key-share-error": HubUnavailable,
 }
 
 
