@@ -4,8 +4,9 @@ No Docker engine runs here, so these tests read the files: the compose file pars
 pinned, services are health-checked and ordered by health, the Besu genesis is a valid QBFT
 genesis for exactly the committed validator keys, the node allowlist names exactly those nodes,
 the hub's and the providers' nodes' settings point at services the file defines, no hub holds a
-provider key and each node holds exactly its own (docs/architecture.md, "Three roles"), and no
-secret is written down.
+provider key and each node holds exactly its own (docs/architecture.md, "Three roles"), the key
+custodians stand apart from the hub, each on its own volume, network and chain node, and every node
+names all of them (docs/architecture.md, "Key custody"), and no secret is written down.
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def node_services(services: dict[str, dict[str, Any]]) -> list[str]:
     return serving(services, "node")
 
 
+def custodian_services(services: dict[str, dict[str, Any]]) -> list[str]:
+    return serving(services, "custodian")
+
+
 def proxies(services: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return [s for s in services.values() if str(s.get("image", "")).startswith("nginx:")]
 
@@ -168,9 +173,13 @@ def test_compose_parses_and_defines_the_topology(services: dict[str, dict[str, A
     assert sum(i.startswith("ipfs/ipfs-cluster:") for i in images) >= 2
     assert sum(i.startswith("nginx:") for i in images) == 1
     assert len(hub_services(services)) >= 2
-    # One node per provider organization, and no ledger service of a third kind (`up` is everything in one).
+    # One node per provider organization, one key custodian per custody share, and no ledger service of a
+    # fourth kind (`up` is everything in one).
     assert len(node_services(services)) >= 2
-    assert set(ledger_services(services)) == set(hub_services(services)) | set(node_services(services))
+    assert len(custodian_services(services)) == 3
+    assert set(ledger_services(services)) == (
+        set(hub_services(services)) | set(node_services(services)) | set(custodian_services(services))
+    )
     # The hub's database and one per node.
     assert sum(i.startswith("postgres:15") for i in images) == 1 + len(node_services(services))
     assert any(is_one_shot(s) and (s.get("command") or [""])[0] == "deploy" for s in services.values())
@@ -453,28 +462,53 @@ def test_every_ledger_setting_is_one_the_service_reads(services: dict[str, dict[
 def test_the_hubs_and_nodes_settings_pass_the_services_own_checks(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each hub's and node's environment, as the service would read it under `serve`: it parses (rate limits
-    included), a hub is handed no provider key, and a node exactly one with its hub and its chain node."""
+    """Each hub's, node's and custodian's environment, as the service would read it under `serve`: it parses
+    (rate limits included), a hub is handed no provider key and no custodian, a node exactly one key with its
+    hub, its chain node and a custody it can form, and a custodian its index in the same custody."""
     from ledger_service.bootstrap import _provider_keys
+    from ledger_service.custodian.service import CustodianConfig
     from ledger_service.settings import Settings
 
-    roles: tuple[tuple[Literal["hub", "node"], list[str]], ...] = (
+    roles: tuple[tuple[Literal["hub", "node", "custodian"], list[str]], ...] = (
         ("hub", hub_services(services)),
         ("node", node_services(services)),
+        ("custodian", custodian_services(services)),
     )
+    custodies = set()
     for role, names in roles:
         for name in names:
             for key in [k for k in os.environ if k.startswith("CONSENT_LEDGER_")]:
                 monkeypatch.delenv(key)
             for key, value in environment(services[name]).items():
                 monkeypatch.setenv(key, resolve(value))
-            settings = Settings(role=role)  # what `serve hub|node` sets
+            settings = Settings(role=role)  # what `serve hub|node|custodian` sets
+            if role == "custodian":
+                assert settings.provider_keys is None and settings.rpc_url, name
+                assert settings.custodian_index is not None, f"{name}: no CONSENT_LEDGER_CUSTODIAN_INDEX"
+                # What custodian_service() builds from these settings, and refuses when inconsistent.
+                config = CustodianConfig(
+                    index=settings.custodian_index,
+                    threshold=settings.custody_threshold,
+                    total=settings.custody_total,
+                    chain_id=1,
+                    ledger="0x" + "00" * 20,
+                    from_block=0,
+                    confirmations=settings.confirmations,
+                )
+                assert config.confirmations >= 1, name
+                custodies.add((settings.custody_threshold, settings.custody_total))
+                continue
             keys = _provider_keys(settings)  # raises for a hub given a key, or a node given none
             if role == "hub":
                 assert settings.provider_keys is None and keys == [], name
+                assert settings.custodian_urls == [], f"{name}: a hub has no route to a key custodian"
             else:
                 assert len(keys) == 1 and settings.hub_url and settings.rpc_url, name
                 assert settings.disclosure_mode == "per-read", name
+                # ThresholdCustody's own condition: the threshold is met by the custodians the node names.
+                assert 2 <= settings.custody_threshold <= len(settings.custodian_urls), name
+                custodies.add((settings.custody_threshold, len(settings.custodian_urls)))
+    assert len(custodies) == 1, f"the nodes and the custodians disagree on the custody: {sorted(custodies)}"
 
 
 def test_hub_settings_point_at_services_the_file_defines(services: dict[str, dict[str, Any]]) -> None:
@@ -598,7 +632,7 @@ def test_each_node_names_its_hub_and_a_chain_node(services: dict[str, dict[str, 
         assert env["CONSENT_LEDGER_PUBLIC_ORIGIN"] not in hub_origins, f"{name}: its origin is the hub's"
 
 
-def test_each_node_has_its_own_database_key_file_and_data(services: dict[str, dict[str, Any]]) -> None:
+def test_each_node_has_its_own_database_and_data(services: dict[str, dict[str, Any]]) -> None:
     hubs, nodes = hub_services(services), node_services(services)
     hub_databases = {_check_database(n, services[n], services) for n in hubs}
     mounts: dict[str, str] = {}
@@ -608,20 +642,99 @@ def test_each_node_has_its_own_database_key_file_and_data(services: dict[str, di
         database = _check_database(name, service, services)
         assert database not in hub_databases, f"{name} uses the hub's database"
         db_service = services[database]
-        for other in [*hubs, *(n for n in nodes if n != name)]:
+        for other in [*hubs, *(n for n in nodes if n != name), *custodian_services(services)]:
             assert not shares_network(db_service, services[other]), f"{other} can reach {name}'s database {database}"
         volumes = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
         assert env["CONSENT_LEDGER_DATA_DIR"] == "/data" and "/data" in volumes, f"{name}: no data volume"
-        assert env["CONSENT_LEDGER_KEK_FILE"].startswith("/kek/") and "/kek" in volumes, f"{name}: no KEK volume"
-        for target in ("/data", "/kek"):
-            assert volumes[target] not in mounts, f"{name} and {mounts.get(volumes[target])} share {volumes[target]}"
-            mounts[volumes[target]] = name
+        assert set(volumes) == {"/data"}, f"{name} mounts {sorted(volumes)}: a node keeps everything in its data dir"
+        assert volumes["/data"] not in mounts, f"{name} and {mounts.get(volumes['/data'])} share {volumes['/data']}"
+        mounts[volumes["/data"]] = name
     for name, service in services.items():
         if name in nodes:
             continue
         for volume in service.get("volumes") or []:
             source = volume.split(":", 1)[0]
             assert source not in mounts, f"{name} mounts {mounts.get(source)}'s volume {source}"
+
+
+# ---------------------------------------------------------------------------- the key custodians
+
+
+def _custodian_url(name: str, service: dict[str, Any]) -> str:
+    return f"http://{name}:{environment(service)['CONSENT_LEDGER_PORT']}"
+
+
+def test_every_node_deposits_with_every_custodian_of_the_file(services: dict[str, dict[str, Any]]) -> None:
+    """An upload needs every custodian to take its share, so each node names all of them, at addresses it
+    reaches (a custodian named twice, or one left out, would split keys among fewer than planned)."""
+    custodians = custodian_services(services)
+    expected = {_custodian_url(n, services[n]) for n in custodians}
+    for name in node_services(services):
+        urls = json.loads(environment(services[name])["CONSENT_LEDGER_CUSTODIAN_URLS"])
+        assert isinstance(urls, list) and len(urls) == len(set(urls)), f"{name}: {urls}"
+        assert set(urls) == expected, f"{name} names the custodians {sorted(urls)}; the file has {sorted(expected)}"
+        for url in urls:
+            target = urlsplit(url)
+            assert target.hostname is not None and target.port is not None
+            _target_port_ok(target.hostname, services[target.hostname], target.port)
+            assert shares_network(services[name], services[target.hostname]), f"{name} cannot reach {url}"
+
+
+def test_each_custodian_stands_apart_from_the_hub_and_the_others(services: dict[str, dict[str, Any]]) -> None:
+    """A custodian's share, with the hub's data, decrypts nothing; two custodians' shares decrypt everything.
+    So no custodian shares a volume with any service or a network with a hub, a blob store, the proxy or
+    another custodian; each holds no key of any party and reads the chain through a node of its own; and the
+    hub's chain nodes are the chain nodes of fewer custodians than the threshold (a chain node can lie to the
+    custodian that trusts it)."""
+    hubs, custodians = hub_services(services), custodian_services(services)
+    kubos_and_clusters = [n for n, s in services.items() if str(s.get("image", "")).startswith("ipfs/")]
+    indexes: dict[int, str] = {}
+    chain_nodes: dict[str, str] = {}
+    thresholds = set()
+    for name in custodians:
+        service = services[name]
+        env = environment(service)
+        assert service["command"] == ["serve", "custodian"], name
+        index = int(env["CONSENT_LEDGER_CUSTODIAN_INDEX"])
+        assert index not in indexes, f"{name} and {indexes.get(index)} are both custodian {index}"
+        indexes[index] = name
+        thresholds.add((int(env["CONSENT_LEDGER_CUSTODY_THRESHOLD"]), int(env["CONSENT_LEDGER_CUSTODY_TOTAL"])))
+        _check_rpc(name, service, services)
+        node = str(urlsplit(env["CONSENT_LEDGER_RPC_URL"]).hostname)
+        assert node not in chain_nodes, f"{name} and {chain_nodes.get(node)} read the chain through {node}"
+        chain_nodes[node] = name
+        assert int(env["CONSENT_LEDGER_CONFIRMATIONS"]) >= 1, f"{name} releases against unconfirmed blocks"
+        for other in [*hubs, *kubos_and_clusters, *(n for n in custodians if n != name)]:
+            assert not shares_network(service, services[other]), f"{name} shares a network with {other}"
+        for proxy in proxies(services):
+            assert not shares_network(service, proxy), f"{name} is behind the public proxy"
+        assert not service.get("ports"), f"{name} publishes ports"
+        # Its data dir on a volume no other service mounts; the deployment record read-only beside it.
+        volumes = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+        assert env["CONSENT_LEDGER_DATA_DIR"] == "/data" and set(volumes) == {"/data"}, f"{name}: {volumes}"
+        for other, other_service in services.items():
+            if other != name:
+                sources = {v.split(":", 1)[0] for v in other_service.get("volumes") or []}
+                assert volumes["/data"] not in sources, f"{other} mounts {name}'s store {volumes['/data']}"
+        targets = {c["target"] for c in service.get("configs") or []}
+        assert targets == {"/data/deployment.json"}, f"{name}: the deployment record is mounted at {targets}"
+        # No key of any party, no database or blob store of anyone's, no hub.
+        keys = [k for k in env if SENSITIVE_NAME.search(k)]
+        assert not keys, f"{name} holds {keys}: a custodian's one key is its long-term key, in its data dir"
+        assert "env_file" not in service and not service.get("secrets"), f"{name}: keys from elsewhere"
+        for setting in ("DATABASE_URL", "BLOB_STORE_URL", "HUB_URL", "CUSTODIAN_URLS"):
+            assert f"CONSENT_LEDGER_{setting}" not in env, f"{name}: CONSENT_LEDGER_{setting}"
+    assert sorted(indexes) == list(range(1, len(custodians) + 1)), f"custodian indexes {sorted(indexes)}"
+    assert len(thresholds) == 1, f"the custodians disagree on the custody: {sorted(thresholds)}"
+    ((threshold, total),) = thresholds
+    assert total == len(custodians) and 2 <= threshold < total
+    hub_chain_nodes = {
+        urlsplit(environment(services[n])["CONSENT_LEDGER_RPC_URL"]).hostname
+        for n, s in services.items()
+        if n in hubs or (is_one_shot(s) and "CONSENT_LEDGER_RPC_URL" in environment(s))
+    }
+    trusted = sorted(set(chain_nodes) & hub_chain_nodes)
+    assert len(trusted) < threshold, f"the hub's chain nodes {trusted} serve {threshold} custodians or more"
 
 
 def test_metrics_are_on_their_own_port_behind_a_token(services: dict[str, dict[str, Any]]) -> None:
