@@ -2,18 +2,19 @@
 
 ``GET /v1/custodian`` says who it is; ``POST /v1/custodian/shares`` takes a provider's signed deposit;
 ``POST /v1/custodian/release`` answers a release request with the share sealed to the accessor's key on
-chain. Errors are problem+json like the hub's: a refusal is 403, an erased record 410, a custodian whose
-chain node is unreachable 503.
+chain, against the disclosure's transaction (per-read mode) or its receipt (batched mode), exactly one of the
+two. Errors are problem+json like the hub's: a refusal is 403, an erased record 410, a custodian whose chain
+node is unreachable 503.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from consent_api import problems
@@ -50,7 +51,22 @@ class ReleaseIn(Schema):
     record_id: Bytes32
     version: Version
     accessor: Address
-    disclosure_tx: Bytes32 = Field(description="The transaction that logged the access on chain")
+    disclosure_tx: Bytes32 | None = Field(
+        default=None, description="Per-read mode: the transaction that logged the access on chain"
+    )
+    receipt: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Batched mode, instead of disclosureTx: the receipt (consent-ledger-disclosure-receipt/2) of the "
+            "access's entry in the disclosure log, once its batch is anchored"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def one_evidence(self) -> ReleaseIn:
+        if (self.disclosure_tx is None) == (self.receipt is None):
+            raise ValueError("give exactly one of disclosureTx (per-read mode) and receipt (batched mode)")
+        return self
 
 
 class ReleaseOut(Out):
@@ -113,7 +129,8 @@ def create_custodian_app(custodian: Custodian, *, cors_origins: list[str] | None
                 record_id=_bytes(body.record_id),
                 version=body.version,
                 accessor=body.accessor,
-                disclosure_tx=_bytes(body.disclosure_tx),
+                disclosure_tx=None if body.disclosure_tx is None else _bytes(body.disclosure_tx),
+                receipt=body.receipt,
             )
         )
         return ReleaseOut(index=custodian.config.index, sealed_share="0x" + sealed.hex())

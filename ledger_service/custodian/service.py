@@ -3,28 +3,35 @@ releases it only against the chain.
 
 It trusts nothing a hub or a node says beyond what its own chain node shows. A deposit is signed by the
 provider that will anchor the version (an active provider on chain); a release names a record version, an
-accessor and the evidence, a disclosure transaction, which must be final, successful, on the canonical chain
-and have logged an access (or a break-glass access) by that accessor to that record version. The share goes
-out sealed to the accessor's encryption key on chain, so whoever carries the answer cannot open it. Erased
-records are refused (410) and their keys destroyed, whether the custodian's erasure follower or the release
-itself sees the erasure first; on start the custodian applies every erasure on the chain since its store
-last looked, so a store restored from a backup heals before it serves.
+accessor and the evidence that the access was disclosed. In per-read mode that is a disclosure transaction,
+which must be final, successful, on the canonical chain and have logged an access (or a break-glass access) by
+that accessor to that record version. In batched mode it is a disclosure receipt: the entry (the accessor's
+signed request) is proven to be in a log whose root the operator anchored, the anchoring transaction is final
+and canonical, and, since the chain judged only the root, the custodian itself checks at the entry's block what
+the ledger would have: the version existed, and the entry's consent authorized the access or the accessor could
+break the glass. The share goes out sealed to the accessor's encryption key on chain, so whoever carries the
+answer cannot open it. Erased records are refused (410) and their keys destroyed, whether the custodian's
+erasure follower or the release itself sees the erasure first; on start the custodian applies every erasure on
+the chain since its store last looked, so a store restored from a backup heals before it serves.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ledger_service.audit.fetch import verify_receipt
 from ledger_service.chain.ledger import ConsentLedgerContract
+from ledger_service.chain.wire import Receipt
 from ledger_service.codec import eip712
 from ledger_service.codec.primitives import checksum_address
 from ledger_service.crypto.key_shares import ShareSlot, deposit_digest, seal_share
 from ledger_service.custodian.long_term_key import CustodianKeyFile
 from ledger_service.custodian.store import CustodianStore
+from ledger_service.domain.codes import EMERGENCY_ROLE, ZERO32, purpose_from_bytes32
 from ledger_service.domain.consent import Eip712Domain
 from ledger_service.errors import (
     ChainError,
@@ -35,6 +42,8 @@ from ledger_service.errors import (
     SignatureError,
     ValidationError,
 )
+from ledger_service.transparency.entries import DisclosureEntry
+from ledger_service.transparency.receipts import ReceiptError, parse_receipt
 from ledger_service.transparency.signatures import ecdsa_signer
 
 __all__ = ["Custodian", "CustodianConfig", "DepositOutcome", "ReleaseRefused", "ShareNotHeld"]
@@ -157,23 +166,43 @@ class Custodian:
 
     # ------------------------------------------------------------- release
 
-    def release(self, *, record_id: bytes, version: int, accessor: str, disclosure_tx: bytes) -> bytes:
-        """Share ``index`` of the record version, sealed to ``accessor``'s encryption key, if the final
-        transaction ``disclosure_tx`` logged ``accessor``'s access to that version."""
+    def release(
+        self,
+        *,
+        record_id: bytes,
+        version: int,
+        accessor: str,
+        disclosure_tx: bytes | None = None,
+        receipt: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        """Share ``index`` of the record version, sealed to ``accessor``'s encryption key, against the evidence
+        that ``accessor``'s access to that version was disclosed: the final transaction ``disclosure_tx`` that
+        logged it (per-read mode), or the ``receipt`` of its entry in the anchored disclosure log (batched mode)."""
+        if (disclosure_tx is None) == (receipt is None):
+            raise ValidationError("a release takes exactly one of a disclosure transaction and a disclosure receipt")
         slot = self.slot(record_id, version)
         accessor = checksum_address(accessor)
         if self.store.is_erased(record_id):
-            raise RecordErased(f"record 0x{record_id.hex()} is erased; its keys are destroyed")
-        event = self._final_disclosure(disclosure_tx, record_id, version, accessor)
-        patient = checksum_address(event["patient"])
+            raise self._erased(record_id)
+        if disclosure_tx is not None:
+            patient = self._logged_access(disclosure_tx, record_id, version, accessor)
+        else:
+            assert receipt is not None
+            patient = self._anchored_access(receipt, record_id, version, accessor)
+        return self._sealed_share(slot, patient, accessor)
+
+    def _sealed_share(self, slot: ShareSlot, patient: str, accessor: str) -> bytes:
+        """What every release ends with, whatever its evidence: the record is not erased, its author deposited
+        the share, and the accessor has an encryption key on chain to seal it to."""
+        record_id = slot.record_id
         on_chain = self.ledger.record(patient, record_id)
         if on_chain.erased:
             self._erase(record_id, self.ledger.rpc.block_number())
-            raise RecordErased(f"record 0x{record_id.hex()} is erased; its keys are destroyed")
+            raise self._erased(record_id)
         stored = self.store.share(slot, on_chain.author)
         if stored is None:
             raise ShareNotHeld(
-                f"this custodian holds no share of version {version} of record 0x{record_id.hex()} "
+                f"this custodian holds no share of version {slot.version} of record 0x{record_id.hex()} "
                 f"deposited by its author {on_chain.author}"
             )
         recipient = self.ledger.encryption_key_of(accessor)
@@ -181,25 +210,38 @@ class Custodian:
             raise ReleaseRefused(f"{accessor} has no encryption key on the ledger (a signed EncryptionKey sets it)")
         return seal_share(stored.share, slot, recipient)
 
-    def _final_disclosure(self, tx_hash: bytes, record_id: bytes, version: int, accessor: str) -> dict[str, Any]:
-        if len(tx_hash) != 32:
-            raise ValidationError("disclosureTx must be a 32-byte transaction hash")
+    @staticmethod
+    def _erased(record_id: bytes) -> RecordErased:
+        return RecordErased(f"record 0x{record_id.hex()} is erased; its keys are destroyed")
+
+    def _final_transaction(self, tx_hash: bytes, what: str) -> Receipt:
+        """The receipt of ``tx_hash``: successful, at least ``confirmations`` deep, on the canonical chain."""
         rpc = self.ledger.rpc
         shown = f"0x{tx_hash.hex()}"
         receipt = rpc.receipt(tx_hash)
         if receipt is None:
-            raise ReleaseRefused(f"expected a disclosure transaction; the chain has no transaction {shown}")
+            raise ReleaseRefused(f"expected a {what}; the chain has no transaction {shown}")
         if receipt.status != 1:
-            raise ReleaseRefused(f"transaction {shown} reverted; it logged nothing")
+            raise ReleaseRefused(f"{what} {shown} reverted; it logged nothing")
         head = rpc.block_number()
         if receipt.block_number > head - self.config.confirmations:
             raise ReleaseRefused(
-                f"transaction {shown} is in block {receipt.block_number}, not final yet: it needs "
+                f"{what} {shown} is in block {receipt.block_number}, not final yet: it needs "
                 f"{self.config.confirmations} confirmations, has {head - receipt.block_number}"
             )
         canonical = rpc.get_block(receipt.block_number)
         if bytes.fromhex(str(canonical["hash"])[2:]) != receipt.block_hash:
-            raise ReleaseRefused(f"transaction {shown} is not on the canonical chain")
+            raise ReleaseRefused(f"{what} {shown} is not on the canonical chain")
+        return receipt
+
+    # ------------------------------------------------------------- per-read evidence
+
+    def _logged_access(self, tx_hash: bytes, record_id: bytes, version: int, accessor: str) -> str:
+        """The patient of the disclosure event of final transaction ``tx_hash`` that logged ``accessor``'s
+        access to the version (the ledger checked consent or break-glass as it logged it)."""
+        if len(tx_hash) != 32:
+            raise ValidationError("disclosureTx must be a 32-byte transaction hash")
+        receipt = self._final_transaction(tx_hash, "disclosure transaction")
         logged = [e for e in self.ledger.events(receipt) if e.name in _DISCLOSURES]
         for event in logged:
             a = event.args
@@ -208,7 +250,7 @@ class Custodian:
                 and int(a["version"]) == version
                 and checksum_address(a["accessor"]) == accessor
             ):
-                return a
+                return checksum_address(a["patient"])
         got = (
             "; ".join(
                 f"{e.name} of record 0x{bytes(e.args['recordId']).hex()} version {e.args['version']} "
@@ -218,9 +260,78 @@ class Custodian:
             or "no disclosure"
         )
         raise ReleaseRefused(
-            f"expected transaction {shown} to log an access by {accessor} to version {version} of record "
+            f"expected transaction 0x{tx_hash.hex()} to log an access by {accessor} to version {version} of record "
             f"0x{record_id.hex()}; it logged {got}"
         )
+
+    # ------------------------------------------------------------- batched evidence
+
+    def _anchored_access(self, receipt_json: Mapping[str, Any], record_id: bytes, version: int, accessor: str) -> str:
+        """The patient of the disclosure-log entry the receipt proves, if the entry is ``accessor``'s access to
+        the version, its batch's anchor is final, and the ledger allowed that access at the entry's block.
+
+        The chain checked none of the entry itself (only its batch's root was anchored, by the operator), so
+        this custodian checks what ``logAccessBySig`` or ``logEmergencyAccessBySig`` would have, at the
+        entry's block, through its own chain node (docs/architecture.md, "The path of a read")."""
+        try:
+            claimed = parse_receipt(receipt_json)
+        except ReceiptError as exc:
+            raise ValidationError(f"receipt: {exc}", field="receipt") from None
+        c = self.config
+        if claimed.chain_id != c.chain_id or claimed.contract != checksum_address(c.ledger):
+            raise ReleaseRefused(
+                f"expected a receipt of ledger {c.ledger} on chain {c.chain_id}; it is of ledger {claimed.contract} "
+                f"on chain {claimed.chain_id}"
+            )
+        entry = claimed.entry
+        if (entry.accessor, entry.record_id, entry.version) != (accessor, record_id, version):
+            raise ReleaseRefused(
+                f"expected a disclosure-log entry of an access by {accessor} to version {version} of record "
+                f"0x{record_id.hex()}; the receipt's entry is an access by {entry.accessor} to version "
+                f"{entry.version} of record 0x{entry.record_id.hex()}"
+            )
+        try:
+            receipt = verify_receipt(receipt_json, self.ledger.rpc, codec=self.ledger.codec)
+        except ReceiptError as exc:
+            raise ReleaseRefused(f"the disclosure receipt does not verify against the chain: {exc}") from None
+        anchor = self._final_transaction(receipt.anchor.tx_hash, "anchoring transaction")
+        if entry.block_number > anchor.block_number:
+            raise ReleaseRefused(
+                f"the entry says it was authorized at block {entry.block_number}, after its batch was anchored "
+                f"at block {anchor.block_number}: an entry is appended before its root is anchored"
+            )
+        self._allowed_at(entry)
+        return entry.patient
+
+    def _allowed_at(self, entry: DisclosureEntry) -> None:
+        """The ledger allowed the entry's access at its block: the record version existed, and the entry's
+        consent is the one that authorized it (or the accessor could break the glass)."""
+        block, accessor = entry.block_number, entry.accessor
+        shown = f"version {entry.version} of record 0x{entry.record_id.hex()}"
+        then = self.ledger.record(entry.patient, entry.record_id, block=block)
+        if not then.exists or not 1 <= entry.version <= then.version:
+            # An erased record is refused by the shared tail (erasure is final), with its keys destroyed.
+            has = f"versions 1 to {then.version}" if then.exists else f"no record of patient {entry.patient}"
+            raise ReleaseRefused(f"the entry names {shown}; at block {block} the ledger has {has}")
+        if entry.emergency:
+            if entry.reason_hash == ZERO32:
+                raise ReleaseRefused("a break-glass entry must commit to its reason (reasonHash is zero)")
+            if not (
+                self.ledger.has_role(EMERGENCY_ROLE, accessor, block=block)
+                and self.ledger.is_active_provider(accessor, block=block)
+            ):
+                raise ReleaseRefused(
+                    f"the entry is a break-glass access by {accessor}, who at block {block} was not an active "
+                    "provider holding EMERGENCY_ROLE"
+                )
+            return
+        consent = self.ledger.authorizing_consent(entry.patient, accessor, entry.record_id, entry.purpose, block=block)
+        if consent != entry.consent_id:
+            raise ReleaseRefused(
+                f"expected the entry's consent 0x{entry.consent_id.hex()} to authorize {accessor}'s access to "
+                f"{shown} for {purpose_from_bytes32(entry.purpose)!r} at block {block}; the ledger's authorizing "
+                "consent there is " + ("none" if consent is None else f"0x{consent.hex()}")
+            )
 
     # ------------------------------------------------------------- erasures
 
