@@ -371,3 +371,28 @@ class Served:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def start_custodians(chain: Node, root: Path, total: int = 3, **settings: str) -> list[Served]:
+    """``total`` key custodians (``serve custodian``), each in a data dir of its own under ``root``, each reading
+    the chain itself; the caller stops them."""
+    assert chain.deployment is not None
+    started: list[Served] = []
+    try:
+        for index in range(1, total + 1):
+            data_dir = root / f"custodian-{index}"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            adopt_deployment(data_dir, chain.deployment)
+            started.append(
+                Served("custodian", data_dir, {"RPC_URL": chain.url, "CUSTODIAN_INDEX": str(index), **settings}).start()
+            )
+    except BaseException:
+        for served in started:
+            served.stop()
+        raise
+    return started
+
+
+def custodian_urls(custodians: list[Served]) -> str:
+    """The value of a node's ``CONSENT_LEDGER_CUSTODIAN_URLS``."""
+    return json.dumps([c.url for c in custodians])

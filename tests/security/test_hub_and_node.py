@@ -21,7 +21,17 @@ import pytest
 from eth_account import Account
 
 from scripts.soak import LedgerClient
-from tests.faults.harness import ADMIN_KEY, CLINIC, CLINIC_KEY, LAB_KEY, Node, Served, adopt_deployment
+from tests.faults.harness import (
+    ADMIN_KEY,
+    CLINIC,
+    CLINIC_KEY,
+    LAB_KEY,
+    Node,
+    Served,
+    adopt_deployment,
+    custodian_urls,
+    start_custodians,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -49,11 +59,25 @@ def hub(chain: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
 
 
 @pytest.fixture(scope="module")
-def node(chain: Node, hub: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def custodians(chain: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Served]]:
+    started = start_custodians(chain, tmp_path_factory.mktemp("custodians"))
+    yield started
+    for served in started:
+        served.stop()
+
+
+@pytest.fixture(scope="module")
+def node(
+    chain: Node, hub: Served, custodians: list[Served], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     served = Served(
         "node",
         tmp_path_factory.mktemp("node"),
-        {"RPC_URL": chain.url, "PROVIDER_KEYS": f"{CLINIC_KEY},{LAB_KEY}"},
+        {
+            "RPC_URL": chain.url,
+            "PROVIDER_KEYS": f"{CLINIC_KEY},{LAB_KEY}",
+            "CUSTODIAN_URLS": custodian_urls(custodians),
+        },
         "--hub-url",
         hub.url,
     )
