@@ -100,6 +100,8 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
             stale_after=2 * settings.receipt_timeout if shared_db else 0.0
         )
         erasures = services.erasure.finish_interrupted_erasures() if services.erasure is not None else 0
+        for custodian in services.custodians:  # embedded custodians apply the chain's erasures before serving
+            erasures += custodian.apply_erasures()
         if services.erasures is not None:  # a node of its own: destroy the keys of what the chain erased meanwhile
             erasures += services.erasures.shred_erased()
         disclosed, dropped = services.per_read_disclosures.finish_traced_disclosures(

@@ -321,10 +321,8 @@ class LocalCustodian:
         disclosure_tx: bytes | None = None,
         receipt: dict[str, Any] | None = None,
     ) -> bytes:
-        if disclosure_tx is None:
-            raise KeyCustodyError("a release needs its disclosure's evidence")
         return self.custodian.release(
-            record_id=record_id, version=version, accessor=accessor, disclosure_tx=disclosure_tx
+            record_id=record_id, version=version, accessor=accessor, disclosure_tx=disclosure_tx, receipt=receipt
         )
 
 

@@ -106,7 +106,7 @@ VIOLATION_CODES: Final[dict[str, str]] = {
     "erasure-unknown-record": "An erasure event names a record that was never anchored.",
     "erasure-version-mismatch": "An erasure event names another head version than the record had.",
     "erasure-event-missing": "The operator marks a record erased but the chain has no RecordErased event for it.",
-    "erased-key-remains": "A wrapped data key of an erased record is still in the operator's database.",
+    "erased-key-remains": "A commitment salt of an erased record is still in the operator's database.",
     "version-without-event": (
         "The operator's database has an anchored record version that no RecordAnchored event on chain records "
         "(e.g. a reorganization deeper than the confirmation depth removed an acknowledged anchor)."
@@ -2000,8 +2000,8 @@ def _check_erasures(
             violations.append(
                 Violation(
                     "erased-key-remains",
-                    f"record {_hex(rid)} erased at block {erasure.at.block}: expected no wrapped data key; the "
-                    f"operator DB still has keys for version(s) {', '.join(map(str, sorted(left)))}",
+                    f"record {_hex(rid)} erased at block {erasure.at.block}: expected no commitment salt; the "
+                    f"operator DB still has salts for version(s) {', '.join(map(str, sorted(left)))}",
                     record_id=_hex(rid),
                     block=erasure.at.block,
                     tx=erasure.at.tx,

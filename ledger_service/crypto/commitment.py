@@ -3,7 +3,7 @@
 The chain proves which plaintext a record version had without revealing it: a reader of
 the chain sees only ``sha256(domain || salt || plaintext)``. The random salt stops
 dictionary attacks on low-entropy plaintext (e.g. a short lab result); it is stored
-off-chain next to the wrapped data key and destroyed on erasure, after which the on-chain
+off-chain in the node's DB and destroyed on erasure, after which the on-chain
 commitment is unlinkable to any guessed plaintext.
 """
 

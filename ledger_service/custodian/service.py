@@ -39,6 +39,8 @@ from ledger_service.errors import (
     KeyCustodyError,
     PermissionDenied,
     RecordErased,
+    ReleaseRefused,
+    ShareNotHeld,
     SignatureError,
     ValidationError,
 )
@@ -52,18 +54,6 @@ log = logging.getLogger(__name__)
 
 _DISCLOSURES: Final = ("AccessLogged", "EmergencyAccessLogged")
 _LOG_RANGE: Final = 5_000
-
-
-class ReleaseRefused(PermissionDenied):
-    """The chain does not show the disclosure a release needs; the message says what it shows instead."""
-
-    code = "release-refused"
-
-
-class ShareNotHeld(KeyCustodyError):
-    """This custodian holds no share of that record version (none was deposited, or not by its author)."""
-
-    code = "share-not-held"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Metadata DB schema (SQLAlchemy 2). Truth lives on chain and in the blob store; this DB
-holds what must stay off both (wrapped data keys, salts, the delivery log) and indexes
+holds what must stay off both (commitment salts, the delivery log) and indexes
 of chain events for fast listing. Migrations in ``ledger_service/migrations``.
 """
 

@@ -32,6 +32,7 @@ from ledger_service.errors import (
     KeyDestroyed,
     LedgerError,
     RecordErased,
+    ValidationError,
 )
 from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
 from ledger_service.records.relaying import Relayer
@@ -202,7 +203,7 @@ class ThresholdCustody:
                         signature=signer.sign_digest(digest),
                     )
                     return
-                except KeyCustodyError:
+                except (KeyCustodyError, ValidationError):  # e.g. sealed to a key the custodian has retired
                     if attempt == 1:
                         raise
 
