@@ -135,17 +135,21 @@ class Custodian:
                 f"expected a ShareDeposit signature by the author {author}; got "
                 + (f"one by {signer}" if signer else "no valid ECDSA signature")
             )
-        if not self.ledger.is_active_provider(author):
-            raise PermissionDenied(f"{author} is not an active provider on the ledger")
         if self.store.is_erased(record_id):
             raise RecordErased(f"record 0x{record_id.hex()} is erased")
-        on_chain = self.ledger.record(patient, record_id)
-        if on_chain.version >= version:
+        # Both views in one batched round trip: a deposit is on every upload's path.
+        (active,), ((head_author, head_version, _category, _erased), _hash) = self.ledger.views(
+            [("isActiveProvider", (author,)), ("record", (patient, record_id))]
+        )[0]
+        if not active:
+            raise PermissionDenied(f"{author} is not an active provider on the ledger")
+        on_chain_version, on_chain_author = int(head_version), checksum_address(head_author)
+        if on_chain_version >= version:
             raise ReleaseRefused(
                 f"version {version} of record 0x{record_id.hex()} is already anchored; its shares are fixed"
             )
-        if on_chain.version and on_chain.author != author:
-            raise PermissionDenied(f"record 0x{record_id.hex()} is {on_chain.author}'s, not {author}'s")
+        if on_chain_version and on_chain_author != author:
+            raise PermissionDenied(f"record 0x{record_id.hex()} is {on_chain_author}'s, not {author}'s")
         try:
             share = self.keys.open_share(sealed, slot, recipient)
         except (DecryptionError, KeyCustodyError) as exc:  # the depositor's mistake, not this custodian's

@@ -61,7 +61,8 @@ class CustodianStore:
         os.close(fd)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=DELETE")
+        # WAL: one fsync a deposit (a rollback journal costs four); FULL: an acknowledged deposit is durable.
+        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA synchronous=FULL")
         for statement in _SCHEMA:
@@ -136,6 +137,10 @@ class CustodianStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if gone:
+                # The old pages (the key among them) are in the WAL until it is checkpointed: copy back the
+                # zeroed pages and truncate the log now.
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return gone > 0
 
     def is_erased(self, record_id: bytes) -> bool:
