@@ -26,6 +26,7 @@ from typing import Any, Final
 from ledger_service.audit.fetch import verify_receipt
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.chain.wire import Receipt
+from ledger_service.chain.wire import parse_receipt as parse_tx_receipt
 from ledger_service.codec import eip712
 from ledger_service.codec.primitives import checksum_address
 from ledger_service.crypto.key_shares import ShareSlot, deposit_digest, seal_share
@@ -189,17 +190,22 @@ class Custodian:
         """What every release ends with, whatever its evidence: the record is not erased, its author deposited
         the share, and the accessor has an encryption key on chain to seal it to."""
         record_id = slot.record_id
-        on_chain = self.ledger.record(patient, record_id)
-        if on_chain.erased:
-            self._erase(record_id, self.ledger.rpc.block_number())
+        # The record's state and the accessor's key in one batched round trip, with the head block's header.
+        (((author, _version, _category, erased), _hash), (key,)), header = self.ledger.views(
+            [("record", (patient, record_id)), ("encryptionKeyOf", (accessor,))], with_block=True
+        )
+        if erased:
+            assert header is not None
+            self._erase(record_id, int(header["number"], 16))
             raise self._erased(record_id)
-        stored = self.store.share(slot, on_chain.author)
+        author = checksum_address(author)
+        stored = self.store.share(slot, author)
         if stored is None:
             raise ShareNotHeld(
                 f"this custodian holds no share of version {slot.version} of record 0x{record_id.hex()} "
-                f"deposited by its author {on_chain.author}"
+                f"deposited by its author {author}"
             )
-        recipient = self.ledger.encryption_key_of(accessor)
+        recipient = bytes(key)
         if recipient == bytes(32):
             raise ReleaseRefused(f"{accessor} has no encryption key on the ledger (a signed EncryptionKey sets it)")
         return seal_share(stored.share, slot, recipient)
@@ -212,12 +218,14 @@ class Custodian:
         """The receipt of ``tx_hash``: successful, at least ``confirmations`` deep, on the canonical chain."""
         rpc = self.ledger.rpc
         shown = f"0x{tx_hash.hex()}"
-        receipt = rpc.receipt(tx_hash)
-        if receipt is None:
+        # The receipt and the head in one batched round trip; then the receipt's block, to see it is canonical.
+        raw_receipt, raw_head = rpc.batch([("eth_getTransactionReceipt", [shown]), ("eth_blockNumber", [])])
+        if raw_receipt is None:
             raise ReleaseRefused(f"expected a {what}; the chain has no transaction {shown}")
+        receipt = parse_tx_receipt(tx_hash, raw_receipt)
         if receipt.status != 1:
             raise ReleaseRefused(f"{what} {shown} reverted; it logged nothing")
-        head = rpc.block_number()
+        head = int(str(raw_head), 16)
         if receipt.block_number > head - self.config.confirmations:
             raise ReleaseRefused(
                 f"{what} {shown} is in block {receipt.block_number}, not final yet: it needs "
