@@ -5,6 +5,11 @@ signed request, and the hub appends none that is not the accessor's, for this re
 (each refusal played as the attack: a request handed to the hub that it must not log); the batcher
 anchors roots; receipts verify against the chain alone; the verifier reads the operator's log from the
 DB; a read fails closed when the entry cannot be written; the batcher adopts an anchor whose DB row was lost.
+
+The key custodians release a read's key shares only against the receipt of its entry (docs/architecture.md,
+"Key custody"), so a read anchors its batch before any byte goes out: its only transactions are that
+anchor and, on the accessor's first read, the registration of its encryption key. Entries handed to the
+hub's strategy directly (no read, no release) stay pending for the batcher.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from ledger_service.audit.fetch import verify_receipt
 from ledger_service.bootstrap import Services, admin_ledger, bootstrap
 from ledger_service.chain.sender import TransactionSender
 from ledger_service.codec import eip712
+from ledger_service.codec.abi import DecodedEvent
+from ledger_service.codec.primitives import checksum_address
 from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.leaf_store import DbLeafStore, LogAppendConflict
 from ledger_service.db.models import DeliveryRow, DisclosureBatchRow, DisclosureLogEntryRow
@@ -147,6 +154,19 @@ class Env:
         topics = [[codec.topic("AccessLogged"), codec.topic("EmergencyAccessLogged")]]
         return len(self.services.rpc.get_logs(self.services.ledger.address, from_block, head, topics))
 
+    def transactions(self, from_block: int) -> list[DecodedEvent]:
+        """Every transaction mined from ``from_block`` on, oldest first, as the one ledger event it emitted
+        (a transaction that failed, or emitted anything else, fails the test)."""
+        return _mined(self.services, from_block)
+
+    def key_registered(self, provider: str) -> bool:
+        """Whether ``provider``'s encryption key is on chain (its first read registers it)."""
+        return self.services.ledger.encryption_key_of(provider) != ZERO32
+
+    def entry(self, record_id: str, patient: str) -> DeliveryRow:
+        """An entry appended without a read (no key share released, so nothing anchors it but the batcher)."""
+        return self.hand_to_hub(record_id, self.signed(self.request(record_id, patient)))
+
     def batch_events(self, from_block: int) -> list[Any]:
         codec = self.services.ledger.codec
         head = self.services.rpc.block_number()
@@ -179,6 +199,27 @@ def _cli(argv: list[str]) -> int:
     return int(args.func(args))
 
 
+def _mined(services: Services, from_block: int) -> list[DecodedEvent]:
+    """See :meth:`Env.transactions`."""
+    rpc, codec = services.rpc, services.ledger.codec
+    events: list[DecodedEvent] = []
+    for number in range(from_block, rpc.block_number() + 1):
+        for tx in rpc.get_block(number)["transactions"]:
+            receipt = rpc.receipt(bytes.fromhex(tx[2:]))
+            assert receipt is not None and receipt.status == 1, tx
+            (emitted,) = receipt.logs
+            event = codec.decode_log(emitted)
+            assert event is not None and event.address == checksum_address(services.ledger.address), emitted
+            events.append(event)
+    return events
+
+
+def _sends(*, registers_key: bool) -> list[str]:
+    """The transactions a batched read sends, sorted by event name: its batch's anchor and, on the accessor's
+    first read, its encryption key; never an AccessLogged or EmergencyAccessLogged."""
+    return sorted(["DisclosureBatchAnchored"] + ["EncryptionKeySet"] * registers_key)
+
+
 def _deliveries(services: Services, record_id: str) -> list[DeliveryRow]:
     with services.db.session() as s:
         return list(s.execute(select(DeliveryRow).where(DeliveryRow.record_id == record_id)).scalars())
@@ -192,13 +233,30 @@ def test_batched_read_logs_an_entry_and_a_delivery_but_no_access_event(env: Env)
     alice = env.patient()
     consent = env.grant(alice, env.clinic)
     record_id = env.record(alice.address, b"Na 140 mmol/L")
-    size = services.disclosure_log.size()
+    size, anchored = services.disclosure_log.size(), services.disclosure_log.anchored_size()
+    first_read = not env.key_registered(env.clinic)
     before = services.rpc.block_number()
 
     content = services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
-    assert content.read_all() == b"Na 140 mmol/L"
     assert content.disclosure_tx == "" and content.leaf_index == size
-    assert env.access_events(before + 1) == 0 and services.rpc.block_number() == before  # no transaction at all
+    # No access transaction. The custodians released the key shares against the entry's receipt, so by the time
+    # the read hands out its stream the batch is anchored and the receipt verifies against the chain alone.
+    assert env.access_events(before + 1) == 0
+    sent = env.transactions(before + 1)
+    assert sorted(e.name for e in sent) == _sends(registers_key=first_read)
+    (anchor,) = (e for e in sent if e.name == "DisclosureBatchAnchored")
+    assert (int(anchor.args["fromIndex"]), int(anchor.args["toIndex"])) == (anchored, size + 1)
+    assert bytes(anchor.args["root"]) == services.disclosure_log.merkle.root(size + 1)
+    receipt = services.disclosure_log.proof(size)
+    assert receipt["anchor"]["txHash"] == "0x" + anchor.tx_hash.hex()
+    assert verify_receipt(receipt, services.rpc).leaf_index == size
+    # The shares came sealed to the clinic's encryption key on chain: the node's own, registered once.
+    assert services.custody is not None
+    public_key = services.custody.encryption.file_of(env.clinic).public_key
+    assert services.ledger.encryption_key_of(env.clinic) == public_key
+    for registered in (e for e in sent if e.name == "EncryptionKeySet"):
+        assert (registered.args["account"], bytes(registered.args["publicKey"])) == (env.clinic, public_key)
+    assert content.read_all() == b"Na 140 mmol/L"
 
     assert services.disclosure_log.size() == size + 1
     entry = DisclosureEntry.decode(services.disclosure_log.merkle.entry(size))
@@ -223,6 +281,13 @@ def test_batched_read_logs_an_entry_and_a_delivery_but_no_access_event(env: Env)
     assert entry.deadline >= entry.timestamp
     assert row.request_digest == hex32(entry.digest())
     assert row.signed_request is not None and SignedAccess.from_json(row.signed_request).signature == entry.signature
+
+    # The clinic's next read anchors its own entry and nothing else: the key is registered already.
+    before = services.rpc.block_number()
+    assert services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT").read_all()
+    assert [e.name for e in env.transactions(before + 1)] == _sends(registers_key=False)
+    assert env.access_events(before + 1) == 0
+    assert verify_receipt(services.disclosure_log.proof(size + 1), services.rpc).tree_size == size + 2
 
 
 @pytest.mark.parametrize(
@@ -396,15 +461,18 @@ def test_anchor_covers_the_log_and_receipts_verify_against_the_chain(env: Env) -
     erin = env.patient()
     env.grant(erin, env.clinic)
     record_id = env.record(erin.address)
-    for _ in range(3):
-        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    for _ in range(3):  # entries no read anchored (a read anchors its own before its bytes go out)
+        env.entry(record_id, erin.address)
     batcher = services.batcher
     anchored = services.disclosure_log.anchored_size()
     size = services.disclosure_log.size()
+    assert size - anchored >= 3 and batcher.pending() == size - anchored
+    assert all(services.disclosure_log.proof(i) == {"status": "pending", "leafIndex": i} for i in range(anchored, size))
     assert batcher.due() == (size - anchored >= BATCH_SIZE)
     before = services.rpc.block_number()
     anchor = batcher.anchor_now()
     assert anchor is not None and (anchor.from_index, anchor.to_index) == (anchored, size)
+    assert [e.name for e in env.transactions(before + 1)] == ["DisclosureBatchAnchored"]
 
     entries = [services.disclosure_log.merkle.entry(i) for i in range(size)]
     (event,) = env.batch_events(before + 1)
@@ -423,8 +491,22 @@ def test_anchor_covers_the_log_and_receipts_verify_against_the_chain(env: Env) -
     with pytest.raises(ReceiptError):
         verify_receipt(altered, services.rpc)
 
-    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
-    assert services.disclosure_log.proof(size) == {"status": "pending", "leafIndex": size}
+    # A read anchors before its bytes go out, and its one anchor covers whatever was pending beside it
+    # (group commit): here an entry appended just before. Its receipt verifies offline at once.
+    env.entry(record_id, erin.address)
+    first_read = not env.key_registered(env.clinic)
+    before = services.rpc.block_number()
+    content = services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    assert content.leaf_index == size + 1
+    sent = env.transactions(before + 1)
+    assert sorted(e.name for e in sent) == _sends(registers_key=first_read) and env.access_events(before + 1) == 0
+    (event,) = (e for e in sent if e.name == "DisclosureBatchAnchored")
+    assert (int(event.args["fromIndex"]), int(event.args["toIndex"])) == (size, size + 2)
+    for leaf in (size, size + 1):
+        receipt = services.disclosure_log.proof(leaf)
+        assert receipt["treeSize"] == size + 2 and receipt["anchor"]["txHash"] == "0x" + event.tx_hash.hex()
+        assert verify_receipt(receipt, services.rpc).leaf_index == leaf
+    assert content.read_all() and batcher.anchor_now() is None
 
 
 def test_background_batcher_anchors_every_n_entries_and_after_t_seconds(env: Env) -> None:
@@ -441,19 +523,38 @@ def test_background_batcher_anchors_every_n_entries_and_after_t_seconds(env: Env
             time.sleep(0.05)
         return time.monotonic() - started
 
-    # N entries: the batcher wakes on each append (interval far away).
+    # N entries: the batcher wakes on each append (interval far away). The entries are appended without a read:
+    # a read anchors its own entry before its bytes go out, so only entries nobody read yet wait for the batcher.
     stop = threading.Event()
     thread = threading.Thread(target=services.batcher.run, args=(stop,), daemon=True)
     thread.start()
     try:
         start = services.disclosure_log.size()
+        before = services.rpc.block_number()
         for _ in range(BATCH_SIZE - 1):
-            services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+            env.entry(record_id, frank.address)
         time.sleep(0.5)
         assert services.disclosure_log.anchored_size() == start  # N-1 entries: not yet
-        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        assert env.transactions(before + 1) == []
+        env.entry(record_id, frank.address)
         wait_anchored(start + BATCH_SIZE)
         assert services.batcher.chain_head()[1] == start + BATCH_SIZE
+        (event,) = env.transactions(before + 1)  # one anchor for the N
+        assert event.name == "DisclosureBatchAnchored"
+        assert (int(event.args["fromIndex"]), int(event.args["toIndex"])) == (start, start + BATCH_SIZE)
+
+        # A read while the batcher runs: the read anchors its entry itself, and no entry is anchored twice.
+        first_read = not env.key_registered(env.clinic)
+        before = services.rpc.block_number()
+        assert services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT").read_all()
+        time.sleep(0.5)
+        sent = env.transactions(before + 1)
+        assert sorted(e.name for e in sent) == _sends(registers_key=first_read)
+        (event,) = (e for e in sent if e.name == "DisclosureBatchAnchored")
+        assert (int(event.args["fromIndex"]), int(event.args["toIndex"])) == (
+            start + BATCH_SIZE,
+            start + BATCH_SIZE + 1,
+        )
     finally:
         stop.set()
         services.batcher.notify()
@@ -467,13 +568,17 @@ def test_background_batcher_anchors_every_n_entries_and_after_t_seconds(env: Env
     try:
         quick.start_background()
         size = services.disclosure_log.size()
-        services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+        before = services.rpc.block_number()
+        env.entry(record_id, frank.address)  # this process's batcher does not run: only the other's anchors it
         waited = wait_anchored(size + 1)
         assert waited >= 0.5
     finally:
         quick.close()
     head_root, head_size = services.batcher.chain_head()
     assert head_size == size + 1 and head_root == services.disclosure_log.merkle.root(size + 1)
+    (event,) = env.transactions(before + 1)
+    assert event.name == "DisclosureBatchAnchored"
+    assert (int(event.args["fromIndex"]), int(event.args["toIndex"])) == (size, size + 1)
 
 
 def test_batcher_adopts_an_anchor_whose_db_write_was_lost(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -483,7 +588,7 @@ def test_batcher_adopts_an_anchor_whose_db_write_was_lost(env: Env, monkeypatch:
     gina = env.patient()
     env.grant(gina, env.clinic)
     record_id = env.record(gina.address)
-    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    env.entry(record_id, gina.address)  # pending, for the batcher (a read would anchor its own entry)
 
     def crash(anchor: Anchor) -> None:
         raise DatabaseError("process killed before the batch row was written")
@@ -507,16 +612,24 @@ def test_batcher_adopts_an_anchor_whose_db_write_was_lost(env: Env, monkeypatch:
         assert row is not None and (row.from_index, row.root) == (anchored, "0x" + log.merkle.root(size).hex())
     assert verify_receipt(log.proof(size - 1), services.rpc).tree_size == size
 
-    # Lost again, and this time the next anchor finds out by itself (the contract refuses the old start).
-    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    # Lost again, and this time the next anchor finds out by itself (the contract refuses the old start):
+    # a read's, which anchors its own entry before its bytes go out and so must first adopt the lost one.
+    env.entry(record_id, gina.address)
     monkeypatch.setattr(log, "record_batch", crash)
     with pytest.raises(DatabaseError):
         services.batcher.anchor_now()
     monkeypatch.undo()
-    services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
-    anchor = services.batcher.anchor_now()
-    assert anchor is not None and (anchor.from_index, anchor.to_index) == (size + 1, size + 2)
+    assert log.anchored_size() == size and services.batcher.chain_head() == (log.merkle.root(size + 1), size + 1)
+    before = services.rpc.block_number()
+    content = services.reads.read(accessor=env.clinic, record_id=record_id, purpose="TREAT")
+    assert content.leaf_index == size + 1 and content.read_all()
+    assert env.access_events(before + 1) == 0
     assert [b.to_index for b in log.batches()][-2:] == [size + 1, size + 2]
+    (event,) = env.batch_events(before + 1)  # the adopted anchor was not sent again
+    assert (int(event.args["fromIndex"]), int(event.args["toIndex"])) == (size + 1, size + 2)
+    for leaf in (size, size + 1):
+        assert verify_receipt(log.proof(leaf), services.rpc).tree_size == leaf + 1
+    assert services.batcher.anchor_now() is None
 
 
 # ----------------------------------------------------------------- the verifier on the DB's log
