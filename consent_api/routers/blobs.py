@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep, require
+from consent_api.deps import CurrentCaller, ProviderCaller, ServicesDep
 from consent_api.schemas import Out
 from ledger_service.blobs import Cid
 from ledger_service.errors import BlobNotFound, NotFoundError, PermissionDenied
@@ -47,11 +47,33 @@ async def put_blob(request: Request, caller: ProviderCaller, services: ServicesD
     return BlobOut(cid=str(put.cid), size=put.size)
 
 
-@router.get("/{cid}", summary="The stored bytes, every block verified", response_class=StreamingResponse)
+def _is_own_version(services: ServicesDep, patient: str, cid: Cid) -> bool:
+    """Whether ``cid`` is the ciphertext of an anchored version of one of ``patient``'s records (not erased)."""
+    lookups = services.records
+    return any(
+        Cid.parse(version.cid) == cid
+        for record in lookups.records_of(patient)
+        if not record.erased
+        for version in lookups.versions(record.record_id)
+    )
+
+
+@router.get(
+    "/{cid}",
+    summary="The stored bytes, every block verified",
+    description=(
+        "Providers and auditors fetch any blob; a patient only the ciphertext of a version of their own records, "
+        "which they decrypt in their browser with the shares the key custodians release to them."
+    ),
+    response_class=StreamingResponse,
+)
 def get_blob(cid: str, caller: CurrentCaller, services: ServicesDep) -> StreamingResponse:
-    if not (caller.has("provider") or caller.has("auditor")):
-        require("provider", caller)
     parsed = Cid.parse(cid)
+    if not (caller.has("provider") or caller.has("auditor")) and not _is_own_version(services, caller.address, parsed):
+        raise PermissionDenied(
+            f"{caller.address} may fetch only the ciphertext of its own records' versions; {parsed} is none of them",
+            reason="not-own-record",
+        )
     try:
         stream = services.blobs.open(parsed)  # the root is checked before the first byte is sent
     except BlobNotFound as exc:
