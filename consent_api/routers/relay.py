@@ -60,6 +60,11 @@ class NonceOut(Out):
     nonce: int
 
 
+class EncryptionKeyOut(Out):
+    account: str
+    public_key: str = Field(description="encryptionKeyOf(account): X25519, 0x-hex; all zeros if none is set")
+
+
 def _classes() -> dict[str, type]:
     import ledger_service.domain.consent as consent
 
@@ -155,3 +160,13 @@ async def relay_message(body: RelayIn, request: Request, response: Response, ser
 @router.get("/v1/nonces/{signer}", response_model=NonceOut, summary="An unused nonce of a signer (below 2^53)")
 def signer_nonce(signer: str, services: ServicesDep) -> NonceOut:
     return NonceOut(nonce=services.ledger.lowest_unused_nonce(address_param(signer, "signer")))
+
+
+@router.get(
+    "/v1/encryption-keys/{account}",
+    response_model=EncryptionKeyOut,
+    summary="The X25519 key an account set on chain (its signed EncryptionKey), that key shares are sealed to",
+)
+def encryption_key(account: str, services: ServicesDep) -> EncryptionKeyOut:
+    address = address_param(account, "account")
+    return EncryptionKeyOut(account=address, public_key="0x" + services.ledger.encryption_key_of(address).hex())

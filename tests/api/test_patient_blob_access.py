@@ -1,15 +1,19 @@
-"""GET /v1/blobs/{cid} for a signed-in patient: the ciphertext of their own records' versions, and nothing else.
+"""What a patient's browser needs from the hub to read their own record, and no more.
 
 A patient decrypts their own record in the browser (the key custodians release the shares to the patient's
 encryption key against the patient's own logged access), so the hub hands them the ciphertext of their own
-record versions. Another patient, holding a valid token of their own, asks for that CID and is refused.
+record versions (GET /v1/blobs/{cid}). Another patient, holding a valid token of their own, asks for that CID
+and is refused. GET /v1/encryption-keys/{account} shows the key on chain the page compares its own with.
 """
 
 from __future__ import annotations
 
+import os
+
 from eth_account.signers.local import LocalAccount
 
 from ledger_service.blobs import RAW, Cid
+from ledger_service.domain.consent import EncryptionKey
 from tests.api.conftest import Api, assert_problem
 
 
@@ -80,3 +84,29 @@ def test_an_erased_records_ciphertext_is_not_the_patients_to_fetch(api: Api) -> 
     assert erased.status_code == 200, erased.text
     response = api.client.get(f"/v1/blobs/{cid}", headers=api.token(patient.address))
     assert_problem(response, 403, "permission-denied")
+
+
+def test_the_hub_shows_the_encryption_key_an_account_set_on_chain(api: Api) -> None:
+    patient = api.new_patient()
+    path = f"/v1/encryption-keys/{patient.address.lower()}"
+    assert api.client.get(path).json() == {"account": patient.address, "publicKey": "0x" + "00" * 32}
+
+    public_key = os.urandom(32)
+    nonce = api.client.get(f"/v1/nonces/{patient.address}").json()["nonce"]
+    message = EncryptionKey(patient.address, public_key, nonce, api.chain.now() + 600)
+    relayed = api.client.post(
+        "/v1/relay",
+        json={
+            "primaryType": "EncryptionKey",
+            "message": {
+                "account": patient.address,
+                "publicKey": "0x" + public_key.hex(),
+                "nonce": nonce,
+                "deadline": message.deadline,
+            },
+            "signature": api.sign(patient, message),
+        },
+    )
+    assert relayed.status_code == 200, relayed.text
+    assert api.client.get(path).json() == {"account": patient.address, "publicKey": "0x" + public_key.hex()}
+    assert_problem(api.client.get("/v1/encryption-keys/0x1234"), 400, "validation-error")
