@@ -425,3 +425,65 @@ def machine() -> dict[str, Any]:
 def dump(result: dict[str, Any]) -> None:
     """Print a scenario's result as JSON on stdout (what ``python -m benchmarks.<name>`` shows)."""
     print(json.dumps(result, indent=2, default=str))
+
+
+@contextlib.contextmanager
+def custodian_servers(stk: Stack, total: int = 3) -> Iterator[list[str]]:
+    """``total`` key custodians (``consent-ledger serve custodian``), each a child process with its own data dir
+    on ``stk``'s chain, as production runs them; yields their base URLs."""
+    processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for index in range(1, total + 1):
+            data_dir = stk.data_dir / "bench-custodians" / str(index)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            stk.deployment.save(data_dir / "deployment.json")
+            port = free_port()
+            env = {k: v for k, v in stk.env().items() if not k.startswith("CONSENT_LEDGER_")}
+            env.update({"CONSENT_LEDGER_RPC_URL": stk.rpc_url, "CONSENT_LEDGER_CUSTODIAN_INDEX": str(index)})
+            with open(data_dir / "custodian.log", "wb") as out:
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "ledger_service.cli",
+                            "serve",
+                            "custodian",
+                            "--data-dir",
+                            str(data_dir),
+                            "--port",
+                            str(port),
+                        ],
+                        cwd=REPO,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            urls.append(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        for url, process in zip(urls, processes, strict=True):
+            port = int(urlparse(url).port or 0)
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"custodian {url} exited {process.returncode}")
+                with contextlib.suppress(OSError):
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                    conn.request("GET", "/v1/custodian")
+                    if conn.getresponse().status == 200:
+                        conn.close()
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"custodian {url} did not start in 60 s")
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

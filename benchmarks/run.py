@@ -76,7 +76,8 @@ def table(results: dict[str, Any]) -> list[str]:
             rows.append(
                 f"| read path, {mode}, concurrency {lv['concurrency']} | p50 {lv['read']['p50_ms']} ms, "
                 f"p99 {lv['read']['p99_ms']} ms, {lv['reads_per_s']} reads/s | trivial p50 {lv['trivial']['p50_ms']} "
-                f"ms + logAccessBySig {r['log_access_ms']} ms = {lv['bound_ms']} ms | {lv['ratio']}× | ≤ 3× | "
+                f"ms + logAccessBySig {r['log_access_ms']} ms + {r.get('custody_threshold', 2)} custodians in "
+                f"parallel {r.get('custodian_round_trips_ms', 0)} ms = {lv['bound_ms']} ms | {lv['ratio']}× | ≤ 3× | "
                 f"{_mark(lv['met'])} |"
             )
     up = results.get("upload", {})

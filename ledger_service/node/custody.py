@@ -4,8 +4,9 @@ Upload: a version's fresh data key is split t-of-n (Shamir over GF(2^8)); share 
 custodian ``i``'s published key and deposited there, signed by the version's author, before the anchor is sent.
 Every custodian must take its share: a version anchored with fewer would be readable by fewer than planned.
 Read: after the access is logged on chain, the node asks every custodian at once with the disclosure as
-evidence; each share comes back sealed to the accessor's encryption key, which only this node holds; the first
-t that open are combined. Fewer than t answering is :class:`CustodyUnavailable` (503): nothing is decrypted.
+evidence; each share comes back sealed to the accessor's encryption key, which only this node holds. It asks t
+custodians first and the others only if one of those fails or is slow; the first t shares that open are
+combined. Fewer than t answering is :class:`CustodyUnavailable` (503): nothing is decrypted.
 The node keeps no data key at rest: it holds its providers' signing and encryption keys, nothing else.
 """
 
@@ -38,6 +39,9 @@ from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
 from ledger_service.records.relaying import Relayer
 
 __all__ = ["CustodianClient", "CustodianInfo", "EncryptionKeys", "ThresholdCustody"]
+
+# Seconds a read waits for its first ``threshold`` custodians before it asks the others too.
+HEDGE_AFTER = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +156,8 @@ class ThresholdCustody:
         assert separator is not None
         self._separator = separator
         self._infos: dict[int, CustodianInfo] = {}
+        self._turn = 0
+        self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * len(custodians)), thread_name_prefix="custody")
 
     def close(self) -> None:
@@ -245,12 +251,23 @@ class ThresholdCustody:
             )
             return key_file.open_share(sealed, self._slot(binding, info.index))
 
-        pending: set[Future[bytes]] = {self._pool.submit(released, p) for p in range(self.total)}
+        # Ask ``threshold`` custodians first (a different first one each read, to spread the load); ask the
+        # others when one fails, or when the first ones have not all answered within HEDGE_AFTER seconds.
+        with self._lock:
+            self._turn = (self._turn + 1) % self.total
+            start = self._turn
+        order = [(start + i) % self.total for i in range(self.total)]
+        pending: set[Future[bytes]] = {self._pool.submit(released, p) for p in order[: self.threshold]}
+        waiting = order[self.threshold :]
         shares: list[bytes] = []
         problems: list[str] = []
         erased: LedgerError | None = None
         while pending and len(shares) < self.threshold:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, timeout=HEDGE_AFTER if waiting else None, return_when=FIRST_COMPLETED)
+            if not done:  # slow: hedge with every custodian not asked yet
+                pending |= {self._pool.submit(released, p) for p in waiting}
+                waiting = []
+                continue
             for future in done:
                 try:
                     shares.append(future.result())
@@ -258,6 +275,8 @@ class ThresholdCustody:
                     erased = exc
                 except (LedgerError, DecryptionError) as exc:
                     problems.append(str(exc))
+                if waiting and len(shares) + len(pending) < self.threshold:
+                    pending.add(self._pool.submit(released, waiting.pop(0)))
         for future in pending:
             future.cancel()
         if len(shares) >= self.threshold:
