@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from consent_api import problems
+from consent_api.body_limits import BodyLimit, Limits
 from consent_api.schemas import Address, Bytes32, HexBytes, Out, Schema
 from ledger_service.custodian.service import Custodian
 from ledger_service.errors import LedgerError
@@ -78,7 +79,7 @@ def _bytes(value: str) -> bytes:
     return bytes.fromhex(value[2:])
 
 
-def create_custodian_app(custodian: Custodian, *, cors_origins: list[str] | None = None) -> FastAPI:
+def create_custodian_app(custodian: Custodian, *, limits: Limits, cors_origins: list[str] | None = None) -> FastAPI:
     app = FastAPI(
         title="Consent Ledger key custodian",
         version="2.0.0",
@@ -142,6 +143,7 @@ def create_custodian_app(custodian: Custodian, *, cors_origins: list[str] | None
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
+    app.add_middleware(BodyLimit, limits=limits)  # every custodian route takes a small JSON body
     if cors_origins:
         # A patient's browser asks the custodians itself for the shares of its own records.
         app.add_middleware(

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from consent_api.app import create_app
+from consent_api.body_limits import Limits
 from consent_api.custodian_app import create_custodian_app
 from consent_api.metrics import Metrics, metrics_app
 from ledger_service.bootstrap import (
@@ -79,7 +80,9 @@ def start_embedded_custodians(services: Services, origins: Sequence[str]) -> lis
                 f"custodian {index} cannot bind {settings.host}:{port} ({exc.strerror}); set "
                 "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM to the first of free ports"
             ) from exc
-        app = create_custodian_app(custodian, cors_origins=[*origins, *settings.cors_origins])
+        app = create_custodian_app(
+            custodian, limits=Limits.of(settings), cors_origins=[*origins, *settings.cors_origins]
+        )
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
         server = uvicorn.Server(config)
         threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"custodian-{index}", daemon=True).start()
@@ -185,7 +188,7 @@ def serve_custodian(settings: Settings, deployment: Deployment, stop: threading.
             name="erasure-follower",
             daemon=True,
         ).start()
-        app = create_custodian_app(custodian, cors_origins=settings.cors_origins)
+        app = create_custodian_app(custodian, limits=Limits.of(settings), cors_origins=settings.cors_origins)
         config = uvicorn.Config(
             app,
             host=settings.host,

@@ -326,3 +326,9 @@ def test_a_custodian_says_who_it_is(custodians: list[Served]) -> None:
     assert {(i["threshold"], i["total"]) for i in infos} == {(2, 3)}
     assert len({i["publicKey"] for i in infos}) == 3
     assert all(len(unhex(i["publicKey"])) == 32 for i in infos)
+
+
+def test_a_custodian_refuses_a_body_too_large_to_be_a_release(custodians: list[Served]) -> None:
+    body = {"recordId": hex0x(bytes(32)), "version": 1, "accessor": CLINIC, "receipt": {"entry": "x" * 2_000_000}}
+    response = httpx.post(custodians[0].url + "/v1/custodian/release", json=body, timeout=30)
+    refused(response, 413)
