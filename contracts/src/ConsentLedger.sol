@@ -25,8 +25,9 @@ import {IConsentLedger} from "./IConsentLedger.sol";
 ///
 /// Who may sign what: a patient, or a *live delegate* of the patient (guardian, proxy), grants and revokes
 /// consents and erases records; only the patient manages its delegations; a record's author anchors and amends
-/// it; an accessor signs its own access requests; an account publishes its own encryption key. A signature is
-/// 65-byte ECDSA, or valid under ERC-1271 for a contract party (a delegate signs by ECDSA only).
+/// it; an accessor signs its own access requests (a patient is the accessor of its own PATRQT request, which needs
+/// no consent); an account publishes its own encryption key. A signature is 65-byte ECDSA, or valid under ERC-1271
+/// for a contract party (a delegate signs by ECDSA only).
 ///
 /// Nonces are unordered and per signer, a bitmap as in Uniswap's Permit2: nonce `n` of `signer` is bit
 /// `n % 256` of word `n / 256`. Every signed message consumes the nonce of whoever signed it (a delegate's
@@ -571,11 +572,17 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
      * `request.recordId` of `request.patient`, for `request.purpose`, re-checking consent exactly as
      * {isAuthorized}. Anyone may relay it. Returns the authorizing consent.
      *
+     * The patient's own request for their record (right of access) needs no consent: `request.accessor` is
+     * `request.patient` and `request.purpose` is PATRQT ("patient requested"). It is logged, and returned, with
+     * consent 0, and signed by the patient itself (ECDSA, or ERC-1271 for a contract patient): a delegate's
+     * signature is not the patient's, and a delegate reading for the patient is its own accessor, who needs a
+     * consent like any other.
+     *
      * Requirements:
      *
      * - `block.timestamp <= request.deadline`.
      * - the record exists and is not erased; `request.version` is between 1 and its head version.
-     * - the access is authorized now (see {isAuthorized}).
+     * - the access is authorized now (see {isAuthorized}), or it is the patient's own PATRQT request.
      * - `signature` is the accessor's (ECDSA, or ERC-1271 for a contract accessor).
      * - `request.nonce` of the accessor is unused (it is consumed).
      *
@@ -594,7 +601,7 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
         uint256 head = _loadLiveRecord(_records[patient][recordId], patient, recordId);
         _checkVersion(head, recordId, version);
         consentId = _authorizingConsent(patient, accessor, recordId, _categoryIndexOf(head), purpose);
-        if (consentId == 0) revert AccessNotAuthorized(patient, recordId, accessor, purpose);
+        if (consentId == 0) _checkPatientRequest(patient, recordId, accessor, purpose);
         bytes32 digest = _hashTypedDataV4(_structHash(request));
         _checkSignature(accessor, digest, signature);
         _useNonce(accessor, request.nonce);
@@ -718,6 +725,8 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
      * @notice Whether `grantee` may access record `recordId` of `patient` for `purpose` now: the record exists
      * and is not erased, `grantee` is an active provider, `purpose` is not ETREAT, and a consent of `patient` to
      * `grantee` for `purpose` is active now with scope `recordId`, the record's category, or all records.
+     * The patient's own PATRQT request, which {logAccessBySig} takes without consent, is no grant: this view and
+     * {authorizingConsent} answer for consents only.
      */
     function isAuthorized(address patient, address grantee, bytes32 recordId, bytes32 purpose)
         external
@@ -1168,6 +1177,13 @@ contract ConsentLedger is IConsentLedger, AccessControl, EIP712 {
         consentId = consentIdOf(patient, grantee, 0, purpose);
         if (_isActiveConsent(consentId)) return consentId;
         return 0;
+    }
+
+    /// @dev Reverts with {AccessNotAuthorized} unless the request is the patient's own PATRQT request, the one
+    /// access that needs no consent (right of access). Called only once no consent authorizes, so a consented
+    /// access pays nothing for it.
+    function _checkPatientRequest(address patient, bytes32 recordId, address accessor, bytes32 purpose) private pure {
+        if (accessor != patient || purpose != PATRQT) revert AccessNotAuthorized(patient, recordId, accessor, purpose);
     }
 
     /// @dev Granted, not revoked, and inside its window now (`revokedByPatient` implies `revoked`).

@@ -19,7 +19,8 @@ pragma solidity 0.8.30;
 ///   commitment, previousHash))`, with `previousHash = 0` for version 1: a hash chain per record.
 /// - `scope`: `bytes32(0)` = all the patient's records, else a record id or a category id.
 /// - `purpose`: an HL7 v3 PurposeOfUse code, `bytes32("TREAT")`. ETREAT cannot be granted: it is
-///   reachable only through {logEmergencyAccessBySig}.
+///   reachable only through {logEmergencyAccessBySig}. PATRQT by the patient itself, for its own record, needs
+///   no consent: {logAccessBySig} logs it with `consentId = bytes32(0)` (right of access).
 /// - `requestDigest`: the EIP-712 digest of the signed `AccessRequest` / `EmergencyAccessRequest`.
 interface IConsentLedger {
     // ---------------------------------------------------------------- typed data (EIP-712)
@@ -172,6 +173,7 @@ interface IConsentLedger {
     error RecordIsErased(bytes32 recordId);
     error NotRecordAuthor(bytes32 recordId, address caller);
     error StaleVersion(bytes32 recordId, bytes32 expectedPrevious, bytes32 actualHead);
+    /// @dev No consent authorizes the access request, and it is not the patient's own PATRQT request.
     error AccessNotAuthorized(address patient, bytes32 recordId, address accessor, bytes32 purpose);
     error NotEmergencyProvider(address accessor);
     error EmptyReason();
@@ -219,6 +221,7 @@ interface IConsentLedger {
     /// @param erasedBy the patient or the live delegate who signed (or sent) the erasure.
     event RecordErased(bytes32 indexed recordId, address indexed patient, address erasedBy, uint32 version);
 
+    /// @param consentId the consent that authorized the access; `bytes32(0)` for the patient's own PATRQT request.
     event AccessLogged(
         bytes32 indexed recordId,
         address indexed patient,

@@ -372,6 +372,170 @@ contract ConsentLedgerDisclosureTest is LedgerFixture {
         ledger.logAccessBySig(q, sig);
     }
 
+    // ------------------------------------------------------------ the patient's own request (PATRQT)
+
+    /// @dev A request of `patient_` for version 1 of its own record: the patient is the accessor.
+    function _ownRequest(address patient_, bytes32 recordId_, bytes32 purpose)
+        internal
+        returns (IConsentLedger.AccessRequest memory)
+    {
+        return _accessMsg(patient_, patient_, recordId_, 1, purpose);
+    }
+
+    function _notAuthorized(address accessor, bytes32 purpose) internal view returns (bytes memory) {
+        return abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, accessor, purpose);
+    }
+
+    /// @dev Right of access: the patient reads its own record without any consent; the disclosure is logged like
+    /// any other, with consent 0 and the request's digest, and spends the patient's nonce.
+    function test_LogAccessBySig_PatientOwnRequest() public {
+        vm.assertFalse(ledger.isActiveProvider(patient));
+        vm.assertEq(ledger.authorizingConsent(patient, patient, recordId, PATRQT), 0, "no consent is involved");
+        IConsentLedger.AccessRequest memory q = _ownRequest(patient, recordId, PATRQT);
+        bytes memory sig = _signAccess(PATIENT_PK, q);
+        bytes32 digest = _digest(_hash(q));
+        vm.assertEq(ledger.accessRequestDigest(q), digest);
+        vm.expectEmit(true, true, true, true, address(ledger));
+        emit IConsentLedger.AccessLogged(recordId, patient, patient, 1, PATRQT, bytes32(0), digest);
+        vm.prank(stranger); // anyone relays
+        vm.assertEq(ledger.logAccessBySig(q, sig), bytes32(0));
+        vm.assertTrue(ledger.nonceUsed(patient, q.nonce));
+    }
+
+    function test_LogAccessBySig_PatientOwnRequestOlderVersion() public {
+        _amendAsProvider(recordId);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, patient, recordId, 1, PATRQT);
+        vm.expectEmit(true, true, true, true, address(ledger));
+        emit IConsentLedger.AccessLogged(recordId, patient, patient, 1, PATRQT, bytes32(0), _digest(_hash(q)));
+        ledger.logAccessBySig(q, _signAccess(PATIENT_PK, q));
+        q = _accessMsg(patient, patient, recordId, 3, PATRQT); // after the head
+        bytes memory sig = _signAccess(PATIENT_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownVersion.selector, recordId, 3));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    /// @dev Only PATRQT needs no consent: the patient's own request for any other purpose is refused as before.
+    function test_RevertWhen_PatientOwnRequestHasAnotherPurpose() public {
+        bytes32[7] memory others = [TREAT, HPAYMT, HOPERAT, HRESCH, PUBHLTH, ETREAT, bytes32("PATRQT2")];
+        for (uint256 i; i < others.length; ++i) {
+            IConsentLedger.AccessRequest memory q = _ownRequest(patient, recordId, others[i]);
+            bytes memory sig = _signAccess(PATIENT_PK, q);
+            vm.expectRevert(_notAuthorized(patient, others[i]));
+            ledger.logAccessBySig(q, sig);
+            vm.assertFalse(ledger.nonceUsed(patient, q.nonce));
+        }
+    }
+
+    /// @dev PATRQT is no key for anyone else: a provider (even the record's author), a stranger or another patient
+    /// naming themselves as accessor needs a consent; with one, the consent is what is logged.
+    function test_RevertWhen_PatrqtByAnotherAccessorWithoutConsent() public {
+        address[3] memory accessors = [provider2, provider, stranger];
+        uint256[3] memory keys = [PROVIDER2_PK, PROVIDER_PK, STRANGER_PK];
+        for (uint256 i; i < accessors.length; ++i) {
+            IConsentLedger.AccessRequest memory q = _accessMsg(patient, accessors[i], recordId, 1, PATRQT);
+            bytes memory sig = _signAccess(keys[i], q);
+            vm.expectRevert(_notAuthorized(accessors[i], PATRQT));
+            ledger.logAccessBySig(q, sig);
+        }
+        bytes32 id = _grant(patient, provider2, 0, PATRQT);
+        IConsentLedger.AccessRequest memory granted = _accessMsg(patient, provider2, recordId, 1, PATRQT);
+        vm.expectEmit(true, true, true, true, address(ledger));
+        emit IConsentLedger.AccessLogged(recordId, patient, provider2, 1, PATRQT, id, _digest(_hash(granted)));
+        vm.assertEq(_logAccess(granted), id);
+    }
+
+    /// @dev A live delegate cannot read for the patient through the patient's right of access: its signature of the
+    /// patient's own request is not the patient's, and as its own accessor it needs a consent. Neither the
+    /// patient's nor the delegate's nonce is spent.
+    function test_RevertWhen_DelegateSignsThePatientsOwnRequest() public {
+        _delegate(patient, delegate, 0);
+        vm.assertTrue(ledger.isLiveDelegate(patient, delegate));
+        IConsentLedger.AccessRequest memory q = _ownRequest(patient, recordId, PATRQT);
+        vm.expectRevert(_invalidSigner(patient, delegate));
+        ledger.logAccessBySig(q, _signAccess(DELEGATE_PK, q));
+        IConsentLedger.AccessRequest memory own = _accessMsg(patient, delegate, recordId, 1, PATRQT);
+        bytes memory sig = _signAccess(DELEGATE_PK, own);
+        vm.expectRevert(_notAuthorized(delegate, PATRQT));
+        ledger.logAccessBySig(own, sig);
+        vm.assertFalse(ledger.nonceUsed(patient, q.nonce));
+        vm.assertFalse(ledger.nonceUsed(delegate, own.nonce));
+    }
+
+    /// @dev The relayer, the admin or the record's author cannot sign the patient's own request either.
+    function test_RevertWhen_PatientOwnRequestSignedByAnotherKey() public {
+        IConsentLedger.AccessRequest memory q = _ownRequest(patient, recordId, PATRQT);
+        vm.expectRevert(_invalidSigner(patient, custodian));
+        ledger.logAccessBySig(q, _signAccess(CUSTODIAN_PK, q));
+        vm.expectRevert(_invalidSigner(patient, admin));
+        ledger.logAccessBySig(q, _signAccess(ADMIN_PK, q));
+        vm.expectRevert(_invalidSigner(patient, provider));
+        ledger.logAccessBySig(q, _signAccess(PROVIDER_PK, q));
+    }
+
+    /// @dev A patient reads only its own records: another patient's PATRQT request names itself as accessor (no
+    /// consent), or names itself as patient of a record it does not have.
+    function test_RevertWhen_PatrqtForAnotherPatientsRecord() public {
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, stranger, recordId, 1, PATRQT);
+        bytes memory sig = _signAccess(STRANGER_PK, q);
+        vm.expectRevert(_notAuthorized(stranger, PATRQT));
+        ledger.logAccessBySig(q, sig);
+        q = _ownRequest(stranger, recordId, PATRQT);
+        sig = _signAccess(STRANGER_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.UnknownRecord.selector, stranger, recordId));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    /// @dev A contract patient reads its own record by an ERC-1271 signature, as it signs everything else; a
+    /// signature the wallet does not accept is refused.
+    function test_LogAccessBySig_ERC1271PatientOwnRequest() public {
+        ERC1271WalletMock wallet = new ERC1271WalletMock(stranger);
+        bytes32 walletRecord = _anchor(address(wallet), "wallet salt");
+        IConsentLedger.AccessRequest memory q = _ownRequest(address(wallet), walletRecord, PATRQT);
+        bytes memory sig = _sign(STRANGER_PK, _digest(_hash(q)));
+        wallet.setRejectAll(true);
+        vm.expectRevert(_invalidSigner(address(wallet), stranger));
+        ledger.logAccessBySig(q, sig);
+        wallet.setRejectAll(false);
+        vm.expectEmit(true, true, true, true, address(ledger));
+        emit IConsentLedger.AccessLogged(
+            walletRecord, address(wallet), address(wallet), 1, PATRQT, bytes32(0), _digest(_hash(q))
+        );
+        vm.assertEq(ledger.logAccessBySig(q, sig), bytes32(0));
+        vm.assertTrue(ledger.nonceUsed(address(wallet), q.nonce));
+    }
+
+    function test_RevertWhen_PatientOwnRequestRecordIsErased() public {
+        vm.prank(patient);
+        ledger.eraseRecord(patient, recordId);
+        IConsentLedger.AccessRequest memory q = _ownRequest(patient, recordId, PATRQT);
+        bytes memory sig = _signAccess(PATIENT_PK, q);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.RecordIsErased.selector, recordId));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_PatientOwnRequestReplayed() public {
+        IConsentLedger.AccessRequest memory q = _ownRequest(patient, recordId, PATRQT);
+        bytes memory sig = _signAccess(PATIENT_PK, q);
+        ledger.logAccessBySig(q, sig);
+        vm.expectRevert(_nonceUsed(patient, q.nonce));
+        ledger.logAccessBySig(q, sig);
+        // the nonce cancelled before the request is relayed: refused too
+        q = _ownRequest(patient, recordId, PATRQT);
+        sig = _signAccess(PATIENT_PK, q);
+        vm.prank(patient);
+        ledger.invalidateNonce(q.nonce);
+        vm.expectRevert(_nonceUsed(patient, q.nonce));
+        ledger.logAccessBySig(q, sig);
+    }
+
+    function test_RevertWhen_PatientOwnRequestExpired() public {
+        IConsentLedger.AccessRequest memory q = _ownRequest(patient, recordId, PATRQT);
+        bytes memory sig = _signAccess(PATIENT_PK, q);
+        vm.warp(q.deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.SignatureExpired.selector, q.deadline, q.deadline + 1));
+        ledger.logAccessBySig(q, sig);
+    }
+
     // ------------------------------------------------------------ logEmergencyAccessBySig
 
     function _logEmergency(IConsentLedger.EmergencyAccessRequest memory q) internal {

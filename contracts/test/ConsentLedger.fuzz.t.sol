@@ -204,6 +204,58 @@ contract ConsentLedgerFuzzTest is LedgerFixture {
         ledger.logAccessBySig(q, sig);
     }
 
+    /// @dev The patient's own request for its record needs no consent exactly for PATRQT: logged with consent 0,
+    /// whatever the version in range and the nonce; every other purpose is refused and spends nothing.
+    function testFuzz_PatientOwnRequestNeedsPatrqtOnly(bytes32 purpose, bool patrqt, uint256 nonce, uint8 amendments)
+        public
+    {
+        if (patrqt) purpose = PATRQT; // half the runs take the allowed purpose
+        amendments = uint8(bound(amendments, 0, 3));
+        for (uint256 i; i < amendments; ++i) {
+            _amendAsProvider(recordId);
+        }
+        uint32 version = uint32(bound(nonce, 1, uint256(amendments) + 1));
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, patient, recordId, version, purpose);
+        q.nonce = nonce;
+        bytes memory sig = _signAccess(PATIENT_PK, q);
+        if (purpose == PATRQT) {
+            vm.expectEmit(true, true, true, true, address(ledger));
+            emit IConsentLedger.AccessLogged(recordId, patient, patient, version, PATRQT, 0, _digest(_hash(q)));
+            vm.assertEq(ledger.logAccessBySig(q, sig), 0);
+        } else {
+            vm.expectRevert(
+                abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, patient, purpose)
+            );
+            ledger.logAccessBySig(q, sig);
+        }
+        vm.assertEq(ledger.nonceUsed(patient, nonce), purpose == PATRQT);
+    }
+
+    /// @dev PATRQT without consent is refused for any accessor but the patient, an onboarded provider included,
+    /// and its signature of the patient's own request is not the patient's (a live delegate's included).
+    function testFuzz_PatrqtIsThePatientsOnly(uint256 pk, bool onboard, bool delegated) public {
+        pk = bound(pk, 1, SECP256K1_N - 1);
+        address accessor = vm.addr(pk);
+        vm.assume(accessor != patient);
+        if (onboard) {
+            vm.prank(admin);
+            ledger.onboardProvider(accessor, "Any Clinic");
+        }
+        if (delegated) _delegate(patient, accessor, 0);
+        IConsentLedger.AccessRequest memory q = _accessMsg(patient, accessor, recordId, 1, PATRQT);
+        bytes memory sig = _signAccess(pk, q);
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentLedger.AccessNotAuthorized.selector, patient, recordId, accessor, PATRQT)
+        );
+        ledger.logAccessBySig(q, sig);
+        IConsentLedger.AccessRequest memory own = _accessMsg(patient, patient, recordId, 1, PATRQT);
+        sig = _signAccess(pk, own);
+        vm.expectRevert(abi.encodeWithSelector(IConsentLedger.InvalidSigner.selector, patient, accessor));
+        ledger.logAccessBySig(own, sig);
+        vm.assertFalse(ledger.nonceUsed(accessor, q.nonce));
+        vm.assertFalse(ledger.nonceUsed(patient, own.nonce));
+    }
+
     /// @dev A signed anchor of any CID makes the same record as a direct one would.
     function testFuzz_AnchorRecordBySig(bytes32 salt, bytes calldata cid, bytes32 commitment) public {
         vm.assume(cid.length != 0);

@@ -292,6 +292,26 @@ contract ConsentLedgerGasTest is LedgerFixture {
         _checkTxGas(abi.encodeCall(IConsentLedger.logAccessBySig, (q, sig)), 45_900, "logAccessBySig (record)");
     }
 
+    /// @dev The patient's own PATRQT request (right of access): no consent is looked up once the patient's flags
+    /// show it is no active provider, and the patient's nonce word is nonzero (its setUp grant).
+    function test_Gas_LogAccessBySigPatientOwnRequest() public {
+        vm.pauseGasMetering();
+        IConsentLedger.AccessRequest memory q = IConsentLedger.AccessRequest({
+            patient: patient,
+            accessor: patient,
+            recordId: recordId,
+            version: 1,
+            purpose: PATRQT,
+            nonce: NONCE,
+            deadline: block.timestamp + 1 hours
+        });
+        bytes memory sig = _signAccess(PATIENT_PK, q);
+        vm.resumeGasMetering();
+        ledger.logAccessBySig(q, sig);
+        vm.pauseGasMetering();
+        _checkTxGas(abi.encodeCall(IConsentLedger.logAccessBySig, (q, sig)), 43_500, "logAccessBySig (patient)");
+    }
+
     function test_Gas_LogEmergencyAccessBySig() public {
         vm.pauseGasMetering();
         IConsentLedger.EmergencyAccessRequest memory q = IConsentLedger.EmergencyAccessRequest({

@@ -48,7 +48,7 @@ contract ConsentLedgerInvariantTest is Test {
         }
 
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](15);
+        bytes4[] memory selectors = new bytes4[](16);
         selectors[0] = ConsentLedgerHandler.grantConsent.selector;
         selectors[1] = ConsentLedgerHandler.grantConsent.selector; // grants weigh double
         selectors[2] = ConsentLedgerHandler.revokeConsent.selector;
@@ -64,6 +64,7 @@ contract ConsentLedgerInvariantTest is Test {
         selectors[12] = ConsentLedgerHandler.logEmergencyAccess.selector;
         selectors[13] = ConsentLedgerHandler.invalidateNonce.selector;
         selectors[14] = ConsentLedgerHandler.delegateRegrantsRevoked.selector;
+        selectors[15] = ConsentLedgerHandler.logPatientAccess.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
     }
 
@@ -153,7 +154,9 @@ contract ConsentLedgerInvariantTest is Test {
     }
 
     /// @dev logAccessBySig succeeded only when the model authorized the access (a known version, the accessor's
-    /// own signature), with an active consent, and never failed when it did.
+    /// own signature), with an active consent, or with consent 0 for the patient's own PATRQT request signed by the
+    /// patient (never for anyone else's request, another purpose or a delegate's signature), and never failed when
+    /// it did.
     function invariant_logAccessNeverSucceedsWithoutAuthorization() public view {
         vm.assertEq(handler.ghost_logWithoutAuthorization(), 0, "logAccessBySig without authorization");
         vm.assertEq(handler.ghost_logWrongConsent(), 0, "logAccessBySig returned an inactive consent");

@@ -36,6 +36,7 @@ contract ConsentLedgerHandler is TestBase {
     bytes32 internal constant TREAT = "TREAT";
     bytes32 internal constant HPAYMT = "HPAYMT";
     bytes32 internal constant ETREAT = "ETREAT";
+    bytes32 internal constant PATRQT = "PATRQT";
     bytes32 internal constant LABORATORY = keccak256("laboratory");
     bytes32 internal constant IMAGING = keccak256("imaging");
 
@@ -83,7 +84,8 @@ contract ConsentLedgerHandler is TestBase {
     uint256 public ghost_nonceReplayAccepted; // a signed message with a spent nonce succeeded
     uint256 public ghost_delegationMismatch; // a delegation change succeeded/failed against the model
     uint256 public ghost_logWithoutAuthorization; // logAccessBySig succeeded though the model refuses it
-    uint256 public ghost_logWrongConsent; // logAccessBySig returned a consent that is not active in the model
+    uint256 public ghost_logWrongConsent; // logAccessBySig returned a consent that is not active in the model (or,
+    // for the patient's own PATRQT request, not consent 0)
     uint256 public ghost_authorizedLogFailed; // logAccessBySig failed though the model allows it
     uint256 public ghost_emergencyMismatch; // logEmergencyAccessBySig outcome differs from the model
     uint256 public ghost_eraseMismatch;
@@ -92,6 +94,7 @@ contract ConsentLedgerHandler is TestBase {
 
     // coverage counters
     mapping(bytes32 action => uint256) public calls;
+    uint256 public patientRequestsLogged; // the patients' own PATRQT requests logged (consent 0)
 
     constructor(ConsentLedger ledger_, address admin_, uint256 custodianPk_, uint256[PROVIDERS] memory providerPks_) {
         ledger = ledger_;
@@ -500,6 +503,54 @@ contract ConsentLedgerHandler is TestBase {
             if (!expected) ++ghost_logWithoutAuthorization;
             if (!_ghostActive(consentId)) ++ghost_logWrongConsent;
             _spend(accessor, nonce);
+        } catch {
+            if (expected) ++ghost_authorizedLogFailed;
+        }
+    }
+
+    /// @dev A signed access request whose accessor is no provider (no consent can cover it): the patient itself
+    /// half the time, else another patient, a delegate or the outsider; PATRQT three times in four. Only the
+    /// patient's own PATRQT request, signed by the patient, may be logged, with consent 0. One time in four a
+    /// delegate of the patient signs instead of the accessor (a delegate reading for the patient: must fail).
+    function logPatientAccess(
+        uint256 patientSeed,
+        uint256 recordSeed,
+        uint256 accessorSeed,
+        uint256 purposeSeed,
+        uint256 versionSeed,
+        uint256 nonceSeed
+    ) external useTime("logPatientAccess") {
+        uint256 p = patientSeed % PATIENTS;
+        uint256 r = recordSeed % RECORDS;
+        address patient = patients[p];
+        (address accessor, uint256 signerPk) = (patient, _patientPks[p]);
+        if (accessorSeed % 2 == 1) (accessor, signerPk) = _signer((accessorSeed >> 1) % (PATIENTS + DELEGATES + 1));
+        if (accessor == providers[0] || accessor == providers[1] || accessor == providers[2]) {
+            (accessor, signerPk) = (outsider, _outsiderPk); // the last index is providers[0] in _signer's order
+        }
+        if (versionSeed % 4 == 3) signerPk = _delegatePks[(versionSeed >> 2) % DELEGATES];
+        bytes32 purpose = purposeSeed % 4 != 0 ? PATRQT : (purposeSeed % 8 == 4 ? ETREAT : purposeOf(purposeSeed >> 3));
+        uint32 head = ghostVersion[patient][r];
+        uint32 version = versionSeed % 2 == 0 ? head : uint32((versionSeed >> 4) % (uint256(head) + 2));
+        uint256 nonce = _nonceFor(accessor, nonceSeed);
+        bool expected = accessor == patient && purpose == PATRQT && vm.addr(signerPk) == accessor
+            && !ghostErased[patient][r] && version != 0 && version <= head && !ghostNonceUsed[accessor][nonce];
+        IConsentLedger.AccessRequest memory q = IConsentLedger.AccessRequest({
+            patient: patient,
+            accessor: accessor,
+            recordId: _records[p][r],
+            version: version,
+            purpose: purpose,
+            nonce: nonce,
+            deadline: time
+        });
+        bytes memory sig = _sign(signerPk, keccak256(abi.encode(ledger.ACCESS_REQUEST_TYPEHASH(), q)));
+        vm.prank(outsider);
+        try ledger.logAccessBySig(q, sig) returns (bytes32 consentId) {
+            if (!expected) ++ghost_logWithoutAuthorization;
+            if (consentId != 0) ++ghost_logWrongConsent;
+            _spend(accessor, nonce);
+            ++patientRequestsLogged;
         } catch {
             if (expected) ++ghost_authorizedLogFailed;
         }
