@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,17 +21,41 @@ from consent_api.metrics import Metrics, new_metrics, request_labels
 from consent_api.routers import audit, auth, blobs, consents, erasure, fhir, meta, patients, records, relay
 from consent_api.throttle import Throttle
 from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
-from ledger_service.bootstrap import Services
+from ledger_service.bootstrap import Services, embedded_custodian_url
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
-# Pages may only load what this server serves; the API answers with no framing allowed. The one
-# inline style allowed is the audit report's own stylesheet, by its hash: the portal shows the report
-# from a blob: URL, which inherits this policy.
-CONTENT_SECURITY_POLICY = (
-    f"default-src 'self'; script-src 'self'; style-src 'self' {REPORT_STYLE_SOURCE}; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
+
+def content_security_policy(custodian_origins: Sequence[str] = ()) -> str:
+    """Pages may only load what this server serves; the API answers with no framing allowed. The one
+    inline style allowed is the audit report's own stylesheet, by its hash: the portal shows the report
+    from a blob: URL, which inherits this policy. Besides this origin, the page may call only the key
+    custodians ``GET /v1/chain`` lists: a patient's browser asks them for the shares of its own records."""
+    connect = " ".join(("'self'", *custodian_origins))
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self' {REPORT_STYLE_SOURCE}; img-src 'self' data:; "
+        f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+
+
+def custodian_origins(services: Services) -> list[str]:
+    """The origins (scheme://host:port) of the key custodians this process lists in ``GET /v1/chain``."""
+    s = services.settings
+    if services.custodians:
+        urls = [embedded_custodian_url(s, c.config.index) for c in services.custodians]
+    else:
+        urls = list(s.custodian_urls or ())
+    origins = set()
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    return sorted(origins)
+
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -56,9 +82,10 @@ class HeadersAndMetrics:
     such as the body limit's, into exception groups the limit can no longer catch.)
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, policy: str = CONTENT_SECURITY_POLICY) -> None:
         self.app = app
         self.metrics = metrics
+        self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,7 +101,7 @@ class HeadersAndMetrics:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                headers.setdefault("Content-Security-Policy", self.policy)
             await send(message)
 
         try:
@@ -140,7 +167,8 @@ def create_app(services: Services) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(BodyLimit, limits=Limits.of(settings))  # by route (consent_api/body_limits.py)
-    app.add_middleware(HeadersAndMetrics, metrics=metrics)  # outermost: every response, 413s included
+    policy = content_security_policy(custodian_origins(services))
+    app.add_middleware(HeadersAndMetrics, metrics=metrics, policy=policy)  # outermost: every response, 413s included
 
     @app.get("/problems/{code}", include_in_schema=False)
     def problem_doc(code: str) -> Response:

@@ -8,7 +8,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from consent_api.app import CONTENT_SECURITY_POLICY
+from consent_api.app import content_security_policy, custodian_origins
 from tests.api.conftest import HOST, Api
 
 pytestmark = pytest.mark.integration
@@ -66,9 +66,14 @@ def test_docs_load_only_this_origins_assets_under_a_csp_without_inline_script(ap
         assert asset.status_code == 200, url
         assert asset.content, url
 
-    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY  # the portal's own
+    custodians = custodian_origins(api.services)
+    assert custodians, "up's embedded key custodians are listed"
+    expected = content_security_policy(custodians)
+    assert response.headers["content-security-policy"] == expected  # the portal's own
     csp = _directives(response.headers["content-security-policy"])
     assert csp["script-src"] == ["'self'"], csp  # no CDN, no 'unsafe-inline', no 'unsafe-eval'
-    sources = [source for values in csp.values() for source in values]
+    # the one other origin a page may reach is a key custodian's, and only to call it (connect-src)
+    assert csp["connect-src"] == ["'self'", *custodians], csp
+    sources = [source for name, values in csp.items() if name != "connect-src" for source in values]
     assert "'unsafe-inline'" not in sources and not any(s.startswith(("http:", "https:")) for s in sources), csp
     assert response.headers["x-content-type-options"] == "nosniff"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from eth_account import Account
 
-from consent_api.app import CONTENT_SECURITY_POLICY
+from consent_api.app import content_security_policy
 from tests.browser.portal import Portal
 
 pytestmark = pytest.mark.browser
@@ -52,7 +52,10 @@ def test_docs_render_from_this_origin_with_no_csp_violation(browser: Any, real_p
         docs.page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         response = docs.page.goto("/docs")
         assert response is not None and response.status == 200
-        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        # the portal's own policy: this origin, and calls to the key custodians GET /v1/chain lists
+        custody = docs.page.request.get("/v1/chain").json()["custody"]
+        custodians = sorted({c["url"] for c in custody["custodians"]})
+        assert response.headers["content-security-policy"] == content_security_policy(custodians)
 
         # swagger-ui loaded and read the OpenAPI: the operations list shows the record routes
         docs.page.locator(".opblock-summary-path", has_text="/v1/records/{record_id}").first.wait_for()
