@@ -12,7 +12,7 @@ export class ApiProblem extends Error {
   }
 }
 
-async function problemFrom(res) {
+export async function problemFrom(res) {
   let body = null;
   const ct = res.headers.get("content-type") || "";
   try {
@@ -102,6 +102,12 @@ export const api = {
   providers: () => request("GET", "/v1/providers"),
   // an unused nonce of the account that signs (the patient, or a guardian acting for them)
   signerNonce: (signer) => request("GET", `/v1/nonces/${enc(signer)}`),
+  // encryptionKeyOf(account) on chain: {account, publicKey}
+  encryptionKey: (account) => request("GET", `/v1/encryption-keys/${enc(account)}`),
+  // any party's signed message (EncryptionKey, AccessRequest, ...): {txHash, blockNumber, ...}
+  relay: (primaryType, message, signature, key) => request("POST", "/v1/relay", { json: { primaryType, message, signature }, idempotencyKey: key }),
+  // stored ciphertext by CID (a patient: only their own records' versions); the Response, to read as bytes
+  blob: (cid) => request("GET", `/v1/blobs/${enc(cid)}`, { raw: true, accept: "application/octet-stream, application/problem+json" }),
   grant: (grant, signature, key) => request("POST", "/v1/consents", { json: { grant, signature }, idempotencyKey: key }),
   revoke: (consentId, revoke, signature, key) => request("POST", `/v1/consents/${enc(consentId)}/revoke`, { json: { revoke, signature }, idempotencyKey: key }),
   consents: (patient) => request("GET", `/v1/patients/${enc(patient)}/consents`),

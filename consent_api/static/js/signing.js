@@ -65,6 +65,23 @@ export const TYPES = {
     { name: "nonce", type: "uint256" },
     { name: "deadline", type: "uint256" },
   ],
+  // a patient reading their own record: accessor = patient, purpose PATRQT (no consent needed)
+  AccessRequest: [
+    { name: "patient", type: "address" },
+    { name: "accessor", type: "address" },
+    { name: "recordId", type: "bytes32" },
+    { name: "version", type: "uint32" },
+    { name: "purpose", type: "bytes32" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+  // the X25519 key the key custodians seal released shares to (encryptionKeyOf)
+  EncryptionKey: [
+    { name: "account", type: "address" },
+    { name: "publicKey", type: "bytes32" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
 };
 
 /** `bytes32("TREAT")`: ASCII, left-aligned, zero padded. */

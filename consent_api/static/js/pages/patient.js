@@ -4,8 +4,9 @@ import { session } from "../session.js";
 import { ALL_RECORDS, checksum, deadlineFromNow, isAddress, purposeBytes32, signTyped } from "../signing.js";
 import {
   h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
-  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError,
+  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError, problemText,
 } from "../ui.js";
+import { readOwnRecord } from "../own_records.js";
 
 const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates" };
 
@@ -46,6 +47,9 @@ const qs = (p) => (p.patient !== p.me ? `?for=${p.patient}` : "");
 async function records(body, p) {
   const { records: list } = await api.records(p.patient);
   const rows = (list || []).slice().sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
+  const own = p.patient === p.me;
+  const viewer = h("section.card#record-view", { "aria-labelledby": "view-h", tabindex: "-1", hidden: true });
+  const opened = new Map(); // what this page opened, by record version: Download after Read logs no second access
   const cols = [
     { label: "Record", cell: (r) => hexSpan(r.recordId, 10, 6) },
     { label: "Category", cell: (r) => categoryLabel(r.category) },
@@ -56,19 +60,114 @@ async function records(body, p) {
     {
       label: "Actions", actions: true, cell: (r) => {
         if (r.erased) return pill("erased", "Erased");
+        const mine = own && r.cid ? ownRecordActions(r, p, viewer, opened) : [];
         const share = h("a.btn.btn-secondary.btn-small", { href: `#/patient/consents?record=${r.recordId}${p.patient !== p.me ? `&for=${p.patient}` : ""}` }, "Share");
         share.setAttribute("aria-label", `Share record ${shortHex(r.recordId)} with a provider`);
         const erase = h("button.btn.btn-danger-outline.btn-small", { type: "button" }, "Erase");
         erase.setAttribute("aria-label", `Erase record ${shortHex(r.recordId)}`);
         erase.addEventListener("click", () => eraseRecord(r, p, body));
-        return [share, erase];
+        return [...mine.slice(0, 2), share, erase, ...mine.slice(2)];
       },
     },
   ];
   body.replaceChildren(h("section.card", { "aria-labelledby": "rec-h" },
     h("h2#rec-h", `Records (${rows.length})`),
-    h("p.muted.small", "Records are encrypted; providers can read one only with your consent, and every read is logged on the ledger."),
-    table(cols, rows, { empty: "No records yet. Records appear here when a provider uploads one for you." })));
+    h("p.muted.small", own
+      ? "Records are encrypted; providers can read one only with your consent. You can read your own: it opens here, in your browser, and like every read it is logged on the ledger."
+      : "Records are encrypted; providers can read one only with your consent, and every read is logged on the ledger."),
+    table(cols, rows, { empty: "No records yet. Records appear here when a provider uploads one for you." })), viewer);
+}
+
+// ---------------------------------------------------------------- reading one's own record
+
+// The service's allowlist of media types served as themselves (ledger_service/domain/media_types.py): the
+// file's extension. Anything else is a download of application/octet-stream; JSON and text show inline,
+// always as text nodes, never as a document.
+const SERVED_TYPES = {
+  "application/fhir+json": ".json", "application/json": ".json", "application/fhir+xml": ".xml", "application/pdf": ".pdf",
+  "application/dicom": ".dcm", "image/png": ".png", "image/jpeg": ".jpg", "image/tiff": ".tiff", "text/plain": ".txt",
+  "text/csv": ".csv", "application/octet-stream": ".bin",
+};
+const essenceOf = (mediaType) => {
+  const essence = String(mediaType || "").split(";")[0].trim().toLowerCase();
+  return SERVED_TYPES[essence] ? essence : "application/octet-stream";
+};
+const fileName = (r) => `record-${r.recordId.slice(2, 12)}-v${r.version}${SERVED_TYPES[essenceOf(r.mediaType)]}`;
+
+function fileUrl(r, result) {
+  if (!result.url) result.url = URL.createObjectURL(new Blob([result.plaintext], { type: essenceOf(r.mediaType) }));
+  return result.url;
+}
+
+/** Read and Download of one of the patient's own records, with the place their errors are shown. */
+function ownRecordActions(r, p, viewer, opened) {
+  const label = `record ${shortHex(r.recordId)}`;
+  const read = h("button.btn.btn-small", { type: "button", "aria-label": `Read ${label}` }, "Read");
+  const download = h("button.btn.btn-secondary.btn-small", { type: "button", "aria-label": `Download ${label}` }, "Download");
+  const error = h("p.field-error.row-error", { role: "alert", hidden: true });
+  const act = (button, show) => {
+    error.hidden = true;
+    error.textContent = "";
+    singleFlight(button, "Opening…", async (flight) => {
+      const slot = `${r.recordId}|${r.version}`;
+      let result = opened.get(slot);
+      if (!result) {
+        result = await readOwnRecord(r, p.chain, { step: flight.step });
+        opened.set(slot, result);
+        announce(`Record ${shortHex(r.recordId)} opened in your browser; your access was logged on the ledger (transaction ${shortHex(result.disclosureTx)}).`);
+      }
+      if (show) showOwnRecord(viewer, r, result);
+      else saveFile(r, result);
+    }, {
+      note: "Your access is logged on the ledger first…",
+      onError: (err) => { error.textContent = problemText(err); error.hidden = false; },
+    });
+  };
+  read.addEventListener("click", () => act(read, true));
+  download.addEventListener("click", () => act(download, false));
+  return [read, download, error];
+}
+
+function saveFile(r, result) {
+  const a = h("a", { href: fileUrl(r, result), download: fileName(r), hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function showOwnRecord(viewer, r, result) {
+  const type = essenceOf(result.mediaType);
+  const json = type.endsWith("json");
+  const text = json || type.startsWith("text/") ? new TextDecoder().decode(result.plaintext) : null;
+  let content;
+  if (json) {
+    let pretty = text;
+    try { pretty = JSON.stringify(JSON.parse(text), null, 2); } catch { /* shown as stored */ }
+    content = h("pre.json", { tabindex: "0", "aria-label": "Record content (JSON)" }, pretty);
+  } else if (text !== null) {
+    content = h("pre.text", { tabindex: "0", "aria-label": "Record content (text)" }, text);
+  } else {
+    content = h("p", `This record is a ${type} file of ${fmtBytes(result.plaintext.length)}; download it to open it.`);
+  }
+  const close = h("button.btn.btn-quiet.btn-small", { type: "button" }, "Close");
+  close.addEventListener("click", () => { viewer.hidden = true; viewer.replaceChildren(); });
+  viewer.replaceChildren(
+    h("h2#view-h", "Your record"),
+    h("dl.kv",
+      h("dt", "Record"), h("dd.mono", r.recordId),
+      h("dt", "Version"), h("dd", String(r.version)),
+      h("dt", "Category"), h("dd", categoryLabel(r.category)),
+      h("dt", "Added by"), h("dd", r.authorName || r.author || "—"),
+      h("dt", "Type"), h("dd", result.mediaType),
+      h("dt", "Your access logged in"), h("dd.mono", result.disclosureTx)),
+    h("p.muted.small", "Decrypted in your browser with your own key; it was not sent anywhere. Your access appears under Disclosures."),
+    content,
+    h("div.actions",
+      h("a.btn.btn-secondary", { href: fileUrl(r, result), download: fileName(r) }, "Download the file"),
+      close));
+  viewer.hidden = false;
+  viewer.focus({ preventScroll: true });
+  viewer.scrollIntoView({ block: "start" });
 }
 
 async function eraseRecord(r, p, body) {
@@ -279,17 +378,19 @@ async function disclosures(body, p) {
   const ol = h("ol.timeline", { "aria-label": "Disclosures, newest first" });
   for (const d of items) {
     const li = h("li", { class: d.emergency ? "emergency" : "" });
+    const self = String(d.accessor || "").toLowerCase() === p.patient.toLowerCase();
+    const who = self ? (p.patient === p.me ? "You" : "The patient") : d.accessorName || shortHex(d.accessor);
     const head = h("div",
       d.emergency ? h("span.emergency-flag", h("span", { "aria-hidden": "true" }, "⚠"), "Emergency access") : null,
       d.emergency ? " " : null,
-      h("span.who", d.accessorName || shortHex(d.accessor)), " read a record for ", h("strong", purposeLabel(d.purpose)));
+      h("span.who", who), " read a record for ", h("strong", purposeLabel(d.purpose)));
     const kv = h("dl.kv",
       h("dt", "When"), h("dd", timeEl(d.timestamp)),
       h("dt", "Record"), h("dd", hexSpan(d.recordId, 10, 6), d.version !== undefined ? ` (version ${d.version})` : ""),
       h("dt", "Accessor"), h("dd.mono", d.accessor || "—"),
       d.emergency
         ? [h("dt", "Reason given"), h("dd", h("strong", d.reason || "—"))]
-        : [h("dt", "Under consent"), h("dd", hexSpan(d.consentId, 10, 6))],
+        : [h("dt", "Under consent"), h("dd", self && !/[1-9a-f]/i.test(String(d.consentId || "").slice(2)) ? "None needed: the patient's own access" : hexSpan(d.consentId, 10, 6))],
       h("dt", "Ledger"), h("dd", "block ", String(d.blockNumber ?? "—"), ", transaction ", hexSpan(d.txHash, 10, 6)));
     li.append(head, kv);
     if (d.proof) {
