@@ -79,6 +79,7 @@ from ledger_service.domain.consent import (
     SignedMessage,
     decide,
     fast_consent_id,
+    is_patient_request,
 )
 from ledger_service.domain.records import chain_breaks, record_id_of
 from ledger_service.errors import (
@@ -118,8 +119,14 @@ VIOLATION_CODES: Final[dict[str, str]] = {
     "consent-signer-unauthorized": "A consent was granted or revoked by neither the patient nor a live delegate.",
     "consent-purpose-not-grantable": "A consent names a purpose that cannot be granted (ETREAT or unknown).",
     "revocation-unknown-consent": "A revocation names a consent that was never granted (or of another patient).",
-    "disclosure-not-authorized": "No consent active at the disclosure's block covered its record, grantee and purpose.",
-    "disclosure-consent-mismatch": "A disclosure names another consent than the one the event history says applies.",
+    "disclosure-not-authorized": (
+        "No consent active at the disclosure's block covered its record, grantee and purpose, and it was not the "
+        "patient's own PATRQT request."
+    ),
+    "disclosure-consent-mismatch": (
+        "A disclosure names another consent than the one the event history says applies (consent 0 for the "
+        "patient's own PATRQT request, which needs none)."
+    ),
     "disclosure-unknown-record": "A disclosure names a record that did not exist at its block.",
     "disclosure-erased-record": "A disclosure of a record that was already erased.",
     "disclosure-version-mismatch": "A disclosure names a version the record did not have at its block (1 to the head).",
@@ -1229,16 +1236,20 @@ class _Replay:
                 **where,
             )
             return False
-        if a.source == "event" or a.consent_id != ZERO32:
-            assert decision.consent_id is not None
-            if a.consent_id != decision.consent_id:
-                self.flag(
-                    "disclosure-consent-mismatch",
-                    f"{self._label(a)}: expected consent 0x{decision.consent_id.hex()} (the first active one by "
-                    f"record, category, all records), got 0x{a.consent_id.hex()}",
-                    **self._where(a),
-                )
-                return False
+        # The patient's own PATRQT request is allowed without a consent (decision.consent_id None): logged as 0.
+        expected = decision.consent_id or ZERO32
+        if (a.source == "event" or a.consent_id != ZERO32) and a.consent_id != expected:
+            why = (
+                "the first active one by record, category, all records"
+                if decision.consent_id is not None
+                else "the patient's own PATRQT request needs none"
+            )
+            self.flag(
+                "disclosure-consent-mismatch",
+                f"{self._label(a)}: expected consent 0x{expected.hex()} ({why}), got 0x{a.consent_id.hex()}",
+                **self._where(a),
+            )
+            return False
         return True
 
 
@@ -1465,6 +1476,8 @@ def _check_deliveries(
         key = (d.at.tx, d.at.log_index)
         if accounts is not None and d.accessor not in accounts:
             continue  # released by another provider's node, whose delivery log this is not
+        if not d.emergency and is_patient_request(d.patient, d.accessor, d.purpose):
+            continue  # the patient's own request, relayed for the patient: no node released it
         if scope.covers(d.patient, d.record_id, d.at.block) and key not in claimed:
             kind = "EmergencyAccessLogged" if d.emergency else "AccessLogged"
             violations.append(

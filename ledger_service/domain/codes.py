@@ -12,6 +12,8 @@ from ledger_service.errors import ValidationError
 PURPOSES: Final = ("TREAT", "ETREAT", "HPAYMT", "HOPERAT", "HRESCH", "PATRQT", "PUBHLTH")
 GRANTABLE_PURPOSES: Final = tuple(p for p in PURPOSES if p != "ETREAT")
 EMERGENCY_PURPOSE: Final = "ETREAT"
+# The patient's own request for their record (right of access): the one purpose a patient reads for, without consent.
+PATIENT_REQUEST_PURPOSE: Final = "PATRQT"
 
 PURPOSE_DISPLAY: Final = {
     "TREAT": "Treatment",

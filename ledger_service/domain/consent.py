@@ -1,8 +1,8 @@
 """Consent: the signed messages of every party, deterministic ids, and the authorization rule.
 
-The rule mirrors ``ConsentLedger.isAuthorized`` exactly, so the service can explain a
-refusal and the auditor can re-derive every decision from events without trusting the
-contract's own check.
+The rule mirrors the contract's exactly (``isAuthorized``, and the patient's own PATRQT request that
+``logAccessBySig`` takes without consent), so the service can explain a refusal and the auditor can
+re-derive every decision from events without trusting the contract's own check.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from typing import Any, Final
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from ledger_service.domain.codes import EMERGENCY_PURPOSE, GRANTABLE_PURPOSES, ZERO32, purpose_from_bytes32
+from ledger_service.domain.codes import (
+    EMERGENCY_PURPOSE,
+    GRANTABLE_PURPOSES,
+    PATIENT_REQUEST_PURPOSE,
+    ZERO32,
+    purpose_from_bytes32,
+)
 from ledger_service.errors import ValidationError
 
 DOMAIN_NAME: Final = "ConsentLedger"
@@ -424,6 +430,17 @@ class Decision:
         return self.allowed
 
 
+_PATIENT_REQUEST32: Final = PATIENT_REQUEST_PURPOSE.encode("ascii").ljust(32, b"\x00")
+
+
+def is_patient_request(patient: str, accessor: str, purpose: bytes) -> bool:
+    """Whether an access names the record's patient as its accessor, for PATRQT ("Patient requested").
+
+    The patient's right of access to their own record: ``logAccessBySig`` logs such a request without consent,
+    with consent 0, once the patient signed it (a delegate's signature is not the patient's)."""
+    return purpose == _PATIENT_REQUEST32 and patient.lower() == accessor.lower()
+
+
 def decide(
     request: AccessQuery,
     consents: Mapping[bytes, ConsentState],
@@ -434,15 +451,35 @@ def decide(
     record_erased: bool = False,
     id_of: Callable[[str, str, bytes, bytes], bytes] = consent_id,
 ) -> Decision:
-    """Whether ``request`` is authorized at ``timestamp``, mirroring ``isAuthorized``.
+    """Whether ``request`` is authorized at ``timestamp``, mirroring ``logAccessBySig``.
 
-    Scopes are tried in the contract's order: the record, its category, all records. ``id_of`` computes
-    the consent ids (a faster or memoized equivalent of :func:`consent_id` may be given; same results).
+    First the consents, as ``isAuthorized``: scopes are tried in the contract's order, the record, its category,
+    all records. ``id_of`` computes the consent ids (a faster or memoized equivalent of :func:`consent_id` may be
+    given; same results). Without one, the patient's own PATRQT request (:func:`is_patient_request`) is allowed
+    with ``consent_id`` None: the ledger logs it with consent 0.
     """
     if not record_exists:
         return Decision(False, None, "unknown record")
     if record_erased:
         return Decision(False, None, "record erased")
+    decision = _by_consent(request, consents, timestamp, grantee_is_active_provider, id_of)
+    if decision.allowed:
+        return decision
+    if is_patient_request(request.patient, request.grantee, request.purpose):
+        return Decision(True, None, "the patient's own request (PATRQT) needs no consent")
+    if request.patient.lower() == request.grantee.lower():
+        return Decision(False, None, f"a patient reads their own record for {PATIENT_REQUEST_PURPOSE} only")
+    return decision
+
+
+def _by_consent(
+    request: AccessQuery,
+    consents: Mapping[bytes, ConsentState],
+    timestamp: int,
+    grantee_is_active_provider: bool,
+    id_of: Callable[[str, str, bytes, bytes], bytes],
+) -> Decision:
+    """``isAuthorized`` on a live record: an active provider, a grantable purpose, an active consent."""
     if not grantee_is_active_provider:
         return Decision(False, None, "grantee is not an active provider")
     if purpose_from_bytes32(request.purpose) == EMERGENCY_PURPOSE:

@@ -194,3 +194,42 @@ def test_token_secret_is_created_once_private_and_shared(tmp_path: object) -> No
     assert len(secrets_seen) == 1 and len(secrets_seen.pop()) == 32
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["api-token.key"]
+
+
+PATRQT = purpose_to_bytes32("PATRQT")
+
+
+def test_the_patients_own_patrqt_request_needs_no_consent() -> None:
+    """Right of access: the record's patient as accessor, for PATRQT, is allowed with no consent (logged as 0)."""
+    own = AccessQuery(PATIENT, PATIENT.lower(), RECORD, LAB_CATEGORY, PATRQT)
+    decision = decide(own, {}, timestamp=5, grantee_is_active_provider=False)
+    assert decision.allowed and decision.consent_id is None
+    assert not decide(own, {}, timestamp=5, grantee_is_active_provider=False, record_erased=True)
+    assert not decide(own, {}, timestamp=5, grantee_is_active_provider=False, record_exists=False)
+
+
+def test_patrqt_is_no_key_for_anyone_else_and_the_patient_reads_for_nothing_else() -> None:
+    # a provider, or another account, asking for PATRQT needs a consent like any purpose
+    assert not decide(
+        AccessQuery(PATIENT, CLINIC, RECORD, LAB_CATEGORY, PATRQT), {}, timestamp=5, grantee_is_active_provider=True
+    )
+    assert not decide(
+        AccessQuery(PATIENT, LAB, RECORD, LAB_CATEGORY, PATRQT), {}, timestamp=5, grantee_is_active_provider=False
+    )
+    for purpose in ("TREAT", "HPAYMT", "ETREAT"):
+        refused = decide(
+            AccessQuery(PATIENT, PATIENT, RECORD, LAB_CATEGORY, purpose_to_bytes32(purpose)),
+            {},
+            timestamp=5,
+            grantee_is_active_provider=False,
+        )
+        assert not refused and "PATRQT only" in refused.reason
+    # with a PATRQT consent a provider is authorized by it, as always
+    granted = _state(purpose=PATRQT)
+    decision = decide(
+        AccessQuery(PATIENT, CLINIC, RECORD, LAB_CATEGORY, PATRQT),
+        {granted.consent_id: granted},
+        timestamp=5,
+        grantee_is_active_provider=True,
+    )
+    assert decision.consent_id == granted.consent_id
