@@ -333,7 +333,7 @@ class Relay:
                     block_number=event.block_number,
                     replayed=True,
                     version=int(event.args["version"]),
-                    consent_id=hex32(consent) if isinstance(consent, bytes) and any(consent) else None,
+                    consent_id=hex32(consent) if isinstance(consent, bytes) else None,  # zero: the patient's own
                     log_index=event.log_index,
                 )
         return None
@@ -377,7 +377,8 @@ class Relay:
                     replayed=replayed,
                     record_id=hex32(record_id) if isinstance(record_id, bytes) else None,
                     version=int(version) if version is not None else None,
-                    consent_id=hex32(consent) if isinstance(consent, bytes) and any(consent) else None,
+                    # An AccessLogged's consent; zero for the patient's own PATRQT request, which needs none.
+                    consent_id=hex32(consent) if isinstance(consent, bytes) else None,
                     log_index=int(log["logIndex"]),
                 )
         raise LookupError(f"{wanted} not emitted in {receipt.tx_hex}")

@@ -23,7 +23,7 @@ class RelayOutcome:
     replayed: bool = False
     record_id: str | None = None  # RecordAnchor, RecordAmend
     version: int | None = None  # RecordAnchor, RecordAmend, and the version an access request logged
-    consent_id: str | None = None  # ConsentGrant, ConsentRevoke, AccessRequest
+    consent_id: str | None = None  # ConsentGrant, ConsentRevoke, AccessRequest (zero: the patient's own PATRQT request)
     log_index: int | None = None  # the log index of the act's event in its transaction
 
 
