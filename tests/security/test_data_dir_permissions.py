@@ -49,7 +49,15 @@ def assert_private_while_serving(data_dir: Path) -> None:
     assert mode(data_dir) == 0o700
     for name in SQLITE_FILES:  # the WAL and shared-memory files exist while the DB is open
         assert (data_dir / name).is_file(), f"{name} missing while serving"
-    for name in ("deployment.json", "keys/kek.json", "keys/api-token.key", "chain/anvil.log"):
+    clinic_key = f"keys/encryption-{Account.from_key(ANVIL_DEV_KEYS[1]).address.lower()}.json"
+    for name in (
+        "deployment.json",
+        clinic_key,  # the clinic's X25519 encryption key, held by the node part
+        "keys/api-token.key",
+        "chain/anvil.log",
+        *(f"custodians/{i}/keys/custodian-key.json" for i in (1, 2, 3)),  # each embedded custodian's own key
+        *(f"custodians/{i}/custodian.sqlite3" for i in (1, 2, 3)),  # and its store of shares
+    ):
         assert (data_dir / name).is_file(), name
     assert any((data_dir / "blobs" / "blocks").rglob("*")), "no blob was stored"
     assert open_to_others(data_dir) == []
