@@ -320,7 +320,10 @@ def test_erasure_destroys_keys_collects_blobs_and_refuses_reads(chain: Chain, se
     with pytest.raises(SignatureError):
         services.erasure.erase(record_id=created.record_id, request=request, signature=by_clinic)
     with services.db.session() as s:
-        assert s.execute(select(CommitmentSaltRow).where(CommitmentSaltRow.record_id == created.record_id)).first() is not None
+        assert (
+            s.execute(select(CommitmentSaltRow).where(CommitmentSaltRow.record_id == created.record_id)).first()
+            is not None
+        )
     request, signature = hana.erase_request(created.record_id)
     result = services.erasure.erase(record_id=created.record_id, request=request, signature=signature)
     assert result.versions == 2
@@ -328,7 +331,9 @@ def test_erasure_destroys_keys_collects_blobs_and_refuses_reads(chain: Chain, se
     assert receipt is not None
     assert [e.name for e in services.ledger.events(receipt)] == ["RecordErased"]
     with services.db.session() as s:
-        assert s.execute(select(CommitmentSaltRow).where(CommitmentSaltRow.record_id == created.record_id)).first() is None
+        assert (
+            s.execute(select(CommitmentSaltRow).where(CommitmentSaltRow.record_id == created.record_id)).first() is None
+        )
     for cid in cids:
         assert not services.blobs.has(cid)
     with pytest.raises(RecordErased):
