@@ -28,7 +28,7 @@ from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.chain.wire import Receipt
 from ledger_service.chain.wire import parse_receipt as parse_tx_receipt
 from ledger_service.codec import eip712
-from ledger_service.codec.primitives import checksum_address
+from ledger_service.codec.primitives import checksum_address, hex_to_bytes
 from ledger_service.crypto.key_shares import ShareSlot, deposit_digest, seal_share
 from ledger_service.custodian.long_term_key import CustodianKeyFile
 from ledger_service.custodian.store import CustodianStore
@@ -180,32 +180,46 @@ class Custodian:
         if self.store.is_erased(record_id):
             raise self._erased(record_id)
         if disclosure_tx is not None:
-            patient = self._logged_access(disclosure_tx, record_id, version, accessor)
+            # The record's state and the accessor's key come in the same round trip as the receipt, for the
+            # patient the deposit named (checked against the disclosure's patient below).
+            deposited = self.store.patient_of(slot)
+            patient, state = self._logged_access(disclosure_tx, record_id, version, accessor, deposited)
         else:
             assert receipt is not None
-            patient = self._anchored_access(receipt, record_id, version, accessor)
-        return self._sealed_share(slot, patient, accessor)
+            patient, state = self._anchored_access(receipt, record_id, version, accessor), None
+        return self._sealed_share(slot, patient, accessor, state)
 
-    def _sealed_share(self, slot: ShareSlot, patient: str, accessor: str) -> bytes:
+    def _state_calls(self, patient: str, record_id: bytes, accessor: str) -> list[tuple[str, list[Any]]]:
+        """The JSON-RPC calls of the record's state and the accessor's key (for :meth:`_state_of`)."""
+        return [
+            ("eth_call", [{"to": self.ledger.address, "data": "0x" + self.ledger.encode(name, *args).hex()}, "latest"])
+            for name, args in (("record", (patient, record_id)), ("encryptionKeyOf", (accessor,)))
+        ]
+
+    def _state_of(self, results: list[Any]) -> tuple[str, bool, bytes]:
+        """(the record's author, whether it is erased, the accessor's key) from :meth:`_state_calls`' answers."""
+        (author, _version, _category, erased), _hash = self.ledger.decode("record", hex_to_bytes(results[0]))
+        (key,) = self.ledger.decode("encryptionKeyOf", hex_to_bytes(results[1]))
+        return checksum_address(author), bool(erased), bytes(key)
+
+    def _sealed_share(
+        self, slot: ShareSlot, patient: str, accessor: str, state: tuple[str, bool, bytes] | None
+    ) -> bytes:
         """What every release ends with, whatever its evidence: the record is not erased, its author deposited
         the share, and the accessor has an encryption key on chain to seal it to."""
         record_id = slot.record_id
-        # The record's state and the accessor's key in one batched round trip, with the head block's header.
-        (((author, _version, _category, erased), _hash), (key,)), header = self.ledger.views(
-            [("record", (patient, record_id)), ("encryptionKeyOf", (accessor,))], with_block=True
-        )
+        if state is None:
+            state = self._state_of(self.ledger.rpc.batch(self._state_calls(patient, record_id, accessor)))
+        author, erased, recipient = state
         if erased:
-            assert header is not None
-            self._erase(record_id, int(header["number"], 16))
+            self._erase(record_id, self.ledger.rpc.block_number())
             raise self._erased(record_id)
-        author = checksum_address(author)
         stored = self.store.share(slot, author)
         if stored is None:
             raise ShareNotHeld(
                 f"this custodian holds no share of version {slot.version} of record 0x{record_id.hex()} "
                 f"deposited by its author {author}"
             )
-        recipient = bytes(key)
         if recipient == bytes(32):
             raise ReleaseRefused(f"{accessor} has no encryption key on the ledger (a signed EncryptionKey sets it)")
         return seal_share(stored.share, slot, recipient)
@@ -214,12 +228,17 @@ class Custodian:
     def _erased(record_id: bytes) -> RecordErased:
         return RecordErased(f"record 0x{record_id.hex()} is erased; its keys are destroyed")
 
-    def _final_transaction(self, tx_hash: bytes, what: str) -> Receipt:
-        """The receipt of ``tx_hash``: successful, at least ``confirmations`` deep, on the canonical chain."""
+    def _final_transaction(
+        self, tx_hash: bytes, what: str, also: list[tuple[str, list[Any]]] | None = None
+    ) -> tuple[Receipt, list[Any]]:
+        """The receipt of ``tx_hash``: successful and at least ``confirmations`` deep, with the answers of the
+        ``also`` calls sent in the same batched round trip. A node answers receipts of its canonical chain
+        only, so a receipt it gives is of a block on that chain; the depth guards against its reorganizing."""
         rpc = self.ledger.rpc
         shown = f"0x{tx_hash.hex()}"
-        # The receipt and the head in one batched round trip; then the receipt's block, to see it is canonical.
-        raw_receipt, raw_head = rpc.batch([("eth_getTransactionReceipt", [shown]), ("eth_blockNumber", [])])
+        raw_receipt, raw_head, *extra = rpc.batch(
+            [("eth_getTransactionReceipt", [shown]), ("eth_blockNumber", []), *(also or [])]
+        )
         if raw_receipt is None:
             raise ReleaseRefused(f"expected a {what}; the chain has no transaction {shown}")
         receipt = parse_tx_receipt(tx_hash, raw_receipt)
@@ -231,19 +250,19 @@ class Custodian:
                 f"{what} {shown} is in block {receipt.block_number}, not final yet: it needs "
                 f"{self.config.confirmations} confirmations, has {head - receipt.block_number}"
             )
-        canonical = rpc.get_block(receipt.block_number)
-        if bytes.fromhex(str(canonical["hash"])[2:]) != receipt.block_hash:
-            raise ReleaseRefused(f"{what} {shown} is not on the canonical chain")
-        return receipt
+        return receipt, extra
 
     # ------------------------------------------------------------- per-read evidence
 
-    def _logged_access(self, tx_hash: bytes, record_id: bytes, version: int, accessor: str) -> str:
+    def _logged_access(
+        self, tx_hash: bytes, record_id: bytes, version: int, accessor: str, deposited: str | None
+    ) -> tuple[str, tuple[str, bool, bytes] | None]:
         """The patient of the disclosure event of final transaction ``tx_hash`` that logged ``accessor``'s
         access to the version (the ledger checked consent or break-glass as it logged it)."""
         if len(tx_hash) != 32:
             raise ValidationError("disclosureTx must be a 32-byte transaction hash")
-        receipt = self._final_transaction(tx_hash, "disclosure transaction")
+        also = self._state_calls(deposited, record_id, accessor) if deposited else None
+        receipt, extra = self._final_transaction(tx_hash, "disclosure transaction", also)
         logged = [e for e in self.ledger.events(receipt) if e.name in _DISCLOSURES]
         for event in logged:
             a = event.args
@@ -252,7 +271,8 @@ class Custodian:
                 and int(a["version"]) == version
                 and checksum_address(a["accessor"]) == accessor
             ):
-                return checksum_address(a["patient"])
+                patient = checksum_address(a["patient"])
+                return patient, (self._state_of(extra) if extra and patient == deposited else None)
         got = (
             "; ".join(
                 f"{e.name} of record 0x{bytes(e.args['recordId']).hex()} version {e.args['version']} "
@@ -296,7 +316,7 @@ class Custodian:
             receipt = verify_receipt(receipt_json, self.ledger.rpc, codec=self.ledger.codec)
         except ReceiptError as exc:
             raise ReleaseRefused(f"the disclosure receipt does not verify against the chain: {exc}") from None
-        anchor = self._final_transaction(receipt.anchor.tx_hash, "anchoring transaction")
+        anchor, _ = self._final_transaction(receipt.anchor.tx_hash, "anchoring transaction")
         if entry.block_number > anchor.block_number:
             raise ReleaseRefused(
                 f"the entry says it was authorized at block {entry.block_number}, after its batch was anchored "

@@ -115,6 +115,14 @@ class CustodianStore:
             raise KeyCustodyError("a stored share failed authentication (the store was altered)") from None
         return StoredShare(author, patient, share)
 
+    def patient_of(self, slot: ShareSlot) -> str | None:
+        """The patient a deposit of ``slot`` named (any author's), or None if none is here."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT patient FROM shares WHERE record_id = ? AND version = ? LIMIT 1", (slot.record_id, slot.version)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def has_share(self, slot: ShareSlot) -> bool:
         """Whether any author's share of ``slot`` is here."""
         with self._lock:
