@@ -9,9 +9,11 @@ which counts as one custodian missing (a read still succeeds with any ``threshol
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
+import threading
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from ledger_service.errors import KeyCustodyError, RecordErased, ValidationError
 from ledger_service.node.custody import CustodianInfo
@@ -23,22 +25,62 @@ def _hex(data: bytes) -> str:
     return "0x" + data.hex()
 
 
+class _Answer:
+    def __init__(self, status: int, reason: str, body: bytes) -> None:
+        self.status_code, self.reason_phrase, self.body = status, reason, body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
 class HttpCustodian:
-    def __init__(self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
+    """A keep-alive connection per thread (a read asks its custodians from a pool of threads): each request is a
+    few hundred bytes, so the client's own cost per request is what counts (docs/operations.md, "Key custodians")."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.name = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.name, timeout=timeout, transport=transport)
+        parts = urlsplit(self.name)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValidationError(f"a custodian URL is http(s)://host[:port], got {url!r}")
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port
+        self._prefix = parts.path.rstrip("/")
+        self._timeout = timeout
+        self._local = threading.local()
 
     def close(self) -> None:
-        self._http.close()
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            connection = kind(self._host, self._port, timeout=self._timeout)
+            self._local.connection = connection
+        return connection
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> _Answer:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        for attempt in (0, 1):  # a kept-alive connection the custodian closed meanwhile: reconnect once
+            connection = self._connection()
+            try:
+                connection.request(method, self._prefix + path, data, headers)
+                response = connection.getresponse()
+                return _Answer(response.status, response.reason, response.read())
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if attempt:
+                    raise KeyCustodyError(f"custodian {self.name} is unreachable ({type(exc).__name__})") from None
+        raise AssertionError("unreachable")
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = self._http.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise KeyCustodyError(f"custodian {self.name} is unreachable ({type(exc).__name__})") from None
-        return self._answer(response)
+        return self._answer(self._request("POST", path, body))
 
-    def _answer(self, response: httpx.Response) -> dict[str, Any]:
+    def _answer(self, response: _Answer) -> dict[str, Any]:
         if response.status_code < 300:
             try:
                 body = response.json()
@@ -58,10 +100,7 @@ class HttpCustodian:
         raise KeyCustodyError(said)
 
     def info(self) -> CustodianInfo:
-        try:
-            body = self._answer(self._http.get("/v1/custodian"))
-        except httpx.HTTPError as exc:
-            raise KeyCustodyError(f"custodian {self.name} is unreachable ({type(exc).__name__})") from None
+        body = self._answer(self._request("GET", "/v1/custodian"))
         try:
             key = bytes.fromhex(str(body["publicKey"]).removeprefix("0x"))
             info = CustodianInfo(int(body["index"]), key, int(body["threshold"]), int(body["total"]))
