@@ -138,13 +138,23 @@ class Custodian:
             )
         if self.store.is_erased(record_id):
             raise RecordErased(f"record 0x{record_id.hex()} is erased")
-        # Both views in one batched round trip: a deposit is on every upload's path.
-        (active,), ((head_author, head_version, _category, _erased), _hash) = self.ledger.views(
-            [("isActiveProvider", (author,)), ("record", (patient, record_id))]
-        )[0]
-        if not active:
+        # Both views in one batched round trip, read as the static words they are: a deposit is on every
+        # upload's path.
+        active_word, record_words = (
+            hex_to_bytes(r)
+            for r in self.ledger.rpc.batch(
+                [
+                    self._call("isActiveProvider", author),
+                    self._call("record", patient, record_id),
+                ]
+            )
+        )
+        if len(active_word) != 32 or len(record_words) != 5 * 32:
+            raise ChainError("the ledger answered isActiveProvider or record in an unexpected form")
+        if not int.from_bytes(active_word, "big"):
             raise PermissionDenied(f"{author} is not an active provider on the ledger")
-        on_chain_version, on_chain_author = int(head_version), checksum_address(head_author)
+        on_chain_author = checksum_address(record_words[12:32])
+        on_chain_version = int.from_bytes(record_words[32:64], "big")
         if on_chain_version >= version:
             raise ReleaseRefused(
                 f"version {version} of record 0x{record_id.hex()} is already anchored; its shares are fixed"
@@ -189,18 +199,26 @@ class Custodian:
             patient, state = self._anchored_access(receipt, record_id, version, accessor), None
         return self._sealed_share(slot, patient, accessor, state)
 
+    def _call(self, name: str, *args: Any) -> tuple[str, list[Any]]:
+        """The JSON-RPC ``eth_call`` of the ledger's view ``name(args)`` at the head."""
+        return (
+            "eth_call",
+            [{"to": self.ledger.address, "data": "0x" + self.ledger.encode(name, *args).hex()}, "latest"],
+        )
+
     def _state_calls(self, patient: str, record_id: bytes, accessor: str) -> list[tuple[str, list[Any]]]:
         """The JSON-RPC calls of the record's state and the accessor's key (for :meth:`_state_of`)."""
-        return [
-            ("eth_call", [{"to": self.ledger.address, "data": "0x" + self.ledger.encode(name, *args).hex()}, "latest"])
-            for name, args in (("record", (patient, record_id)), ("encryptionKeyOf", (accessor,)))
-        ]
+        return [self._call("record", patient, record_id), self._call("encryptionKeyOf", accessor)]
 
     def _state_of(self, results: list[Any]) -> tuple[str, bool, bytes]:
-        """(the record's author, whether it is erased, the accessor's key) from :meth:`_state_calls`' answers."""
-        (author, _version, _category, erased), _hash = self.ledger.decode("record", hex_to_bytes(results[0]))
-        (key,) = self.ledger.decode("encryptionKeyOf", hex_to_bytes(results[1]))
-        return checksum_address(author), bool(erased), bytes(key)
+        """(the record's author, whether it is erased, the accessor's key) from :meth:`_state_calls`' answers,
+        read as the static words they are: ``record`` is (author, version, category, erased) and the head
+        hash, ``encryptionKeyOf`` one bytes32."""
+        record_words, key_word = hex_to_bytes(results[0]), hex_to_bytes(results[1])
+        if len(record_words) != 5 * 32 or len(key_word) != 32:
+            raise ChainError("the ledger answered record or encryptionKeyOf in an unexpected form")
+        erased = bool(int.from_bytes(record_words[96:128], "big"))
+        return checksum_address(record_words[12:32]), erased, key_word
 
     def _sealed_share(
         self, slot: ShareSlot, patient: str, accessor: str, state: tuple[str, bool, bytes] | None

@@ -188,6 +188,11 @@ class ThresholdCustody:
 
     def protect(self, binding: RecordBinding, data_key: DataKey, *, author: str) -> None:
         """Deposit one share of ``data_key`` with every custodian; raises unless all took theirs."""
+        self.begin_protect(binding, data_key, author=author)()
+
+    def begin_protect(self, binding: RecordBinding, data_key: DataKey, *, author: str) -> Callable[[], None]:
+        """Start the deposits of :meth:`protect` and return what waits for them (and raises unless every
+        custodian took its share): an upload encrypts and stores its blob meanwhile."""
         shares = split(data_key.to_bytes(), self.threshold, self.total)
         signer = self.keys.signer_for(author)
         patient = checksum_address(binding.patient)
@@ -214,17 +219,21 @@ class ThresholdCustody:
                         raise
 
         futures = {self._pool.submit(deposit, p): p for p in range(self.total)}
-        failed = []
-        for future, position in futures.items():
-            try:
-                future.result()
-            except LedgerError as exc:
-                failed.append(f"{self.custodians[position].name}: {exc}")
-        if failed:
-            raise CustodyUnavailable(
-                f"the record was not stored: {len(failed)} of {self.total} key custodians did not take their share "
-                f"({'; '.join(failed)})"
-            )
+
+        def finish() -> None:
+            failed = []
+            for future, position in futures.items():
+                try:
+                    future.result()
+                except LedgerError as exc:
+                    failed.append(f"{self.custodians[position].name}: {exc}")
+            if failed:
+                raise CustodyUnavailable(
+                    f"the record was not stored: {len(failed)} of {self.total} key custodians did not take their "
+                    f"share ({'; '.join(failed)})"
+                )
+
+        return finish
 
     # ------------------------------------------------------------- read
 

@@ -7,6 +7,7 @@ receipt the version is anchored. A crash in between is finished by :meth:`Upload
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from ledger_service.domain.records import FHIR_MEDIA_TYPE, fast_version_hash, re
 from ledger_service.errors import (
     ChainError,
     ConfigurationError,
+    LedgerError,
     NotRecordAuthor,
     PermissionDenied,
     TransactionReverted,
@@ -129,14 +131,16 @@ class UploadService:
         return known[code]
 
     def _seal(
-        self, binding: RecordBinding, media_type: str, content: Iterable[bytes]
-    ) -> tuple[Cid, int, int, bytes, bytes, DataKey]:
-        """Encrypt and store a version; returns (cid, plaintext size, ciphertext size, commitment, salt, key)."""
+        self, binding: RecordBinding, media_type: str, content: Iterable[bytes], *, author: str
+    ) -> tuple[Cid, int, int, bytes, bytes]:
+        """Encrypt and store a version, its data key's shares deposited with every custodian meanwhile (all
+        of them, before the anchor); returns (cid, plaintext size, ciphertext size, commitment, salt)."""
         if media_type_essence(media_type) == FHIR_MEDIA_TYPE:
             body = fhir_document(content, self.max_fhir_bytes)
             self._fhir_check(body)
             content = [body]
         data_key = DataKey.generate()
+        deposited = self.custody.begin_protect(binding, data_key, author=author)
         salt = new_salt()
         commitment = PlaintextCommitment(salt)
         size = 0
@@ -149,8 +153,14 @@ class UploadService:
                     commitment.update(chunk)
                     yield chunk
 
-        put = self.blobs.put(encrypt_stream(data_key, binding, plaintext()))
-        return put.cid, size, put.size, commitment.digest(), salt, data_key
+        try:
+            put = self.blobs.put(encrypt_stream(data_key, binding, plaintext()))
+        except BaseException:
+            with contextlib.suppress(LedgerError):  # the blob's own failure is the one to report
+                deposited()
+            raise
+        deposited()  # raises CustodyUnavailable unless every custodian holds its share
+        return put.cid, size, put.size, commitment.digest(), salt
 
     def create(
         self,
@@ -172,8 +182,7 @@ class UploadService:
         record_id_bytes = record_id_of(patient, provider, anchor_salt)
         record_id = hex32(record_id_bytes)
         binding = RecordBinding(record_id_bytes, 1, patient)
-        cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
-        self.custody.protect(binding, data_key, author=provider)  # every custodian holds its share before the anchor
+        cid, size, ct_size, commitment, commitment_salt = self._seal(binding, media_type, content, author=provider)
         deadline = self.deadlines.next(fresh=True)  # the signed anchor's, kept with the pending version
         now = _now()
         with self.db.session() as s:
@@ -265,8 +274,7 @@ class UploadService:
                     )
                 ).scalar_one()
             binding = RecordBinding(bytes.fromhex(record_id[2:]), version, record.patient)
-            cid, size, ct_size, commitment, commitment_salt, data_key = self._seal(binding, media_type, content)
-            self.custody.protect(binding, data_key, author=provider)
+            cid, size, ct_size, commitment, commitment_salt = self._seal(binding, media_type, content, author=provider)
             deadline = self.deadlines.next(fresh=True)  # the signed amendment's, kept with the pending version
             with self.db.session() as s:
                 s.add(
