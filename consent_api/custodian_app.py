@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent_api import problems
 from consent_api.body_limits import BodyLimit, Limits
@@ -136,17 +138,33 @@ def create_custodian_app(custodian: Custodian, *, limits: Limits, cors_origins: 
         )
         return ReleaseOut(index=custodian.config.index, sealed_share="0x" + sealed.hex())
 
-    @app.middleware("http")
-    async def no_store(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
     app.add_middleware(BodyLimit, limits=limits)  # every custodian route takes a small JSON body
     if cors_origins:
         # A patient's browser asks the custodians itself for the shares of its own records.
         app.add_middleware(
             CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"]
         )
+    app.add_middleware(NoStore)  # outermost: every answer, refusals included
     return app
+
+
+class NoStore:
+    """``Cache-Control: no-store`` and ``nosniff`` on every answer, as plain ASGI (a sealed share is for its
+    accessor alone, and a release is on every read's path: no per-request middleware task)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Cache-Control"] = "no-store"
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -192,6 +192,7 @@ def test_any_two_custodians_release_what_rebuilds_the_data_key(story: dict[str, 
     for custodian in custodians:
         response = release(custodian, record_id, 1, CLINIC, story["tx"])
         assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"  # a sealed share is for its accessor alone
         index = int(response.json()["index"])
         sealed = unhex(response.json()["sealedShare"])
         opened[index] = open_share(sealed, clinic.slot(record_id, 1, index), clinic.encryption_key)
