@@ -247,6 +247,18 @@ class ThresholdCustody:
     ) -> DataKey:
         """The data key, from the first ``threshold`` shares released against the disclosure and sealed to
         ``accessor``'s encryption key."""
+        return self.begin_recover(binding, accessor=accessor, disclosure_tx=disclosure_tx, receipt=receipt)()
+
+    def begin_recover(
+        self,
+        binding: RecordBinding,
+        *,
+        accessor: str,
+        disclosure_tx: bytes | None = None,
+        receipt: dict[str, Any] | None = None,
+    ) -> Callable[[], DataKey]:
+        """Ask the custodians now and return what waits for the shares and combines them (:meth:`recover`):
+        a read asks while it writes its delivery row."""
         key_file = self.encryption.ensure_registered(accessor)
 
         def released(position: int) -> bytes:
@@ -268,31 +280,36 @@ class ThresholdCustody:
         order = [(start + i) % self.total for i in range(self.total)]
         pending: set[Future[bytes]] = {self._pool.submit(released, p) for p in order[: self.threshold]}
         waiting = order[self.threshold :]
-        shares: list[bytes] = []
-        problems: list[str] = []
-        erased: LedgerError | None = None
-        while pending and len(shares) < self.threshold:
-            done, pending = wait(pending, timeout=HEDGE_AFTER if waiting else None, return_when=FIRST_COMPLETED)
-            if not done:  # slow: hedge with every custodian not asked yet
-                pending |= {self._pool.submit(released, p) for p in waiting}
-                waiting = []
-                continue
-            for future in done:
-                try:
-                    shares.append(future.result())
-                except (RecordErased, KeyDestroyed) as exc:
-                    erased = exc
-                except (LedgerError, DecryptionError) as exc:
-                    problems.append(str(exc))
-                if waiting and len(shares) + len(pending) < self.threshold:
-                    pending.add(self._pool.submit(released, waiting.pop(0)))
-        for future in pending:
-            future.cancel()
-        if len(shares) >= self.threshold:
-            return DataKey(combine(shares[: self.threshold]))
-        if erased is not None:
-            raise KeyDestroyed(f"the keys of record 0x{binding.record_id.hex()} were destroyed: {erased}")
-        raise CustodyUnavailable(
-            f"only {len(shares)} of the {self.threshold} key shares needed came back; nothing was decrypted "
-            f"({'; '.join(problems)})"
-        )
+
+        def finish() -> DataKey:
+            nonlocal pending, waiting
+            shares: list[bytes] = []
+            problems: list[str] = []
+            erased: LedgerError | None = None
+            while pending and len(shares) < self.threshold:
+                done, pending = wait(pending, timeout=HEDGE_AFTER if waiting else None, return_when=FIRST_COMPLETED)
+                if not done:  # slow: hedge with every custodian not asked yet
+                    pending |= {self._pool.submit(released, p) for p in waiting}
+                    waiting = []
+                    continue
+                for future in done:
+                    try:
+                        shares.append(future.result())
+                    except (RecordErased, KeyDestroyed) as exc:
+                        erased = exc
+                    except (LedgerError, DecryptionError) as exc:
+                        problems.append(str(exc))
+                    if waiting and len(shares) + len(pending) < self.threshold:
+                        pending.add(self._pool.submit(released, waiting.pop(0)))
+            for future in pending:
+                future.cancel()
+            if len(shares) >= self.threshold:
+                return DataKey(combine(shares[: self.threshold]))
+            if erased is not None:
+                raise KeyDestroyed(f"the keys of record 0x{binding.record_id.hex()} were destroyed: {erased}")
+            raise CustodyUnavailable(
+                f"only {len(shares)} of the {self.threshold} key shares needed came back; nothing was decrypted "
+                f"({'; '.join(problems)})"
+            )
+
+        return finish

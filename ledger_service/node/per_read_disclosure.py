@@ -53,6 +53,9 @@ class PerReadDisclosureStrategy:
                     if attempt == 0 and worth_signing_again(exc):
                         continue  # its nonce was used by another node, or its deadline passed: sign afresh
                 raise
+            if request.on_logged is not None:
+                version = outcome.version if outcome.version is not None else signed.message.version
+                request.on_logged(version, outcome.tx_hash)
             return self._finish_delivery(delivery_id, outcome, keyed.key)
         raise AssertionError("unreachable")
 

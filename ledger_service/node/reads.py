@@ -9,9 +9,10 @@ nothing (docs/architecture.md, "The path of a read").
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy import select, update
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.codec import eip712
-from ledger_service.crypto import RecordBinding, decrypt_stream
+from ledger_service.crypto import DataKey, RecordBinding, decrypt_stream
 from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.models import CommitmentSaltRow, DeliveryRow, RecordRow, RecordVersionRow
@@ -242,13 +243,28 @@ class ReadService:
         if key:
             IdempotencyStore.scoped(accessor, key)  # the key's own rules (length, printable)
         delivery = self._replay(accessor, key, request_hash)
+        early: dict[tuple[int, str], Callable[[], DataKey]] = {}
         if delivery is not None:
             d.still_allowed()
         else:
+
+            def ask_custodians(version: int, tx_hash: str) -> None:
+                # The custodians work while the delivery row is finished; _release takes their answer.
+                binding = RecordBinding(bytes.fromhex(record.record_id[2:]), version, record.patient)
+                with contextlib.suppress(LedgerError):  # asked again, and its error raised, by _release
+                    early[(version, tx_hash)] = self.custody.begin_recover(
+                        binding, accessor=accessor, disclosure_tx=bytes.fromhex(tx_hash[2:])
+                    )
+
             delivery = self.disclosure.disclose(
-                record, accessor, d, KeyedRequest(key, request_hash, lambda: self._replay(accessor, key, request_hash))
+                record,
+                accessor,
+                replace(d, on_logged=ask_custodians),
+                KeyedRequest(key, request_hash, lambda: self._replay(accessor, key, request_hash)),
             )
-        return self._release(record, delivery, claim=bool(key))
+        return self._release(
+            record, delivery, claim=bool(key), early=early.get((delivery.version, delivery.tx_hash or ""))
+        )
 
     def _replay(self, accessor: str, key: str | None, request_hash: str) -> DeliveryRow | None:
         """The disclosure of an identical earlier request whose bytes were never sent in full, if any
@@ -323,7 +339,14 @@ class ReadService:
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    def _release(self, record: RecordRow, delivery: DeliveryRow, *, claim: bool) -> RecordContent:
+    def _release(
+        self,
+        record: RecordRow,
+        delivery: DeliveryRow,
+        *,
+        claim: bool,
+        early: Callable[[], DataKey] | None = None,
+    ) -> RecordContent:
         with self.db.session() as s:
             version, key_row = s.execute(
                 select(RecordVersionRow, CommitmentSaltRow)
@@ -338,7 +361,10 @@ class ReadService:
             raise KeyDestroyed(f"the keys of {record.record_id} were destroyed", record_id=record.record_id)
         binding = RecordBinding(bytes.fromhex(record.record_id[2:]), delivery.version, record.patient)
         # The custodians release the shares against the disclosure just logged (docs/architecture.md, "Key custody").
-        data_key = self.custody.recover(binding, accessor=delivery.accessor, **self._evidence(delivery))
+        if early is not None:
+            data_key = early()
+        else:
+            data_key = self.custody.recover(binding, accessor=delivery.accessor, **self._evidence(delivery))
         cid = Cid.parse(version.cid)
         # Fetch and verify the first blocks now, so a missing or corrupt blob fails before
         # the response starts; the rest streams, each block and segment verified as it comes.

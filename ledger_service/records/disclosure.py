@@ -94,6 +94,9 @@ class DisclosureRequest:
     # Whether the accessor may be released the bytes now, at the latest block: what a replay under an
     # earlier disclosure must pass (docs/security.md, "Idempotent reads"). Raises the refusal.
     still_allowed: Callable[[], None]
+    # Called with (version, transaction hash) as soon as the disclosure is on chain, before the delivery row is
+    # finished: the node asks the key custodians meanwhile. Must not raise. Per-read mode only.
+    on_logged: Callable[[int, str], None] | None = None
 
 
 @dataclass(frozen=True)
