@@ -21,7 +21,7 @@ from consent_api.metrics import Metrics, new_metrics, request_labels
 from consent_api.routers import audit, auth, blobs, consents, erasure, fhir, meta, patients, records, relay
 from consent_api.throttle import Throttle
 from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
-from ledger_service.bootstrap import Services, embedded_custodian_url
+from ledger_service.bootstrap import Services
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -45,7 +45,7 @@ def custodian_origins(services: Services) -> list[str]:
     """The origins (scheme://host:port) of the key custodians this process lists in ``GET /v1/chain``."""
     s = services.settings
     if services.custodians:
-        urls = [embedded_custodian_url(s, c.config.index) for c in services.custodians]
+        urls = [services.embedded_custodian_url(c.config.index) for c in services.custodians]
     else:
         urls = list(s.custodian_urls or ())
     origins = set()

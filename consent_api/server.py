@@ -18,7 +18,6 @@ from ledger_service.bootstrap import (
     bootstrap,
     custodian_service,
     embedded_custodian_port,
-    embedded_custodian_url,
 )
 from ledger_service.chain.deploy import Deployment
 from ledger_service.errors import ChainError, ConfigurationError
@@ -80,13 +79,16 @@ def start_embedded_custodians(services: Services, origins: Sequence[str]) -> lis
                 f"custodian {index} cannot bind {settings.host}:{port} ({exc.strerror}); set "
                 "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM to the first of free ports"
             ) from exc
+        host, bound = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        services.custodian_urls_bound[index] = f"http://{shown}:{bound}"
         app = create_custodian_app(
             custodian, limits=Limits.of(settings), cors_origins=[*origins, *settings.cors_origins]
         )
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
         server = uvicorn.Server(config)
         threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"custodian-{index}", daemon=True).start()
-        started.append((server, embedded_custodian_url(settings, index)))
+        started.append((server, services.custodian_urls_bound[index]))
     return started
 
 
@@ -122,6 +124,8 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
         if settings.role != "node":
             services.indexer.catch_up()
         services.start_background()
+        # The custodians' ports first: the portal's CSP and GET /v1/chain name them.
+        custodian_servers = start_embedded_custodians(services, origins)
         app = create_app(services)
         # X-Forwarded-For/-Proto are believed from the configured proxies only; uvicorn's default
         # trusts them from 127.0.0.1, i.e. from anything else running on this host.
@@ -139,7 +143,6 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
         )
         server = uvicorn.Server(config)
         metrics_listener = start_metrics_listener(services, app.state.metrics)
-        custodian_servers = start_embedded_custodians(services, origins)
 
         def watch() -> None:
             stop.wait()

@@ -89,6 +89,8 @@ class Services:
     erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
     custodians: list[Custodian] = field(default_factory=list)  # the embedded default's (`up`), in this process
     _listing: list[tuple[int, str | None, bytes]] | None = None
+    # index -> URL of each embedded custodian once `up` serves it (consent_api/server.py binds the ports)
+    custodian_urls_bound: dict[int, str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -145,13 +147,18 @@ class Services:
     def chain_time(self) -> int:
         return int(self.rpc.get_block("latest")["timestamp"], 16)
 
+    def embedded_custodian_url(self, index: int) -> str:
+        """Where embedded custodian ``index`` is served: the port `up` bound, else the configured one."""
+        return self.custodian_urls_bound.get(index) or embedded_custodian_url(self.settings, index)
+
     def custodian_listing(self) -> tuple[int, list[tuple[int, str | None, bytes]]] | None:
         """(threshold, [(index, url, public key)]) of the custodians this installation uses, for ``GET /v1/chain``:
         the embedded ones, or those of ``custodian_urls`` as they describe themselves; None if it has none."""
         s = self.settings
         if self.custodians:
             return s.custody_threshold, [
-                (c.config.index, embedded_custodian_url(s, c.config.index), c.keys.public_key) for c in self.custodians
+                (c.config.index, self.embedded_custodian_url(c.config.index), c.keys.public_key)
+                for c in self.custodians
             ]
         if not s.custodian_urls:
             return None
@@ -327,7 +334,10 @@ class LocalCustodian:
 
 
 def embedded_custodian_port(settings: Settings, index: int) -> int:
-    """Where ``up`` serves embedded custodian ``index`` (docs/operations.md, "Key custodians")."""
+    """Where ``up`` serves embedded custodian ``index`` (docs/operations.md, "Key custodians"); 0: a free port
+    the system picks (``custodian_ports_from = 0``)."""
+    if settings.custodian_ports_from == 0:
+        return 0
     return (settings.custodian_ports_from or settings.port + 10) + index - 1
 
 

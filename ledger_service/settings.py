@@ -93,7 +93,10 @@ class Settings(BaseSettings):
     custody_threshold: int = Field(default=2, ge=2, le=255, description="Shares needed to rebuild a data key")
     custody_total: int = Field(default=3, ge=2, le=255, description="Custodians, one share each")
     custodian_ports_from: int | None = Field(
-        default=None, ge=1, le=65535, description="`up`: the first embedded custodian's port; unset = port + 10"
+        default=None,
+        ge=0,
+        le=65535,
+        description="`up`: the first embedded custodian's port; unset = port + 10; 0 = any free ports",
     )
     custodian_urls: list[str] = Field(
         default_factory=list,

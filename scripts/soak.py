@@ -234,7 +234,12 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.rpc_url = f"http://127.0.0.1:{self.chain_port}"
         # Its own free port for the metrics listener (the default, port + 1, may be taken).
-        self.env = {"CONSENT_LEDGER_METRICS_PORT": str(free_port()), **(env or {})}
+        # The custodians of `up` on free ports the system picks: port + 10 may be taken here.
+        self.env = {
+            "CONSENT_LEDGER_METRICS_PORT": str(free_port()),
+            "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM": "0",
+            **(env or {}),
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.log = log or data_dir / "server.log"
         self.umask = umask  # -1: the caller's

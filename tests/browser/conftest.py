@@ -75,7 +75,7 @@ def real_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port, chain_port = _free_port(), _free_port()
     log = (data_dir / "server.log").open("wb")
     # The metrics listener gets a free port of its own too (its default, port + 1, may be taken).
-    env = {**os.environ, "CONSENT_LEDGER_METRICS_PORT": str(_free_port())}
+    env = {**os.environ, "CONSENT_LEDGER_METRICS_PORT": str(_free_port()), "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM": "0"}
     proc = subprocess.Popen(
         [str(exe), "up", "--data-dir", str(data_dir), "--port", str(port), "--chain-port", str(chain_port)],
         cwd=ROOT,

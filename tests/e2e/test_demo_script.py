@@ -37,7 +37,11 @@ def test_demo_plays_the_whole_story_over_http(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
-        env={**os.environ, "CONSENT_LEDGER_METRICS_PORT": str(free_port())},  # port + 1 may be taken
+        env={
+            **os.environ,
+            "CONSENT_LEDGER_METRICS_PORT": str(free_port()),
+            "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM": "0",
+        },  # port + 1 and + 10 may be taken
     )
     url = f"http://127.0.0.1:{port}"
     try:

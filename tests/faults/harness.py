@@ -120,6 +120,7 @@ class ApiServer:
             "PORT": str(self.port),
             "PUBLIC_ORIGIN": self.url,  # an external chain: the origin sign-in messages name must be set
             "METRICS_PORT": str(self.metrics_port),
+            "CUSTODIAN_PORTS_FROM": "0",  # the embedded custodians on free ports: port + 10 may be taken
             "RECEIPT_TIMEOUT": "30",
             **{k.upper(): str(v) for k, v in self.settings.items()},
         }

@@ -75,7 +75,7 @@ def test_restart_keeps_the_deployment_and_every_grant(tmp_path: Path) -> None:
 
 
 def test_cli_up_prints_addresses_and_stops_cleanly(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM": "0"}
     process = subprocess.Popen(
         [*CLI, "up", "--no-api", "--data-dir", str(tmp_path), "--chain-port", str(free_port())],
         stdout=subprocess.PIPE,

@@ -125,7 +125,11 @@ def test_allowed_origins_sign_in_beside_the_served_one(proxied: DevServer) -> No
 def _up(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ledger_service.cli", "up", "--data-dir", str(tmp_path / "data"), *args],
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_LEDGER_")}, **env},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_LEDGER_")},
+            "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM": "0",
+            **env,
+        },
         cwd=REPO,
         capture_output=True,
         text=True,
