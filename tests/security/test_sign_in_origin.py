@@ -41,10 +41,12 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     """Behind a (local) proxy that is trusted, with localhost as a further allowed origin."""
     root = tmp_path_factory.mktemp("origin-proxied")
     dev = DevServer(root / "data", root / "up.log")
-    dev.env = {
-        "CONSENT_LEDGER_TRUSTED_PROXIES": '["127.0.0.1"]',
-        "CONSENT_LEDGER_ALLOWED_ORIGINS": f'["http://localhost:{dev.port}"]',
-    }
+    dev.env.update(  # beside the harness's own (free metrics and custodian ports): never in their place
+        {
+            "CONSENT_LEDGER_TRUSTED_PROXIES": '["127.0.0.1"]',
+            "CONSENT_LEDGER_ALLOWED_ORIGINS": f'["http://localhost:{dev.port}"]',
+        }
+    )
     yield dev.start()
     dev.stop()
 
