@@ -123,14 +123,6 @@ class CustodianStore:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def has_share(self, slot: ShareSlot) -> bool:
-        """Whether any author's share of ``slot`` is here."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM shares WHERE record_id = ? AND version = ?", (slot.record_id, slot.version)
-            ).fetchone()
-        return row is not None
-
     # ------------------------------------------------------------- erasure
 
     def erase(self, record_id: bytes, block: int) -> bool:

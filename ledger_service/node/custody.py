@@ -186,13 +186,10 @@ class ThresholdCustody:
 
     # ------------------------------------------------------------- upload
 
-    def protect(self, binding: RecordBinding, data_key: DataKey, *, author: str) -> None:
-        """Deposit one share of ``data_key`` with every custodian; raises unless all took theirs."""
-        self.begin_protect(binding, data_key, author=author)()
-
     def begin_protect(self, binding: RecordBinding, data_key: DataKey, *, author: str) -> Callable[[], None]:
-        """Start the deposits of :meth:`protect` and return what waits for them (and raises unless every
-        custodian took its share): an upload encrypts and stores its blob meanwhile."""
+        """Start depositing one share of ``data_key`` with every custodian and return what waits for the
+        deposits (and raises unless every custodian took its share): an upload encrypts and stores its blob
+        meanwhile."""
         shares = split(data_key.to_bytes(), self.threshold, self.total)
         signer = self.keys.signer_for(author)
         patient = checksum_address(binding.patient)
