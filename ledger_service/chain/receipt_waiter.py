@@ -16,7 +16,7 @@ class BatchRpc(Protocol):
     def batch_responses(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]: ...
 
 
-class _Watch:
+class ReceiptWatch:
     """One thread waiting for one transaction's receipt."""
 
     __slots__ = ("done", "error", "receipt", "since")
@@ -53,12 +53,12 @@ class ReceiptWaiter:
         self._slow_after = slow_after
         self._idle_exit = idle_exit
         self._condition = threading.Condition()
-        self._pending: dict[bytes, list[_Watch]] = {}
+        self._pending: dict[bytes, list[ReceiptWatch]] = {}
         self._thread: threading.Thread | None = None
         self._fresh = False
 
-    def watch(self, tx_hash: bytes) -> _Watch:
-        watch = _Watch(time.monotonic())
+    def watch(self, tx_hash: bytes) -> ReceiptWatch:
+        watch = ReceiptWatch(time.monotonic())
         with self._condition:
             self._pending.setdefault(tx_hash, []).append(watch)
             self._fresh = True
@@ -68,7 +68,7 @@ class ReceiptWaiter:
             self._condition.notify_all()
         return watch
 
-    def forget(self, tx_hash: bytes, watch: _Watch) -> None:
+    def forget(self, tx_hash: bytes, watch: ReceiptWatch) -> None:
         with self._condition:
             watches = self._pending.get(tx_hash)
             if watches is not None and watch in watches:

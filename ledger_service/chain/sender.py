@@ -11,6 +11,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from ledger_service.chain.receipt_waiter import ReceiptWatch
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.wire import Receipt, RpcError
 from ledger_service.codec.abi import ContractCodec
@@ -59,6 +60,10 @@ class NonceManager:
         self._rpc = rpc
         self._address = address
         self._next: int | None = None
+        # With a nonce ledger: whether the node's pending count was read since the last clash. The ledger's
+        # count covers every process sharing the DB; the node's only matters for sends it never saw (another
+        # tool on the account, a reservation lost to a power cut), and such a send shows as a clash.
+        self.node_count_read = False
         self.lock = threading.Lock()
 
     @classmethod
@@ -89,6 +94,7 @@ class NonceManager:
 
     def resync(self) -> None:
         self._next = None
+        self.node_count_read = False
 
 
 T = TypeVar("T")
@@ -173,11 +179,13 @@ class TransactionSender:
             for attempt in range(_NONCE_RETRIES):
                 try:
                     if self._nonce_ledger is not None:
-                        return self._nonce_ledger.allocate(
+                        tx_hash = self._nonce_ledger.allocate(
                             self.address,
-                            lambda: to_int(self._rpc.request("eth_getTransactionCount", [self.address, "pending"])),
+                            self._node_pending,
                             lambda nonce: self._send(to, data, gas_limit, nonce),
                         )
+                        self._nonces.node_count_read = True
+                        return tx_hash
                     return self._send(to, data, gas_limit, self._nonces.take())
                 except RpcError as exc:
                     self._nonces.resync()
@@ -192,6 +200,12 @@ class TransactionSender:
                     raise
         raise ChainError(f"{action}: could not obtain a usable nonce")
 
+    def _node_pending(self) -> int:
+        """The node's pending count, once per process and again after each clash (0: trust the ledger's)."""
+        if self._nonces.node_count_read:
+            return 0
+        return to_int(self._rpc.request("eth_getTransactionCount", [self.address, "pending"]))
+
     def _send(self, to: str | None, data: bytes, gas_limit: int, nonce: int) -> bytes:
         raw = self._signer.sign(
             nonce=nonce,
@@ -203,9 +217,17 @@ class TransactionSender:
         )
         return hex_to_bytes(self._rpc.request("eth_sendRawTransaction", ["0x" + raw.hex()]))
 
-    def wait(self, tx_hash: bytes, *, action: str, to: str | None = None, data: bytes | None = None) -> Receipt:
+    def wait(
+        self,
+        tx_hash: bytes,
+        *,
+        action: str,
+        to: str | None = None,
+        data: bytes | None = None,
+        watch: ReceiptWatch | None = None,
+    ) -> Receipt:
         try:
-            return self._wait(tx_hash, action=action, to=to, data=data)
+            return self._wait(tx_hash, action=action, to=to, data=data, watch=watch)
         except TransactionTimeout:
             # The transaction may have been dropped (or reorganized out and dropped): its nonce
             # would stay a gap that blocks every later one, so take the node's count again.
@@ -222,10 +244,12 @@ class TransactionSender:
                     return  # the next allocation reads the node anyway
                 self._nonce_ledger.resync(self.address, pending)
 
-    def _wait(self, tx_hash: bytes, *, action: str, to: str | None, data: bytes | None) -> Receipt:
+    def _wait(
+        self, tx_hash: bytes, *, action: str, to: str | None, data: bytes | None, watch: ReceiptWatch | None = None
+    ) -> Receipt:
         deadline = self._clock() + self._receipt_timeout
         waiter = self._rpc.receipts
-        watch = waiter.watch(tx_hash)
+        watch = watch or waiter.watch(tx_hash)
         try:
             while not watch.done.wait(self._poll):
                 if self._clock() > deadline and not watch.done.is_set():
@@ -267,9 +291,15 @@ class TransactionSender:
         """Submit and wait; ``on_sent`` gets the hash once the node has the transaction, before the wait
         (for callers that trace it, so that a retry after a crash can adopt it)."""
         tx_hash = self.submit(to, data, action=action, gas=gas)
-        if on_sent is not None:
+        if on_sent is None:
+            return self.wait(tx_hash, action=action, to=to, data=data)
+        watch = self._rpc.receipts.watch(tx_hash)  # the receipt is asked for while on_sent writes its trace
+        try:
             on_sent(tx_hash)
-        return self.wait(tx_hash, action=action, to=to, data=data)
+        except BaseException:
+            self._rpc.receipts.forget(tx_hash, watch)
+            raise
+        return self.wait(tx_hash, action=action, to=to, data=data, watch=watch)
 
     def _explain_failure(self, receipt: Receipt, action: str, to: str | None, data: bytes | None) -> ChainError:
         """The decoded custom error of a mined, reverted call: replayed by ``eth_call`` on the state before

@@ -10,6 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +74,12 @@ class Database:
         if self._relaxed is None:
             self._relaxed = _sqlite_engine(self.url, relaxed=True)
         return self._relaxed
+
+    def dialect_insert(self, model: type[Any]) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT in this DB's dialect, for its ``ON CONFLICT`` clauses (both dialects have them)."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(model)
+        return sqlite.insert(model)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""

@@ -19,8 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Executable, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import text, update
 
 from ledger_service.db.database import Database
 from ledger_service.db.models import AccountNonceRow
@@ -45,14 +44,9 @@ class DbNonceLedger:
         with self._lock:
             if address in self._known:
                 return
-        values = {"address": address, "next_nonce": 0}
-        statement: Executable
-        if self.db.engine.dialect.name == "postgresql":
-            statement = postgresql.insert(AccountNonceRow).values(**values).on_conflict_do_nothing()
-        else:
-            statement = sqlite.insert(AccountNonceRow).values(**values).on_conflict_do_nothing()
+        statement = self.db.dialect_insert(AccountNonceRow).values(address=address, next_nonce=0)
         with self.db.engine.begin() as connection:
-            connection.execute(statement)
+            connection.execute(statement.on_conflict_do_nothing())
         with self._lock:
             self._known.add(address)
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from eth_utils import keccak, to_checksum_address
+from sqlalchemy import select
 
 from ledger_service.chain.ledger import BY_SIG_FUNCTION, FIXED_GAS, ConsentLedgerContract, record_error, struct_tuple
 from ledger_service.chain.sender import reverted_from
@@ -287,16 +288,14 @@ class Relay:
             # Written once the node has the transaction and before its receipt: a retry of a request that
             # died while waiting adopts this transaction instead of judging the message again.
             sent.append("0x" + tx_hash.hex())
+            row: dict[str, object] = {"kind": KINDS[kind], "patient": party_of(message), "consent_id": None}
+            row.update(tx_hash=sent[0], created_at=datetime.now(UTC))
+            # One statement (not the ORM's merge, a SELECT and then a write): this runs once per relayed message.
             with self.db.session() as s:
-                s.merge(
-                    RelayedMessageRow(
-                        digest=hex32(digest),
-                        kind=KINDS[kind],
-                        patient=party_of(message),
-                        consent_id=None,
-                        tx_hash=sent[0],
-                        created_at=datetime.now(UTC),
-                    )
+                s.execute(
+                    self.db.dialect_insert(RelayedMessageRow)
+                    .values(digest=hex32(digest), **row)
+                    .on_conflict_do_update(index_elements=["digest"], set_=row)
                 )
 
         try:
@@ -342,10 +341,14 @@ class Relay:
         """The first relay of this exact message, once its transaction is mined; None if there is none.
         A transaction that failed frees the message."""
         with self.db.session() as s:
-            row = s.get(RelayedMessageRow, hex32(digest))
-            if row is None:
-                return None
-            tx_hash, kind = row.tx_hash, row.kind
+            row = s.execute(
+                select(RelayedMessageRow.tx_hash, RelayedMessageRow.kind).where(
+                    RelayedMessageRow.digest == hex32(digest)
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        tx_hash, kind = row
         try:
             receipt = self.ledger.wait_for(bytes.fromhex(tx_hash[2:]), action=f"relayed {kind}")
         except TransactionReverted:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -17,6 +19,7 @@ from ledger_service.chain.sender import NonceManager, TransactionSender
 from ledger_service.db.database import Database
 from ledger_service.db.indexer_store import DbIndexStore
 from ledger_service.db.models import ChainEventRow
+from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.domain.codes import ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentState, consent_id
 from ledger_service.errors import ChainUnavailable, TransactionReverted, TransactionTimeout
@@ -94,6 +97,57 @@ def test_a_node_started_at_a_used_url_gets_fresh_nonce_counters(own_chain: Runti
         earlier.take()
     NonceManager.forget_node(rpc.url)  # what AnvilProcess.start does once its node answers
     assert NonceManager.shared(rpc, address) is not earlier
+
+
+class _CountingRpc(RpcClient):
+    """The real client, counting the requests it sends by method."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.sent: Counter[str] = Counter()
+
+    def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        self.sent[method] += 1
+        return super().request(method, params)
+
+
+def test_a_sender_with_a_nonce_ledger_reads_the_nodes_count_once_and_again_after_an_outside_send(
+    own_chain: Runtime, tmp_path: Path
+) -> None:
+    """The DB's count covers every process sharing it; the node's is read once, and again only after a send
+    the ledger never saw (here a transaction sent from the same account behind its back) made one clash."""
+    db = Database(f"sqlite:///{tmp_path / 'nonces.db'}")
+    db.migrate()
+    rpc = _CountingRpc(own_chain.settings.effective_rpc_url)
+    account = Account.create()
+    rpc.request("anvil_setBalance", [account.address, hex(10**18)])
+    codec = ledger_codec()
+    sender = TransactionSender(
+        rpc, account.key.hex(), codec, chain_id=own_chain.deployment.chain_id, nonce_ledger=DbNonceLedger(db)
+    )
+    ledger = ConsentLedgerContract(rpc, own_chain.deployment.ledger_address, codec, sender)
+    clinic, lab = (p["address"] for p in own_chain.deployment.demo["providers"][:2])
+    _grant_direct(ledger, account.address, clinic)
+    _grant_direct(ledger, account.address, clinic, "HRESCH")
+    assert rpc.sent["eth_getTransactionCount"] == 1
+
+    outside = Account.sign_transaction(
+        {
+            "to": account.address,
+            "value": 1,
+            "gas": 21_000,
+            "gasPrice": int(rpc.request("eth_gasPrice"), 16),
+            "nonce": int(rpc.request("eth_getTransactionCount", [account.address, "pending"]), 16),
+            "chainId": own_chain.deployment.chain_id,
+        },
+        account.key,
+    )
+    rpc.request("eth_sendRawTransaction", ["0x" + outside.raw_transaction.hex()])
+    rpc.sent.clear()
+
+    _grant_direct(ledger, account.address, lab)  # its first nonce clashes with the outside send
+    assert rpc.sent["eth_getTransactionCount"] == 1
+    assert ledger.consent(consent_id(account.address, lab, ZERO32, purpose_to_bytes32("TREAT")))[0] == account.address
 
 
 def _indexer(runtime: Runtime, db_path: Path, confirmations: int = 0) -> EventIndexer:
