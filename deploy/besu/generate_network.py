@@ -10,7 +10,7 @@ Two modes:
   keys made by ``besu public-key export``) and only rewrite the derived files.
 
 Either way the derived files are rewritten from the public keys:
-``genesis.json`` (QBFT extraData with the validator list), ``permissions_config.toml``
+``genesis.json`` (QBFT extraData with the validator list, every fork through Osaka), ``permissions_config.toml``
 (the node allowlist) and ``static-nodes.json``. Validator N listens on 172.16.240.(10+N):30303,
 the fixed addresses docker-compose.yml gives the validators on its ``chain`` network.
 
@@ -42,6 +42,36 @@ QBFT = {"blockperiodseconds": 2, "epochlength": 30000, "requesttimeoutseconds": 
 # QBFT's fixed mixHash ("ctical byzantine fault tolerance" in ASCII, as Besu requires).
 QBFT_MIX_HASH = "0x63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365"
 
+# Every fork through Osaka is active from the genesis block. Osaka brings the P-256 signature
+# precompile (EIP-7951, address 0x100) that patients' passkey signatures are verified with; Besu runs
+# it from 25.11.0 (docs/operations.md, "Forks").
+BLOCK_FORKS = (
+    "homesteadBlock",
+    "eip150Block",
+    "eip155Block",
+    "eip158Block",
+    "byzantiumBlock",
+    "constantinopleBlock",
+    "petersburgBlock",
+    "istanbulBlock",
+    "berlinBlock",
+    "londonBlock",
+)
+TIME_FORKS = ("shanghaiTime", "cancunTime", "pragueTime", "osakaTime")
+
+# Prague's execution requests (EIP-7685). With Prague on, Besu 25.11 will not start without these three
+# addresses, and on QBFT too it calls the withdrawal (EIP-7002) and consolidation (EIP-7251) request
+# contracts after every block, rejecting the block if either address holds no code. QBFT has no beacon
+# chain to take such requests, so each address holds a contract whose code is a single STOP: every
+# call yields no request, and no deposit log (EIP-6110) can come from the deposit address. They are
+# Ethereum mainnet's addresses.
+REQUEST_CONTRACTS = {
+    "depositContractAddress": "0x00000000219ab540356cBB839Cbe05303d7705Fa",
+    "withdrawalRequestContractAddress": "0x00000961Ef480Eb55e80D19ad83579A64c007002",
+    "consolidationRequestContractAddress": "0x0000BBdDc7CE488642fb579F8B00f3a590007251",
+}
+STOP_CODE = "0x00"
+
 
 def validator_ip(index: int) -> str:
     return f"{SUBNET_PREFIX}{10 + index}"
@@ -72,18 +102,9 @@ def genesis(addresses: list[str]) -> dict[str, object]:
     return {
         "config": {
             "chainId": CHAIN_ID,
-            "homesteadBlock": 0,
-            "eip150Block": 0,
-            "eip155Block": 0,
-            "eip158Block": 0,
-            "byzantiumBlock": 0,
-            "constantinopleBlock": 0,
-            "petersburgBlock": 0,
-            "istanbulBlock": 0,
-            "berlinBlock": 0,
-            "londonBlock": 0,
-            "shanghaiTime": 0,
-            "cancunTime": 0,
+            **dict.fromkeys(BLOCK_FORKS, 0),
+            **dict.fromkeys(TIME_FORKS, 0),
+            **REQUEST_CONTRACTS,
             "zeroBaseFee": True,
             "qbft": dict(QBFT),
         },
@@ -94,7 +115,7 @@ def genesis(addresses: list[str]) -> dict[str, object]:
         "mixHash": QBFT_MIX_HASH,
         "coinbase": "0x0000000000000000000000000000000000000000",
         "baseFeePerGas": "0x0",
-        "alloc": {},
+        "alloc": {address: {"balance": "0x0", "code": STOP_CODE} for address in REQUEST_CONTRACTS.values()},
         "extraData": qbft_extra_data(addresses),
     }
 

@@ -2,11 +2,12 @@
 
 No Docker engine runs here, so these tests read the files: the compose file parses, images are
 pinned, services are health-checked and ordered by health, the Besu genesis is a valid QBFT
-genesis for exactly the committed validator keys, the node allowlist names exactly those nodes,
-the hub's and the providers' nodes' settings point at services the file defines, no hub holds a
-provider key and each node holds exactly its own (docs/architecture.md, "Three roles"), the key
-custodians stand apart from the hub, each on its own volume, network and chain node, and every node
-names all of them (docs/architecture.md, "Key custody"), and no secret is written down.
+genesis for exactly the committed validator keys and starts on Osaka, on a Besu release that has
+it, the node allowlist names exactly those nodes, the hub's and the providers' nodes' settings
+point at services the file defines, no hub holds a provider key and each node holds exactly its
+own (docs/architecture.md, "Three roles"), the key custodians stand apart from the hub, each on its
+own volume, network and chain node, and every node names all of them (docs/architecture.md, "Key
+custody"), and no secret is written down.
 """
 
 from __future__ import annotations
@@ -303,6 +304,74 @@ def test_genesis_is_a_free_gas_qbft_genesis(genesis: dict[str, Any]) -> None:
     assert config["londonBlock"] == 0 and config["shanghaiTime"] == 0 and config["cancunTime"] == 0
     assert int(genesis["difficulty"], 16) == 1
     assert genesis["mixHash"] == "0x63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365"
+
+
+# The first Besu release that runs Osaka (docs/operations.md, "Forks").
+MIN_BESU = (25, 11)
+BLOCK_FORKS = (
+    "homesteadBlock",
+    "eip150Block",
+    "eip155Block",
+    "eip158Block",
+    "byzantiumBlock",
+    "constantinopleBlock",
+    "petersburgBlock",
+    "istanbulBlock",
+    "berlinBlock",
+    "londonBlock",
+)
+# Besu's timestamp forks in order, up to Osaka, which brings the P-256 precompile (EIP-7951) that
+# patients' passkey signatures are verified with.
+TIME_FORKS = ("shanghaiTime", "cancunTime", "pragueTime", "osakaTime")
+# The Prague request contracts (EIP-7685) Besu calls on QBFT too; it refuses to start without the
+# three addresses and rejects a block when the withdrawal or consolidation one holds no code.
+REQUEST_CONTRACT_KEYS = (
+    "depositContractAddress",
+    "withdrawalRequestContractAddress",
+    "consolidationRequestContractAddress",
+)
+CALLED_REQUEST_CONTRACT_KEYS = ("withdrawalRequestContractAddress", "consolidationRequestContractAddress")
+
+
+def besu_version(image: str) -> tuple[int, int, int]:
+    match = re.fullmatch(r"hyperledger/besu:(\d+)\.(\d+)\.(\d+)(?:@sha256:[0-9a-f]{64})?", image)
+    assert match, f"{image} is not a hyperledger/besu release tag"
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def test_every_besu_service_runs_one_release_with_osaka(services: dict[str, dict[str, Any]]) -> None:
+    names = validator_names(services)
+    assert len(names) > VALIDATOR_COUNT, "the validators and the volume init"
+    versions = {name: besu_version(str(services[name]["image"])) for name in names}
+    for name, version in versions.items():
+        assert version[:2] >= MIN_BESU, f"{name}: Besu {version} has no Osaka (needs {MIN_BESU} or later)"
+    assert len(set(versions.values())) == 1, f"the Besu services run different releases: {versions}"
+
+
+def test_genesis_activates_every_fork_through_osaka(genesis: dict[str, Any]) -> None:
+    config = genesis["config"]
+    for fork in BLOCK_FORKS:
+        assert config.get(fork) == 0, f"{fork} is not active from the genesis block"
+    times = [config.get(fork) for fork in TIME_FORKS]
+    for fork, at in zip(TIME_FORKS, times, strict=True):
+        assert isinstance(at, int) and not isinstance(at, bool) and at >= 0, f"{fork} is missing: {at!r}"
+    assert times == sorted(times), f"the forks are out of order: {dict(zip(TIME_FORKS, times, strict=True))}"
+    assert config["osakaTime"] <= int(genesis["timestamp"], 16), "Osaka is not active from the genesis block"
+
+
+def test_genesis_holds_the_prague_request_contracts(genesis: dict[str, Any]) -> None:
+    config = genesis["config"]
+    alloc = {bytes.fromhex(address.removeprefix("0x")): account for address, account in genesis["alloc"].items()}
+    for key in REQUEST_CONTRACT_KEYS:
+        address = config.get(key)
+        assert isinstance(address, str) and re.fullmatch(r"0x[0-9a-fA-F]{40}", address), f"{key}: {address!r}"
+    for key in CALLED_REQUEST_CONTRACT_KEYS:
+        account = alloc.get(bytes.fromhex(config[key][2:]))
+        code = bytes.fromhex(str((account or {}).get("code", "0x")).removeprefix("0x"))
+        assert code, f"{key} {config[key]} holds no code: Besu rejects every Prague block"
+    for account in genesis["alloc"].values():
+        assert int(account.get("balance", "0x0"), 16) == 0, "gas is free: no account needs a balance"
 
 
 def test_genesis_extra_data_lists_exactly_the_committed_validators(genesis: dict[str, Any]) -> None:
