@@ -176,7 +176,7 @@ async def amend_record(
 RECORD_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
 
 
-def _content_response(content: RecordContent) -> StreamingResponse:
+def _content_response(content: RecordContent) -> Response:
     """The released bytes as a download, or inline only for JSON (docs/security.md, "Record media types").
 
     ``served_as`` maps any stored value to an allowlisted type or application/octet-stream and never
@@ -184,20 +184,19 @@ def _content_response(content: RecordContent) -> StreamingResponse:
     """
     media_type, served = served_as(content.media_type)
     filename = f"record-{content.record_id}-v{content.version}{served.extension}"  # hex id: nothing to escape
-    return StreamingResponse(
-        content.chunks,
-        media_type=media_type,
-        headers={
-            "Content-Length": str(content.size),
-            "Content-Disposition": f'{"inline" if served.inline else "attachment"}; filename="{filename}"',
-            "Content-Security-Policy": RECORD_CONTENT_SECURITY_POLICY,
-            "X-Content-Type-Options": "nosniff",
-            "X-Record-Version": str(content.version),
-            "X-Record-Cid": content.cid,
-            "X-Disclosure-Tx": content.disclosure_tx,
-            "Cache-Control": "no-store",
-        },
-    )
+    headers = {
+        "Content-Length": str(content.size),
+        "Content-Disposition": f'{"inline" if served.inline else "attachment"}; filename="{filename}"',
+        "Content-Security-Policy": RECORD_CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "X-Record-Version": str(content.version),
+        "X-Record-Cid": content.cid,
+        "X-Disclosure-Tx": content.disclosure_tx,
+        "Cache-Control": "no-store",
+    }
+    if content.whole is not None:  # verified in full already: one body, no stream to pull chunk by chunk
+        return Response(content.whole, media_type=media_type, headers=headers)
+    return StreamingResponse(content.chunks, media_type=media_type, headers=headers)
 
 
 RECORD_BYTES = {
@@ -225,7 +224,7 @@ def read_record(
     services: ServicesDep,
     purpose: Annotated[str, Query(min_length=1, max_length=16, examples=["TREAT"])],
     idempotency_key: IdempotencyKey = None,
-) -> StreamingResponse:
+) -> Response:
     content = services.reads.read(
         accessor=caller.address, record_id=record_id_param(record_id), purpose=purpose, idempotency_key=idempotency_key
     )
@@ -244,7 +243,7 @@ def emergency_access(
     caller: ProviderCaller,
     services: ServicesDep,
     idempotency_key: IdempotencyKey = None,
-) -> StreamingResponse:
+) -> Response:
     if not caller.has("emergency"):
         raise PermissionDenied(
             f"{caller.address} may not break the glass (no EMERGENCY_ROLE)", reason="needs-emergency"

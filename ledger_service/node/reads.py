@@ -76,6 +76,7 @@ class RecordContent:
     size: int
     chunks: Iterator[bytes]
     leaf_index: int | None = None
+    whole: bytes | None = None  # all of ``chunks`` when it was small enough to verify before answering
 
     def read_all(self) -> bytes:
         return b"".join(self.chunks)
@@ -371,6 +372,11 @@ class ReadService:
         blob = self.blobs.open(cid)
         plaintext = decrypt_stream(data_key, binding, blob)
         first = next(plaintext, b"")
+        if not claim and len(first) >= version.plaintext_size:
+            # All of it came in the first segment: finish verifying it before answering, so the whole
+            # answer is authentic when it starts and goes out in one piece.
+            whole = first + b"".join(plaintext)
+            return self._content(record, delivery, version, iter((whole,)), whole)
 
         def chunks() -> Iterator[bytes]:
             if first:
@@ -381,6 +387,16 @@ class ReadService:
         if claim:  # a keyed read may be replayed: mark what went out (a read without a key writes nothing)
             self._claim_release(delivery.id)
             stream = self._marked_release(delivery.id, stream)
+        return self._content(record, delivery, version, stream, None)
+
+    @staticmethod
+    def _content(
+        record: RecordRow,
+        delivery: DeliveryRow,
+        version: RecordVersionRow,
+        chunks: Iterator[bytes],
+        whole: bytes | None,
+    ) -> RecordContent:
         return RecordContent(
             record.record_id,
             delivery.version,
@@ -389,8 +405,9 @@ class ReadService:
             version.cid,
             delivery.tx_hash or "",
             version.plaintext_size,
-            stream,
+            chunks,
             delivery.leaf_index,
+            whole,
         )
 
 
