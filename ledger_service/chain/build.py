@@ -26,7 +26,7 @@ import solcx
 from ledger_service.errors import ConfigurationError
 
 SOLC_VERSION = "0.8.30"
-EVM_VERSION = "cancun"
+EVM_VERSION = "osaka"
 OPTIMIZER_RUNS = 10_000
 # The deployed contracts; each must be defined in contracts/src/<Name>.sol.
 CONTRACTS = ("ConsentLedger",)
