@@ -29,7 +29,7 @@ SOLC_VERSION = "0.8.30"
 EVM_VERSION = "osaka"
 OPTIMIZER_RUNS = 10_000
 # The deployed contracts; each must be defined in contracts/src/<Name>.sol.
-CONTRACTS = ("ConsentLedger",)
+CONTRACTS = ("ConsentLedger", "PatientAccountFactory", "PatientAccount")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = REPO_ROOT / "contracts"
