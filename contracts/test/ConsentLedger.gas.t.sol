@@ -2,7 +2,10 @@
 pragma solidity 0.8.30;
 
 import {IConsentLedger} from "../src/IConsentLedger.sol";
+import {PatientAccount} from "../src/PatientAccount.sol";
+import {PatientAccountFactory} from "../src/PatientAccountFactory.sol";
 import {LedgerFixture} from "./utils/LedgerFixture.sol";
+import {PasskeyFixture} from "./utils/PasskeyFixture.sol";
 import {Vm} from "./utils/Vm.sol";
 
 /// @dev A state-changing call that does nothing, to tell isolated (per-transaction) gas accounting apart.
@@ -15,12 +18,13 @@ contract GasProbe {
 /// (`vm.lastCallGas`) plus the 21,000 base and the calldata cost — against a limit set from the measurement
 /// (see GAS.md). setUp runs in its own transaction, so every slot is cold in the measured call, as in a real
 /// transaction.
-contract ConsentLedgerGasTest is LedgerFixture {
+contract ConsentLedgerGasTest is LedgerFixture, PasskeyFixture {
     uint256 internal constant SETUP_NONCE = 0; // the nonce each signer spends in setUp: its word 0 is nonzero
     uint256 internal constant NONCE = 1; // the nonce the measured messages use (same word, bit still clear)
 
     bytes32 internal recordId;
     GasProbe internal probe = new GasProbe();
+    address internal passkeyPatient; // a passkey account (PHONE_PK), its nonce word nonzero like the patient's
 
     function setUp() public override {
         super.setUp();
@@ -45,6 +49,14 @@ contract ConsentLedgerGasTest is LedgerFixture {
         // a record-scoped consent for test_Gas_LogAccessBySigRecordScope
         vm.prank(patient);
         ledger.grantConsent(patient, provider, recordId, TREAT, 0, 0);
+        // the passkey account, with a second device, and its first signed grant (to provider2) like the patient's
+        _deployFactory();
+        PatientAccount account = _accountOf(PHONE_PK);
+        _addPasskey(account, PHONE_PK, LAPTOP_PK, SETUP_NONCE);
+        passkeyPatient = address(account);
+        g = _grantMsgWithNonce(passkeyPatient, SETUP_NONCE);
+        g.grantee = provider2;
+        ledger.grantConsentBySig(g, _assertion(PHONE_PK, _digest(_hash(g))));
     }
 
     /// @dev Nothing the measured call touches may be read by the test before it (that would warm the slot and
@@ -86,6 +98,37 @@ contract ConsentLedgerGasTest is LedgerFixture {
         ledger.grantConsentBySig(g, sig);
         vm.pauseGasMetering();
         _checkTxGas(abi.encodeCall(IConsentLedger.grantConsentBySig, (g, sig)), 61_700, "grantConsentBySig");
+    }
+
+    /// @dev The same grant as test_Gas_GrantBySig by a passkey account (ERC-1271, a WebAuthn assertion of its
+    /// primary passkey).
+    function test_Gas_GrantBySigPasskey() public {
+        vm.pauseGasMetering();
+        IConsentLedger.ConsentGrant memory g = _grantMsgWithNonce(passkeyPatient, NONCE);
+        g.validUntil = uint64(block.timestamp + 365 days);
+        bytes memory sig = _assertion(PHONE_PK, _digest(_hash(g)));
+        vm.prank(stranger);
+        vm.resumeGasMetering();
+        ledger.grantConsentBySig(g, sig);
+        vm.pauseGasMetering();
+        _checkTxGas(abi.encodeCall(IConsentLedger.grantConsentBySig, (g, sig)), 87_500, "grantConsentBySig, passkey");
+    }
+
+    /// @dev The same, signed by the account's second passkey (the primary is tried first).
+    function test_Gas_GrantBySigPasskeySecondDevice() public {
+        vm.pauseGasMetering();
+        IConsentLedger.ConsentGrant memory g = _grantMsgWithNonce(passkeyPatient, NONCE);
+        g.validUntil = uint64(block.timestamp + 365 days);
+        bytes memory sig = _assertion(LAPTOP_PK, _digest(_hash(g)));
+        vm.prank(stranger);
+        vm.resumeGasMetering();
+        ledger.grantConsentBySig(g, sig);
+        vm.pauseGasMetering();
+        _checkTxGas(
+            abi.encodeCall(IConsentLedger.grantConsentBySig, (g, sig)),
+            112_700,
+            "grantConsentBySig, passkey, second device"
+        );
     }
 
     /// @dev The patient's first signed message: its first nonce word goes from zero to nonzero.
@@ -359,6 +402,34 @@ contract ConsentLedgerGasTest is LedgerFixture {
         ledger.setEncryptionKeyBySig(k, sig);
         vm.pauseGasMetering();
         _checkTxGas(abi.encodeCall(IConsentLedger.setEncryptionKeyBySig, (k, sig)), 57_900, "setEncryptionKeyBySig");
+    }
+
+    // ------------------------------------------------------------ passkey accounts
+
+    /// @dev A new patient's account: the clone, its initialization and the two events.
+    function test_Gas_CreatePatientAccount() public {
+        vm.pauseGasMetering();
+        (bytes32 qx, bytes32 qy) = _passkey(TABLET_PK);
+        vm.prank(stranger);
+        vm.resumeGasMetering();
+        factory.createAccount(qx, qy);
+        vm.pauseGasMetering();
+        _checkTxGas(abi.encodeCall(PatientAccountFactory.createAccount, (qx, qy)), 109_500, "createAccount");
+    }
+
+    /// @dev A third device, signed by the primary passkey; the account's nonce word is already nonzero (setUp added
+    /// the second device with its nonce 0).
+    function test_Gas_AddPasskey() public {
+        vm.pauseGasMetering();
+        (bytes32 qx, bytes32 qy) = _passkey(TABLET_PK);
+        PatientAccount account = PatientAccount(passkeyPatient);
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes memory sig = _assertion(PHONE_PK, _addDigest(passkeyPatient, qx, qy, NONCE, deadline));
+        vm.prank(stranger);
+        vm.resumeGasMetering();
+        account.addPasskey(qx, qy, NONCE, deadline, sig);
+        vm.pauseGasMetering();
+        _checkTxGas(abi.encodeCall(PatientAccount.addPasskey, (qx, qy, NONCE, deadline, sig)), 129_100, "addPasskey");
     }
 
     /// @dev Transaction gas of the last call, as a receipt's gasUsed: its execution gas + 21,000 + calldata
