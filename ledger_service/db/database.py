@@ -66,9 +66,10 @@ class Database:
 
     @property
     def relaxed_engine(self) -> Engine:
-        """The same DB for state the chain can rebuild (reserved nonces): on SQLite its commits survive a
-        process crash but skip the fsync that makes them survive a power loss (WAL, synchronous=NORMAL;
-        a later full commit syncs them too). PostgreSQL: the main engine."""
+        """The same DB for state the chain can rebuild (reserved nonces, a logged delivery's transaction, an
+        access request's relay trace): on SQLite its commits survive a process crash but skip the fsync that
+        makes them survive a power loss (WAL, synchronous=NORMAL; a later full commit syncs them too, and
+        a lost one is only the last few). PostgreSQL: the main engine."""
         if not self.url.startswith("sqlite"):
             return self.engine
         if self._relaxed is None:

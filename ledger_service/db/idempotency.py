@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import Connection, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -163,7 +163,7 @@ class IdempotencyStore:
             )
 
     @staticmethod
-    def delivery_done(s: Session, accessor: str, key: str | None) -> None:
+    def delivery_done(s: Session | Connection, accessor: str, key: str | None) -> None:
         """The keyed request's delivery is logged: its key answers replays."""
         if key:
             scoped = IdempotencyStore.scoped(accessor, key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import insert, select, update
 
@@ -44,7 +45,7 @@ class PerReadDisclosureStrategy:
     ) -> DeliveryRow:
         for attempt in range(2):
             signed = request.sign(attempt > 0)
-            delivery_id = self._trace(record, accessor, request, keyed, signed)
+            delivery_id, traced = self._trace(record, accessor, request, keyed, signed)
             try:
                 outcome = self.relayer.relay(signed.message, signed.signature, reason=request.reason)
             except Exception as exc:
@@ -56,56 +57,64 @@ class PerReadDisclosureStrategy:
             if request.on_logged is not None:
                 version = outcome.version if outcome.version is not None else signed.message.version
                 request.on_logged(version, outcome.tx_hash)
-            return self._finish_delivery(delivery_id, outcome, keyed.key)
+            return self._finish_delivery(delivery_id, outcome, keyed.key, traced)
         raise AssertionError("unreachable")
 
     def _trace(
         self, record: RecordRow, accessor: str, request: DisclosureRequest, keyed: KeyedRequest, signed: SignedAccess
-    ) -> int:
-        """The pending delivery, holding the signed request, written before the request is relayed."""
+    ) -> tuple[int, dict[str, Any]]:
+        """The pending delivery, holding the signed request, written before the request is relayed: its id and
+        the values written."""
+        values: dict[str, Any] = {
+            "record_id": record.record_id,
+            "version": signed.message.version,
+            "patient": record.patient,
+            "accessor": accessor,
+            "purpose": request.purpose,
+            "consent_id": None,
+            "emergency": request.purpose == EMERGENCY_PURPOSE,
+            "reason": request.reason,
+            "status": "pending",
+            "tx_hash": None,
+            "request_digest": hex32(signed.digest),
+            "signed_request": signed.to_json(),
+            "idempotency_key": keyed.key,
+            "created_at": _now(),
+        }
         with self.db.session() as s:
             # Plain INSERT ... RETURNING statements: this runs once per read, and the ORM's unit of work
             # cost more than the writes themselves.
-            delivery_id: int = s.execute(
-                insert(DeliveryRow)
-                .values(
-                    record_id=record.record_id,
-                    version=signed.message.version,
-                    patient=record.patient,
-                    accessor=accessor,
-                    purpose=request.purpose,
-                    consent_id=None,
-                    emergency=request.purpose == EMERGENCY_PURPOSE,
-                    reason=request.reason,
-                    status="pending",
-                    tx_hash=None,
-                    request_digest=hex32(signed.digest),
-                    signed_request=signed.to_json(),
-                    idempotency_key=keyed.key,
-                    created_at=_now(),
-                )
-                .returning(DeliveryRow.id)
-            ).scalar_one()
+            delivery_id: int = s.execute(insert(DeliveryRow).values(**values).returning(DeliveryRow.id)).scalar_one()
             IdempotencyStore.remember_delivery(s, accessor, keyed.key, keyed.request_hash, delivery_id, state="pending")
-        return delivery_id
+        return delivery_id, values
 
-    def _finish_delivery(self, delivery_id: int, outcome: RelayOutcome, key: str | None) -> DeliveryRow:
-        """Fill a pending delivery from its logged disclosure and answer its idempotency key."""
-        with self.db.session() as s:
-            values: dict[str, object] = {
-                "consent_id": outcome.consent_id,
-                "status": "logged",
-                "tx_hash": outcome.tx_hash,
-                "block_number": outcome.block_number,
-                "log_index": outcome.log_index,
-            }
-            if outcome.version is not None:
-                values["version"] = outcome.version
-            delivery = s.scalars(
-                update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values).returning(DeliveryRow)
-            ).one()
-            IdempotencyStore.delivery_done(s, delivery.accessor, key)
-            return delivery
+    def _finish_delivery(
+        self, delivery_id: int, outcome: RelayOutcome, key: str | None, traced: dict[str, Any] | None = None
+    ) -> DeliveryRow:
+        """Fill a pending delivery from its logged disclosure and answer its idempotency key.
+
+        The write skips the fsync (``Database.relaxed_engine``): its every value is on chain, and a pending
+        row whose update a power cut lost is finished again from there (:meth:`finish_traced_disclosures`
+        re-sends its signed request, which the relay finds logged by its digest)."""
+        values: dict[str, Any] = {
+            "consent_id": outcome.consent_id,
+            "status": "logged",
+            "tx_hash": outcome.tx_hash,
+            "block_number": outcome.block_number,
+            "log_index": outcome.log_index,
+        }
+        if outcome.version is not None:
+            values["version"] = outcome.version
+        statement = update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values)
+        if traced is None:  # an adopted row: read it back whole
+            with self.db.relaxed_engine.begin() as connection:
+                row = connection.execute(statement.returning(*DeliveryRow.__table__.columns)).one()
+                IdempotencyStore.delivery_done(connection, row.accessor, key)
+            return DeliveryRow(**row._asdict())
+        with self.db.relaxed_engine.begin() as connection:
+            connection.execute(statement)
+            IdempotencyStore.delivery_done(connection, traced["accessor"], key)
+        return DeliveryRow(id=delivery_id, **{**traced, **values})
 
     def _forget_delivery(self, delivery_id: int) -> None:
         """A traced disclosure whose transaction failed: drop it and free its idempotency key."""

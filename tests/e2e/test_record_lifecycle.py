@@ -450,7 +450,7 @@ def test_recovery_leaves_a_live_reads_pending_disclosure_alone_and_finishes_a_st
         still_allowed=lambda: None,
     )
     strategy = services.per_read_disclosures
-    delivery_id = strategy._trace(
+    delivery_id, _traced = strategy._trace(
         record, chain.clinic.address, request, KeyedRequest(None, "h", lambda: None), sign(False)
     )
     before = _access_events(services, services.rpc.block_number() + 1)
