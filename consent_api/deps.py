@@ -63,12 +63,13 @@ def require(role: str, caller: Caller) -> None:
         raise PermissionDenied(f"this needs the {role} role; {caller.address} holds: {held}", reason=f"needs-{role}")
 
 
-def provider_caller(caller: CurrentCaller) -> Caller:
+# Async, though they do no I/O: a sync dependency costs each request a hop through the thread pool.
+async def provider_caller(caller: CurrentCaller) -> Caller:
     require("provider", caller)
     return caller
 
 
-def auditor_caller(caller: CurrentCaller) -> Caller:
+async def auditor_caller(caller: CurrentCaller) -> Caller:
     require("auditor", caller)
     return caller
 

@@ -254,16 +254,18 @@ class Custodian:
         only, so a receipt it gives is of a block on that chain; the depth guards against its reorganizing."""
         rpc = self.ledger.rpc
         shown = f"0x{tx_hash.hex()}"
-        raw_receipt, raw_head, *extra = rpc.batch(
-            [("eth_getTransactionReceipt", [shown]), ("eth_blockNumber", []), *(also or [])]
-        )
+        # Without confirmations to count, the receipt alone says the transaction is in the node's chain.
+        depth = self.config.confirmations
+        head_call: list[tuple[str, list[Any]]] = [("eth_blockNumber", [])] if depth else []
+        raw_receipt, *answers = rpc.batch([("eth_getTransactionReceipt", [shown]), *head_call, *(also or [])])
+        raw_head, extra = (answers[0], answers[1:]) if depth else (None, answers)
         if raw_receipt is None:
             raise ReleaseRefused(f"expected a {what}; the chain has no transaction {shown}")
         receipt = parse_tx_receipt(tx_hash, raw_receipt)
         if receipt.status != 1:
             raise ReleaseRefused(f"{what} {shown} reverted; it logged nothing")
-        head = int(str(raw_head), 16)
-        if receipt.block_number > head - self.config.confirmations:
+        head = int(str(raw_head), 16) if depth else receipt.block_number
+        if receipt.block_number > head - depth:
             raise ReleaseRefused(
                 f"{what} {shown} is in block {receipt.block_number}, not final yet: it needs "
                 f"{self.config.confirmations} confirmations, has {head - receipt.block_number}"

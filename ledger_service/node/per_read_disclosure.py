@@ -81,10 +81,14 @@ class PerReadDisclosureStrategy:
             "idempotency_key": keyed.key,
             "created_at": _now(),
         }
+        statement = insert(DeliveryRow).values(**values).returning(DeliveryRow.id)
+        if not keyed.key:
+            # A plain INSERT ... RETURNING on a connection: this runs once per read, and a session's unit of
+            # work cost more than the write itself.
+            with self.db.engine.begin() as connection:
+                return int(connection.execute(statement).scalar_one()), values
         with self.db.session() as s:
-            # Plain INSERT ... RETURNING statements: this runs once per read, and the ORM's unit of work
-            # cost more than the writes themselves.
-            delivery_id: int = s.execute(insert(DeliveryRow).values(**values).returning(DeliveryRow.id)).scalar_one()
+            delivery_id: int = s.execute(statement).scalar_one()
             IdempotencyStore.remember_delivery(s, accessor, keyed.key, keyed.request_hash, delivery_id, state="pending")
         return delivery_id, values
 
