@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
+from ledger_service.domain.addresses import checksum_address
 from ledger_service.domain.codes import (
     EMERGENCY_PURPOSE,
     GRANTABLE_PURPOSES,
@@ -136,7 +137,7 @@ class Eip712Domain:
             "name": self.name,
             "version": self.version,
             "chainId": self.chain_id,
-            "verifyingContract": to_checksum_address(self.verifying_contract),
+            "verifyingContract": checksum_address(self.verifying_contract),
         }
 
 
@@ -154,7 +155,7 @@ class TypedMessage:
         out: dict[str, Any] = {}
         for member in EIP712_TYPES[type(self).__name__]:
             value = getattr(self, field_attribute(member["name"]))
-            out[member["name"]] = to_checksum_address(value) if member["type"] == "address" else value
+            out[member["name"]] = checksum_address(value) if member["type"] == "address" else value
         return out
 
 
@@ -314,7 +315,7 @@ def consent_id(patient: str, grantee: str, scope: bytes, purpose: bytes) -> byte
     return keccak(
         abi_encode(
             ["address", "address", "bytes32", "bytes32"],
-            [to_checksum_address(patient), to_checksum_address(grantee), scope, purpose],
+            [checksum_address(patient), checksum_address(grantee), scope, purpose],
         )
     )
 
