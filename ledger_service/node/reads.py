@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
@@ -348,9 +348,14 @@ class ReadService:
         claim: bool,
         early: Callable[[], DataKey] | None = None,
     ) -> RecordContent:
-        with self.db.session() as s:
-            version, key_row = s.execute(
-                select(RecordVersionRow, CommitmentSaltRow)
+        with self.db.engine.connect() as connection:  # the columns a release needs, no ORM objects
+            version = connection.execute(
+                select(
+                    RecordVersionRow.cid,
+                    RecordVersionRow.media_type,
+                    RecordVersionRow.plaintext_size,
+                    CommitmentSaltRow.version.label("salted"),
+                )
                 .outerjoin(
                     CommitmentSaltRow,
                     (CommitmentSaltRow.record_id == RecordVersionRow.record_id)
@@ -358,7 +363,7 @@ class ReadService:
                 )
                 .where(RecordVersionRow.record_id == record.record_id, RecordVersionRow.version == delivery.version)
             ).one()
-        if key_row is None:
+        if version.salted is None:
             raise KeyDestroyed(f"the keys of {record.record_id} were destroyed", record_id=record.record_id)
         binding = RecordBinding(bytes.fromhex(record.record_id[2:]), delivery.version, record.patient)
         # The custodians release the shares against the disclosure just logged (docs/architecture.md, "Key custody").
@@ -393,7 +398,7 @@ class ReadService:
     def _content(
         record: RecordRow,
         delivery: DeliveryRow,
-        version: RecordVersionRow,
+        version: Row[str, str, int, int],
         chunks: Iterator[bytes],
         whole: bytes | None,
     ) -> RecordContent:
