@@ -99,6 +99,13 @@ export const api = {
   authNonce: () => request("GET", "/v1/auth/nonce", { auth: false }),
   login: (message, signature, key) => request("POST", "/v1/auth/login", { json: { message, signature }, auth: false, idempotencyKey: key }),
   me: () => request("GET", "/v1/me"),
+  // passkey accounts (docs/architecture.md, "Passkey accounts"): the account of a first passkey (deployed by
+  // the hub, idempotent), an account's passkeys as the chain has them, and a device added or removed by a
+  // message one of its passkeys signed
+  createAccount: (publicKey, key) => request("POST", "/v1/accounts", { json: { publicKey }, auth: false, idempotencyKey: key }),
+  account: (address) => request("GET", `/v1/accounts/${enc(address)}`, { auth: false }),
+  addPasskey: (address, body, key) => request("POST", `/v1/accounts/${enc(address)}/passkeys`, { json: body, idempotencyKey: key }),
+  removePasskey: (address, body, key) => request("POST", `/v1/accounts/${enc(address)}/passkeys/remove`, { json: body, idempotencyKey: key }),
   providers: () => request("GET", "/v1/providers"),
   // an unused nonce of the account that signs (the patient, or a guardian acting for them)
   signerNonce: (signer) => request("GET", `/v1/nonces/${enc(signer)}`),

@@ -1,6 +1,6 @@
 // Who is signed in: the bearer token (sessionStorage) and the key that signs (memory,
 // re-created on demand: demo keys from dev-accounts.js, saved keys after a passphrase,
-// or the injected EIP-1193 wallet).
+// the injected EIP-1193 wallet, or the patient's passkeys (passkey.js), asked at each signature).
 import { ethers } from "../vendor/ethers.min.js";
 
 const TOKEN_KEY = "consentLedger.session";
@@ -46,12 +46,12 @@ export const session = {
   },
   end(reason) {
     sessionStorage.removeItem(TOKEN_KEY);
-    signer = null;
+    forgetSigner();
     emit("signout", reason);
   },
   expired(problem) {
     sessionStorage.removeItem(TOKEN_KEY);
-    signer = null;
+    forgetSigner();
     emit("expired", problem);
   },
   on(fn) { listeners.add(fn); return () => listeners.delete(fn); },
@@ -68,6 +68,12 @@ export const session = {
       signer = new ethers.Wallet(DEV_ACCOUNTS[info.index].key);
     } else if (info.kind === "injected") {
       signer = await injectedSigner(d.address);
+    } else if (info.kind === "passkey") {
+      // the session's passkeys and any this browser learnt of since (a device added in this session)
+      const { PasskeySigner, passkeyHints } = await import("./passkey.js");
+      const hint = passkeyHints.get(d.address);
+      const ids = new Set([...(info.credentialIds || []), ...(hint ? hint.credentials.map((c) => c.id) : [])]);
+      signer = new PasskeySigner(d.address, [...ids]);
     } else if (info.kind === "keystore") {
       const saved = keystore.get(d.address);
       if (!saved) throw new Error("The key for this session is no longer saved in this browser. Sign in again.");
@@ -85,6 +91,12 @@ export const session = {
     return signer;
   },
 };
+
+// a passkey signer holds its last PRF output (the reading key's material) until sign-out
+function forgetSigner() {
+  if (signer && typeof signer.forget === "function") signer.forget();
+  signer = null;
+}
 
 function emit(event, detail) { for (const fn of listeners) fn(event, detail); }
 
