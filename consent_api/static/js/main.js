@@ -2,7 +2,7 @@
 // a role switcher, and the session lifecycle.
 import { api } from "./api.js";
 import { session, keystore } from "./session.js";
-import { h, field, modal, announce, clearAlert, showError, shortHex } from "./ui.js";
+import { h, field, modal, announce, clearAlert, showError, shortHex, copyText } from "./ui.js";
 import * as signin from "./pages/signin.js";
 import * as patient from "./pages/patient.js";
 import * as provider from "./pages/provider.js";
@@ -15,6 +15,7 @@ const NAV = {
     ["#/patient/consents", "Consents"],
     ["#/patient/disclosures", "Disclosures"],
     ["#/patient/delegates", "Delegates"],
+    ["#/patient/devices", "Passkeys", () => session.signerKind === "passkey"],
   ],
   provider: [
     ["#/provider/patients", "Find a patient"],
@@ -104,12 +105,14 @@ function updateHeader(role, current) {
   chip.textContent = shortHex(addr, 6, 4);
   chip.title = addr;
   chip.setAttribute("aria-label", `Signed in as ${addr}`);
+  document.getElementById("copy-address").setAttribute("aria-label", `Copy your address ${addr}`);
   const select = document.getElementById("role-select");
   select.replaceChildren(...session.roles.map((r) => h("option", { value: r, selected: r === role }, ROLE_LABELS[r])));
   select.closest("label").hidden = session.roles.length < 2;
   nav.hidden = false;
   nav.setAttribute("aria-label", `${ROLE_LABELS[role]} sections`);
-  nav.replaceChildren(...NAV[role].map(([href, label]) => h("a", { href, "aria-current": href === current ? "page" : null }, label)));
+  const shown = NAV[role].filter(([, , when]) => !when || when());
+  nav.replaceChildren(...shown.map(([href, label]) => h("a", { href, "aria-current": href === current ? "page" : null }, label)));
 }
 
 async function unlockPrompt(entry) {
@@ -147,6 +150,11 @@ export async function start() {
   document.getElementById("sign-out").addEventListener("click", () => {
     session.end();
     announce("You are signed out.");
+  });
+  document.getElementById("copy-address").addEventListener("click", async () => {
+    const addr = session.address;
+    if (addr && await copyText(addr)) announce("Address copied.");
+    else if (addr) showError({ title: "Copy was refused", detail: `This browser did not allow copying. Your address is ${addr}.` });
   });
   document.getElementById("role-select").addEventListener("change", (e) => {
     location.hash = `#/${e.target.value}`;

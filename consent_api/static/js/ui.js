@@ -248,6 +248,32 @@ export function hexSpan(hex, head, tail) {
   return h("span.mono", { title: hex || "", "aria-label": hex || "none" }, shortHex(hex, head, tail));
 }
 
+/** Put `text` on the clipboard; false where the browser refuses (no permission, no secure context). */
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An address shown short (the full one on hover and to assistive tech) with a Copy button; where the
+ * clipboard is refused, the full address appears selected, to copy by hand.
+ */
+export function addressWithCopy(address) {
+  const shown = hexSpan(address);
+  const copy = h("button.btn.btn-quiet.btn-small.copy-button", { type: "button", "aria-label": `Copy the address ${address}` }, "Copy");
+  copy.addEventListener("click", async () => {
+    if (await copyText(address)) { announce("Address copied."); return; }
+    const full = h("input.mono.address-full", { type: "text", readonly: true, value: address, "aria-label": "Address" });
+    shown.replaceWith(full);
+    full.select();
+  });
+  return h("span.address-copy", shown, copy);
+}
+
 export function toDate(value) {
   if (value === null || value === undefined || value === "") return null;
   if (typeof value === "number") return new Date(value < 1e12 ? value * 1000 : value);

@@ -1,19 +1,26 @@
-// Sign-in: demo accounts (dev chain only), saved keys, a new key, an imported key, or a browser wallet.
+// Sign-in: a passkey first (patients), then demo accounts (dev chain only), saved keys, a new key, an
+// imported key, or a browser wallet.
 import { ethers } from "../../vendor/ethers.min.js";
-import { api } from "../api.js";
+import { api, idempotencyKey } from "../api.js";
 import { session, keystore, injectedSigner } from "../session.js";
 import { siweMessage } from "../signing.js";
 import { h, field, setFieldError, singleFlight, announce, shortHex, modal } from "../ui.js";
 import { isDevChain } from "../dev-accounts.js";
+import {
+  PasskeySigner, createPasskey, discoverAccount, firstPasskeyUserId, passkeyHints, passkeySupport, predictAccount,
+} from "../passkey.js";
 
-/** SIWE: nonce → EIP-4361 message → personal_sign → POST /v1/auth/login (with the action's idempotency key). */
+/**
+ * SIWE: nonce → EIP-4361 message → the signer signs it (personal_sign, or a passkey assertion over its EIP-191
+ * hash) → POST /v1/auth/login (with the action's idempotency key).
+ */
 export async function signInWith(signer, signerInfo, chain, key) {
   const address = ethers.getAddress(await signer.getAddress());
   const { nonce } = await api.authNonce();
   const message = siweMessage({ address, chainId: chain.chainId, nonce });
   const signature = await signer.signMessage(message);
   const login = await api.login(message, signature, key);
-  session.start(login, signerInfo, signer);
+  session.start(login, typeof signer.sessionInfo === "function" ? signer.sessionInfo() : signerInfo, signer);
   announce(`Signed in as ${shortHex(login.address)}.`);
   return login;
 }
@@ -23,13 +30,126 @@ function needChain(chain) {
 }
 
 export async function render(main, { chain }) {
-  const parts = [
-    h("h1", "Sign in to Consent Ledger"),
-    h("p.muted", "Your key stays in this browser. You sign a one-time sign-in message with it; no password is sent to the server."),
-  ];
+  const parts = [h("h1", "Sign in to Consent Ledger"), passkeyCard(chain)];
   if (isDevChain(chain)) parts.push(await demoPanel(chain));
-  parts.push(h("div.grid", savedKeysCard(chain), newKeyCard(chain), importCard(chain), walletCard(chain)));
+  parts.push(
+    h("h2.section-title#other-title", "Other ways to sign in"),
+    h("p.muted", "With an Ethereum key instead of a passkey. Your key stays in this browser. You sign a one-time sign-in message with it; no password is sent to the server."),
+    h("div.grid", { "aria-labelledby": "other-title", role: "group" }, savedKeysCard(chain), newKeyCard(chain), importCard(chain), walletCard(chain)));
   main.replaceChildren(...parts);
+}
+
+// ---------------------------------------------------------------- passkeys
+
+function needPasskeys(chain) {
+  needChain(chain);
+  if (!chain.contracts || !chain.contracts.PatientAccountFactory) {
+    throw { title: "Passkeys are not available here", detail: "This ledger has no passkey accounts. Use one of the other ways to sign in below." };
+  }
+}
+
+/** Why this page cannot use passkeys, in plain words, with the link that fixes it when there is one. */
+function passkeyUnavailable(support) {
+  if (support.reason === "ip") {
+    return h("div.warning-box#passkey-note", { role: "note" },
+      h("p", h("strong", "Passkeys need the portal's name, not its number.")),
+      h("p", "This page is open at a numeric address, where browsers do not allow passkeys."),
+      support.localhost
+        ? h("p", h("a#passkey-localhost", { href: support.localhost }, "Open this page at localhost"), " and sign in there.")
+        : h("p", "Open the portal at its name (the address your clinic gave you)."));
+  }
+  if (support.reason === "insecure") {
+    return h("div.warning-box#passkey-note", { role: "note" },
+      h("p", h("strong", "Passkeys need a secure connection.")),
+      h("p", "Open the portal at its https:// address."));
+  }
+  return h("div.warning-box#passkey-note", { role: "note" },
+    h("p", h("strong", "This browser cannot use passkeys.")),
+    h("p", "Update it, or use another browser or device."));
+}
+
+function passkeyCard(chain) {
+  const card = h("section.card.passkeys", { "aria-labelledby": "passkey-title" },
+    h("h2#passkey-title", "Patients: use a passkey"),
+    h("p", "A passkey is your device's screen lock (fingerprint, face or PIN) used to sign in. Nothing to remember, nothing secret sent anywhere."));
+  const support = passkeySupport();
+  if (!support.ok) {
+    card.append(passkeyUnavailable(support));
+    return card;
+  }
+  const hint = passkeyHints.list()[0];
+  const actions = h("div.actions");
+  const signIn = h(`button.btn${hint ? "" : ".btn-secondary"}#passkey-sign-in`, { type: "button" }, "Sign in with a passkey");
+  signIn.addEventListener("click", () => singleFlight(signIn, "Waiting for your passkey…", async (flight) => {
+    needPasskeys(chain);
+    await passkeySignIn(chain, hint, flight);
+  }, { note: hint ? "Confirm with your passkey." : "Choose your passkey, then confirm once more to sign in." }));
+  const create = h(`button.btn${hint ? ".btn-secondary" : ""}#passkey-create`, { type: "button" }, "Create an account with a passkey");
+  create.addEventListener("click", () => createAccountDialog(chain));
+  if (hint) {
+    actions.append(signIn, create);
+    card.append(h("p.small.muted", "Last used here: account ", h("span.mono", shortHex(hint.address)), "."), actions);
+    const other = h("button.btn.btn-quiet.btn-small#passkey-other", { type: "button" }, "Use a passkey of another account");
+    other.addEventListener("click", () => singleFlight(other, "Waiting for your passkey…", async (flight) => {
+      needPasskeys(chain);
+      await passkeySignIn(chain, null, flight);
+    }, { note: "Choose your passkey, then confirm once more to sign in." }));
+    card.append(h("div.actions", other));
+  } else {
+    actions.append(create, signIn);
+    card.append(actions, h("p.small.muted", "New here? Create an account. Already have one on another device or in your phone's passkeys? Sign in."));
+  }
+  return card;
+}
+
+/**
+ * Sign in with a passkey: with a hint, one prompt (the sign-in message, by this account's known passkeys);
+ * without, the authenticator first says which account it holds (discoverAccount), then signs the message.
+ */
+async function passkeySignIn(chain, hint, flight) {
+  let signer;
+  if (hint) {
+    signer = new PasskeySigner(hint.address, hint.credentials.map((c) => c.id));
+  } else {
+    const found = await discoverAccount(chain);
+    signer = new PasskeySigner(found.address, [found.credentialId]);
+    signer.keepPrf(found.credentialId, found.prfOutput);
+    flight.step("Confirm once more…");
+  }
+  await signInWith(signer, null, chain, flight.key);
+  passkeyHints.remember(signer.address, { id: signer.lastCredentialId }, { prf: signer.prfSeen });
+}
+
+function createAccountDialog(chain) {
+  const name = field("Your name on this passkey (optional)", h("input", { type: "text", autocomplete: "name", maxlength: "64" }),
+    { hint: "Shown only in your device's list of passkeys, to tell them apart." });
+  return modal({
+    title: "Create your account",
+    content: h("div",
+      h("p", "Your device will ask you to make a passkey for Consent Ledger, with your fingerprint, face or PIN. Then confirm once more to sign in."),
+      h("p.small.muted", "Your account is created on the ledger. Nothing secret leaves your device; this browser only remembers which account is yours."),
+      name.wrap),
+    confirmLabel: "Create my passkey",
+    busyLabel: "Waiting for your passkey…",
+    busyNote: "Follow your device's prompts.",
+    onConfirm: async (flight) => {
+      needPasskeys(chain);
+      const created = await createPasskey({ userId: firstPasskeyUserId(), name: name.input.value.trim() });
+      flight.step("Creating your account…");
+      const account = await api.createAccount(created.publicKey, flight.key);
+      const address = ethers.getAddress(account.address);
+      // A browser with no hint finds this account again by predicting it from the key (discoverAccount).
+      if (predictAccount(chain.contracts.PatientAccountFactory, created.publicKey) !== address) {
+        console.warn("The account address the hub gave differs from the one this page predicts; signing in on a new browser may not find it.");
+      }
+      passkeyHints.remember(address, { id: created.credentialId, ...created.publicKey }, { prf: created.prf });
+      flight.step("Confirm to sign in…");
+      const signer = new PasskeySigner(address, [created.credentialId]);
+      await signInWith(signer, null, chain, idempotencyKey());
+      passkeyHints.remember(address, null, { prf: signer.prfSeen ?? created.prf });
+      return true;
+    },
+  });
 }
 
 async function demoPanel(chain) {
