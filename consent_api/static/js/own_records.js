@@ -3,7 +3,10 @@
 // needs no consent), each key custodian releases its share of the data key sealed to the patient's own
 // encryption key against that disclosure, and the page opens two shares, rebuilds the data key and decrypts
 // the ciphertext the hub stores. The patient's X25519 private key is derived here from a signature of their
-// wallet, kept in this page's memory only, and sent nowhere; the hub and the custodians see its public key.
+// wallet, or for a passkey account from the passkey's PRF output (WebAuthn's prf extension, passkey.js), kept
+// in this page's memory only, and sent nowhere; the hub and the custodians see its public key. Each passkey
+// has its own PRF secret, so each device derives its own key: reading on another device registers that
+// device's key (the custodians seal every release to the key registered at that moment).
 import { ethers } from "../vendor/ethers.min.js";
 import { ApiProblem, api, idempotencyKey, problemFrom } from "./api.js";
 import { combineShares, openShare, toHex } from "./key_shares.js";
@@ -46,7 +49,20 @@ export async function keyPairFromSignature(signature, chain) {
   } catch (err) {
     throw new Error("Your wallet's signature is not a standard Ethereum signature; no key could be derived from it.", { cause: err });
   }
-  const ikm = await crypto.subtle.importKey("raw", canonical, "HKDF", false, ["deriveBits"]);
+  return keyPairFromSecret(canonical, chain);
+}
+
+/**
+ * The X25519 key pair of a passkey account on this device: HKDF-SHA256 as above, with ikm = the 32-byte PRF
+ * output of the passkey for passkey.js's PRF_INPUT. The authenticator gives the same output for the same
+ * passkey and input every time, so the key is the same at every reading on this device.
+ */
+export function keyPairFromPrf(prfOutput, chain) {
+  return keyPairFromSecret(prfOutput, chain);
+}
+
+async function keyPairFromSecret(secret, chain) {
+  const ikm = await crypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
   const bits = await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: KEY_SALT, info: ledgerInfo(chain) }, ikm, 256);
   const privateKey = new Uint8Array(bits);
   const pkcs8 = new Uint8Array(X25519_PKCS8_PREFIX.length + 32);
@@ -67,7 +83,20 @@ session.on((event) => {
   }
 });
 
+/** Reading in the browser needs the passkey's PRF; said plainly when the device does not have it. */
+export const NO_PRF = Object.freeze({
+  title: "Your passkey cannot open records in this browser",
+  detail: "The device that holds this passkey cannot make the key that opens your records here, so reading is turned off. Sign in with a passkey on another device (recent phones and computers can) to read your records.",
+});
+
 async function patientKey(signer, address, chain) {
+  if (signer.kind === "passkey") {
+    const prf = await signer.prfOutput();
+    if (!prf) throw new ApiProblem(NO_PRF);
+    const slot = `${address}|${chain.chainId}|${chain.contracts.ConsentLedger}|${prf.credentialId}`.toLowerCase();
+    if (!derivedKeys.has(slot)) derivedKeys.set(slot, await keyPairFromPrf(prf.output, chain));
+    return derivedKeys.get(slot);
+  }
   const slot = `${address}|${chain.chainId}|${chain.contracts.ConsentLedger}`.toLowerCase();
   if (!derivedKeys.has(slot)) {
     const signature = await signer.signMessage(keyDerivationMessage(chain));

@@ -1,14 +1,17 @@
-// Patient pages: records, consents (grant / revoke), disclosure timeline, delegates.
+// Patient pages: records, consents (grant / revoke), disclosure timeline, delegates, and a passkey
+// account's devices (passkeys) and recovery.
 import { api } from "../api.js";
 import { session } from "../session.js";
+import { NO_PRF } from "../own_records.js";
+import { addedPasskeyUserId, createPasskey, passkeyHints, passkeyMessage } from "../passkey.js";
 import { ALL_RECORDS, checksum, deadlineFromNow, isAddress, purposeBytes32, signTyped } from "../signing.js";
 import {
   h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
-  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError, problemText,
+  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError, problemText, addressWithCopy,
 } from "../ui.js";
 import { readOwnRecord } from "../own_records.js";
 
-const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates" };
+const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates", devices: "Passkeys and recovery" };
 
 export async function render(main, ctx) {
   const { section, params, chain } = ctx;
@@ -17,13 +20,15 @@ export async function render(main, ctx) {
   const p = { chain, patient: actingFor, me, params, main, section };
   const head = [h("h1", TITLES[section] || "My records"), actingBanner(p)];
   const body = h("div");
-  main.replaceChildren(...head, body);
-  const fn = { records, consents, disclosures, delegates }[section];
+  main.replaceChildren(...head.filter(Boolean), body);
+  const fn = { records, consents, disclosures, delegates, devices }[section];
   if (!fn) { location.replace("#/patient/records"); return; }
   await fn(body, p);
 }
 
 function actingBanner(p) {
+  // a passkey account can name a guardian but cannot be one (docs/architecture.md, "Passkey accounts")
+  if (p.patient === p.me && (byPasskey() || p.section === "devices")) return null;
   if (p.patient !== p.me) {
     return h("p.warning-box", "You are acting as a delegate for patient ", h("span.mono", p.patient), ". ",
       h("a", { href: `#/patient/${p.section}` }, "Back to your own records"));
@@ -41,6 +46,11 @@ function actingBanner(p) {
 }
 
 const qs = (p) => (p.patient !== p.me ? `?for=${p.patient}` : "");
+const byPasskey = () => session.signerKind === "passkey";
+// A passkey patient is told what happened in plain words; a key holder also gets the transaction to look up.
+const txNote = (hash) => (byPasskey() ? "" : ` (transaction ${shortHex(hash)})`);
+// false only once a passkey's assertion came back without a PRF output (own_records.js cannot derive a key)
+const passkeyWithoutPrf = () => byPasskey() && session.data && session.data.signer && session.data.signer.prf === false;
 
 // ---------------------------------------------------------------- records
 
@@ -48,6 +58,7 @@ async function records(body, p) {
   const { records: list } = await api.records(p.patient);
   const rows = (list || []).slice().sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
   const own = p.patient === p.me;
+  const noPrf = own && passkeyWithoutPrf();
   const viewer = h("section.card#record-view", { "aria-labelledby": "view-h", tabindex: "-1", hidden: true });
   const opened = new Map(); // what this page opened, by record version: Download after Read logs no second access
   const cols = [
@@ -60,7 +71,7 @@ async function records(body, p) {
     {
       label: "Actions", actions: true, cell: (r) => {
         if (r.erased) return pill("erased", "Erased");
-        const mine = own && r.cid ? ownRecordActions(r, p, viewer, opened) : [];
+        const mine = own && r.cid ? ownRecordActions(r, p, viewer, opened, noPrf) : [];
         const share = h("a.btn.btn-secondary.btn-small", { href: `#/patient/consents?record=${r.recordId}${p.patient !== p.me ? `&for=${p.patient}` : ""}` }, "Share");
         share.setAttribute("aria-label", `Share record ${shortHex(r.recordId)} with a provider`);
         const erase = h("button.btn.btn-danger-outline.btn-small", { type: "button" }, "Erase");
@@ -75,6 +86,7 @@ async function records(body, p) {
     h("p.muted.small", own
       ? "Records are encrypted; providers can read one only with your consent. You can read your own: it opens here, in your browser, and like every read it is logged on the ledger."
       : "Records are encrypted; providers can read one only with your consent, and every read is logged on the ledger."),
+    noPrf ? h("div.warning-box#no-prf-note", { role: "note" }, h("strong", NO_PRF.title), h("p", NO_PRF.detail)) : null,
     table(cols, rows, { empty: "No records yet. Records appear here when a provider uploads one for you." })), viewer);
 }
 
@@ -100,10 +112,10 @@ function fileUrl(r, result) {
 }
 
 /** Read and Download of one of the patient's own records, with the place their errors are shown. */
-function ownRecordActions(r, p, viewer, opened) {
+function ownRecordActions(r, p, viewer, opened, disabled = false) {
   const label = `record ${shortHex(r.recordId)}`;
-  const read = h("button.btn.btn-small", { type: "button", "aria-label": `Read ${label}` }, "Read");
-  const download = h("button.btn.btn-secondary.btn-small", { type: "button", "aria-label": `Download ${label}` }, "Download");
+  const read = h("button.btn.btn-small", { type: "button", "aria-label": `Read ${label}`, disabled }, "Read");
+  const download = h("button.btn.btn-secondary.btn-small", { type: "button", "aria-label": `Download ${label}`, disabled }, "Download");
   const error = h("p.field-error.row-error", { role: "alert", hidden: true });
   const act = (button, show) => {
     error.hidden = true;
@@ -114,7 +126,7 @@ function ownRecordActions(r, p, viewer, opened) {
       if (!result) {
         result = await readOwnRecord(r, p.chain, { step: flight.step });
         opened.set(slot, result);
-        announce(`Record ${shortHex(r.recordId)} opened in your browser; your access was logged on the ledger (transaction ${shortHex(result.disclosureTx)}).`);
+        announce(`Record ${shortHex(r.recordId)} opened in your browser; your access was logged on the ledger${txNote(result.disclosureTx)}.`);
       }
       if (show) showOwnRecord(viewer, r, result);
       else saveFile(r, result);
@@ -154,12 +166,14 @@ function showOwnRecord(viewer, r, result) {
   viewer.replaceChildren(
     h("h2#view-h", "Your record"),
     h("dl.kv",
-      h("dt", "Record"), h("dd.mono", r.recordId),
+      h("dt", "Record"), byPasskey() ? h("dd", hexSpan(r.recordId, 10, 6)) : h("dd.mono", r.recordId),
       h("dt", "Version"), h("dd", String(r.version)),
       h("dt", "Category"), h("dd", categoryLabel(r.category)),
       h("dt", "Added by"), h("dd", r.authorName || r.author || "—"),
       h("dt", "Type"), h("dd", result.mediaType),
-      h("dt", "Your access logged in"), h("dd.mono", result.disclosureTx)),
+      byPasskey()
+        ? [h("dt", "Your access"), h("dd", "Logged on the ledger")]
+        : [h("dt", "Your access logged in"), h("dd.mono", result.disclosureTx)]),
     h("p.muted.small", "Decrypted in your browser with your own key; it was not sent anywhere. Your access appears under Disclosures."),
     content,
     h("div.actions",
@@ -193,7 +207,7 @@ async function eraseRecord(r, p, body) {
     },
   });
   if (!ok) return;
-  announce(`Record ${shortHex(r.recordId)} was erased (transaction ${shortHex(ok.txHash)}).`);
+  announce(`Record ${shortHex(r.recordId)} was erased${txNote(ok.txHash)}.`);
   await records(body, p);
 }
 
@@ -278,7 +292,9 @@ function grantForm(p, providers, recs, reload) {
   const form = h("form#grant-form", { novalidate: true },
     fProvider.wrap, scopeSet, fPurpose.wrap,
     h("div.row", fFrom.wrap, h("div.field", fUntil.wrap, noExpiry.row)),
-    h("p.muted.small", "You sign the grant with your key; the ledger records it. You can revoke it at any time."),
+    h("p.muted.small", byPasskey()
+      ? "You confirm the grant with your passkey; the ledger records it. You can revoke it at any time."
+      : "You sign the grant with your key; the ledger records it. You can revoke it at any time."),
     h("div.actions", submit));
 
   form.addEventListener("submit", (e) => {
@@ -302,7 +318,8 @@ function grantForm(p, providers, recs, reload) {
       if (!recSel.value) { showError({ title: "No record chosen", detail: "There is no record to share yet; choose another scope." }); recSel.focus(); return; }
       scope = recSel.value; scopeDesc = `record ${shortHex(recSel.value)}`;
     }
-    const providerName = providerSel.selectedOptions[0].textContent;
+    const chosen = providers.find((x) => x.address === providerSel.value);
+    const providerName = (chosen && chosen.name) || providerSel.selectedOptions[0].textContent;
     singleFlight(submit, "Signing…", async (flight) => {
       const signer = await session.signer();
       const { nonce } = await api.signerNonce(await signer.getAddress());
@@ -319,7 +336,7 @@ function grantForm(p, providers, recs, reload) {
       const { signature } = await signTyped(signer, chain, "ConsentGrant", grant);
       flight.step("Recording on the ledger…");
       const res = await api.grant(grant, signature, flight.key);
-      announce(`Access granted: ${providerName} may read ${scopeDesc} for ${PURPOSE_LABELS[purposeSel.value] || purposeSel.value}. Consent ${shortHex(res.consentId)}, transaction ${shortHex(res.txHash)}.`);
+      announce(`Access granted: ${providerName} may read ${scopeDesc} for ${PURPOSE_LABELS[purposeSel.value] || purposeSel.value}.${byPasskey() ? " It is recorded on the ledger." : ` Consent ${shortHex(res.consentId)}, transaction ${shortHex(res.txHash)}.`}`);
       if (p.params.get("record")) history.replaceState(null, "", `#/patient/consents${qs(p)}`);
       await reload();
     });
@@ -358,7 +375,7 @@ async function revoke(c, p, button, reload) {
     const revokeMsg = { patient: p.patient, consentId: c.consentId, nonce: Number(nonce), deadline: deadlineFromNow() };
     const { signature } = await signTyped(signer, p.chain, "ConsentRevoke", revokeMsg);
     const res = await api.revoke(c.consentId, revokeMsg, signature, flight.key);
-    announce(`Consent revoked for ${c.granteeName || c.grantee} (transaction ${shortHex(res.txHash)}).`);
+    announce(`Consent revoked for ${c.granteeName || c.grantee}${txNote(res.txHash)}.`);
     await reload();
   });
 }
@@ -412,7 +429,7 @@ function removeDelegateButton(d, body, p) {
     const revoke = { patient: p.patient, delegate: checksum(d.delegate), nonce: Number(nonce), deadline: deadlineFromNow() };
     const { signature } = await signTyped(signer, p.chain, "DelegateRevoke", revoke);
     const res = await api.removeDelegate(p.patient, revoke.delegate, revoke, signature, flight.key);
-    announce(`Delegate ${shortHex(d.delegate)} removed (transaction ${shortHex(res.txHash)}).`);
+    announce(`Delegate ${shortHex(d.delegate)} removed${txNote(res.txHash)}.`);
     await delegates(body, p);
   }));
   return button;
@@ -444,7 +461,7 @@ async function delegates(body, p) {
       const { signature } = await signTyped(signer, p.chain, "DelegateGrant", msg);
       flight.step("Recording on the ledger…");
       const res = await api.addDelegate(p.patient, msg, signature, flight.key);
-      announce(`Delegate ${shortHex(a)} added (transaction ${shortHex(res.txHash)}).`);
+      announce(`Delegate ${shortHex(a)} added${txNote(res.txHash)}.`);
       await delegates(body, p);
     });
   });
@@ -457,4 +474,109 @@ async function delegates(body, p) {
   body.replaceChildren(
     h("section.card", { "aria-labelledby": "del-add-h" }, h("h2#del-add-h", "Name a delegate"), form),
     h("section.card", { "aria-labelledby": "del-h" }, h("h2#del-h", "Your delegates"), table(cols, list || [], { empty: "You have not named any delegate." })));
+}
+
+// ---------------------------------------------------------------- passkeys and recovery
+
+const sameKey = (a, b) => a && b && a.x && b.x && a.x.toLowerCase() === b.x.toLowerCase() && a.y.toLowerCase() === b.y.toLowerCase();
+
+/** A passkey account's devices (its passkeys, as the chain has them), adding and removing one, and recovery. */
+async function devices(body, p) {
+  if (p.patient !== p.me) { location.replace("#/patient/records"); return; }
+  const accountCard = h("section.card", { "aria-labelledby": "acct-h" },
+    h("h2#acct-h", "Your account"),
+    h("p", "Your account number, for a clinic or a guardian who needs to find you: ", addressWithCopy(p.me)));
+  if (!byPasskey()) {
+    body.replaceChildren(accountCard, h("section.card", h("p", "You signed in with a key, not a passkey. Passkeys are for accounts created with one, on the sign-in page.")));
+    return;
+  }
+  const account = await api.account(p.me);
+  const keys = account.passkeys || [];
+  const hint = passkeyHints.get(p.me);
+  const here = hint ? hint.credentials.filter((c) => c.x) : [];
+  const items = keys.map((k, i) => {
+    const madeHere = here.some((c) => sameKey(c, k));
+    const li = h("li", h("div", h("strong", `Passkey ${i + 1}`), madeHere ? h("span.muted.small", " · made in this browser") : null));
+    if (keys.length > 1) li.append(h("div.actions", removeDeviceButton(k, i, madeHere, body, p)));
+    return li;
+  });
+  const add = h("button.btn#add-device", { type: "button" }, "Add another device");
+  add.addEventListener("click", () => addDevice(body, p));
+  body.replaceChildren(
+    accountCard,
+    h("section.card", { "aria-labelledby": "devices-h" },
+      h("h2#devices-h", `Your passkeys (${keys.length})`),
+      h("p.muted.small", "Each passkey can sign in and act for you. Keep at least two, on different devices."),
+      h("ul.key-list#passkey-list", items),
+      h("div.actions", add)),
+    h("section.card#recovery", { "aria-labelledby": "recovery-h" },
+      h("h2#recovery-h", "Recovery"),
+      h("p", "If you lose the only device that holds your passkey, nobody can get your account back for you: not the clinic, not us. Two ways to stay safe:"),
+      h("ul",
+        h("li", h("strong", "Add another device"), ": a second passkey, on your phone, a security key or another computer. Either one can sign in; if you lose one, sign in with the other and remove the lost one here."),
+        h("li", h("strong", "Name a guardian"), ": someone you trust who can manage your consents and see your records for you, with their own key. ", h("a", { href: "#/patient/delegates" }, "Name a guardian"), ".")),
+      h("p.muted.small", "Each device opens your records with a key of its own: the first time you read a record on a new device, you confirm once more.")));
+}
+
+function addDevice(body, p) {
+  const name = field("Name on the new passkey (optional)", h("input", { type: "text", autocomplete: "off", maxlength: "64" }),
+    { hint: "Shown only in that device's list of passkeys." });
+  return modal({
+    title: "Add another device",
+    content: h("div",
+      h("p", "When your browser asks, choose the device to add: a phone (scan the code it shows), a security key, or another computer's passkey. Then confirm with the passkey you signed in with."),
+      name.wrap),
+    confirmLabel: "Add a device",
+    busyLabel: "Waiting for the new device…",
+    busyNote: "Follow your browser's prompts.",
+    onConfirm: async (flight) => {
+      const signer = await session.signer();
+      const created = await createPasskey({ userId: addedPasskeyUserId(p.me), name: name.input.value.trim(), exclude: signer.credentialIds });
+      flight.step("Checking your account…");
+      const account = await api.account(p.me);
+      if ((account.passkeys || []).some((k) => sameKey(k, created.publicKey))) {
+        throw { title: "Already added", detail: "This passkey is already one of your account's." };
+      }
+      flight.step("Confirm with this device…");
+      const { domain, types, message } = passkeyMessage("AddPasskey", p.chain, p.me, created.publicKey);
+      const signature = await signer.signTypedData(domain, types, message);
+      flight.step("Adding it to your account…");
+      await api.addPasskey(p.me, { publicKey: created.publicKey, nonce: message.nonce, deadline: message.deadline, signature }, flight.key);
+      passkeyHints.remember(p.me, { id: created.credentialId, ...created.publicKey });
+      if (!signer.credentialIds.includes(created.credentialId)) signer.credentialIds.push(created.credentialId);
+      return true;
+    },
+  }).then(async (ok) => {
+    if (!ok) return;
+    announce("Your new device was added: it can sign in and act for you.");
+    await devices(body, p);
+  });
+}
+
+function removeDeviceButton(key, index, madeHere, body, p) {
+  const button = h("button.btn.btn-danger-outline.btn-small", { type: "button", "aria-label": `Remove passkey ${index + 1}` }, "Remove");
+  button.addEventListener("click", async () => {
+    const ok = await modal({
+      title: `Remove passkey ${index + 1}?`,
+      tone: "danger",
+      content: h("div",
+        h("p", "That passkey will no longer sign in or act for you. Do this for a lost or retired device."),
+        madeHere ? h("p", h("strong", "It was made in this browser: "), "if it is the one you use here, sign in next time with another of your passkeys.") : null),
+      confirmLabel: "Remove it",
+      confirmClass: "btn btn-danger",
+      cancelLabel: "Keep it",
+      busyLabel: "Removing…",
+      busyNote: "Confirm with your passkey…",
+      onConfirm: async (flight) => {
+        const signer = await session.signer();
+        const { domain, types, message } = passkeyMessage("RemovePasskey", p.chain, p.me, key);
+        const signature = await signer.signTypedData(domain, types, message);
+        return api.removePasskey(p.me, { publicKey: { x: key.x, y: key.y }, nonce: message.nonce, deadline: message.deadline, signature }, flight.key);
+      },
+    });
+    if (!ok) return;
+    announce(`Passkey ${index + 1} was removed from your account.`);
+    await devices(body, p);
+  });
+  return button;
 }
