@@ -3,6 +3,7 @@ service (``consent-ledger up``: its own anvil, data dir and free ports)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,8 @@ CHROMIUM_ARGS = [
 ]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 DOCS_SHOTS = ROOT / "docs" / "screenshots"
+# the anvil JSON-RPC URL of each real portal (by its base URL), for tests that check the chain itself
+CHAIN_RPC: dict[str, str] = {}
 
 
 def _free_port() -> int:
@@ -74,8 +77,15 @@ def real_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("portal-data")
     port, chain_port = _free_port(), _free_port()
     log = (data_dir / "server.log").open("wb")
-    # The metrics listener gets a free port of its own too (its default, port + 1, may be taken).
-    env = {**os.environ, "CONSENT_LEDGER_METRICS_PORT": str(_free_port()), "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM": "0"}
+    # The metrics listener gets a free port of its own too (its default, port + 1, may be taken). The portal is
+    # also reached at http://localhost:{port}: passkeys need a domain name as their relying party, not 127.0.0.1,
+    # and sign-in messages (and the custodians' CORS) must then accept that origin.
+    env = {
+        **os.environ,
+        "CONSENT_LEDGER_METRICS_PORT": str(_free_port()),
+        "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM": "0",
+        "CONSENT_LEDGER_ALLOWED_ORIGINS": json.dumps([f"http://localhost:{port}"]),
+    }
     proc = subprocess.Popen(
         [str(exe), "up", "--data-dir", str(data_dir), "--port", str(port), "--chain-port", str(chain_port)],
         cwd=ROOT,
@@ -92,6 +102,7 @@ def real_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
         tail = (data_dir / "server.log").read_text(errors="replace")[-3000:]
         pytest.fail(f"consent-ledger up did not serve {base}: {exc}\n{tail}")
+    CHAIN_RPC[base] = f"http://127.0.0.1:{chain_port}"
     yield base
     proc.send_signal(signal.SIGINT)
     try:
