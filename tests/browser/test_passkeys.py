@@ -379,6 +379,45 @@ def test_add_a_second_device_and_sign_with_it(browser: Any, real_portal: str, de
     assert other.page.locator("#session").is_hidden()
 
 
+# ---------------------------------------------------------------- the patient's other acts
+
+GUARDIAN = "0x8626f6940E2eb28930eFb4CeF49B2d1F2C9C1199"  # anvil #19: an ECDSA key (a passkey cannot be a delegate)
+
+
+def test_guardian_and_erasure_are_signed_with_the_passkey(
+    browser: Any, real_portal: str, devices: list[PasskeyBrowser]
+) -> None:
+    patient = PasskeyBrowser(browser, real_portal)
+    devices.append(patient)
+    account = create_account(patient)
+    record_id = clinic_uploads(real_portal, account, LAB_RESULT)["recordId"]
+    page = patient.page
+
+    # name a guardian and remove them: a DelegateGrant and a DelegateRevoke, each one assertion
+    patient.portal.go("#/patient/delegates", "Delegates")
+    before = len(patient.asserted)
+    page.get_by_label("Delegate's address").fill(GUARDIAN)
+    page.get_by_role("button", name="Sign and add delegate").click()
+    patient.portal.wait_status("added")
+    status, listed = api_json(patient.portal, "GET", f"/v1/patients/{account}/delegates")
+    assert status == 200 and [(d["delegate"], d["live"]) for d in listed["delegates"]] == [(GUARDIAN, True)]
+    page.get_by_role("button", name=re.compile("^Remove", re.I)).click()
+    patient.portal.wait_status("removed")
+    status, listed = api_json(patient.portal, "GET", f"/v1/patients/{account}/delegates")
+    assert [(d["delegate"], d["live"]) for d in listed["delegates"]] == [(GUARDIAN, False)]
+    assert len(patient.asserted) == before + 2
+
+    # erase the record: a RecordErase signed by the passkey
+    patient.portal.go("#/patient/records", "My records")
+    page.get_by_role("button", name=f"Erase record {record_id[:6]}…{record_id[-4:]}").click()
+    page.locator("dialog[open]").get_by_role("button", name="Erase permanently").click()
+    patient.portal.wait_status("was erased")
+    assert len(patient.asserted) == before + 3
+    status, listed = api_json(patient.portal, "GET", f"/v1/patients/{account}/records")
+    assert [(r["recordId"], r["erased"]) for r in listed["records"]] == [(record_id, True)]
+    assert "0x" not in patient.portal.status_text().replace(record_id[:6], "")  # only the record's short name
+
+
 # ---------------------------------------------------------------- reading one's own record
 
 
