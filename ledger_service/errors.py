@@ -240,6 +240,35 @@ class RelayBusy(LedgerError):
     code = "relay-busy"
 
 
+class RelaySuspended(LedgerError):
+    """A contract account whose relayed transaction reverted on chain after its ``eth_call`` check passed: its
+    messages are not relayed until ``retry_after`` seconds have passed (docs/security.md, "Relay griefing")."""
+
+    code = "relay-suspended"
+
+
+# ----------------------------------------------------------------- passkey accounts
+
+
+class InvalidPasskey(ValidationError):
+    """A passkey public key that is not a point of the P-256 curve (the zero key included)."""
+
+    code = "invalid-passkey"
+
+
+class AccountNotFound(NotFoundError):
+    """No passkey account of this deployment's factory is deployed at the address."""
+
+    code = "account-not-found"
+
+
+class PasskeyRefused(LedgerError):
+    """An account's passkey change the account refuses for its passkeys' state (the key is already one of its
+    passkeys, is not one, is the last one, or the account is full); ``reason`` names which."""
+
+    code = "passkey-refused"
+
+
 # ----------------------------------------------------------------- audit
 
 

@@ -38,6 +38,7 @@ from ledger_service.domain.consent import (
     type_string,
     typed_data,
 )
+from ledger_service.domain.passkeys import PASSKEY_TYPES, PasskeyMessage
 
 SECP256K1_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -163,6 +164,25 @@ def digest(domain: Eip712Domain, message: SignedMessage) -> bytes:
         if message_hash is not None:
             return bytes(keccak(b"\x19\x01" + separator + message_hash))
     return eth_account_digest(domain, message)
+
+
+_PASSKEY_STRUCTS: Final = {
+    cls: _type_hash(cls.__name__, PASSKEY_TYPES[cls.__name__]) for cls in get_args(PasskeyMessage)
+}
+
+
+def passkey_digest(domain: Eip712Domain, message: PasskeyMessage) -> bytes:
+    """The EIP-712 digest of a passkey account's ``AddPasskey`` / ``RemovePasskey`` (domain: the account's own,
+    ``ledger_service.domain.passkeys.account_domain``); ValueError for a field outside its type."""
+    separator = domain_separator(domain)
+    words = [_PASSKEY_STRUCTS[type(message)]]
+    for value in (_bytes32(message.qx), _bytes32(message.qy), _uint(256)(message.nonce), _uint(256)(message.deadline)):
+        if value is None:
+            raise ValueError(f"{type(message).__name__}: qx and qy are 32 bytes, nonce and deadline uint256")
+        words.append(value)
+    if separator is None:
+        raise ValueError("the account's EIP-712 domain is not a plain (chain id, address, name, version)")
+    return bytes(keccak(b"\x19\x01" + separator + bytes(keccak(b"".join(words)))))
 
 
 def _recovery_id(v: int) -> int:

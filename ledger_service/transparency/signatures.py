@@ -31,7 +31,9 @@ SECP256K1_HALF_N: Final = eip712.SECP256K1_N // 2
 # bytes4(keccak256("isValidSignature(bytes32,bytes)")), both the selector and the answer that means "valid".
 ERC1271_MAGIC: Final = bytes.fromhex("1626ba7e")
 # The gas an ERC-1271 check may use: a contract account cannot make a check (the hub's, the auditor's) costly.
-ERC1271_GAS: Final = 200_000
+# Room for a passkey account's heaviest signature, by the last of its 8 passkeys after the 7 others were tried:
+# 228,728 as an isValidSignature transaction (docs/architecture.md, "Passkey accounts").
+ERC1271_GAS: Final = 400_000
 # An ERC-1271 proof may be longer than ECDSA's 65 bytes (a multisig's), but not without bound.
 MAX_SIGNATURE_BYTES: Final = 4096
 
@@ -58,6 +60,13 @@ def ecdsa_signer(digest: bytes, signature: bytes) -> str | None:
 @lru_cache(maxsize=1 << 12)
 def _address_of(public_key: bytes) -> str:
     return checksum_address(bytes(keccak(public_key))[12:])
+
+
+def personal_message_digest(text: str) -> bytes:
+    """EIP-191 version ``0x45`` (``personal_sign``): ``keccak256("\\x19Ethereum Signed Message:\\n" || len || text)``,
+    the hash a sign-in message's signer signs; a contract account's ERC-1271 answer is asked for this hash."""
+    data = text.encode("utf-8")
+    return bytes(keccak(b"\x19Ethereum Signed Message:\n" + str(len(data)).encode() + data))
 
 
 def erc1271_call(digest: bytes, signature: bytes) -> bytes:

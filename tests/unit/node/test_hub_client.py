@@ -30,6 +30,7 @@ from ledger_service.db.database import Database
 from ledger_service.domain import siwe
 from ledger_service.domain.consent import Eip712Domain, EmergencyAccessRequest, RecordAnchor, SignedMessage
 from ledger_service.errors import (
+    AccountNotFound,
     BlobError,
     BlobIntegrityError,
     BlobNotFound,
@@ -39,17 +40,20 @@ from ledger_service.errors import (
     ConsentDenied,
     IdempotencyConflict,
     InvalidMediaType,
+    InvalidPasskey,
     InvalidRecordContent,
     KeyDestroyed,
     LedgerError,
     NotFoundError,
     NotRecordAuthor,
+    PasskeyRefused,
     PermissionDenied,
     RateLimited,
     RecordErased,
     RecordNotFound,
     RecordTooLarge,
     RelayBusy,
+    RelaySuspended,
     ReleaseRefused,
     ShareNotHeld,
     SignatureError,
@@ -398,6 +402,10 @@ RELAY_ERRORS: dict[str, type[LedgerError]] = {
     "share-not-held": ShareNotHeld,
     "custody-unavailable": HubUnavailable,
     "key-share-error": HubUnavailable,
+    "relay-suspended": RelaySuspended,
+    "invalid-passkey": InvalidPasskey,
+    "account-not-found": AccountNotFound,
+    "passkey-refused": PasskeyRefused,
 }
 
 
