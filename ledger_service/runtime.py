@@ -11,7 +11,14 @@ from eth_account import Account
 
 from ledger_service.bootstrap import admin_ledger, admin_sender, rpc_client
 from ledger_service.chain.anvil import AnvilProcess
-from ledger_service.chain.deploy import LEDGER_VERSION, Deployment, deploy_ledger, deployment_is_live, onboard_demo
+from ledger_service.chain.deploy import (
+    LEDGER_VERSION,
+    Deployment,
+    deploy_account_factory,
+    deploy_ledger,
+    deployment_is_live,
+    onboard_demo,
+)
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.datadir import secure_data_dir
 from ledger_service.errors import ConfigurationError
@@ -70,7 +77,7 @@ class Runtime:
         if path.exists() and not self.redeploy:
             recorded = Deployment.load(path)
             if deployment_is_live(rpc, recorded):
-                return recorded
+                return recorded if recorded.has_account_factory else self._add_account_factory(rpc, recorded)
             if not s.embedded_chain:
                 raise ConfigurationError(
                     f"{path} records a deployment that is not on {s.effective_rpc_url}; "
@@ -86,6 +93,24 @@ class Runtime:
             ledger = admin_ledger(s, deployment, rpc)
             deployment = Deployment(**{**deployment.__dict__, "demo": onboard_demo(ledger)})
         deployment.save(path)
+        return deployment
+
+    def _add_account_factory(self, rpc: RpcClient, recorded: Deployment) -> Deployment:
+        """A deployment recorded before passkey accounts gets its PatientAccountFactory at this start, deployed
+        with the deployer key (`up`, `deploy`); a hub started without that key refuses to start until
+        `consent-ledger deploy` has added it (docs/operations.md, "Passkey accounts")."""
+        s = self.settings
+        try:
+            sender = admin_sender(s, rpc)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"{s.deployment_file} names no PatientAccountFactory (it predates passkey accounts) and this "
+                "process has no deployer key to add it: run `consent-ledger deploy` once with "
+                "CONSENT_LEDGER_DEPLOYER_KEY, then start the hub again"
+            ) from exc
+        deployment = recorded.with_account_factory(deploy_account_factory(sender))
+        deployment.save(s.deployment_file)
+        print(f"note: deployed the passkey accounts' factory {deployment.account_factory}", file=sys.stderr)
         return deployment
 
     def close(self) -> None:

@@ -96,8 +96,8 @@ def collect_sources(entry_points: list[str]) -> dict[str, dict[str, str]]:
     return dict(sorted(sources.items()))
 
 
-def standard_json_input() -> dict[str, Any]:
-    entry_points = [f"src/{name}.sol" for name in CONTRACTS]
+def standard_json_input(entry_points: list[str] | None = None) -> dict[str, Any]:
+    entry_points = entry_points or [f"src/{name}.sol" for name in CONTRACTS]
     return {
         "language": "Solidity",
         "sources": collect_sources(entry_points),
@@ -110,10 +110,15 @@ def standard_json_input() -> dict[str, Any]:
     }
 
 
-def compile_contracts(solc_binary: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Compile and return ``{name: {"abi", "bytecode", "deployedBytecode", ...}}``."""
+def compile_contracts(
+    solc_binary: Path | None = None, *, units: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Compile and return ``{name: {"abi", "bytecode", "deployedBytecode", ...}}``: the deployed contracts, or
+    ``units`` (contract name -> source unit under contracts/, e.g. a test mock in ``test/mocks/``) with the
+    same settings."""
     solc = solc_binary or find_solc()
-    input_data = standard_json_input()
+    units = units or {name: f"src/{name}.sol" for name in CONTRACTS}
+    input_data = standard_json_input(list(units.values()))
     try:
         output = solcx.compile_standard(input_data, solc_binary=solc, allow_paths=[str(REPO_ROOT)])
     except solcx.exceptions.SolcError as exc:
@@ -123,8 +128,8 @@ def compile_contracts(solc_binary: Path | None = None) -> dict[str, dict[str, An
         raise ConfigurationError("Solidity compilation failed:\n" + "\n".join(e["formattedMessage"] for e in errors))
     source_hash = hashlib.sha256(json.dumps(input_data, sort_keys=True).encode()).hexdigest()
     artifacts: dict[str, dict[str, Any]] = {}
-    for name in CONTRACTS:
-        compiled = output["contracts"][f"src/{name}.sol"][name]
+    for name, unit in units.items():
+        compiled = output["contracts"][unit][name]
         artifacts[name] = {
             "contractName": name,
             "abi": compiled["abi"],

@@ -12,6 +12,7 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
+from ledger_service.chain.accounts import FACTORY_NAME
 from ledger_service.chain.build import load_artifact
 from ledger_service.chain.ledger import CONTRACT_NAME, ConsentLedgerContract
 from ledger_service.chain.rpc import RpcClient
@@ -50,6 +51,26 @@ class Deployment:
     def ledger_address(self) -> str:
         return self.contracts[CONTRACT_NAME]
 
+    @property
+    def has_account_factory(self) -> bool:
+        return FACTORY_NAME in self.contracts
+
+    @property
+    def account_factory(self) -> str:
+        """The PatientAccountFactory of the patients' passkey accounts (docs/architecture.md, "Passkey
+        accounts"). A record written before passkey accounts has none: `up` and `deploy` add it at their next
+        start (docs/operations.md, "Passkey accounts")."""
+        factory = self.contracts.get(FACTORY_NAME)
+        if factory is None:
+            raise ConfigurationError(
+                "the deployment record names no PatientAccountFactory (it predates passkey accounts): run "
+                "`consent-ledger deploy` (or `up`) once with the deployer key to deploy it beside the ledger"
+            )
+        return factory
+
+    def with_account_factory(self, address: str) -> Deployment:
+        return Deployment(**{**self.__dict__, "contracts": {**self.contracts, FACTORY_NAME: address}})
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -72,8 +93,21 @@ class Deployment:
         return deployment
 
 
+def deploy_account_factory(sender: TransactionSender) -> str:
+    """Deploy PatientAccountFactory (which deploys the accounts' implementation in its constructor); its
+    address. It has no owner and no admin: anyone may create accounts with it."""
+    artifact = load_artifact(FACTORY_NAME)
+    receipt = sender.transact(None, bytes.fromhex(artifact["bytecode"][2:]), action=f"deploy {FACTORY_NAME}")
+    raw = sender.rpc.request("eth_getTransactionReceipt", [receipt.tx_hex])
+    address = to_checksum_address(raw["contractAddress"])
+    if not sender.rpc.code_at(address):
+        raise ConfigurationError(f"the {FACTORY_NAME} deployment left no code at {address}")
+    return address
+
+
 def deploy_ledger(sender: TransactionSender, custodian: str) -> Deployment:
-    """Deploy ConsentLedger with ``sender``'s account as admin and grant CUSTODIAN_ROLE to ``custodian``."""
+    """Deploy ConsentLedger with ``sender``'s account as admin and grant CUSTODIAN_ROLE to ``custodian``, and
+    the passkey accounts' PatientAccountFactory beside it."""
     artifact = load_artifact(CONTRACT_NAME)
     codec = ContractCodec(artifact["abi"])
     rpc = sender.rpc
@@ -88,10 +122,11 @@ def deploy_ledger(sender: TransactionSender, custodian: str) -> Deployment:
     ledger = ConsentLedgerContract(rpc, address, codec, sender)
     if not ledger.has_role(CUSTODIAN_ROLE, custodian):
         ledger.grant_role(CUSTODIAN_ROLE, custodian)
+    factory = deploy_account_factory(sender)
     return Deployment(
         chain_id=chain_id,
         rpc_url=rpc.url,
-        contracts={CONTRACT_NAME: address},
+        contracts={CONTRACT_NAME: address, FACTORY_NAME: factory},
         block_number=receipt.block_number,
         block_hash="0x" + receipt.block_hash.hex(),
         deployer=sender.address,
@@ -126,4 +161,7 @@ def deployment_is_live(rpc: RpcClient, deployment: Deployment) -> bool:
     if rpc.chain_id() != deployment.chain_id:
         return False
     code = rpc.code_at(deployment.ledger_address)
-    return bool(code) and "0x" + keccak(code).hex() == deployment.code_hash
+    if not code or "0x" + keccak(code).hex() != deployment.code_hash:
+        return False
+    # A recorded factory must be there too (a record without one is live; `up` and `deploy` add it).
+    return not deployment.has_account_factory or bool(rpc.code_at(deployment.account_factory))

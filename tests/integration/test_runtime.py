@@ -18,6 +18,7 @@ from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
 from ledger_service.domain.codes import AUDITOR_ROLE, CUSTODIAN_ROLE, EMERGENCY_ROLE, ZERO32, purpose_to_bytes32
 from ledger_service.domain.consent import ConsentState, consent_id
+from ledger_service.errors import ConfigurationError
 from ledger_service.runtime import Runtime
 from ledger_service.settings import ANVIL_DEV_KEYS, Settings
 from tests.conftest import free_port
@@ -72,6 +73,31 @@ def test_restart_keeps_the_deployment_and_every_grant(tmp_path: Path) -> None:
             ledger.address, first.block_number, ledger.rpc.block_number(), [ledger.codec.topic("ConsentGranted")]
         )
         assert any(log["transactionHash"] == receipt.tx_hash for log in logs)
+
+
+def test_a_deployment_from_before_passkey_accounts_gets_its_factory_at_the_next_start(tmp_path: Path) -> None:
+    port = free_port()
+    settings = Settings(data_dir=tmp_path, chain_port=port)
+    with Runtime(settings) as runtime:
+        first = runtime.deployment
+        assert runtime.rpc is not None and runtime.rpc.code_at(first.account_factory)
+        # What a data dir deployed before passkey accounts recorded: the ledger alone.
+        old = {**first.__dict__, "contracts": {"ConsentLedger": first.ledger_address}}
+        Deployment(**old).save(settings.deployment_file)
+
+    with Runtime(Settings(data_dir=tmp_path, chain_port=port)) as again:
+        upgraded = again.deployment
+        assert upgraded.ledger_address == first.ledger_address  # the same ledger, not a fresh deployment
+        assert upgraded.account_factory != first.account_factory
+        assert again.rpc is not None and again.rpc.code_at(upgraded.account_factory)
+        assert Deployment.load(settings.deployment_file) == upgraded
+
+    # A hub without the deployer key (an external chain) cannot add it and says what to run.
+    with Runtime(Settings(data_dir=tmp_path, chain_port=port)) as chain:
+        Deployment(**old).save(settings.deployment_file)
+        external = Settings(data_dir=tmp_path, rpc_url=chain.settings.effective_rpc_url, relayer_key=ANVIL_DEV_KEYS[0])
+        with pytest.raises(ConfigurationError, match="consent-ledger deploy"), Runtime(external):
+            pass
 
 
 def test_cli_up_prints_addresses_and_stops_cleanly(tmp_path: Path) -> None:

@@ -35,3 +35,15 @@ def test_a_version_2_deployment_record_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "deployment.json"
     Deployment(**{**RECORD, "ledger_version": LEDGER_VERSION}).save(path)
     assert Deployment.load(path).ledger_version == LEDGER_VERSION == 2
+
+
+def test_a_record_from_before_passkey_accounts_loads_and_names_what_to_run(tmp_path: Path) -> None:
+    path = tmp_path / "deployment.json"
+    Deployment(**{**RECORD, "ledger_version": LEDGER_VERSION}).save(path)
+    loaded = Deployment.load(path)  # a custodian's copy needs no factory
+    assert not loaded.has_account_factory
+    with pytest.raises(ConfigurationError, match=r"no PatientAccountFactory.*consent-ledger deploy"):
+        _ = loaded.account_factory
+    added = loaded.with_account_factory("0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0")
+    assert added.account_factory == "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
+    assert added.ledger_address == loaded.ledger_address
