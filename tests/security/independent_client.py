@@ -4,12 +4,21 @@ EIP-712 type strings of the contract's interface (contracts/src/IConsentLedger.s
 It imports nothing of the project (no ledger_service, no consent_api; tests/security/test_signed_acts.py
 checks this): the typed data, digests, ABI encoding, log reading and sign-in message are written here again
 from the specification, so a mistake in the project's own encoders cannot cancel out against the test.
-Only the standard library, eth-account (keys and signatures), eth-utils (keccak, addresses) and httpx.
+Only the standard library, eth-account (keys and signatures), eth-utils (keccak, addresses), httpx and
+cryptography (P-256, for the software passkey).
+
+:class:`SoftPasskey` is a WebAuthn authenticator with one ES256 credential, written from the WebAuthn Level 3
+specification (its client data, section 5.8.1; authenticator data, section 6.1; assertion signatures, sections
+6.3.3 and 6.5.6) the way a browser and a platform authenticator together answer ``navigator.credentials.get``:
+a passkey patient's account (contracts/src/PatientAccount.sol) takes the assertion, ABI-encoded, as its
+ERC-1271 signature.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 import secrets
 import time
@@ -19,6 +28,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_account.signers.local import LocalAccount
@@ -58,6 +70,14 @@ TYPE_STRINGS = (
     "EncryptionKey(address account,bytes32 publicKey,uint256 nonce,uint256 deadline)",
 )
 DOMAIN_TYPE_STRING = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+# A passkey account's own messages, in its own domain (contracts/src/PatientAccount.sol, its type hashes).
+ACCOUNT_TYPE_STRINGS = (
+    "AddPasskey(bytes32 qx,bytes32 qy,uint256 nonce,uint256 deadline)",
+    "RemovePasskey(bytes32 qx,bytes32 qy,uint256 nonce,uint256 deadline)",
+)
+ACCOUNT_DOMAIN_NAME = "Consent Ledger Patient Account"
+# ERC-6492: the 32 bytes that end a signature of a contract account not deployed yet.
+ERC6492_MAGIC = bytes.fromhex("6492" * 16)
 
 # The contract's custom errors and events this client recognizes (canonical signatures of the interface).
 ERRORS = (
@@ -93,7 +113,7 @@ def parse_type_string(text: str) -> tuple[str, list[dict[str, str]]]:
     return match.group(1), [{"name": m["name"], "type": m["type"]} for m in members]
 
 
-TYPES: dict[str, list[dict[str, str]]] = dict(parse_type_string(t) for t in TYPE_STRINGS)
+TYPES: dict[str, list[dict[str, str]]] = dict(parse_type_string(t) for t in (*TYPE_STRINGS, *ACCOUNT_TYPE_STRINGS))
 DOMAIN_MEMBERS = parse_type_string(DOMAIN_TYPE_STRING)[1]
 
 
@@ -149,15 +169,17 @@ def hash_struct(type_string: str, members: list[dict[str, str]], message: dict[s
 
 @dataclass(frozen=True)
 class Eip712:
-    """The ledger's signing domain (name "ConsentLedger", version "1", chain id, the ledger's address)."""
+    """The ledger's signing domain (name "ConsentLedger", version "1", chain id, the ledger's address), or with
+    ``name`` another contract's (a passkey account's own: :data:`ACCOUNT_DOMAIN_NAME`, the account)."""
 
     chain_id: int
     verifying_contract: str
+    name: str = "ConsentLedger"
 
     @property
     def domain(self) -> dict[str, Any]:
         return {
-            "name": "ConsentLedger",
+            "name": self.name,
             "version": "1",
             "chainId": self.chain_id,
             "verifyingContract": to_checksum_address(self.verifying_contract),
@@ -168,7 +190,7 @@ class Eip712:
 
     def digest(self, primary: str, message: dict[str, Any]) -> bytes:
         """``keccak256(0x1901 || domainSeparator || hashStruct(message))``, computed here from the type string."""
-        type_string = next(t for t in TYPE_STRINGS if t.startswith(primary + "("))
+        type_string = next(t for t in (*TYPE_STRINGS, *ACCOUNT_TYPE_STRINGS) if t.startswith(primary + "("))
         struct = hash_struct(type_string, TYPES[primary], message)
         return bytes(keccak(b"\x19\x01" + self.domain_separator() + struct))
 
@@ -204,8 +226,11 @@ def _dynamic(kind: AbiType) -> bool:
 def _encode_one(kind: AbiType, value: Any) -> bytes:
     if isinstance(kind, tuple):
         return abi_encode(kind, value)
-    if kind == "bytes":
-        raw = unhex(value) if isinstance(value, str) else bytes(value)
+    if kind in ("bytes", "string"):
+        if kind == "string":
+            raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        else:
+            raw = unhex(value) if isinstance(value, str) else bytes(value)
         return len(raw).to_bytes(32, "big") + raw + b"\x00" * (-len(raw) % 32)
     if kind == "bool":
         return int(bool(value)).to_bytes(32, "big")
@@ -267,6 +292,109 @@ def cid_bytes(cid: str) -> bytes:
         raise ValueError(f"not a base32 CIDv1: {cid!r}")
     body = cid[1:].upper()
     return base64.b32decode(body + "=" * (-len(body) % 8))
+
+
+# ----------------------------------------------------------------- a passkey, written from the WebAuthn specification
+
+# P-256's group order (SEC 2, section 2.4.2): a signature's s is taken in its lower half, as the account wants.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+FLAG_UP = 0x01  # user present (WebAuthn 6.1, flags bit 0)
+FLAG_UV = 0x04  # user verified (bit 2)
+
+
+def base64url(data: bytes) -> str:
+    """RFC 4648 section 5, without padding, as WebAuthn encodes a challenge in the client data."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """What ``navigator.credentials.get`` answers, with the signature as its two P-256 integers."""
+
+    authenticator_data: bytes
+    client_data_json: bytes
+    r: int
+    s: int
+
+    @property
+    def challenge_index(self) -> int:
+        return self.client_data_json.index(b'"challenge":"')
+
+    @property
+    def type_index(self) -> int:
+        return self.client_data_json.index(b'"type":"')
+
+    def encoded(self) -> bytes:
+        """``abi.encode(bytes32 r, bytes32 s, uint256 challengeIndex, uint256 typeIndex, bytes authenticatorData,
+        string clientDataJSON)``: the account's ERC-1271 signature (OpenZeppelin's WebAuthnAuth)."""
+        return abi_encode(
+            ("bytes32", "bytes32", "uint256", "uint256", "bytes", "string"),
+            (
+                self.r.to_bytes(32, "big"),
+                self.s.to_bytes(32, "big"),
+                self.challenge_index,
+                self.type_index,
+                self.authenticator_data,
+                self.client_data_json,
+            ),
+        )
+
+
+class SoftPasskey:
+    """A WebAuthn authenticator holding one ES256 credential (P-256 with SHA-256), for relying party ``rp_id``,
+    used from a page of ``origin``."""
+
+    def __init__(self, *, rp_id: str = "127.0.0.1", origin: str = "http://127.0.0.1") -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self.rp_id = rp_id
+        self.origin = origin
+        self.sign_count = 0
+        numbers = self._key.public_key().public_numbers()
+        self.x = numbers.x.to_bytes(32, "big")
+        self.y = numbers.y.to_bytes(32, "big")
+
+    @property
+    def public_key(self) -> dict[str, str]:
+        """The credential's public key as ``POST /v1/accounts`` takes it."""
+        return {"x": hex0x(self.x), "y": hex0x(self.y)}
+
+    def client_data_json(self, challenge: bytes) -> bytes:
+        """CollectedClientData for an assertion, in the specification's JSON-compatible serialization (5.8.1.1):
+        the members in this order, the challenge base64url-encoded."""
+        members = (("type", "webauthn.get"), ("challenge", base64url(challenge)), ("origin", self.origin))
+        body = ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in members)
+        return ("{" + body + ',"crossOrigin":false}').encode("utf-8")
+
+    def authenticator_data(self, flags: int) -> bytes:
+        """rpIdHash (SHA-256 of the RP ID) || flags || signCount, big-endian (6.1); no extensions."""
+        self.sign_count += 1
+        return hashlib.sha256(self.rp_id.encode()).digest() + bytes((flags,)) + self.sign_count.to_bytes(4, "big")
+
+    def assertion(self, challenge: bytes, *, flags: int = FLAG_UP | FLAG_UV) -> Assertion:
+        """The authenticator's signature over authenticatorData || SHA-256(clientDataJSON) (6.3.3 step 11)."""
+        client_data = self.client_data_json(challenge)
+        auth_data = self.authenticator_data(flags)
+        der = self._key.sign(auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        if s > P256_ORDER // 2:  # the same signature with the other s: the account takes the lower one only
+            s = P256_ORDER - s
+        return Assertion(auth_data, client_data, r, s)
+
+    def sign(self, digest: bytes, *, flags: int = FLAG_UP | FLAG_UV) -> bytes:
+        """A passkey signature of a 32-byte digest (its EIP-712 digest, or a sign-in message's EIP-191 hash): the
+        digest is the WebAuthn challenge."""
+        return self.assertion(digest, flags=flags).encoded()
+
+
+def personal_digest(text: str) -> bytes:
+    """EIP-191 version 0x45: keccak256("\\x19Ethereum Signed Message:\\n" + len(message) + message)."""
+    data = text.encode("utf-8")
+    return bytes(keccak(b"\x19Ethereum Signed Message:\n" + str(len(data)).encode() + data))
+
+
+def erc6492_wrap(factory: str, factory_calldata: bytes, signature: bytes) -> bytes:
+    """``abi.encode(address factory, bytes factoryCalldata, bytes signature) ++ magic`` (ERC-6492)."""
+    return abi_encode(("address", "bytes", "bytes"), (factory, factory_calldata, signature)) + ERC6492_MAGIC
 
 
 # ----------------------------------------------------------------- the chain over raw JSON-RPC
@@ -405,8 +533,47 @@ class LedgerApi:
             raise AssertionError(f"sign-in of {account.address} failed: {response.status_code} {response.text}")
         return {"Authorization": f"Bearer {response.json()['token']}"}
 
+    def sign_in_with(self, address: str, sign: Any) -> httpx.Response:
+        """A sign-in of ``address`` whose signature ``sign(message)`` makes (a passkey's, a contract's)."""
+        nonce = self.http.get("/v1/auth/nonce").raise_for_status().json()["nonce"]
+        message = siwe_message(self.url, address, self.chain_id, nonce)
+        return self.http.post("/v1/auth/login", json={"message": message, "signature": hex0x(sign(message))})
+
     def nonce(self, signer: str) -> int:
         return int(self.http.get(f"/v1/nonces/{signer}").raise_for_status().json()["nonce"])
+
+    # --- passkey accounts (contracts/src/PatientAccountFactory.sol, PatientAccount.sol)
+
+    @property
+    def account_factory(self) -> str:
+        info = self.http.get("/v1/chain").raise_for_status().json()
+        return to_checksum_address(info["contracts"]["PatientAccountFactory"])
+
+    def account_of(self, passkey: SoftPasskey) -> str:
+        """``accountOf(qx, qy)``, asked of the factory on chain."""
+        word = self.chain.view(self.account_factory, "accountOf", ("bytes32", "bytes32"), (passkey.x, passkey.y))
+        return word_address(word[0])
+
+    def create_account_call(self, passkey: SoftPasskey) -> bytes:
+        return call_data("createAccount", ("bytes32", "bytes32"), (passkey.x, passkey.y))
+
+    def account_digest(self, account: str, primary: str, message: dict[str, Any]) -> bytes:
+        """The EIP-712 digest of an account's own AddPasskey / RemovePasskey (its domain, its address)."""
+        return Eip712(self.chain_id, account, ACCOUNT_DOMAIN_NAME).digest(primary, message)
+
+    def passkey_change(self, account: str, primary: str, key: SoftPasskey, signer: SoftPasskey) -> dict[str, Any]:
+        """The body of ``POST /v1/accounts/{account}/passkeys[/remove]``: ``key`` added or removed, signed by
+        ``signer`` (one of the account's passkeys) with an unused nonce of the account's."""
+        nonce = secrets.randbits(64)
+        message = {"qx": key.x, "qy": key.y, "nonce": nonce, "deadline": self.deadline()}
+        signature = hex0x(signer.sign(self.account_digest(account, primary, message)))
+        return {"publicKey": key.public_key, "nonce": nonce, "deadline": message["deadline"], "signature": signature}
+
+    def account_nonce_used(self, account: str, nonce: int) -> bool:
+        return int.from_bytes(self.chain.view(account, "nonceUsed", ("uint256",), (nonce,))[0], "big") == 1
+
+    def code(self, address: str) -> bytes:
+        return unhex(self.chain.request("eth_getCode", [to_checksum_address(address), "latest"]))
 
     def deadline(self, seconds: int = 3600) -> int:
         return int(time.time()) + seconds

@@ -181,7 +181,7 @@ def _grant(api: LedgerApi, patient: LocalAccount, grantee: str) -> str:
 # ----------------------------------------------------------------- the client is independent
 
 
-_ALLOWED_IMPORTS = {"eth_account", "eth_utils", "httpx", "__future__"}
+_ALLOWED_IMPORTS = {"eth_account", "eth_utils", "httpx", "cryptography", "__future__"}
 
 
 def _imported_roots(path: Path) -> set[str]:
