@@ -14,7 +14,9 @@ two acts, and the second must be judged by the ledger, not answered with the fir
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
@@ -22,7 +24,14 @@ from typing import Final
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
 
-from ledger_service.chain.ledger import BY_SIG_FUNCTION, FIXED_GAS, ConsentLedgerContract, record_error, struct_tuple
+from ledger_service.chain.ledger import (
+    BY_SIG_FUNCTION,
+    FIXED_GAS,
+    SIGNED_ACT_GAS,
+    ConsentLedgerContract,
+    record_error,
+    struct_tuple,
+)
 from ledger_service.chain.sender import reverted_from
 from ledger_service.chain.wire import Receipt, RpcError
 from ledger_service.codec import eip712
@@ -45,6 +54,7 @@ from ledger_service.errors import (
     ConsentDenied,
     LedgerError,
     PermissionDenied,
+    RelaySuspended,
     SignatureError,
     TransactionReverted,
     ValidationError,
@@ -138,6 +148,49 @@ def refusal(message: SignedMessage, exc: TransactionReverted) -> LedgerError:
     return record_error(exc)
 
 
+# How long a contract account whose relayed transaction reverted after its check passed is refused (seconds).
+DEFAULT_REVERT_SUSPENSION: Final = 3600.0
+
+
+class RevertSuspensions:
+    """Contract accounts the relay refuses for a while: each relayed a message whose transaction reverted on
+    chain after its gas-bounded ``eth_call`` passed. An ECDSA signature answers the same in both; an ERC-1271
+    contract can answer ``eth_call`` one way and the mined transaction another (on ``block.number``,
+    ``tx.gasprice``, a toggle), and would make the relayer pay for one reverted transaction after another. So
+    one such revert suspends that party (docs/security.md, "Relay griefing"). In memory, per process, as the
+    rate limits are: a hub replica's own reverts count there."""
+
+    def __init__(self, seconds: float = DEFAULT_REVERT_SUSPENSION, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until: dict[str, tuple[float, str]] = {}
+
+    def check(self, party: str) -> None:
+        """Raise RelaySuspended while ``party`` is suspended."""
+        with self._lock:
+            suspended = self._until.get(party)
+            now = self._clock()
+            if suspended is not None and suspended[0] <= now:
+                del self._until[party]
+                suspended = None
+        if suspended is not None:
+            retry_after = max(1, math.ceil(suspended[0] - now))
+            raise RelaySuspended(
+                f"{party}'s messages are not relayed for {retry_after} s more: {suspended[1]}",
+                retry_after=retry_after,
+                reason="reverted-after-check",
+            )
+
+    def suspend(self, party: str, why: str) -> None:
+        with self._lock:
+            # Expired entries go as new ones come: the map holds at most the parties suspended in one period.
+            now = self._clock()
+            for expired in [p for p, (until, _) in self._until.items() if until <= now]:
+                del self._until[expired]
+            self._until[party] = (now + self.seconds, why)
+
+
 class Relay:
     """A :class:`ledger_service.records.relaying.Relayer` sending through ``ledger``'s sender (the relayer)."""
 
@@ -150,6 +203,7 @@ class Relay:
         wait_for_twin: float = 120.0,
         explain: Callable[[AccessRequest], str] | None = None,
         catalog: RecordCatalog | None = None,
+        suspensions: RevertSuspensions | None = None,
     ) -> None:
         if ledger.sender is None:
             raise ValueError("the relay needs a ledger handle with a sender")
@@ -159,6 +213,7 @@ class Relay:
         self.wait_for_twin = wait_for_twin
         self.explain = explain  # a plain-words reason for an access refusal (the consent rule over chain state)
         self.catalog = catalog  # records the versions a node of its own anchors (hub/catalog.py)
+        self.suspensions = suspensions if suspensions is not None else RevertSuspensions()
         self._lock = threading.Lock()
         self._in_flight: dict[bytes, threading.Event] = {}
 
@@ -203,13 +258,15 @@ class Relay:
             raise ValidationError("only an EmergencyAccessRequest takes a reason", field="reason")
 
     def simulate(self, message: SignedMessage, signature: bytes) -> None:
-        """Run the call with ``eth_call`` from the relayer, gas-bounded; raise its refusal if it would revert."""
+        """Run the call with ``eth_call`` from the relayer, gas-bounded; raise its refusal if it would revert.
+        A party suspended for an earlier revert (:class:`RevertSuspensions`) is refused before that."""
+        self.suspensions.check(party_of(message))
         name = BY_SIG_FUNCTION[type(message).__name__]
         data = self.ledger.encode(name, struct_tuple(message), signature)
         assert self.ledger.sender is not None
         try:
             self.ledger.rpc.call(
-                self.ledger.address, data, sender=self.ledger.sender.address, gas=FIXED_GAS.get(name, 250_000)
+                self.ledger.address, data, sender=self.ledger.sender.address, gas=FIXED_GAS.get(name, SIGNED_ACT_GAS)
             )
         except RpcError as exc:
             reverted = reverted_from(exc, self.ledger.codec, name)
@@ -306,8 +363,24 @@ class Relay:
             previous = self._replayed(message, digest)  # it may have landed through a concurrent twin
             if previous is not None:
                 return previous
+            if sent:
+                self._suspend_if_contract(message, exc)
             raise self._refused(message, exc) from exc
         return self._outcome(message, receipt, replayed=False)
+
+    def _suspend_if_contract(self, message: SignedMessage, exc: TransactionReverted) -> None:
+        """A mined revert of a message whose simulation passed: a contract party is suspended, unless another
+        message took the nonce meanwhile (a race between relays, which the party does not choose alone)."""
+        if exc.error_name == "NonceAlreadyUsed":
+            return
+        party = party_of(message)
+        if self.ledger.rpc.code_at(party):
+            self.suspensions.suspend(
+                party,
+                f"its relayed {type(message).__name__} reverted on chain ({exc.error_name or 'no reason given'}) "
+                "after its eth_call check passed: a contract account's signature check answered differently on "
+                "chain, and the relayer paid for the reverted transaction",
+            )
 
     # How far back an access request that landed without a trace is looked for: its deadline bounds how late it
     # could land, and nodes sign with a window of minutes (node/signing.py, Deadlines).
