@@ -114,7 +114,12 @@ class ContractNonceOut(Out):
 
 class LoginIn(Schema):
     message: str = Field(max_length=8192, description="The EIP-4361 message, exactly as signed")
-    signature: HexBytes = Field(description="personal_sign (EIP-191) signature of the message")
+    signature: str = Field(
+        pattern=r"^0x([0-9a-fA-F]{2})+$",
+        max_length=2 + 2 * 5120,  # a contract account's proof (4096 bytes), ERC-6492-wrapped
+        description="personal_sign (EIP-191) signature of the message, or a contract account's ERC-1271 proof "
+        "(ERC-6492-wrapped for a passkey account not deployed yet)",
+    )
 
 
 class LoginOut(Out):

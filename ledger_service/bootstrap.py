@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ledger_service.blobs import BlobStore, EmbeddedBlobStore, KuboBlobStore
+from ledger_service.chain.accounts import ContractSignatures, PatientAccounts
 from ledger_service.chain.deploy import DEMO_PROVIDERS, Deployment
 from ledger_service.chain.indexer import EventIndexer
 from ledger_service.chain.ledger import ConsentLedgerContract, ledger_codec
@@ -32,6 +33,7 @@ from ledger_service.db.models import RecordRow
 from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.domain.consent import AccessRequest, Eip712Domain
 from ledger_service.errors import ConfigurationError, KeyCustodyError, LedgerError
+from ledger_service.hub.accounts import AccountService
 from ledger_service.hub.audit import AuditService
 from ledger_service.hub.auth import AuthService, load_or_create_secret
 from ledger_service.hub.batched_disclosure import BatchedDisclosureStrategy
@@ -41,7 +43,7 @@ from ledger_service.hub.consents import ConsentService
 from ledger_service.hub.directory import Directory
 from ledger_service.hub.erasure import ErasureService
 from ledger_service.hub.records import RecordLookups
-from ledger_service.hub.relay import Relay
+from ledger_service.hub.relay import Relay, RevertSuspensions
 from ledger_service.node.custodian_client import HttpCustodian
 from ledger_service.node.custody import CustodianClient, CustodianInfo, EncryptionKeys, ThresholdCustody
 from ledger_service.node.erasures import ErasureFollower
@@ -88,6 +90,7 @@ class Services:
     parse_workers: ParseWorkers
     erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
     custodians: list[Custodian] = field(default_factory=list)  # the embedded default's (`up`), in this process
+    accounts: AccountService | None = None  # the hub's: the patients' passkey accounts
     _listing: list[tuple[int, str | None, bytes]] | None = None
     # index -> URL of each embedded custodian once `up` serves it (consent_api/server.py binds the ports)
     custodian_urls_bound: dict[int, str] = field(default_factory=dict)
@@ -180,6 +183,12 @@ class Services:
         if self.relay is None:
             raise ConfigurationError("this process is a node: relaying is its hub's")
         return self.relay
+
+    @property
+    def hub_accounts(self) -> AccountService:
+        if self.accounts is None:
+            raise ConfigurationError("this process is a node: passkey accounts are its hub's")
+        return self.accounts
 
     @property
     def hub_erasure(self) -> ErasureService:
@@ -454,6 +463,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
     providers = ProviderKeys.from_private_keys(_provider_keys(settings))
     domain = Eip712Domain(chain_id=deployment.chain_id, verifying_contract=deployment.ledger_address)
     relay: Relay | None = None
+    accounts: AccountService | None = None
     relayer: Relayer
     blobs: BlobStore
     if settings.role == "node":
@@ -483,8 +493,19 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         )
         ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec, sender)
         blobs = blob_store(settings)
-        relay = Relay(db=db, ledger=ledger, domain=domain, explain=lambda request: _explain(ledger, db, request))
+        relay = Relay(
+            db=db,
+            ledger=ledger,
+            domain=domain,
+            explain=lambda request: _explain(ledger, db, request),
+            suspensions=RevertSuspensions(settings.relay_revert_suspension),
+        )
         relayer = relay
+        accounts = AccountService(
+            db=db,
+            accounts=PatientAccounts(rpc, deployment.account_factory, sender),
+            chain_id=deployment.chain_id,
+        )
     message_nonces = MessageNonces(nonce_ledger, ledger.lowest_unused_nonce)
 
     def chain_time() -> int:
@@ -585,7 +606,11 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
     )
     consents = ConsentService(db=db, ledger=ledger, indexer=indexer, chain_time=chain_time)
     auth = AuthService(
-        db=db, secret=load_or_create_secret(settings.data_dir / "keys" / "api-token.key"), chain_id=deployment.chain_id
+        db=db,
+        secret=load_or_create_secret(settings.data_dir / "keys" / "api-token.key"),
+        chain_id=deployment.chain_id,
+        contracts=ContractSignatures(rpc),  # contract accounts sign in by ERC-1271
+        counterfactual=accounts,  # the hub deploys its factory's passkey accounts at an ERC-6492 sign-in
     )
     directory = Directory(ledger, deployment.block_number)
     audit = AuditService(
@@ -624,6 +649,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         parse_workers,
         ErasureFollower(db=db, indexer=indexer) if settings.role == "node" else None,
         custodians,
+        accounts,
     )
 
 

@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     relay_concurrency: int = Field(
         default=16, ge=1, description="Relayed messages waiting for their transactions at once; more are refused (503)"
     )
+    relay_revert_suspension: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds a contract account is refused relays (429) after its relayed transaction reverted on "
+        "chain though its eth_call check passed (docs/security.md, 'Relay griefing')",
+    )
 
     @field_validator(
         "auth_rate_limit", "auth_rate_limit_global", "relay_rate_limit", "relay_rate_limit_per_signer",

@@ -7,6 +7,12 @@ nonces not yet expired.
 A token is an HMAC-signed claim (address, issued, expiry, id) under a secret in the data
 dir; it proves only who the caller is. Roles are read from the chain on each request,
 so a role change on chain (a suspension) takes effect at once.
+
+A message's address is an ordinary account (its ECDSA ``personal_sign`` signature is recovered) or a contract
+account: one with code answers ERC-1271 ``isValidSignature`` for the message's EIP-191 hash, asked by an
+``eth_call`` bounded in gas; one not deployed yet may sign in with an ERC-6492 signature only if it is a passkey
+account of this deployment's factory, which the hub deploys first (docs/architecture.md, "Passkey sign-in and
+the relay"). Any other signature of an address without code is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -31,10 +38,12 @@ from eth_utils import to_checksum_address
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from ledger_service.codec import erc6492
 from ledger_service.db.database import Database, DatabaseError
 from ledger_service.db.models import AuthNonceRow
 from ledger_service.domain import siwe
-from ledger_service.errors import ConfigurationError, LedgerError
+from ledger_service.errors import ConfigurationError, LedgerError, ValidationError
+from ledger_service.transparency.signatures import MAX_SIGNATURE_BYTES, personal_message_digest
 
 NONCE_TTL_SECONDS = 600
 # expiry (10 hex digits, unix seconds) + 8 random bytes + the first 16 bytes of their HMAC-SHA256:
@@ -47,6 +56,25 @@ class AuthenticationError(LedgerError):
     """Missing, malformed, forged or expired credentials."""
 
     code = "unauthorized"
+
+
+class ContractSigners(Protocol):
+    """ERC-1271 of contract accounts (chain/accounts.py, ``ContractSignatures``)."""
+
+    def has_code(self, address: str) -> bool: ...
+
+    def is_valid_signature(self, account: str, digest: bytes, signature: bytes) -> bool:
+        """Whether ``account`` answers the ERC-1271 magic value, within a bounded gas."""
+        ...
+
+
+class CounterfactualAccounts(Protocol):
+    """The deployments ERC-6492 sign-ins may ask for (hub/accounts.py, ``AccountService``)."""
+
+    def deploy_for_sign_in(self, factory: str, calldata: bytes, account: str) -> None:
+        """Deploy ``account`` by calling ``factory`` with ``calldata``, if it is one the hub deploys (idempotent);
+        ValidationError saying why not otherwise."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -102,12 +130,16 @@ class AuthService:
         chain_id: int,
         clock: Callable[[], float] = time.time,
         token_ttl: int = TOKEN_TTL_SECONDS,
+        contracts: ContractSigners | None = None,
+        counterfactual: CounterfactualAccounts | None = None,
     ) -> None:
         self.db = db
         self._secret = secret
         self.chain_id = chain_id
         self._clock = clock
         self.token_ttl = token_ttl
+        self.contracts = contracts  # None: only ordinary accounts sign in
+        self.counterfactual = counterfactual  # None: no account is deployed at sign-in (a node of its own)
 
     # ------------------------------------------------------------- nonces
 
@@ -148,13 +180,62 @@ class AuthService:
         siwe.check(parsed, origins=origins, chain_id=self.chain_id, now=datetime.fromtimestamp(self._clock(), UTC))
         try:
             raw = bytes.fromhex(signature[2:] if signature.startswith("0x") else signature)
-            signer = Account.recover_message(encode_defunct(text=message), signature=raw)
-        except Exception as exc:  # malformed hex or signature bytes
-            raise siwe.SiweError("signature is not a valid personal_sign signature") from exc
-        if to_checksum_address(signer) != parsed.address:
-            raise siwe.SiweError(f"signature is by {signer}, not by {parsed.address}")
+        except ValueError as exc:
+            raise siwe.SiweError("signature is not hex") from exc
+        signer = self._ecdsa_signer(message, raw)
+        if signer != parsed.address:
+            # Not the address's own key: a contract account's signature, or nobody's.
+            self._check_contract_signature(parsed, message, raw, signer)
+            return self.issue_token(parsed.address, parsed.expiration_time)
         self._consume_nonce(parsed.nonce)
         return self.issue_token(parsed.address, parsed.expiration_time)
+
+    @staticmethod
+    def _ecdsa_signer(message: str, raw: bytes) -> str | None:
+        if len(raw) != 65:
+            return None
+        try:
+            return to_checksum_address(Account.recover_message(encode_defunct(text=message), signature=raw))
+        except Exception:  # malformed signature bytes
+            return None
+
+    def _check_contract_signature(self, parsed: siwe.SiweMessage, message: str, raw: bytes, signer: str | None) -> None:
+        """The contract-account paths: ERC-1271 of a deployed account; ERC-6492 of a passkey account of this
+        deployment's factory, deployed first. The nonce is spent before any chain work, so a refused attempt
+        cannot be replayed to make the hub deploy or ask again."""
+        address = parsed.address
+        if len(raw) > MAX_SIGNATURE_BYTES + 1024:  # the ERC-6492 wrapper adds the factory call, about 200 bytes
+            raise siwe.SiweError(f"signature is longer than a contract account's proof may be ({len(raw)} bytes)")
+        wrapped = erc6492.unwrap(raw) if erc6492.is_erc6492(raw) else None
+        if erc6492.is_erc6492(raw) and wrapped is None:
+            raise siwe.SiweError("signature ends with the ERC-6492 magic but is not abi.encode(factory, calldata, sig)")
+        if self.contracts is None:
+            raise siwe.SiweError(self._not_signed_by(address, signer))
+        deployed = self.contracts.has_code(address)
+        if not deployed and wrapped is None:
+            raise siwe.SiweError(self._not_signed_by(address, signer))
+        self._consume_nonce(parsed.nonce)
+        inner = raw
+        if wrapped is not None:
+            inner = wrapped.signature
+            if self.counterfactual is None:
+                raise siwe.SiweError("this server deploys no account at sign-in: sign in at the hub")
+            try:
+                # Deployed or not, the wrapper must name exactly this account's creation by this factory.
+                self.counterfactual.deploy_for_sign_in(wrapped.factory, wrapped.factory_calldata, address)
+            except ValidationError as exc:
+                raise siwe.SiweError(str(exc)) from exc
+        if not self.contracts.is_valid_signature(address, personal_message_digest(message), inner):
+            raise siwe.SiweError(f"contract account {address} does not accept the signature (ERC-1271)")
+
+    @staticmethod
+    def _not_signed_by(address: str, signer: str | None) -> str:
+        if signer is None:
+            return (
+                f"signature is not a personal_sign signature of {address}, which has no code: a contract account "
+                "that is not deployed yet signs in with an ERC-6492 signature of this deployment's factory"
+            )
+        return f"signature is by {signer}, not by {address}"
 
     # ------------------------------------------------------------- tokens
 
