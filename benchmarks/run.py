@@ -28,6 +28,7 @@ END = "<!-- bench:results:end -->"
 OP_LABELS = {
     "grant": "relayed grant (grantConsentBySig)",
     "grant_first": "the patient's first grant (its nonce word from zero)",
+    "grant_passkey": "passkey-signed grant (grantConsentBySig, ERC-1271 WebAuthn)",
     "revoke": "relayed revoke (revokeConsentBySig)",
     "anchor": "record anchor (anchorRecordBySig)",
     "amend": "amendment (amendRecordBySig)",
@@ -51,6 +52,10 @@ def table(results: dict[str, Any]) -> list[str]:
             figure = f"{op['gas_per_entry']} gas/entry ({op['gas_used']:,} per anchor)"
             base = f"floor {op['floor_per_entry']} gas/entry"
             target = "≤ 1.25× floor; ≤ 50 gas/entry"
+        elif name == "grant_passkey":
+            figure = f"{op['gas_used']:,} gas (+{op['over_ecdsa']:,} over ECDSA)"
+            base = f"ECDSA grant {op['ecdsa_grant']:,}; EVM floor {op['floor']:,}"
+            target = "≤ ECDSA grant + 30,000"
         else:
             figure, base, target = f"{op['gas_used']:,} gas", f"EVM floor {op['floor']:,}", "≤ 1.25× floor"
         rows.append(f"| gas: {OP_LABELS[name]} | {figure} | {base} | {op['ratio']}× | {target} | {_mark(op['met'])} |")
