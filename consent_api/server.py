@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
@@ -21,7 +22,7 @@ from ledger_service.bootstrap import (
 )
 from ledger_service.chain.deploy import Deployment
 from ledger_service.errors import ChainError, ConfigurationError
-from ledger_service.origins import sign_in_origins, trusted_proxies
+from ledger_service.origins import portal_url, sign_in_origins, trusted_proxies
 from ledger_service.runtime import NodeRuntime, Runtime
 from ledger_service.settings import Settings
 
@@ -92,6 +93,31 @@ def start_embedded_custodians(services: Services, origins: Sequence[str]) -> lis
     return started
 
 
+def _listening_sockets(host: str, port: int) -> list[socket.socket] | None:
+    """On 127.0.0.1, the port on ::1 too, so that no other local program can answer for http://localhost:PORT
+    (an origin sign-in and passkeys accept: ledger_service/origins.py). None: let uvicorn bind ``host``."""
+    if host != "127.0.0.1" or not port or not socket.has_ipv6:
+        return None
+    sockets: list[socket.socket] = []
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            sock.close()
+            if family == socket.AF_INET6 and exc.errno == errno.EADDRNOTAVAIL:
+                break  # no IPv6 loopback on this machine: nothing can listen there either
+            for bound in sockets:
+                bound.close()
+            raise ConfigurationError(f"cannot listen on [{address}]:{port}: {exc.strerror}") from exc
+        sock.listen(2048)
+        sockets.append(sock)
+    return sockets
+
+
 def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
     """Run until Ctrl+C, SIGTERM or ``stop``; resolves work a crash left half-done first."""
     settings = runtime.settings
@@ -142,6 +168,7 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         server = uvicorn.Server(config)
+        sockets = _listening_sockets(settings.host, settings.port)
         metrics_listener = start_metrics_listener(services, app.state.metrics)
 
         def watch() -> None:
@@ -153,7 +180,7 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
                 custodian_server.should_exit = True
 
         threading.Thread(target=watch, name="stop-watch", daemon=True).start()
-        print(f"portal  http://{settings.host}:{settings.port}/", flush=True)
+        print(f"portal  {portal_url(settings)}", flush=True)
         print(f"API     http://{settings.host}:{settings.port}/docs  (OpenAPI at /openapi.json)", flush=True)
         if metrics_listener is not None:
             print(f"metrics {metrics_listener[1]}", flush=True)
@@ -161,7 +188,7 @@ def serve(runtime: Runtime | NodeRuntime, stop: threading.Event) -> None:
             print(f"custodian {url}/v1/custodian", flush=True)
         print(f"sign-in messages must name {' or '.join(origins)}", flush=True)
         print("press Ctrl+C to stop (state is saved in the data dir)", flush=True)
-        server.run()
+        server.run(sockets=sockets)
         if metrics_listener is not None:
             metrics_listener[0].should_exit = True
     finally:

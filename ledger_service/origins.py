@@ -9,6 +9,7 @@ token (docs/operations.md, "Public origin and proxies").
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 from urllib.parse import urlsplit
 
 from ledger_service.errors import ConfigurationError
@@ -47,6 +48,9 @@ def normalize_origin(value: str, *, setting: str) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
+
+
 def sign_in_origins(settings: Settings) -> tuple[str, ...]:
     """The origins a sign-in message may name: the public origin (on the embedded dev chain, by
     default the address the API serves) and the allowed origins. Raises ConfigurationError when
@@ -70,7 +74,17 @@ def sign_in_origins(settings: Settings) -> tuple[str, ...]:
     else:
         host = f"[{settings.host}]" if ":" in settings.host and not settings.host.startswith("[") else settings.host
         primary.append(normalize_origin(f"http://{host}:{settings.port}", setting="CONSENT_LEDGER_HOST/PORT"))
+        if settings.host in LOOPBACK_HOSTS:
+            # The same server under its name: passkeys need a domain for their site (WebAuthn refuses an IP
+            # address), and localhost is the one a loopback address always has.
+            primary.append(f"http://localhost:{settings.port}")
     return tuple(dict.fromkeys(primary + allowed))
+
+
+def portal_url(settings: Settings) -> str:
+    """Where a person on this machine opens the portal: by name on a loopback address (passkeys need one)."""
+    host = "localhost" if settings.host in LOOPBACK_HOSTS else settings.host
+    return f"http://{host}:{settings.port}/"
 
 
 def trusted_proxies(settings: Settings) -> tuple[str, ...]:

@@ -3,7 +3,6 @@ service (``consent-ledger up``: its own anvil, data dir and free ports)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -78,13 +77,12 @@ def real_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port, chain_port = _free_port(), _free_port()
     log = (data_dir / "server.log").open("wb")
     # The metrics listener gets a free port of its own too (its default, port + 1, may be taken). The portal is
-    # also reached at http://localhost:{port}: passkeys need a domain name as their relying party, not 127.0.0.1,
-    # and sign-in messages (and the custodians' CORS) must then accept that origin.
+    # also reached at http://localhost:{port} (passkeys need a domain name as their relying party, not
+    # 127.0.0.1), which `up` on a loopback address accepts as its own origin with no setting.
     env = {
         **os.environ,
         "CONSENT_LEDGER_METRICS_PORT": str(_free_port()),
         "CONSENT_LEDGER_CUSTODIAN_PORTS_FROM": "0",
-        "CONSENT_LEDGER_ALLOWED_ORIGINS": json.dumps([f"http://localhost:{port}"]),
     }
     proc = subprocess.Popen(
         [str(exe), "up", "--data-dir", str(data_dir), "--port", str(port), "--chain-port", str(chain_port)],

@@ -9,6 +9,7 @@ X-Forwarded-* headers) to get a bearer token in the victim's name.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,18 @@ from tests.conftest import free_port
 from tests.security.conftest import REPO, DevServer, assert_sign_in_refused, sign_in_body
 
 pytestmark = pytest.mark.integration
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+IPV6_LOOPBACK = _ipv6_loopback()
 
 FORGED = {"Host": "evil.example", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
 
@@ -86,13 +99,36 @@ def test_message_for_the_served_origin_signs_in_whatever_the_headers(server: Dev
         assert me.status_code == 200 and me.json()["address"] == clinic.address
 
 
-def test_localhost_is_not_the_served_origin_unless_allowed(server: DevServer) -> None:
-    victim = Account.create()
-    body = sign_in_body(server, victim, domain=f"localhost:{server.port}", uri=f"http://localhost:{server.port}/")
-    response = httpx.post(
-        server.url + "/v1/auth/login", json=body, headers={"Host": f"localhost:{server.port}"}, timeout=30
-    )
-    assert_sign_in_refused(response, f"domain 'localhost:{server.port}'")
+def test_on_loopback_the_server_is_also_localhost_and_nothing_else(server: DevServer) -> None:
+    """Passkeys need a domain, so the embedded default also answers to localhost (it holds the port on ::1
+    too, so no other local program can be localhost:PORT); other names for the same address are refused."""
+    user = Account.create()
+    body = sign_in_body(server, user, domain=f"localhost:{server.port}", uri=f"http://localhost:{server.port}/")
+    assert httpx.post(server.url + "/v1/auth/login", json=body, timeout=30).status_code == 200
+    for other in (f"127.0.0.2:{server.port}", f"localhost.evil.example:{server.port}", f"localhost:{server.port + 1}"):
+        body = sign_in_body(server, user, domain=other, uri=f"http://{other}/")
+        assert_sign_in_refused(httpx.post(server.url + "/v1/auth/login", json=body, timeout=30), f"domain '{other}'")
+    if IPV6_LOOPBACK:
+        with socket.socket(socket.AF_INET6) as squatter, pytest.raises(OSError, match="in use"):
+            squatter.bind(("::1", server.port))  # taken by the server itself
+
+
+@pytest.mark.skipif(not IPV6_LOOPBACK, reason="this machine has no IPv6 loopback (nor can anything listen there)")
+def test_a_server_on_loopback_will_not_start_beside_a_squatter_on_the_ipv6_loopback() -> None:
+    from consent_api.server import _listening_sockets
+    from ledger_service.errors import ConfigurationError
+
+    port = free_port()
+    with socket.socket(socket.AF_INET6) as squatter:
+        squatter.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        squatter.bind(("::1", port))
+        squatter.listen()
+        with pytest.raises(ConfigurationError, match=rf"\[::1\]:{port}"):
+            _listening_sockets("127.0.0.1", port)
+    sockets = _listening_sockets("127.0.0.1", port)
+    assert sockets is not None and [s.getsockname()[0] for s in sockets] == ["127.0.0.1", "::1"]
+    for s in sockets:
+        s.close()
 
 
 def _redirect_location(server: DevServer, headers: dict[str, str]) -> str:

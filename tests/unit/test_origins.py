@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ledger_service.errors import ConfigurationError
-from ledger_service.origins import normalize_origin, sign_in_origins, trusted_proxies
+from ledger_service.origins import normalize_origin, portal_url, sign_in_origins, trusted_proxies
 from ledger_service.settings import Settings
 
 
@@ -45,9 +45,12 @@ def test_credentials_in_a_configured_origin_are_not_repeated_in_the_error() -> N
 
 
 def test_dev_default_is_the_served_address_plus_allowed_origins() -> None:
-    assert sign_in_origins(Settings(port=9000)) == ("http://127.0.0.1:9000",)
-    allowed = Settings(port=9000, allowed_origins=["http://localhost:9000"])
-    assert sign_in_origins(allowed) == ("http://127.0.0.1:9000", "http://localhost:9000")
+    # On a loopback address the server is also reached by name: passkeys (WebAuthn) need a domain.
+    assert sign_in_origins(Settings(port=9000)) == ("http://127.0.0.1:9000", "http://localhost:9000")
+    allowed = Settings(port=9000, allowed_origins=["http://localhost:9000", "http://portal.test:9000"])
+    assert sign_in_origins(allowed) == ("http://127.0.0.1:9000", "http://localhost:9000", "http://portal.test:9000")
+    assert sign_in_origins(Settings(host="10.0.0.7", port=9000)) == ("http://10.0.0.7:9000",)
+    assert portal_url(Settings(port=9000)) == "http://localhost:9000/"
     public = Settings(public_origin="https://ledger.example.org", allowed_origins=["https://ledger.example.net"])
     assert sign_in_origins(public) == ("https://ledger.example.org", "https://ledger.example.net")
 
