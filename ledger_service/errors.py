@@ -242,7 +242,8 @@ class RelayBusy(LedgerError):
 
 class RelaySuspended(LedgerError):
     """A contract account whose relayed transaction reverted on chain after its ``eth_call`` check passed: its
-    messages are not relayed until ``retry_after`` seconds have passed (docs/security.md, "Relay griefing")."""
+    messages are not relayed until ``retry_after`` seconds have passed (docs/security.md, "Passkey sign-in and
+    relay griefing")."""
 
     code = "relay-suspended"
 

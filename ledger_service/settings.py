@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         default=3600.0,
         ge=0,
         description="Seconds a contract account is refused relays (429) after its relayed transaction reverted on "
-        "chain though its eth_call check passed (docs/security.md, 'Relay griefing')",
+        "chain though its eth_call check passed (docs/security.md, 'Passkey sign-in and relay griefing')",
     )
 
     @field_validator(

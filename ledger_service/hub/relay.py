@@ -157,8 +157,8 @@ class RevertSuspensions:
     chain after its gas-bounded ``eth_call`` passed. An ECDSA signature answers the same in both; an ERC-1271
     contract can answer ``eth_call`` one way and the mined transaction another (on ``block.number``,
     ``tx.gasprice``, a toggle), and would make the relayer pay for one reverted transaction after another. So
-    one such revert suspends that party (docs/security.md, "Relay griefing"). In memory, per process, as the
-    rate limits are: a hub replica's own reverts count there."""
+    one such revert suspends that party (docs/security.md, "Passkey sign-in and relay griefing"). In memory,
+    per process, as the rate limits are: a hub replica's own reverts count there."""
 
     def __init__(self, seconds: float = DEFAULT_REVERT_SUSPENSION, clock: Callable[[], float] = time.monotonic):
         self.seconds = seconds
