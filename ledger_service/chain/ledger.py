@@ -38,8 +38,8 @@ CONTRACT_NAME: Final = "ConsentLedger"
 # same checks first (signature, nonce, deadline; authorizingConsent; active provider), so that is rare.
 # A signed act also has room for a contract party's ERC-1271 check, up to the gas the hub and the auditor
 # give that check (ERC1271_GAS): a passkey account's signature costs about 26,000 more by its first passkey,
-# and about 182,000 more by the last of 8 (each earlier passkey tried first), so the patient's first grant
-# by that last passkey takes about 261,000 (tests/integration/test_passkey_gas.py).
+# and about 180,000 to 200,000 more by the last of 8 (each earlier passkey tried first): the patient's first grant
+# by that last passkey took 280,821, its revoke 243,730 (tests/integration/test_passkey_gas.py).
 FIXED_GAS: Final = {
     "grantConsentBySig": 250_000 + ERC1271_GAS,
     "revokeConsentBySig": 150_000 + ERC1271_GAS,
