@@ -7,9 +7,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ledger_service.transparency.signatures import MAX_SIGNATURE_BYTES
+
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x90F79bf6EB2c4f870365E785982E1f101E93b906"])]
 Bytes32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$", examples=["0x" + "00" * 32])]
 HexBytes = Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2})+$", max_length=2 + 2 * 1024)]
+# A signature: 65 bytes of ECDSA, or a contract account's ERC-1271 proof (a passkey's WebAuthn assertion is
+# 500-900 bytes), up to the relay's bound.
+Signature = Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2})+$", max_length=2 + 2 * MAX_SIGNATURE_BYTES)]
 Uint64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
 Uint256 = Annotated[int, Field(ge=0, le=2**256 - 1)]
 
@@ -145,7 +150,7 @@ class ConsentGrantIn(Schema):
 
 class GrantRequest(Schema):
     grant: ConsentGrantIn
-    signature: HexBytes
+    signature: Signature
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -180,7 +185,7 @@ class ConsentRevokeIn(Schema):
 
 class RevokeRequest(Schema):
     revoke: ConsentRevokeIn
-    signature: HexBytes
+    signature: Signature
 
 
 class DelegateGrantIn(Schema):
@@ -193,7 +198,7 @@ class DelegateGrantIn(Schema):
 
 class DelegateRequest(Schema):
     delegate: DelegateGrantIn
-    signature: HexBytes
+    signature: Signature
 
 
 class GrantOut(Out):
@@ -308,7 +313,7 @@ class EraseRequest(Schema):
     """The patient's (or a live delegate's) signed ``RecordErase``: the hub cannot erase without it."""
 
     erase: RecordEraseIn
-    signature: HexBytes
+    signature: Signature
 
 
 class DelegateRevokeIn(Schema):
@@ -320,7 +325,7 @@ class DelegateRevokeIn(Schema):
 
 class DelegateRevokeRequest(Schema):
     revoke: DelegateRevokeIn
-    signature: HexBytes
+    signature: Signature
 
 
 class ErasureOut(Out):

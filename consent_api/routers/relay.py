@@ -16,7 +16,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from consent_api.deps import ServicesDep, address_param
-from consent_api.schemas import HexBytes, Out, Schema
+from consent_api.schemas import Out, Schema, Signature
 from consent_api.throttle import RELAY_LIMITED, relay
 from ledger_service.domain.codes import hex32
 from ledger_service.domain.consent import EIP712_TYPES, RecordErase, SignedMessage, field_attribute
@@ -41,7 +41,7 @@ class RecordFactsIn(Schema):
 class RelayIn(Schema):
     primary_type: str = Field(description="The EIP-712 primary type, e.g. RecordAnchor or AccessRequest")
     message: dict[str, Any] = Field(description="The message's fields, camelCase; bytes32 and bytes as 0x-hex")
-    signature: HexBytes = Field(description="65-byte ECDSA signature, or an ERC-1271 proof of a contract account")
+    signature: Signature = Field(description="65-byte ECDSA signature, or an ERC-1271 proof of a contract account")
     reason: str | None = Field(
         default=None, max_length=2000, description="EmergencyAccessRequest only: its keccak256 is reasonHash"
     )

@@ -35,7 +35,8 @@ from ledger_service.errors import (
     TransactionReverted,
     ValidationError,
 )
-from ledger_service.hub.relay import MAX_SIGNATURE_BYTES, relayed_key
+from ledger_service.hub.relay import relayed_key
+from ledger_service.transparency.signatures import MAX_SIGNATURE_BYTES
 
 T = TypeVar("T")
 

@@ -61,6 +61,7 @@ from ledger_service.errors import (
 )
 from ledger_service.hub.catalog import RecordCatalog
 from ledger_service.records.relaying import RecordFacts, RelayOutcome
+from ledger_service.transparency.signatures import MAX_SIGNATURE_BYTES
 
 # The short kind stored with each relayed message.
 KINDS: Final = {
@@ -88,8 +89,6 @@ _EVENTS: Final = {
     "RecordErase": "RecordErased",
     "EncryptionKey": "EncryptionKeySet",
 }
-# ERC-1271 signatures (a contract account's) may be longer than ECDSA's 65 bytes, but not without bound.
-MAX_SIGNATURE_BYTES: Final = 4096
 
 # The contract's custom errors that mean "this signed message is not acceptable", with the reason code
 # the API reports (README, "Roles: hub and node").

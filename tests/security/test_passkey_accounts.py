@@ -161,3 +161,15 @@ def test_a_second_device_grants_until_it_is_removed(api: LedgerApi, providers: l
     assert not api.nonce_used(account, after["grant"]["nonce"])
     signed_in = api.sign_in_with(account, lambda message: laptop.sign(personal_digest(message)))
     assert _problem(signed_in)["type"] == "/problems/invalid-sign-in"
+
+
+def test_an_assertion_longer_than_a_kilobyte_is_relayed(api: LedgerApi, providers: list[str]) -> None:
+    """A WebAuthn assertion's size is the authenticator's and the browser's (clientDataJSON may carry more
+    members, authenticatorData extensions): the routes take what the relay takes, not ECDSA-sized fields."""
+    passkey = SoftPasskey(origin="https://" + "patients." * 90 + "example.org")
+    account = _create(api, passkey)
+    body = _grant_body(api, account, providers[0], passkey)
+    assert len(body["signature"]) > 2 + 2 * 1024
+    response = api.http.post("/v1/consents", json=body)
+    assert response.status_code == 201, response.text
+    assert _landed(api, account, providers[0])
