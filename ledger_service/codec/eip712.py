@@ -119,6 +119,10 @@ if set(_MESSAGE_CLASSES) != set(EIP712_TYPES):
 _STRUCTS: Final[dict[type, tuple[bytes, tuple[tuple[str, _Encoder], ...]]]] = {
     cls: (bytes(keccak(text=type_string(name))), _layout(cls, EIP712_TYPES[name]))
     for name, cls in _MESSAGE_CLASSES.items()
+} | {
+    # A passkey account's own messages (its domain: ledger_service.domain.passkeys.account_domain).
+    cls: (_type_hash(cls.__name__, PASSKEY_TYPES[cls.__name__]), _layout(cls, PASSKEY_TYPES[cls.__name__]))
+    for cls in get_args(PasskeyMessage)
 }
 _DOMAIN_TYPE_HASH: Final = _type_hash("EIP712Domain", EIP712_DOMAIN_TYPE)
 _DOMAIN_LAYOUT: Final = _layout(Eip712Domain, EIP712_DOMAIN_TYPE)
@@ -149,13 +153,13 @@ def domain_separator(domain: Eip712Domain) -> bytes | None:
     return _cached_separator(domain)
 
 
-def eth_account_digest(domain: Eip712Domain, message: SignedMessage) -> bytes:
+def eth_account_digest(domain: Eip712Domain, message: SignedMessage | PasskeyMessage) -> bytes:
     """The digest as eth-account computes it (the slow path, and the reference the tests compare with)."""
     signable = encode_typed_data(full_message=typed_data(domain, message))
     return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))
 
 
-def digest(domain: Eip712Domain, message: SignedMessage) -> bytes:
+def digest(domain: Eip712Domain, message: SignedMessage | PasskeyMessage) -> bytes:
     """The 32-byte EIP-712 digest ``keccak(0x1901 || domainSeparator || hashStruct(message))``."""
     struct = _STRUCTS.get(type(message))
     separator = domain_separator(domain)
@@ -164,25 +168,6 @@ def digest(domain: Eip712Domain, message: SignedMessage) -> bytes:
         if message_hash is not None:
             return bytes(keccak(b"\x19\x01" + separator + message_hash))
     return eth_account_digest(domain, message)
-
-
-_PASSKEY_STRUCTS: Final = {
-    cls: _type_hash(cls.__name__, PASSKEY_TYPES[cls.__name__]) for cls in get_args(PasskeyMessage)
-}
-
-
-def passkey_digest(domain: Eip712Domain, message: PasskeyMessage) -> bytes:
-    """The EIP-712 digest of a passkey account's ``AddPasskey`` / ``RemovePasskey`` (domain: the account's own,
-    ``ledger_service.domain.passkeys.account_domain``); ValueError for a field outside its type."""
-    separator = domain_separator(domain)
-    words = [_PASSKEY_STRUCTS[type(message)]]
-    for value in (_bytes32(message.qx), _bytes32(message.qy), _uint(256)(message.nonce), _uint(256)(message.deadline)):
-        if value is None:
-            raise ValueError(f"{type(message).__name__}: qx and qy are 32 bytes, nonce and deadline uint256")
-        words.append(value)
-    if separator is None:
-        raise ValueError("the account's EIP-712 domain is not a plain (chain id, address, name, version)")
-    return bytes(keccak(b"\x19\x01" + separator + bytes(keccak(b"".join(words)))))
 
 
 def _recovery_id(v: int) -> int:

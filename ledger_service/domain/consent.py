@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
@@ -147,13 +147,15 @@ def field_attribute(eip712_name: str) -> str:
 
 
 class TypedMessage:
-    """A signed message of :data:`EIP712_TYPES`, named like its primary type; its fields are the type's, in
-    snake case (docs/architecture.md, "Signed acts")."""
+    """A signed message of :data:`EIP712_TYPES` (or of another family's ``TYPES``), named like its primary
+    type; its fields are the type's, in snake case (docs/architecture.md, "Signed acts")."""
+
+    TYPES: ClassVar[Mapping[str, list[dict[str, str]]]] = EIP712_TYPES
 
     def message(self) -> dict[str, Any]:
         """The EIP-712 ``message`` object: camelCase keys in the type's order, addresses checksummed."""
         out: dict[str, Any] = {}
-        for member in EIP712_TYPES[type(self).__name__]:
+        for member in self.TYPES[type(self).__name__]:
             value = getattr(self, field_attribute(member["name"]))
             out[member["name"]] = checksum_address(value) if member["type"] == "address" else value
         return out
@@ -299,11 +301,11 @@ ConsentMessage = ConsentGrant | ConsentRevoke | DelegateGrant
 """The three messages of version 1, which ``/v1/consents`` relays."""
 
 
-def typed_data(domain: Eip712Domain, message: SignedMessage) -> dict[str, Any]:
+def typed_data(domain: Eip712Domain, message: TypedMessage) -> dict[str, Any]:
     """The full EIP-712 typed data (``eth_signTypedData_v4`` shape) for a message."""
     primary = type(message).__name__
     return {
-        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, primary: EIP712_TYPES[primary]},
+        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, primary: message.TYPES[primary]},
         "primaryType": primary,
         "domain": domain.as_dict(),
         "message": message.message(),

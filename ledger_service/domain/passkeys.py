@@ -7,10 +7,11 @@ An account (``contracts/src/PatientAccount.sol``) signs its own messages in a do
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import ClassVar, Final
 
-from ledger_service.domain.consent import EIP712_DOMAIN_TYPE, Eip712Domain
+from ledger_service.domain.consent import Eip712Domain, TypedMessage
 from ledger_service.errors import InvalidPasskey
 
 # The NIST P-256 curve y^2 = x^3 - 3x + b over the prime field of P256_P (SEC 2, section 2.4.2).
@@ -61,29 +62,27 @@ class Passkey:
 
 
 @dataclass(frozen=True)
-class AddPasskey:
+class AddPasskey(TypedMessage):
     """``AddPasskey(bytes32 qx,bytes32 qy,uint256 nonce,uint256 deadline)``: make ``(qx, qy)`` a passkey too."""
+
+    TYPES: ClassVar[Mapping[str, list[dict[str, str]]]] = PASSKEY_TYPES
 
     qx: bytes
     qy: bytes
     nonce: int
     deadline: int
-
-    def message(self) -> dict[str, Any]:
-        return {"qx": self.qx, "qy": self.qy, "nonce": self.nonce, "deadline": self.deadline}
 
 
 @dataclass(frozen=True)
-class RemovePasskey:
+class RemovePasskey(TypedMessage):
     """``RemovePasskey(bytes32 qx,bytes32 qy,uint256 nonce,uint256 deadline)``: stop ``(qx, qy)`` signing."""
+
+    TYPES: ClassVar[Mapping[str, list[dict[str, str]]]] = PASSKEY_TYPES
 
     qx: bytes
     qy: bytes
     nonce: int
     deadline: int
-
-    def message(self) -> dict[str, Any]:
-        return {"qx": self.qx, "qy": self.qy, "nonce": self.nonce, "deadline": self.deadline}
 
 
 PasskeyMessage = AddPasskey | RemovePasskey
@@ -94,14 +93,3 @@ def account_domain(chain_id: int, account: str) -> Eip712Domain:
     return Eip712Domain(
         chain_id=chain_id, verifying_contract=account, name=ACCOUNT_DOMAIN_NAME, version=ACCOUNT_DOMAIN_VERSION
     )
-
-
-def passkey_typed_data(domain: Eip712Domain, message: PasskeyMessage) -> dict[str, Any]:
-    """The message as EIP-712 typed data (``eth_signTypedData_v4``'s input; the tests' reference digest)."""
-    primary = type(message).__name__
-    return {
-        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, primary: PASSKEY_TYPES[primary]},
-        "primaryType": primary,
-        "domain": domain.as_dict(),
-        "message": message.message(),
-    }

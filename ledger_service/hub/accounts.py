@@ -189,7 +189,7 @@ class AccountService:
         if self.accounts.first_passkey(account) is None:
             raise AccountNotFound(f"no passkey account of this deployment's factory is deployed at {account}")
         try:
-            digest = eip712.passkey_digest(account_domain(self.chain_id, account), message)
+            digest = eip712.digest(account_domain(self.chain_id, account), message)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
         key = hex32(relayed_key(digest, signature))

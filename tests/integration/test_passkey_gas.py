@@ -45,7 +45,7 @@ def test_the_last_of_eight_passkeys_signs_every_act_within_the_limits(services: 
     for nonce in range(7):  # the eighth added by the seventh: every earlier passkey is tried before it
         new = SoftPasskey()
         message = AddPasskey(new.x, new.y, nonce, services.chain_time() + 600)
-        tx_hash, _ = accounts.change_passkey(account, message, keys[-1].sign(eip712.passkey_digest(domain, message)))
+        tx_hash, _ = accounts.change_passkey(account, message, keys[-1].sign(eip712.digest(domain, message)))
         assert _gas(services, tx_hash) * MARGIN <= ACCOUNT_FIXED_GAS["addPasskey"]
         keys.append(new)
     assert len(accounts.describe(account).passkeys) == 8

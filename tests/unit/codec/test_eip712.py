@@ -30,6 +30,7 @@ from ledger_service.domain.consent import (
     SignedMessage,
     typed_data,
 )
+from ledger_service.domain.passkeys import AddPasskey, RemovePasskey
 from ledger_service.errors import SignatureError
 from ledger_service.hub.relay import Relay
 
@@ -171,6 +172,9 @@ def test_type_hashes_are_the_designs() -> None:
         "uint32 version,bytes32 reasonHash,uint256 nonce,uint256 deadline)",
         RecordErase: "RecordErase(address patient,bytes32 recordId,uint256 nonce,uint256 deadline)",
         EncryptionKey: "EncryptionKey(address account,bytes32 publicKey,uint256 nonce,uint256 deadline)",
+        # A passkey account's own (contracts/src/PatientAccount.sol).
+        AddPasskey: "AddPasskey(bytes32 qx,bytes32 qy,uint256 nonce,uint256 deadline)",
+        RemovePasskey: "RemovePasskey(bytes32 qx,bytes32 qy,uint256 nonce,uint256 deadline)",
     }
     assert set(design) == set(eip712._STRUCTS)
     for cls, text in design.items():
