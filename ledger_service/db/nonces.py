@@ -35,10 +35,6 @@ _RESERVE_BLOCK = text(
     "UPDATE account_nonces SET next_nonce = CASE WHEN next_nonce > :floor THEN next_nonce ELSE :floor END + :count "
     "WHERE address = :address RETURNING next_nonce"
 )
-_RESERVE_AT = text(
-    "UPDATE account_nonces SET next_nonce = CASE WHEN next_nonce > :floor + :count THEN next_nonce "
-    "ELSE :floor + :count END WHERE address = :address"
-)
 _GIVE_BACK = text("UPDATE account_nonces SET next_nonce = :nonce WHERE address = :address AND next_nonce = :nonce + 1")
 
 
@@ -64,17 +60,12 @@ class DbNonceLedger:
             taken = connection.execute(_RESERVE, {"address": address, "pending": node_pending}).scalar_one()
         return int(taken) - 1
 
-    def reserve_block(self, address: str, floor: int, count: int, *, at_floor: bool = False) -> range:
+    def reserve_block(self, address: str, floor: int, count: int) -> range:
         """``count`` consecutive values from ``max(recorded next, floor)`` on, taken for this process alone (for
-        unordered message nonces: the ones a process never uses are gaps, which cost nothing). ``at_floor``:
-        from ``floor`` itself, the chain's lowest unused after a refusal (the recorded count was wrong: another
-        installation, or a DB restored from a backup, signed for the account), and the record moves past it."""
+        unordered message nonces: the ones a process never uses are gaps, which cost nothing)."""
         self._ensure_row(address)
-        values = {"address": address, "floor": floor, "count": count}
         with self.db.relaxed_engine.begin() as connection:
-            if at_floor:
-                connection.execute(_RESERVE_AT, values)
-                return range(floor, floor + count)
+            values = {"address": address, "floor": floor, "count": count}
             end = int(connection.execute(_RESERVE_BLOCK, values).scalar_one())
         return range(end - count, end)
 

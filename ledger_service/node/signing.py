@@ -116,10 +116,7 @@ class MessageNonces:
             if nonce is not None:
                 return nonce
             floor = self._lowest_unused(signer) if reserved is None else 0
-            key = _MESSAGE_KEY + signer[2:].lower()
-            # After a refusal the chain's lowest unused nonce, exactly: the count recorded here may lie in nonces
-            # another installation used, and taking it again would be refused again.
-            block = iter(self._ledger.reserve_block(key, floor, self.BLOCK, at_floor=resync))
+            block = iter(self._ledger.reserve_block(_MESSAGE_KEY + signer[2:].lower(), floor, self.BLOCK))
             self._reserved[signer] = block
             return next(block)
 
