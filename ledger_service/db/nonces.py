@@ -31,10 +31,6 @@ _RESERVE = text(
     "UPDATE account_nonces SET next_nonce = CASE WHEN next_nonce > :pending THEN next_nonce ELSE :pending END + 1 "
     "WHERE address = :address RETURNING next_nonce"
 )
-_RESERVE_BLOCK = text(
-    "UPDATE account_nonces SET next_nonce = CASE WHEN next_nonce > :floor THEN next_nonce ELSE :floor END + :count "
-    "WHERE address = :address RETURNING next_nonce"
-)
 _GIVE_BACK = text("UPDATE account_nonces SET next_nonce = :nonce WHERE address = :address AND next_nonce = :nonce + 1")
 
 
@@ -59,15 +55,6 @@ class DbNonceLedger:
         with self.db.relaxed_engine.begin() as connection:
             taken = connection.execute(_RESERVE, {"address": address, "pending": node_pending}).scalar_one()
         return int(taken) - 1
-
-    def reserve_block(self, address: str, floor: int, count: int) -> range:
-        """``count`` consecutive values from ``max(recorded next, floor)`` on, taken for this process alone (for
-        unordered message nonces: the ones a process never uses are gaps, which cost nothing)."""
-        self._ensure_row(address)
-        with self.db.relaxed_engine.begin() as connection:
-            values = {"address": address, "floor": floor, "count": count}
-            end = int(connection.execute(_RESERVE_BLOCK, values).scalar_one())
-        return range(end - count, end)
 
     def _give_back(self, address: str, nonce: int) -> None:
         with self.db.relaxed_engine.begin() as connection:

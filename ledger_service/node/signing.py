@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from coincurve import PrivateKey
@@ -93,32 +93,28 @@ class MessageNonces:
 
     The first allocation for a signer starts at the chain's lowest unused nonce (``lowest_unused``), so a node
     restored on a new DB does not reuse nonces its signer already spent; after that, allocation needs no chain.
-    Each process takes them from the DB ``BLOCK`` at a time, so most messages sign without a DB write. A nonce
-    whose message is refused, or that a process ended without using, stays unused on chain (nonces are
-    unordered: a gap costs nothing).
+    A nonce whose message is refused stays unused on chain (nonces are unordered: a gap costs nothing).
     """
-
-    BLOCK: Final = 16
 
     def __init__(self, ledger: DbNonceLedger, lowest_unused: Callable[[str], int]) -> None:
         self._ledger = ledger
         self._lowest_unused = lowest_unused
-        self._reserved: dict[str, Iterator[int]] = {}
+        self._floors: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def allocate(self, signer: str, *, resync: bool = False) -> int:
         """A nonce of ``signer`` no message of this node used. ``resync`` after the ledger refused one as used
         (another node signed for the same account): start again from the chain's lowest unused nonce."""
         signer = checksum_address(signer)
-        with self._lock:  # held while a block is taken too (once in BLOCK), so that threads share it
-            reserved = None if resync else self._reserved.get(signer)
-            nonce = next(reserved, None) if reserved is not None else None
-            if nonce is not None:
-                return nonce
-            floor = self._lowest_unused(signer) if reserved is None else 0
-            block = iter(self._ledger.reserve_block(_MESSAGE_KEY + signer[2:].lower(), floor, self.BLOCK))
-            self._reserved[signer] = block
-            return next(block)
+        with self._lock:
+            floor = None if resync else self._floors.get(signer)
+        if floor is None:
+            floor = self._lowest_unused(signer)
+            with self._lock:
+                self._floors[signer] = floor
+        key = _MESSAGE_KEY + signer[2:].lower()
+        chosen = floor
+        return self._ledger.allocate(key, lambda: chosen, lambda nonce: nonce)
 
 
 def worth_signing_again(exc: BaseException) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic import command
@@ -112,36 +111,6 @@ def test_two_processes_share_an_accounts_nonces(database: Database) -> None:
     assert sorted(results) == list(range(60)) == sorted(sent)
     node["pending"] = 100  # the node knows of more (another installation): follow it
     assert ledgers[0].allocate("0x" + "ab" * 20, lambda: node["pending"], send) == 100
-
-
-def test_message_nonces_come_in_blocks_and_no_two_processes_share_one(database: Database) -> None:
-    """Each process takes its signers' message nonces from the DB a block at a time: one write per block,
-    no nonce handed out twice across processes, and a resync starts again from the chain's lowest unused."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ledger_service.db.nonces import DbNonceLedger
-    from ledger_service.node.signing import MessageNonces
-
-    chain = {"lowest_unused": 5}
-    ledgers = [DbNonceLedger(database), DbNonceLedger(Database(database.url))]
-    blocks: list[range] = []
-    for ledger in ledgers:
-        reserve = ledger.reserve_block
-
-        def counted(address: str, floor: int, count: int, reserve: Any = reserve) -> range:
-            blocks.append(reserve(address, floor, count))
-            return blocks[-1]
-
-        ledger.reserve_block = counted  # type: ignore[method-assign]
-    processes = [MessageNonces(ledger, lambda _signer: chain["lowest_unused"]) for ledger in ledgers]
-    signer = "0x" + "cd" * 20
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        taken = list(pool.map(lambda i: processes[i % 2].allocate(signer), range(100)))
-    assert len(set(taken)) == 100 and min(taken) == 5
-    assert len(blocks) == 2 * -(-50 // MessageNonces.BLOCK)  # each process: a block per 16 of its 50
-    chain["lowest_unused"] = 1000  # another node signed meanwhile: the ledger refused a nonce as used
-    assert processes[0].allocate(signer, resync=True) >= 1000
 
 
 def test_a_failed_send_gives_its_nonce_back_and_holds_no_lock(database: Database) -> None:
