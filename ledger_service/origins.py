@@ -82,9 +82,11 @@ def sign_in_origins(settings: Settings) -> tuple[str, ...]:
 
 
 def portal_url(settings: Settings) -> str:
-    """Where a person on this machine opens the portal: by name on a loopback address (passkeys need one)."""
-    host = "localhost" if settings.host in LOOPBACK_HOSTS else settings.host
-    return f"http://{host}:{settings.port}/"
+    """Where a person opens the portal: by name on a loopback address when sign-in accepts it (passkeys need a
+    name), else the first origin sign-in messages may name."""
+    origins = sign_in_origins(settings)
+    named = f"http://localhost:{settings.port}"
+    return (named if named in origins else origins[0]) + "/"
 
 
 def trusted_proxies(settings: Settings) -> tuple[str, ...]:

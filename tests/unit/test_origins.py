@@ -51,6 +51,7 @@ def test_dev_default_is_the_served_address_plus_allowed_origins() -> None:
     assert sign_in_origins(allowed) == ("http://127.0.0.1:9000", "http://localhost:9000", "http://portal.test:9000")
     assert sign_in_origins(Settings(host="10.0.0.7", port=9000)) == ("http://10.0.0.7:9000",)
     assert portal_url(Settings(port=9000)) == "http://localhost:9000/"
+    assert portal_url(Settings(public_origin="https://ledger.example.org")) == "https://ledger.example.org/"
     public = Settings(public_origin="https://ledger.example.org", allowed_origins=["https://ledger.example.net"])
     assert sign_in_origins(public) == ("https://ledger.example.org", "https://ledger.example.net")
 
