@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.codec.abi import ContractCodec, DecodedEvent
-from ledger_service.codec.primitives import to_int
+from ledger_service.codec.logs import FastLogDecoder
+from ledger_service.codec.primitives import parse_log, to_int
 from ledger_service.errors import ChainError, LedgerError
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class EventIndexer:
         self.rpc = rpc
         self.store = store
         self.codec = codec
+        self._decode = FastLogDecoder(codec, parse_log).decode_log  # codec/logs.py: by slicing
         self.address = address
         self.start_block = start_block
         self.confirmations = confirmations
@@ -150,7 +152,7 @@ class EventIndexer:
                 header = by_number.get(lg["blockNumber"])
                 if header is None or header["hash"] != "0x" + lg["blockHash"].hex():
                     raise ChainError(f"block {lg['blockNumber']} changed while indexing; retrying")
-            events = [e for e in (self.codec.decode_log(lg) for lg in logs) if e is not None]
+            events = [e for e in (self._decode(lg) for lg in logs) if e is not None]
             self.store.append(
                 [
                     IndexedEvent(

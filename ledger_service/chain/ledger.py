@@ -12,7 +12,8 @@ from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender, reverted_from
 from ledger_service.chain.wire import Receipt, RpcError, rpc_error
 from ledger_service.codec.abi import ContractCodec, DecodedEvent
-from ledger_service.codec.primitives import ZERO32, checksum_address, hex_to_bytes
+from ledger_service.codec.logs import FastLogDecoder
+from ledger_service.codec.primitives import ZERO32, checksum_address, hex_to_bytes, parse_log
 from ledger_service.domain.codes import ROLES
 from ledger_service.domain.consent import EIP712_TYPES, ConsentState, SignedMessage
 from ledger_service.errors import (
@@ -160,6 +161,8 @@ class ConsentLedgerContract:
         self.rpc = rpc
         self.address = checksum_address(address)
         self.codec = codec
+        # The ledger's logs decoded by slicing (codec/logs.py), eth-abi only for what that does not handle.
+        self.decode_log = FastLogDecoder(codec, parse_log).decode_log
         self.sender = sender
         self.fixed_gas = fixed_gas
 
@@ -233,7 +236,7 @@ class ConsentLedgerContract:
         for log in receipt.logs:
             if checksum_address(log["address"]) != self.address:
                 continue
-            event = self.codec.decode_log(log)
+            event = self.decode_log(log)
             if event is not None:
                 decoded.append(event)
         return decoded
@@ -273,7 +276,7 @@ class ConsentLedgerContract:
         """The events ``name`` this contract emitted in the block range (inclusive), decoded."""
         decoded = []
         for raw in self.rpc.get_logs(self.address, from_block, to_block, [self.codec.topic(name)]):
-            event = self.codec.decode_log(raw)
+            event = self.decode_log(raw)
             if event is not None:
                 decoded.append(event)
         return decoded
@@ -284,7 +287,7 @@ class ConsentLedgerContract:
             self.address, 0, self.rpc.block_number(), [self.codec.topic("RecordAnchored"), record_id]
         )
         for lg in logs:
-            event = self.codec.decode_log(lg)
+            event = self.decode_log(lg)
             if event is not None and int(event.args["version"]) == version:
                 return event
         return None
@@ -419,7 +422,7 @@ class ConsentLedgerContract:
         log index."""
         topics = (self.codec.topic("AccessLogged"), self.codec.topic("EmergencyAccessLogged"))
         log = next(lg for lg in receipt.logs if lg["topics"] and lg["topics"][0] in topics)
-        event = self.codec.decode_log(log)
+        event = self.decode_log(log)
         assert event is not None
         return event, int(log["logIndex"])
 

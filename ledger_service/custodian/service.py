@@ -389,7 +389,7 @@ class Custodian:
             while start <= final:
                 end = min(start + _LOG_RANGE - 1, final)
                 for raw in rpc.get_logs(self.ledger.address, start, end, topics=[topic]):
-                    event = self.ledger.codec.decode_log(raw)
+                    event = self.ledger.decode_log(raw)
                     if event is not None:
                         destroyed += self._erase(bytes(event.args["recordId"]), event.block_number)
                 self.store.set_erasures_applied_to(end)

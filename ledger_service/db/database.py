@@ -55,6 +55,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self._relaxed: Engine | None = None
+        self._upserts: dict[tuple[type[Any], str], postgresql.Insert | sqlite.Insert] = {}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -81,6 +82,20 @@ class Database:
         if self.engine.dialect.name == "postgresql":
             return postgresql.insert(model)
         return sqlite.insert(model)
+
+    def upsert(self, model: type[Any], key: str) -> postgresql.Insert | sqlite.Insert:
+        """``INSERT … ON CONFLICT (key) DO UPDATE`` of every other column of ``model``, built once per model: one
+        constant statement executed with a row of values, so a hot path neither builds nor keys a statement per
+        call (both dialects have the clause)."""
+        statement = self._upserts.get((model, key))
+        if statement is None:
+            insert = self.dialect_insert(model)
+            columns = [c.name for c in model.__table__.columns if c.name != key]
+            statement = insert.on_conflict_do_update(
+                index_elements=[key], set_={name: insert.excluded[name] for name in columns}
+            )
+            self._upserts[(model, key)] = statement
+        return statement
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""

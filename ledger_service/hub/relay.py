@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from eth_utils import keccak, to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ledger_service.chain.ledger import (
     BY_SIG_FUNCTION,
@@ -110,6 +110,12 @@ SIGNATURE_REVERTS: Final = {
     "UnknownVersion": "unknown-version",
     "RecordAlreadyExists": "record-exists",
 }
+
+
+# The first relay of a message: every relay looks it up, so the statement is built once.
+_RELAYED = select(RelayedMessageRow.tx_hash, RelayedMessageRow.kind).where(
+    RelayedMessageRow.digest == bindparam("digest")
+)
 
 
 def _word(address: str) -> bytes:
@@ -341,18 +347,20 @@ class Relay:
             # Written once the node has the transaction and before its receipt: a retry of a request that
             # died while waiting adopts this transaction instead of judging the message again.
             sent.append("0x" + tx_hash.hex())
-            row: dict[str, object] = {"kind": KINDS[kind], "patient": party_of(message), "consent_id": None}
-            row.update(tx_hash=sent[0], created_at=datetime.now(UTC))
-            # One statement (not the ORM's merge, a SELECT and then a write): this runs once per relayed message.
-            # An access request's trace skips the fsync (Database.relaxed_engine): one a power cut lost is
-            # found on chain by the request's digest (_logged_access).
+            row = {
+                "digest": hex32(digest),
+                "kind": KINDS[kind],
+                "patient": party_of(message),
+                "consent_id": None,
+                "tx_hash": sent[0],
+                "created_at": datetime.now(UTC),
+            }
+            # One constant upsert (not the ORM's merge, a SELECT and then a write): this runs once per relayed
+            # message. An access request's trace skips the fsync (Database.relaxed_engine): one a power cut lost
+            # is found on chain by the request's digest (_logged_access).
             engine = self.db.relaxed_engine if isinstance(message, AccessRequest | EmergencyAccessRequest) else None
             with (engine or self.db.engine).begin() as connection:
-                connection.execute(
-                    self.db.dialect_insert(RelayedMessageRow)
-                    .values(digest=hex32(digest), **row)
-                    .on_conflict_do_update(index_elements=["digest"], set_=row)
-                )
+                connection.execute(self.db.upsert(RelayedMessageRow, "digest"), row)
 
         try:
             receipt = self.ledger.send_signed(message, signature, on_sent=trace)
@@ -396,7 +404,7 @@ class Relay:
         logs = rpc.get_logs(self.ledger.address, max(0, latest - self.LOGGED_ACCESS_LOOKBACK_BLOCKS), latest, topics)
         wanted = self.digest(message)
         for log in logs:
-            event = codec.decode_log(log)
+            event = self.ledger.decode_log(log)
             if event is not None and bytes(event.args["requestDigest"]) == wanted:
                 consent = event.args.get("consentId")
                 return RelayOutcome(
@@ -412,12 +420,8 @@ class Relay:
     def _replayed(self, message: SignedMessage, digest: bytes) -> RelayOutcome | None:
         """The first relay of this exact message, once its transaction is mined; None if there is none.
         A transaction that failed frees the message."""
-        with self.db.session() as s:
-            row = s.execute(
-                select(RelayedMessageRow.tx_hash, RelayedMessageRow.kind).where(
-                    RelayedMessageRow.digest == hex32(digest)
-                )
-            ).one_or_none()
+        with self.db.engine.connect() as connection:  # on every relay's path: a constant Core read, no session
+            row = connection.execute(_RELAYED, {"digest": hex32(digest)}).one_or_none()
         if row is None:
             return None
         tx_hash, kind = row
@@ -439,7 +443,7 @@ class Relay:
         topic = self.ledger.codec.topic(wanted)
         for log in receipt.logs:
             if log["topics"] and log["topics"][0] == topic:
-                event = self.ledger.codec.decode_log(log)
+                event = self.ledger.decode_log(log)
                 if event is None:
                     continue
                 args = event.args

@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from ledger_service.db.database import Database
 from ledger_service.db.idempotency import IdempotencyStore
@@ -26,6 +26,13 @@ from ledger_service.records.disclosure import DisclosureRequest, KeyedRequest, S
 from ledger_service.records.relaying import Relayer, RelayOutcome
 
 log = logging.getLogger(__name__)
+
+
+# Constant statements, executed with each row's values (a read writes both: building and keying a statement per
+# call cost more than the write). An update sets the columns its values name.
+_TRACE = insert(DeliveryRow).returning(DeliveryRow.id)
+_FINISH = update(DeliveryRow).where(DeliveryRow.id == bindparam("delivery"))
+_FINISH_RETURNING = _FINISH.returning(*DeliveryRow.__table__.columns)
 
 
 def _now() -> datetime:
@@ -81,14 +88,16 @@ class PerReadDisclosureStrategy:
             "idempotency_key": keyed.key,
             "created_at": _now(),
         }
-        statement = insert(DeliveryRow).values(**values).returning(DeliveryRow.id)
         if not keyed.key:
             # A plain INSERT ... RETURNING on a connection: this runs once per read, and a session's unit of
-            # work cost more than the write itself.
-            with self.db.engine.begin() as connection:
-                return int(connection.execute(statement).scalar_one()), values
+            # work cost more than the write itself. It skips the fsync (Database.relaxed_engine): a read without
+            # an idempotency key is never replayed, and no byte is released before its disclosure is on chain, so a
+            # power cut can only lose the node's own trace of a disclosure the chain holds, or of one never sent
+            # (docs/architecture.md, "The path of a read").
+            with self.db.relaxed_engine.begin() as connection:
+                return int(connection.execute(_TRACE, values).scalar_one()), values
         with self.db.session() as s:
-            delivery_id: int = s.execute(statement).scalar_one()
+            delivery_id: int = s.execute(_TRACE, values).scalar_one()
             IdempotencyStore.remember_delivery(s, accessor, keyed.key, keyed.request_hash, delivery_id, state="pending")
         return delivery_id, values
 
@@ -109,14 +118,14 @@ class PerReadDisclosureStrategy:
         }
         if outcome.version is not None:
             values["version"] = outcome.version
-        statement = update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values)
+        params = {"delivery": delivery_id, **values}
         if traced is None:  # an adopted row: read it back whole
             with self.db.relaxed_engine.begin() as connection:
-                row = connection.execute(statement.returning(*DeliveryRow.__table__.columns)).one()
+                row = connection.execute(_FINISH_RETURNING, params).one()
                 IdempotencyStore.delivery_done(connection, row.accessor, key)
             return DeliveryRow(**row._asdict())
         with self.db.relaxed_engine.begin() as connection:
-            connection.execute(statement)
+            connection.execute(_FINISH, params)
             IdempotencyStore.delivery_done(connection, traced["accessor"], key)
         return DeliveryRow(id=delivery_id, **{**traced, **values})
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
@@ -54,6 +54,23 @@ from ledger_service.records.disclosure import (
 
 # A release claim older than this is taken to be a dead process's (it sent part of the bytes at most).
 STALE_RELEASE = timedelta(minutes=15)
+
+
+# What a release reads of the version (built once: every read runs it).
+_RELEASED_VERSION = (
+    select(
+        RecordVersionRow.cid,
+        RecordVersionRow.media_type,
+        RecordVersionRow.plaintext_size,
+        CommitmentSaltRow.version.label("salted"),
+    )
+    .outerjoin(
+        CommitmentSaltRow,
+        (CommitmentSaltRow.record_id == RecordVersionRow.record_id)
+        & (CommitmentSaltRow.version == RecordVersionRow.version),
+    )
+    .where(RecordVersionRow.record_id == bindparam("record_id"), RecordVersionRow.version == bindparam("version"))
+)
 
 
 def _now() -> datetime:
@@ -350,18 +367,7 @@ class ReadService:
     ) -> RecordContent:
         with self.db.engine.connect() as connection:  # the columns a release needs, no ORM objects
             version = connection.execute(
-                select(
-                    RecordVersionRow.cid,
-                    RecordVersionRow.media_type,
-                    RecordVersionRow.plaintext_size,
-                    CommitmentSaltRow.version.label("salted"),
-                )
-                .outerjoin(
-                    CommitmentSaltRow,
-                    (CommitmentSaltRow.record_id == RecordVersionRow.record_id)
-                    & (CommitmentSaltRow.version == RecordVersionRow.version),
-                )
-                .where(RecordVersionRow.record_id == record.record_id, RecordVersionRow.version == delivery.version)
+                _RELEASED_VERSION, {"record_id": record.record_id, "version": delivery.version}
             ).one()
         if version.salted is None:
             raise KeyDestroyed(f"the keys of {record.record_id} were destroyed", record_id=record.record_id)
