@@ -169,7 +169,10 @@ def test_health_answers_while_a_large_fhir_upload_is_parsed(server: ApiServer, n
     assert outcome and outcome[0].status_code == 201, outcome[0].text if outcome else "no answer"
     assert len(latencies) >= 5, f"the upload took too short a time to measure anything: {latencies}"
     worst = max(latencies)
-    assert worst < parse / 4, (
+    # A server that parses on its event loop holds the /health request sent just after the parse began for
+    # nearly the whole parse (the poll is every 10 ms). Under load a lone /health can take a tenth of a second
+    # without any freeze, so the bound sits at 60% of the parse: far from both.
+    assert worst < parse * 0.6, (
         f"/health waited {worst:.3f} s during the upload (parsing and validating it takes {parse:.3f} s here): "
         "the server froze while it parsed"
     )
