@@ -97,6 +97,14 @@ def test_a_broad_grant_shows_the_review_and_its_warning(browser: object, portal:
         clinic = [c for c in listed["consents"] if c["granteeName"] == "Demo Clinic" and c["purpose"] == "TREAT"]
         assert clinic and clinic[0]["scopeKind"] == "category"
         assert abs(int(clinic[0]["validUntil"]) - (time.time() + 90 * DAY)) < 2 * DAY
+
+        # after a revocation the focus is on the updated list, which says what changed
+        page.get_by_role("button", name=re.compile("^Revoke Demo Lab's access for research")).first.click()
+        dialog.get_by_role("button", name="Sign and revoke").click()
+        revoked = page.locator("#consent-list .inline-ok", has_text="Consent revoked")
+        revoked.wait_for(timeout=120_000)
+        assert "Demo Lab can no longer read these records for research." in revoked.inner_text()
+        assert page.evaluate("document.activeElement.id") == "consent-list"
         assert phone.errors == []
     finally:
         phone.close()
