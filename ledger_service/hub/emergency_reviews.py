@@ -1,4 +1,6 @@
-"""Emergency reviews: the patient's answer to an emergency access (docs/architecture.md, "Break the glass").
+"""Emergency reviews: the patient's answer to an emergency access.
+
+docs/architecture.md, "The path of a read" (Emergency reviews).
 
 An emergency access bypasses consent, so the patient is shown it on their first page until they mark it
 reviewed. The mark lives in the hub's DB only: the disclosure on the ledger is unchanged by it, and the mark

@@ -1,5 +1,5 @@
 // The patient's landing page announces each emergency access to their records that they have not reviewed
-// yet (docs/architecture.md, "Break the glass"): who read, when and the reason they gave, with two ways to
+// yet (docs/architecture.md, "The path of a read"): who read, when and the reason they gave, with two ways to
 // respond: mark it reviewed (kept by the service, so it is not shown again) or contact the clinic.
 import { api } from "./api.js";
 import { h, announce, fmtDate, inlineMessage, placeMessage, singleFlight, visuallyHidden } from "./ui.js";

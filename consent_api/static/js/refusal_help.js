@@ -1,6 +1,6 @@
 // A refused read, shown beside the read form with what the provider can do next: the purposes its consents
 // from this patient cover for the record now (GET /v1/records/{id}/access), asking the patient for consent,
-// or emergency access where it is entitled to it (docs/architecture.md, "Break the glass").
+// or emergency access where it is entitled to it (docs/architecture.md, "The path of a read").
 import { api } from "./api.js";
 import { h, inlineMessage, purposeLabel } from "./ui.js";
 
