@@ -108,6 +108,7 @@ def test_no_serious_or_critical_violation_anywhere(browser: object, portal: tupl
             audit.check(visitor, f"{size} sign-in")
             visitor.go("#/ledger", "Ledger")
             audit.check(visitor, f"{size} ledger (signed out)")
+            visitor.shot(f"54-ledger-{size}")
         finally:
             visitor.close()
 
