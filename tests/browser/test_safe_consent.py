@@ -8,6 +8,7 @@ until the patient marks it reviewed.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -62,7 +63,18 @@ def test_a_broad_grant_shows_the_review_and_its_warning(browser: object, portal:
         _status, listed = api_json(phone, "GET", f"/v1/patients/{PATIENT5}/consents")
         before = {c["consentId"] for c in listed["consents"]}
 
+        # a refused grant is told in the dialog, beside its button, in plain words
+        refuse = {"type": "/problems/validation-error", "title": "Invalid request", "status": 400, "detail": "x"}
+        page.route(
+            "**/v1/consents",
+            lambda route: route.fulfill(status=400, content_type="application/problem+json", body=json.dumps(refuse)),
+        )
         page.get_by_role("button", name="Review and grant…").click()
+        dialog.get_by_role("button", name="Sign and grant access").click()
+        failure = dialog.locator(".dialog-error")
+        failure.get_by_text("Not granted").wait_for(timeout=120_000)
+        assert "Nothing was granted" in failure.inner_text() and "HTTP" not in failure.inner_text()
+        page.unroute("**/v1/consents")
         dialog.get_by_role("button", name="Sign and grant access").click()
         message = page.locator("#grant-result .inline-ok")
         message.wait_for(timeout=120_000)
@@ -105,6 +117,11 @@ def test_a_broad_grant_shows_the_review_and_its_warning(browser: object, portal:
         revoked.wait_for(timeout=120_000)
         assert "Demo Lab can no longer read these records for research." in revoked.inner_text()
         assert page.evaluate("document.activeElement.id") == "consent-list"
+
+        # messages answer their page: none lingers onto the next one
+        assert "Consent revoked" in phone.status_text()
+        phone.go("#/patient/delegates", "Delegates")
+        assert phone.status_text() == "" and phone.alert().count() == 0
         assert phone.errors == []
     finally:
         phone.close()

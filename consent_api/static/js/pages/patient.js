@@ -353,6 +353,23 @@ function grantForm(p, providers, recs, reload, granted = null) {
     if (broad) warnings.push(h("li", "This covers every record you have now ", h("strong", "and every record added later"), ", from any clinic."));
     if (research) warnings.push(h("li", "Research use is not about your own care: the records may be read by people who never treat you."));
     if (!until) warnings.push(h("li", "There is no end date: access lasts until you revoke it."));
+    const signAndGrant = async (flight) => {
+      const signer = await session.signer();
+      const { nonce } = await api.signerNonce(await signer.getAddress());
+      const grant = {
+        patient: p.patient,
+        grantee: checksum(providerSel.value),
+        scope,
+        purpose: purposeBytes32(purpose),
+        validFrom: from,
+        validUntil: until,
+        nonce: Number(nonce),
+        deadline: deadlineFromNow(),
+      };
+      const { signature } = await signTyped(signer, chain, "ConsentGrant", grant);
+      flight.step("Saving your consent…");
+      return api.grant(grant, signature, flight.key);
+    };
     const ok = await modal({
       title: "Check before you grant",
       tone: broad || research ? "emergency" : "",
@@ -369,23 +386,13 @@ function grantForm(p, providers, recs, reload, granted = null) {
       cancelLabel: "Go back and change",
       busyLabel: "Signing…",
       busyNote: byPasskey() ? "Confirm with your passkey…" : "Signing and saving your consent…",
-      onConfirm: async (flight) => {
-        const signer = await session.signer();
-        const { nonce } = await api.signerNonce(await signer.getAddress());
-        const grant = {
-          patient: p.patient,
-          grantee: checksum(providerSel.value),
-          scope,
-          purpose: purposeBytes32(purpose),
-          validFrom: from,
-          validUntil: until,
-          nonce: Number(nonce),
-          deadline: deadlineFromNow(),
-        };
-        const { signature } = await signTyped(signer, chain, "ConsentGrant", grant);
-        flight.step("Saving your consent…");
-        return api.grant(grant, signature, flight.key);
-      },
+      onConfirm: (flight) => signAndGrant(flight).catch((err) => {
+        // shown in the dialog, beside its button, in plain words (no HTTP status for the patient); a grant
+        // that timed out may still be recorded, so the patient looks before signing another
+        const unsure = err && [0, 502, 503, 504].includes(err.status);
+        const next = unsure ? "It may still be recorded: look under \u201cYour consents\u201d before you try again." : "Nothing was granted: check the details and try again.";
+        throw { title: unsure ? "Not confirmed" : "Not granted", detail: `${plainProblem(err).replace(/\.$/, "")}. ${next}` };
+      }),
     });
     if (!ok) return;
     announce(`Access granted: ${sentence}`);
