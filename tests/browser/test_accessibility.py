@@ -166,3 +166,26 @@ def test_no_serious_or_critical_violation_anywhere(browser: object, portal: tupl
 
     print(f"axe-core checked {len(audit.pages)} pages: " + "; ".join(audit.pages))
     assert not audit.failures, "serious or critical axe-core violations:\n  " + "\n  ".join(audit.failures)
+
+
+def test_no_serious_or_critical_violation_on_a_passkey_patients_pages(browser: object, real_portal: str) -> None:
+    """A passkey patient's pages say things differently and add Passkeys and recovery: checked too."""
+    from tests.browser.test_passkeys import PasskeyBrowser, create_account
+
+    audit = Audit()
+    for size, (width, height) in SIZES.items():
+        device = PasskeyBrowser(browser, real_portal, width=width, height=height)
+        try:
+            create_account(device)
+            device.page.get_by_role("heading", name="My records", level=1).wait_for()
+            for route, heading in (
+                ("#/patient/records", "My records"),
+                ("#/patient/consents", "Consents"),
+                ("#/patient/disclosures", "Who has seen my records"),
+                ("#/patient/devices", "Passkeys and recovery"),
+            ):
+                device.portal.go(route, heading)
+                audit.check(device.portal, f"{size} passkey patient {route}")
+        finally:
+            device.close()
+    assert not audit.failures, "serious or critical axe-core violations:\n  " + "\n  ".join(audit.failures)
