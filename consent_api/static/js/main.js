@@ -53,7 +53,7 @@ async function render() {
 
   // the chain's details, for those who want them: open to everyone, signed in or not
   if (parts[0] === "ledger") {
-    updateHeader(signedIn && session.roles.includes(session.currentRole) ? session.currentRole : null, "#/ledger");
+    updateHeader(signedIn ? defaultRole() : null, "#/ledger");
     await mount(main, token, (view) => ledger.render(view, { chain }));
     return;
   }
