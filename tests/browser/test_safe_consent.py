@@ -168,6 +168,22 @@ def test_a_refusal_names_the_covered_purposes_and_next_steps(browser: object, po
         assert page.get_by_label("Purpose of use").input_value() == "HOPERAT"
         page.get_by_role("button", name="Read record", exact=True).click()
         page.locator("#read-result pre.json").wait_for(timeout=120_000)
+
+        # one record, shared from its row: the review names it as the patient knows it, with no warning
+        patient.go("#/patient/records", "My records")
+        patient.page.get_by_role("link", name=re.compile("^Share")).first.click()
+        patient.page.get_by_role("heading", name="Consents", level=1).wait_for()
+        assert patient.page.get_by_label("One record").is_checked()
+        choose_provider(patient.page, "Demo Lab")
+        patient.page.get_by_role("button", name="Review and grant…").click()
+        dialog = patient.page.locator("dialog[open]")
+        sentence = dialog.locator(".review-sentence").inner_text()
+        assert re.match(r"Demo Lab may read one record: .+ for your treatment, until ", sentence), sentence
+        assert dialog.locator("#grant-warning").count() == 0
+        dialog.get_by_role("button", name="Sign and grant access").click()
+        patient.page.locator("#grant-result .inline-ok").wait_for(timeout=120_000)
+        row = patient.page.locator("#consent-list tr", has_text="Demo Lab").first
+        assert "One record: " in row.inner_text()
         assert clinic.errors == [] and patient.errors == []
     finally:
         clinic.close()
