@@ -351,10 +351,33 @@ class DisclosureOut(Out):
     tx_hash: str | None = None
     leaf_index: int | None = None
     proof: dict[str, Any] | None = None
+    # The disclosure's name for an emergency review (POST /v1/patients/{p}/emergency-reviews), and for an
+    # emergency access when the patient marked it reviewed (null until then; absent meaning for others).
+    disclosure_id: str | None = None
+    reviewed_at: int | None = None
 
 
 class DisclosureList(Out):
     disclosures: list[DisclosureOut]
+
+
+class EmergencyReviewIn(Schema):
+    disclosure_id: str = Field(
+        min_length=1, max_length=96, pattern=r"^(0x[0-9a-f]{64}:[0-9]{1,9}|leaf:[0-9]{1,18})$", examples=["leaf:0"]
+    )
+
+
+class EmergencyReviewOut(Out):
+    disclosure_id: str
+    reviewed_at: int
+
+
+class RecordAccessOut(Out):
+    record_id: str
+    # The purposes the caller's consents cover for this record now (codes of ``GET /v1/chain`` purposes).
+    covered_purposes: list[str]
+    # Whether the caller may break the glass (holds EMERGENCY_ROLE).
+    emergency: bool
 
 
 class VerifyIn(Schema):

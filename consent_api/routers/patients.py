@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 
 from consent_api.deps import CurrentCaller, ServicesDep, address_param, patient_or_delegate
 from consent_api.schemas import (
@@ -16,6 +17,8 @@ from consent_api.schemas import (
     DelegateRevokeRequest,
     DisclosureList,
     DisclosureOut,
+    EmergencyReviewIn,
+    EmergencyReviewOut,
     RecordList,
     RecordOut,
     TxOut,
@@ -25,6 +28,7 @@ from ledger_service.domain.consent import DelegateGrant, DelegateRevoke
 from ledger_service.errors import ValidationError
 from ledger_service.hub.consents import consent_summaries
 from ledger_service.hub.disclosures import BatchedDisclosure, accounting_of
+from ledger_service.hub.emergency_reviews import disclosure_id, mark_reviewed, reviews_of
 from ledger_service.hub.records import RecordSummary, VersionSummary
 
 router = APIRouter(prefix="/v1/patients", tags=["patients"])
@@ -96,6 +100,7 @@ def _grantable_purposes() -> list[bytes]:
 )
 def disclosures(patient: str, caller: CurrentCaller, services: ServicesDep) -> DisclosureList:
     patient = patient_or_delegate(services, caller, patient)
+    reviewed = reviews_of(services.db, patient)
     out = []
     for d in accounting_of(services.db, services.indexer, services.disclosure_log, patient):
         out.append(
@@ -113,9 +118,37 @@ def disclosures(patient: str, caller: CurrentCaller, services: ServicesDep) -> D
                 tx_hash=None if isinstance(d, BatchedDisclosure) else d.tx_hash,
                 leaf_index=d.leaf_index if isinstance(d, BatchedDisclosure) else None,
                 proof=d.proof if isinstance(d, BatchedDisclosure) else None,
+                disclosure_id=disclosure_id(d),
+                reviewed_at=reviewed.get(disclosure_id(d)) if d.emergency else None,
             )
         )
     return DisclosureList(disclosures=out)
+
+
+def _own_patient(patient: str, caller: CurrentCaller, services: ServicesDep) -> str:
+    # a dependency, so that a caller who is not the patient is refused before its body is read
+    return patient_or_delegate(services, caller, patient)
+
+
+@router.post(
+    "/{patient}/emergency-reviews",
+    response_model=EmergencyReviewOut,
+    summary="Mark an emergency access to the patient's records as reviewed (the patient or a delegate)",
+    description=(
+        "`disclosureId` is the emergency disclosure's `disclosureId` in the accounting of disclosures. "
+        "Marking it again returns the first mark. A disclosure made under consent is refused (400)."
+    ),
+)
+def review_emergency(
+    body: EmergencyReviewIn,
+    patient: Annotated[str, Depends(_own_patient)],
+    caller: CurrentCaller,
+    services: ServicesDep,
+) -> EmergencyReviewOut:
+    at = mark_reviewed(
+        services.db, services.indexer, services.disclosure_log, patient, caller.address, body.disclosure_id
+    )
+    return EmergencyReviewOut(disclosure_id=body.disclosure_id, reviewed_at=at)
 
 
 @router.post(

@@ -12,10 +12,12 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
 from consent_api.deps import ProviderCaller, ServicesDep, record_id_param
-from consent_api.schemas import EmergencyIn, RecordCreated
+from consent_api.schemas import EmergencyIn, RecordAccessOut, RecordCreated
 from consent_api.uploads import JSON_INLINE_BELOW, UPLOAD_CHUNK, parse_json_upload, parse_multipart_upload
 from ledger_service.bootstrap import Services
 from ledger_service.db.idempotency import IdempotencyStore
+from ledger_service.db.records import anchored_record
+from ledger_service.domain.codes import GRANTABLE_PURPOSES, purpose_to_bytes32
 from ledger_service.domain.media_types import served_as
 from ledger_service.errors import PermissionDenied, ValidationError
 from ledger_service.node.reads import RecordContent
@@ -255,3 +257,25 @@ def emergency_access(
         idempotency_key=idempotency_key,
     )
     return _content_response(content)
+
+
+@router.get(
+    "/{record_id}/access",
+    response_model=RecordAccessOut,
+    summary="The purposes the caller's consents cover for this record now, and whether it may break the glass",
+    description=(
+        "What a provider may do with a record before it reads it, or after a read was refused: the grantable "
+        "purposes (`GET /v1/chain`) for which a consent of the patient's authorizes the caller now. Nothing "
+        "is logged: no content is released."
+    ),
+)
+def record_access(record_id: str, caller: ProviderCaller, services: ServicesDep) -> RecordAccessOut:
+    record_id = record_id_param(record_id)
+    record = anchored_record(services.db, record_id)
+    rid = bytes.fromhex(record_id[2:])
+    covered = [
+        p
+        for p in GRANTABLE_PURPOSES
+        if services.ledger.is_authorized(record.patient, caller.address, rid, purpose_to_bytes32(p))
+    ]
+    return RecordAccessOut(record_id=record_id, covered_purposes=covered, emergency=caller.has("emergency"))

@@ -253,3 +253,18 @@ class AccountNonceRow(Base):
 
     address: Mapped[str] = mapped_column(String(42), primary_key=True)
     next_nonce: Mapped[int] = mapped_column(BigInteger)
+
+
+class EmergencyReviewRow(Base):
+    """A patient's (or guardian's) mark that an emergency access to their records was seen and reviewed.
+
+    ``disclosure_id`` names the emergency disclosure as the accounting lists it (hub/emergency_reviews.py);
+    the mark is the hub's, not the chain's: the disclosure itself stays on the ledger as it was.
+    """
+
+    __tablename__ = "emergency_reviews"
+
+    patient: Mapped[str] = mapped_column(String(42), primary_key=True)
+    disclosure_id: Mapped[str] = mapped_column(String(96), primary_key=True)
+    reviewed_by: Mapped[str] = mapped_column(String(42))
+    reviewed_at: Mapped[int] = mapped_column(BigInteger)

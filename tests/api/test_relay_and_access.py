@@ -136,6 +136,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/records/{record_id}/versions"): {"clinic", "lab"},
     ("GET", "/v1/records/{record_id}"): {"clinic", "lab"},
     ("POST", "/v1/records/{record_id}/emergency-access"): {"clinic"},
+    ("GET", "/v1/records/{record_id}/access"): {"clinic", "lab"},
+    ("POST", "/v1/patients/{patient}/emergency-reviews"): {"patient"},
     ("DELETE", "/v1/records/{record_id}"): {PUBLIC},
     ("DELETE", "/v1/patients/{patient}/delegates/{delegate}"): {PUBLIC},
     ("POST", "/v1/relay"): {PUBLIC},

@@ -171,7 +171,8 @@ def grant_clinic(device: PasskeyBrowser) -> None:
     provider.select_option(provider.evaluate("s => [...s.options].find(o => o.text.startsWith('Demo Clinic')).value"))
     page.get_by_label("All my records").check()
     page.get_by_label("Purpose of use").select_option("TREAT")
-    page.get_by_role("button", name="Sign and grant access").click()
+    page.get_by_role("button", name="Review and grant…").click()
+    page.locator("dialog[open]").get_by_role("button", name="Sign and grant access").click()
     device.portal.wait_status("Access granted")
 
 
@@ -255,9 +256,9 @@ def test_passkey_patient_story(browser: Any, real_portal: str, devices: list[Pas
         status, listed = api_json(patient.portal, "GET", f"/v1/patients/{account}/consents")
         assert [(c["status"], c["signer"]) for c in listed["consents"]] == [("revoked", account)]
         clinic_reads(clinic, account, record_id)
-        alert = clinic.alert()
-        alert.wait_for(timeout=120_000)
-        assert "HTTP 403" in alert.inner_text()
+        refusal = clinic.page.locator("#read-result .inline-error")
+        refusal.wait_for(timeout=120_000)
+        assert "Access refused" in refusal.inner_text()
         assert clinic.page.locator("pre.json").count() == 0
         assert clinic.errors == []
     finally:

@@ -78,7 +78,8 @@ def test_patient_story(browser: object, portal: tuple[str, str]) -> None:
         provider.select_option(clinic_value)
         page.get_by_label("All my records").check()
         page.get_by_label("Purpose of use").select_option("TREAT")
-        page.get_by_role("button", name="Sign and grant access").click()
+        page.get_by_role("button", name="Review and grant…").click()
+        page.locator("dialog[open]").get_by_role("button", name="Sign and grant access").click()
         patient.wait_status("Access granted")
         consents = page.locator("section", has=page.get_by_role("heading", name="Your consents"))
         consents.get_by_text("Active").first.wait_for()
@@ -112,13 +113,13 @@ def test_patient_story(browser: object, portal: tuple[str, str]) -> None:
         consents.get_by_text("Revoked").first.wait_for()
         patient.shot("08-patient-revoked")
 
-        # the clinic's read is refused: the 403 problem's title and detail are shown in an alert
+        # the clinic's read is refused: the refusal and its next steps are shown beside the read form
         clinic_read(clinic, record_id)
-        alert = clinic.alert()
-        alert.wait_for(timeout=120_000)
-        text = alert.inner_text()
-        assert "HTTP 403" in text
-        assert clinic.page.locator("#alert .problem-title").inner_text().strip()
+        refusal = clinic.page.locator("#read-result .inline-error")
+        refusal.wait_for(timeout=120_000)
+        text = refusal.inner_text()
+        assert "Access refused" in text and "revoked" in text
+        assert "Ask the patient" in text
         assert clinic.page.locator("pre.json").count() == 0
         clinic.shot("09-provider-refused")
 
@@ -204,9 +205,9 @@ def test_patient_erases_a_record(browser: object, portal: tuple[str, str]) -> No
         clinic.page.get_by_label("Record id").fill(record_id)
         clinic.page.get_by_label("Purpose of use").select_option("TREAT")
         clinic.page.get_by_role("button", name="Read record", exact=True).click()
-        alert = clinic.alert()
-        alert.wait_for()
-        assert "erased" in alert.inner_text().lower()
+        refusal = clinic.page.locator("#read-result .inline-error")
+        refusal.wait_for()
+        assert "erased" in refusal.inner_text().lower()
     finally:
         clinic.close()
         patient.close()
@@ -338,7 +339,12 @@ def test_keyboard_only(browser: object, portal: tuple[str, str]) -> None:
         page.keyboard.press("Tab")  # purpose (TREAT preselected)
         assert page.evaluate("document.activeElement.name") == "purpose"
         page.keyboard.press("Tab")  # valid-from date
-        page.keyboard.press("Enter")  # Enter submits the form
+        page.keyboard.press("Enter")  # Enter submits the form: the review dialog opens on its safe button
+        page.locator("dialog[open]").get_by_role("heading", name="Check before you grant").wait_for()
+        assert page.evaluate("document.activeElement.textContent") == "Go back and change"
+        page.keyboard.press("Shift+Tab")  # the confirm button comes first
+        assert page.evaluate("document.activeElement.textContent") == "Sign and grant access"
+        page.keyboard.press("Enter")
         kb.wait_status("Access granted")
         kb.shot("30-keyboard-granted")
         assert kb.errors == []

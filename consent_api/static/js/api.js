@@ -120,6 +120,9 @@ export const api = {
   consents: (patient) => request("GET", `/v1/patients/${enc(patient)}/consents`),
   records: (patient) => request("GET", `/v1/patients/${enc(patient)}/records`),
   disclosures: (patient) => request("GET", `/v1/patients/${enc(patient)}/disclosures`),
+  reviewEmergency: (patient, disclosureId, key) => request("POST", `/v1/patients/${enc(patient)}/emergency-reviews`, { json: { disclosureId }, idempotencyKey: key }),
+  // which purposes the caller's consents cover for a record now, and whether it may break the glass
+  recordAccess: (id) => request("GET", `/v1/records/${enc(id)}/access`),
   delegates: (patient) => request("GET", `/v1/patients/${enc(patient)}/delegates`),
   addDelegate: (patient, delegate, signature, key) => request("POST", `/v1/patients/${enc(patient)}/delegates`, { json: { delegate, signature }, idempotencyKey: key }),
   createRecordJson: (body, key) => request("POST", "/v1/records", { json: body, idempotencyKey: key }),

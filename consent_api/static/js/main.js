@@ -2,11 +2,12 @@
 // a role switcher, and the session lifecycle.
 import { api } from "./api.js";
 import { session, keystore } from "./session.js";
-import { h, field, modal, announce, clearAlert, showError, shortHex, copyText } from "./ui.js";
+import { h, field, modal, announce, clearAlert, clearStatus, showError, shortHex, copyText, visuallyHidden } from "./ui.js";
 import * as signin from "./pages/signin.js";
 import * as patient from "./pages/patient.js";
 import * as provider from "./pages/provider.js";
 import * as auditor from "./pages/auditor.js";
+import * as ledger from "./pages/ledger.js";
 
 const ROLE_LABELS = { patient: "Patient", provider: "Provider", auditor: "Auditor" };
 const NAV = {
@@ -50,6 +51,12 @@ async function render() {
   const { parts, params } = parseRoute();
   const signedIn = Boolean(session.token);
 
+  // the chain's details, for those who want them: open to everyone, signed in or not
+  if (parts[0] === "ledger") {
+    updateHeader(signedIn ? defaultRole() : null, "#/ledger");
+    await mount(main, token, (view) => ledger.render(view, { chain }));
+    return;
+  }
   if (!signedIn || parts[0] === "signin") {
     if (signedIn && parts[0] === "signin") { location.replace(`#/${defaultRole()}`); return; }
     if (parts.length && parts[0] !== "signin") sessionStorage.setItem("consentLedger.after", location.hash);
@@ -74,6 +81,9 @@ async function render() {
 /** Render a page into a detached view and swap it in only if no newer navigation happened. */
 async function mount(main, token, fn) {
   clearAlert();
+  // a message answers the page it was shown on: none lingers onto the next page or patient
+  if (!keepStatus) clearStatus();
+  keepStatus = false;
   main.replaceChildren(h("p.muted", { "aria-busy": "true" }, "Loading…"));
   const view = h("div.view");
   try {
@@ -94,6 +104,8 @@ async function mount(main, token, fn) {
   firstRender = false;
 }
 let firstRender = true;
+// set for the one navigation whose page should keep the status just announced (signing out)
+let keepStatus = false;
 
 function updateHeader(role, current) {
   const box = document.getElementById("session");
@@ -102,9 +114,8 @@ function updateHeader(role, current) {
   box.hidden = false;
   const addr = session.address;
   const chip = document.getElementById("session-address");
-  chip.textContent = shortHex(addr, 6, 4);
+  chip.replaceChildren(visuallyHidden("Signed in as "), h("span", { "aria-hidden": "true" }, shortHex(addr, 6, 4)), visuallyHidden(addr));
   chip.title = addr;
-  chip.setAttribute("aria-label", `Signed in as ${addr}`);
   document.getElementById("copy-address").setAttribute("aria-label", `Copy your address ${addr}`);
   const select = document.getElementById("role-select");
   select.replaceChildren(...session.roles.map((r) => h("option", { value: r, selected: r === role }, ROLE_LABELS[r])));
@@ -148,6 +159,7 @@ async function goSignin() {
 export async function start() {
   session.setUnlockPrompt(unlockPrompt);
   document.getElementById("sign-out").addEventListener("click", () => {
+    keepStatus = true;
     session.end();
     announce("You are signed out.");
   });
@@ -174,8 +186,6 @@ export async function start() {
   window.addEventListener("hashchange", render);
   try {
     chain = await api.chain();
-    const info = document.getElementById("chain-info");
-    info.textContent = `Chain ${chain.chainId}, contract ${shortHex(chain.contracts && chain.contracts.ConsentLedger)}.`;
   } catch (err) {
     showError(err);
   }

@@ -83,18 +83,41 @@ export function choice(type, name, value, label, { checked, id } = {}) {
 // ---------------------------------------------------------------- announcements
 
 let statusTimer;
+let statusShow;
 export function announce(message) {
   const el = document.getElementById("status");
   el.textContent = "";
   clearTimeout(statusTimer);
+  clearTimeout(statusShow);
   // a fresh text node so screen readers announce repeated messages
-  setTimeout(() => { el.textContent = message; }, 30);
+  statusShow = setTimeout(() => { el.textContent = message; }, 30);
   statusTimer = setTimeout(() => { el.textContent = ""; }, 12000);
 }
 
 export function clearStatus() {
   clearTimeout(statusTimer);
+  clearTimeout(statusShow);
   document.getElementById("status").textContent = "";
+}
+
+/** Text for screen readers only (a span's aria-label is not read by all of them). */
+export const visuallyHidden = (text) => h("span.visually-hidden", text);
+
+/**
+ * A message shown next to the action it answers (a banner at the top of the page is off screen on a
+ * phone): `tone` "ok" or "error"; `body` is its content. It takes focus, so the next Tab goes on from it.
+ */
+export function inlineMessage(tone, title, ...body) {
+  return h(`div.inline-message.inline-${tone}`, { role: tone === "error" ? "alert" : "status", tabindex: "-1" },
+    h("strong.inline-title", title), ...body);
+}
+
+/** Put `message` in `slot` (an element placed beside the action), replacing what was there, and focus it. */
+export function placeMessage(slot, message) {
+  slot.replaceChildren(message);
+  slot.hidden = false;
+  message.focus({ preventScroll: true });
+  message.scrollIntoView({ block: "nearest" });
 }
 
 export function clearAlert() {
@@ -236,6 +259,19 @@ export const CATEGORY_LABELS = {
   medication: "Medication",
   "clinical-note": "Clinical note",
 };
+// A purpose as a patient reads it in a sentence ("… may read your records for research"), with no code.
+export const PURPOSE_WORDS = {
+  TREAT: "your treatment",
+  ETREAT: "emergency treatment",
+  HPAYMT: "payment for your care",
+  HOPERAT: "running their services",
+  HRESCH: "research",
+  PATRQT: "your own request",
+  PUBHLTH: "public health",
+};
+export const purposeWords = (code) => PURPOSE_WORDS[code] || (PURPOSE_LABELS[code] || code || "").toLowerCase();
+/** A purpose's name without its code, for the patient's pages (purposeLabel adds the code for providers). */
+export const purposeName = (code) => PURPOSE_LABELS[code] || code || "—";
 export const purposeLabel = (code) => (PURPOSE_LABELS[code] ? `${PURPOSE_LABELS[code]} (${code})` : code || "—");
 export const categoryLabel = (code) => CATEGORY_LABELS[code] || code || "—";
 
@@ -245,7 +281,10 @@ export function shortHex(hex, head = 6, tail = 4) {
 }
 /** A hex value shown short but with the full value available to assistive tech and on hover. */
 export function hexSpan(hex, head, tail) {
-  return h("span.mono", { title: hex || "", "aria-label": hex || "none" }, shortHex(hex, head, tail));
+  if (!hex) return h("span.mono", "—");
+  const short = shortHex(hex, head, tail);
+  if (short === hex) return h("span.mono", hex);
+  return h("span.mono", { title: hex }, h("span", { "aria-hidden": "true" }, short), visuallyHidden(hex));
 }
 
 /** Put `text` on the clipboard; false where the browser refuses (no permission, no secure context). */

@@ -8,8 +8,10 @@ import { ALL_RECORDS, checksum, deadlineFromNow, isAddress, purposeBytes32, sign
 import {
   h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
   purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError, problemText, addressWithCopy,
+  fmtDate, inlineMessage, placeMessage, purposeName, purposeWords, visuallyHidden,
 } from "../ui.js";
 import { readOwnRecord } from "../own_records.js";
+import { emergencyNotice } from "../emergency_notice.js";
 
 const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates", devices: "Passkeys and recovery" };
 
@@ -20,9 +22,11 @@ export async function render(main, ctx) {
   const p = { chain, patient: actingFor, me, params, main, section };
   const head = [h("h1", TITLES[section] || "My records"), actingBanner(p)];
   const body = h("div");
-  main.replaceChildren(...head.filter(Boolean), body);
   const fn = { records, consents, disclosures, delegates, devices }[section];
   if (!fn) { location.replace("#/patient/records"); return; }
+  // the landing page announces emergency accesses the patient has not reviewed yet (emergency_notice.js)
+  const notice = section === "records" ? await emergencyNotice(p.patient, { self: p.patient === p.me }) : null;
+  main.replaceChildren(...head.filter(Boolean), ...(notice ? [notice] : []), body);
   await fn(body, p);
 }
 
@@ -30,16 +34,16 @@ function actingBanner(p) {
   // a passkey account can name a guardian but cannot be one (docs/architecture.md, "Passkey accounts")
   if (p.patient === p.me && (byPasskey() || p.section === "devices")) return null;
   if (p.patient !== p.me) {
-    return h("p.warning-box", "You are acting as a delegate for patient ", h("span.mono", p.patient), ". ",
+    return h("p.warning-box", "You are acting as a guardian for patient ", hexSpan(p.patient), ". ",
       h("a", { href: `#/patient/${p.section}` }, "Back to your own records"));
   }
   const input = h("input", { type: "text", placeholder: "0x…", autocomplete: "off", spellcheck: "false" });
-  const f = field("Patient address", input, { hint: "A patient who named you as their delegate (guardian)." });
+  const f = field("Patient ID", input, { hint: "The patient ID of someone who named you as their guardian (it starts with 0x)." });
   const go = h("button.btn.btn-secondary.btn-small", { type: "submit" }, "Act for this patient");
   const form = h("form", { novalidate: true }, f.wrap, go);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    if (!isAddress(input.value)) { setFieldError(f, "Enter a valid address (0x followed by 40 hex characters)."); input.focus(); return; }
+    if (!isAddress(input.value)) { setFieldError(f, "Enter a patient ID: 0x followed by 40 letters and digits."); input.focus(); return; }
     location.hash = `#/patient/${p.section}?for=${checksum(input.value.trim())}`;
   });
   return h("details.small.delegate-switch", h("summary", "Acting for someone else?"), form);
@@ -215,57 +219,71 @@ async function eraseRecord(r, p, body) {
 
 const STATUS_TEXT = { active: "Active", pending: "Not yet valid", expired: "Expired", revoked: "Revoked" };
 
-async function consents(body, p) {
+async function consents(body, p, done = null) {
   const [providersRes, recordsRes, consentsRes] = await Promise.all([
     api.providers(), api.records(p.patient).catch(() => ({ records: [] })), api.consents(p.patient),
   ]);
   const providers = (providersRes.providers || []).filter((x) => !x.suspended);
   const recs = (recordsRes.records || []).filter((r) => !r.erased);
-  const grantCard = grantForm(p, providers, recs, () => consents(body, p));
+  const reload = (next) => consents(body, p, next);
+  const grantCard = grantForm(p, providers, recs, reload, done && done.granted);
   const list = (consentsRes.consents || []).slice().sort((a, b) => String(b.grantedAt).localeCompare(String(a.grantedAt)));
   const cols = [
-    { label: "Provider", cell: (c) => h("span", c.granteeName || "Unknown provider", h("br"), hexSpan(c.grantee)) },
-    { label: "Scope", cell: (c) => c.scopeLabel || scopeText(c) },
-    { label: "Purpose", cell: (c) => purposeLabel(c.purpose) },
-    { label: "Valid", cell: (c) => h("span", timeEl(c.validFrom, { time: false }), " – ", Number(c.validUntil) ? timeEl(c.validUntil, { time: false }) : "no expiry") },
+    { label: "Provider", cell: (c) => c.granteeName || h("span", "Unknown provider ", hexSpan(c.grantee)) },
+    { label: "What they may read", cell: (c) => scopeText(c, recs) },
+    { label: "Purpose", cell: (c) => purposeName(c.purpose) },
+    { label: "Valid", cell: (c) => h("span", timeEl(c.validFrom, { time: false }), " – ", Number(c.validUntil) ? timeEl(c.validUntil, { time: false }) : "no end date") },
     { label: "Status", cell: (c) => pill(c.status, STATUS_TEXT[c.status] || c.status) },
     { label: "Granted", cell: (c) => timeEl(c.grantedAt) },
     {
       label: "Actions", actions: true, cell: (c) => {
         if (c.status !== "active" && c.status !== "pending") return "";
-        const b = h("button.btn.btn-danger-outline.btn-small", { type: "button" }, "Revoke");
-        b.setAttribute("aria-label", `Revoke ${purposeLabel(c.purpose)} access for ${c.granteeName || c.grantee}`);
-        b.addEventListener("click", () => revoke(c, p, b, () => consents(body, p)));
-        return b;
+        const b = h("button.btn.btn-danger-outline.btn-small", { type: "button" }, "Revoke",
+          visuallyHidden(` ${c.granteeName || "this provider"}'s access for ${purposeWords(c.purpose)}`));
+        const slot = h("div.row-message", { hidden: true });
+        b.addEventListener("click", () => revoke(c, p, b, slot, reload));
+        return [b, slot];
       },
     },
   ];
-  body.replaceChildren(grantCard, h("section.card", { "aria-labelledby": "cons-h" },
+  const listCard = h("section.card#consent-list", { "aria-labelledby": "cons-h", tabindex: "-1" },
     h("h2#cons-h", "Your consents"),
-    table(cols, list, { empty: "You have not granted any access yet." })));
+    done && done.revoked ? done.revoked : null,
+    table(cols, list, { empty: "You have not granted any access yet." }));
+  body.replaceChildren(grantCard, listCard);
+  // after an action, focus stays with its result: the grant's message beside the form, or the updated list
+  if (done && done.granted) done.granted.focus({ preventScroll: false });
+  else if (done && done.revoked) listCard.focus({ preventScroll: false });
 }
 
-function scopeText(c) {
-  if (c.scopeKind === "all") return "All records";
-  if (c.scopeKind === "category") return "A category";
-  return h("span", "Record ", hexSpan(c.scope));
+/** What a consent lets the provider read, in plain words. */
+function scopeText(c, recs = []) {
+  if (c.scopeKind === "all") return "All your records";
+  if (c.scopeKind === "category") return `Your ${categoryLabel(c.scopeLabel).toLowerCase()} records`;
+  const r = recs.find((x) => x.recordId === String(c.scope || c.scopeLabel).toLowerCase());
+  return r ? `One record: ${recordName(r)}` : "One record";
 }
 
-function grantForm(p, providers, recs, reload) {
+// A record as a patient recognises it: its title when it has one, else its category and the day it was added.
+const recordName = (r) => r.title || `${categoryLabel(r.category)}, added ${fmtDate(r.createdAt, { time: false })}`;
+
+const GRANT_DAYS = 90; // the default length of a grant (issue #16: a default expiry, changeable)
+
+function grantForm(p, providers, recs, reload, granted = null) {
   const chain = p.chain;
   const providerSel = h("select", { name: "grantee" },
     h("option", { value: "" }, providers.length ? "Choose a provider…" : "No providers available"),
-    providers.map((x) => h("option", { value: x.address }, `${x.name} (${shortHex(x.address)})`)));
+    providers.map((x) => h("option", { value: x.address }, x.name)));
   const fProvider = field("Provider", providerSel, { required: true });
 
   const preRecord = p.params.get("record");
   const sAll = choice("radio", "scope", "all", "All my records", { checked: !preRecord });
-  const sCat = choice("radio", "scope", "category", "Records in a category");
+  const sCat = choice("radio", "scope", "category", "Records of one kind");
   const sRec = choice("radio", "scope", "record", "One record", { checked: Boolean(preRecord) });
   const cats = Object.keys(chain.categories || {});
-  const catSel = h("select", { name: "category", "aria-label": "Category" }, cats.map((c) => h("option", { value: c }, categoryLabel(c))));
+  const catSel = h("select", { name: "category", "aria-label": "Kind of record" }, cats.map((c) => h("option", { value: c }, categoryLabel(c))));
   const recSel = h("select", { name: "record", "aria-label": "Record" },
-    recs.length ? recs.map((r) => h("option", { value: r.recordId, selected: r.recordId === preRecord }, `${categoryLabel(r.category)} · ${r.mediaType} · ${shortHex(r.recordId)}${r.authorName ? ` · ${r.authorName}` : ""}`))
+    recs.length ? recs.map((r) => h("option", { value: r.recordId, selected: r.recordId === preRecord }, `${recordName(r)}${r.authorName ? ` · from ${r.authorName}` : ""}`))
       : h("option", { value: "" }, "No records yet"));
   const scopeSet = h("fieldset", h("legend", "What they may read"),
     sAll.row, sCat.row, h("div.nested", catSel), sRec.row, h("div.nested", recSel));
@@ -274,31 +292,35 @@ function grantForm(p, providers, recs, reload) {
   syncScope();
 
   const purposes = (chain.purposes || Object.keys(PURPOSE_LABELS)).filter((c) => c !== "ETREAT");
-  const purposeSel = h("select", { name: "purpose" }, purposes.map((c) => h("option", { value: c, selected: c === "TREAT" }, purposeLabel(c))));
+  const purposeSel = h("select", { name: "purpose" }, purposes.map((c) => h("option", { value: c, selected: c === "TREAT" }, purposeName(c))));
   const fPurpose = field("Purpose of use", purposeSel, { required: true, hint: "They may read only for this purpose. Emergency treatment is never granted here." });
 
   const today = new Date();
   const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+  const inDays = (n) => { const d = new Date(); d.setDate(d.getDate() + n); return iso(d); };
   const fFrom = field("Valid from", h("input", { type: "date", name: "validFrom", value: iso(today) }), { required: true });
-  const fUntil = field("Valid until", h("input", { type: "date", name: "validUntil", disabled: true }), { hint: "Untick \u201cNo expiry\u201d to choose an end date." });
-  const noExpiry = choice("checkbox", "noExpiry", "1", "No expiry (until I revoke it)", { checked: true });
+  const fUntil = field("Valid until", h("input", { type: "date", name: "validUntil", value: inDays(GRANT_DAYS) }),
+    { hint: `${GRANT_DAYS} days from today unless you change it. Access ends at the end of that day.` });
+  const noExpiry = choice("checkbox", "noExpiry", "1", "No end date (until I revoke it)");
   noExpiry.input.addEventListener("change", () => {
     fUntil.input.disabled = noExpiry.input.checked;
-    if (!noExpiry.input.checked && !fUntil.input.value) {
-      const d = new Date(); d.setFullYear(d.getFullYear() + 1); fUntil.input.value = iso(d);
-    }
+    if (!noExpiry.input.checked && !fUntil.input.value) fUntil.input.value = inDays(GRANT_DAYS);
   });
-  const submit = h("button.btn", { type: "submit" }, "Sign and grant access");
+  const submit = h("button.btn", { type: "submit" }, "Review and grant…");
+  const result = h("div.action-message#grant-result", { hidden: !granted });
+  if (granted) result.append(granted);
   const form = h("form#grant-form", { novalidate: true },
     fProvider.wrap, scopeSet, fPurpose.wrap,
     h("div.row", fFrom.wrap, h("div.field", fUntil.wrap, noExpiry.row)),
     h("p.muted.small", byPasskey()
-      ? "You confirm the grant with your passkey; the ledger records it. You can revoke it at any time."
-      : "You sign the grant with your key; the ledger records it. You can revoke it at any time."),
-    h("div.actions", submit));
+      ? "You check the details, then confirm with your passkey. You can revoke it at any time."
+      : "You check the details, then sign with your key. You can revoke it at any time."),
+    h("div.actions", submit), result);
 
-  form.addEventListener("submit", (e) => {
+  form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    result.hidden = true;
+    result.replaceChildren();
     setFieldError(fProvider, providerSel.value ? "" : "Choose a provider.");
     if (!providerSel.value) { providerSel.focus(); return; }
     const from = startOfDay(fFrom.input.value);
@@ -307,38 +329,78 @@ function grantForm(p, providers, recs, reload) {
     let until = 0;
     if (!noExpiry.input.checked) {
       until = endOfDay(fUntil.input.value);
-      const bad = until === null ? "Enter an end date or choose no expiry." : until <= from ? "The end date must be after the start date." : "";
+      const bad = until === null ? "Enter an end date or choose no end date." : until <= from ? "The end date must be after the start date." : "";
       setFieldError(fUntil, bad);
       if (bad) { fUntil.input.focus(); return; }
     } else setFieldError(fUntil, "");
     let scope = ALL_RECORDS;
-    let scopeDesc = "all records";
-    if (sCat.input.checked) { scope = chain.categories[catSel.value]; scopeDesc = `${categoryLabel(catSel.value)} records`; }
+    let what = "ALL your records";
+    if (sCat.input.checked) { scope = chain.categories[catSel.value]; what = `your ${categoryLabel(catSel.value).toLowerCase()} records`; }
     if (sRec.input.checked) {
-      if (!recSel.value) { showError({ title: "No record chosen", detail: "There is no record to share yet; choose another scope." }); recSel.focus(); return; }
-      scope = recSel.value; scopeDesc = `record ${shortHex(recSel.value)}`;
+      const r = recs.find((x) => x.recordId === recSel.value);
+      if (!r) { placeMessage(result, inlineMessage("error", "No record chosen", h("p", "There is no record to share yet: choose all your records or one kind of record."))); return; }
+      scope = r.recordId; what = `one record: ${recordName(r)}`;
     }
     const chosen = providers.find((x) => x.address === providerSel.value);
     const providerName = (chosen && chosen.name) || providerSel.selectedOptions[0].textContent;
-    singleFlight(submit, "Signing…", async (flight) => {
+    const purpose = purposeSel.value;
+    const when = until ? `until ${fmtDate(until, { time: false })}` : "with no end date";
+    const starts = from * 1000 > Date.now() + 86400000 ? `, starting ${fmtDate(from, { time: false })}` : "";
+    const sentence = `${providerName} may read ${what} for ${purposeWords(purpose)}, ${when}${starts}.`;
+    const broad = scope === ALL_RECORDS;
+    const research = purpose === "HRESCH";
+    const warnings = [];
+    if (broad) warnings.push(h("li", "This covers every record you have now ", h("strong", "and every record added later"), ", from any clinic."));
+    if (research) warnings.push(h("li", "Research use is not about your own care: the records may be read by people who never treat you."));
+    if (!until) warnings.push(h("li", "There is no end date: access lasts until you revoke it."));
+    const signAndGrant = async (flight) => {
       const signer = await session.signer();
       const { nonce } = await api.signerNonce(await signer.getAddress());
       const grant = {
         patient: p.patient,
         grantee: checksum(providerSel.value),
         scope,
-        purpose: purposeBytes32(purposeSel.value),
+        purpose: purposeBytes32(purpose),
         validFrom: from,
         validUntil: until,
         nonce: Number(nonce),
         deadline: deadlineFromNow(),
       };
       const { signature } = await signTyped(signer, chain, "ConsentGrant", grant);
-      flight.step("Recording on the ledger…");
-      const res = await api.grant(grant, signature, flight.key);
-      announce(`Access granted: ${providerName} may read ${scopeDesc} for ${PURPOSE_LABELS[purposeSel.value] || purposeSel.value}.${byPasskey() ? " It is recorded on the ledger." : ` Consent ${shortHex(res.consentId)}, transaction ${shortHex(res.txHash)}.`}`);
-      if (p.params.get("record")) history.replaceState(null, "", `#/patient/consents${qs(p)}`);
-      await reload();
+      flight.step("Saving your consent…");
+      return api.grant(grant, signature, flight.key);
+    };
+    const ok = await modal({
+      title: "Check before you grant",
+      tone: broad || research ? "emergency" : "",
+      content: h("div#grant-review",
+        h("p.review-sentence", sentence),
+        broad || research
+          ? h("div.warning-box#grant-warning", { role: "note" },
+            h("strong", broad && research ? "This is a very broad grant." : "This is a broad grant."),
+            h("ul", warnings),
+            h("p", "If you are not sure, go back and choose fewer records, a shorter time, or another purpose."))
+          : (!until ? h("p.muted.small", "There is no end date: access lasts until you revoke it.") : null),
+        h("p.muted.small", "Every read of your records is logged, and you can see who read what on the \u201cWho has seen my records\u201d page. You can revoke this at any time.")),
+      confirmLabel: "Sign and grant access",
+      cancelLabel: "Go back and change",
+      busyLabel: "Signing…",
+      busyNote: byPasskey() ? "Confirm with your passkey…" : "Signing and saving your consent…",
+      onConfirm: (flight) => signAndGrant(flight).catch((err) => {
+        // shown in the dialog, beside its button, in plain words (no HTTP status for the patient); a grant
+        // that timed out may still be recorded, so the patient looks before signing another
+        const unsure = err && [0, 502, 503, 504].includes(err.status);
+        const next = unsure ? "It may still be recorded: look under \u201cYour consents\u201d before you try again." : "Nothing was granted: check the details and try again.";
+        throw { title: unsure ? "Not confirmed" : "Not granted", detail: `${plainProblem(err).replace(/\.$/, "")}. ${next}` };
+      }),
+    });
+    if (!ok) return;
+    announce(`Access granted: ${sentence}`);
+    if (p.params.get("record")) history.replaceState(null, "", `#/patient/consents${qs(p)}`);
+    await reload({
+      granted: inlineMessage("ok", "Access granted",
+        h("p", sentence),
+        h("p", "It is listed under \u201cYour consents\u201d below, where you can revoke it at any time.")),
     });
   });
   return h("section.card", { "aria-labelledby": "grant-h" }, h("h2#grant-h", "Grant access"), form);
@@ -357,28 +419,38 @@ function endOfDay(v) {
   return Number.isNaN(t.getTime()) ? null : Math.floor(t.getTime() / 1000);
 }
 
-async function revoke(c, p, button, reload) {
+async function revoke(c, p, button, slot, reload) {
+  const who = c.granteeName || "This provider";
   const ok = await modal({
     title: "Revoke this consent?",
     tone: "danger",
     content: h("div",
-      h("p", `${c.granteeName || "This provider"} will no longer be able to read ${c.scopeLabel || "these records"} for ${purposeLabel(c.purpose)}.`),
-      h("p.muted.small", "Reads that already happened stay in your disclosure history.")),
+      h("p", `${who} will no longer be able to read ${String(scopeText(c)).replace(/^\w/, (x) => x.toLowerCase())} for ${purposeWords(c.purpose)}.`),
+      h("p.muted.small", "Reads that already happened stay in your history of who has seen your records.")),
     confirmLabel: "Sign and revoke",
     confirmClass: "btn btn-danger",
     cancelLabel: "Keep access",
   });
   if (!ok) return;
+  slot.hidden = true;
   await singleFlight(button, "Revoking…", async (flight) => {
     const signer = await session.signer();
     const { nonce } = await api.signerNonce(await signer.getAddress());
     const revokeMsg = { patient: p.patient, consentId: c.consentId, nonce: Number(nonce), deadline: deadlineFromNow() };
     const { signature } = await signTyped(signer, p.chain, "ConsentRevoke", revokeMsg);
-    const res = await api.revoke(c.consentId, revokeMsg, signature, flight.key);
-    announce(`Consent revoked for ${c.granteeName || c.grantee}${txNote(res.txHash)}.`);
-    await reload();
+    await api.revoke(c.consentId, revokeMsg, signature, flight.key);
+    const text = `${who} can no longer read these records for ${purposeWords(c.purpose)}.`;
+    announce(`Consent revoked: ${text}`);
+    await reload({ revoked: inlineMessage("ok", "Consent revoked", h("p", text)) });
+  }, {
+    note: "Revoking…",
+    onError: (err) => placeMessage(slot, inlineMessage("error", "Not revoked", h("p", plainProblem(err)),
+      h("p", "The consent is unchanged. Try again; if it keeps failing, sign out and in again."))),
   });
 }
+
+// An error's words without its HTTP status, for the patient's pages.
+const plainProblem = (err) => [err && err.title, err && (err.detail || err.message)].filter(Boolean).join(": ") || "Something went wrong.";
 
 // ---------------------------------------------------------------- disclosures
 

@@ -4,8 +4,9 @@ import { session } from "../session.js";
 import { checksum, isAddress } from "../signing.js";
 import {
   h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
-  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, clearAlert,
+  purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, clearAlert, placeMessage,
 } from "../ui.js";
+import { refusalHelp } from "../refusal_help.js";
 
 export async function render(main, ctx) {
   if (ctx.section === "upload") return upload(main, ctx);
@@ -109,7 +110,16 @@ function readerCard(chain, me) {
       const res = await api.readRecord(id, purpose, flight.key);
       await showContent(result, id, res, false);
       announce(`Record ${shortHex(id)} read for ${PURPOSE_LABELS[purpose]}; the disclosure was logged on the ledger.`);
-    }, { note: "Checking consent and logging the disclosure on the ledger…" });
+    }, {
+      note: "Checking consent and logging the disclosure on the ledger…",
+      // a refusal is shown here, beside the form, with its next steps (refusal_help.js)
+      onError: async (err) => placeMessage(result, await refusalHelp(err, {
+        recordId: id,
+        purpose,
+        choosePurpose: (code) => { fPurpose.input.value = code; fPurpose.input.focus(); },
+        breakGlass: me.emergency ? glass : null,
+      })),
+    });
   });
   glass.addEventListener("click", async () => {
     if (!validId()) return;

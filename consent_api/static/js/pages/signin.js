@@ -4,7 +4,7 @@ import { ethers } from "../../vendor/ethers.min.js";
 import { api, idempotencyKey } from "../api.js";
 import { session, keystore, injectedSigner } from "../session.js";
 import { siweMessage } from "../signing.js";
-import { h, field, setFieldError, singleFlight, announce, shortHex, modal } from "../ui.js";
+import { h, field, setFieldError, singleFlight, announce, shortHex, modal, visuallyHidden } from "../ui.js";
 import { isDevChain } from "../dev-accounts.js";
 import {
   PasskeySigner, createPasskey, discoverAccount, firstPasskeyUserId, passkeyHints, passkeySupport, predictAccount,
@@ -162,9 +162,10 @@ async function demoPanel(chain) {
     const wallet = new ethers.Wallet(acct.key);
     const name = names[wallet.address.toLowerCase()] || acct.label;
     const roleText = acct.role === "provider" ? "provider" : acct.role;
+    // its accessible name is its visible text, then what it does (WCAG 2.5.3, label in name)
     const btn = h("button.btn.btn-secondary", { type: "button", "data-demo-index": acct.index },
-      h("span", `#${acct.index} ${name}`), h("small", `${roleText} · ${shortHex(wallet.address, 6, 4)}`));
-    btn.setAttribute("aria-label", `Sign in as demo ${roleText} ${name} (account #${acct.index}, ${wallet.address})`);
+      h("span", `#${acct.index} ${name}`), h("small", `${roleText} · ${shortHex(wallet.address, 6, 4)}`),
+      visuallyHidden(`: sign in as this demo ${roleText}`));
     btn.addEventListener("click", () => singleFlight(btn, "Signing in…", (flight) => signInWith(wallet, { kind: "demo", index: acct.index }, chain, flight.key), { note: "Checking your signature…" }));
     list.append(h("li", btn));
   }
@@ -183,8 +184,7 @@ function savedKeysCard(chain) {
   }
   const list = h("ul.key-list");
   for (const entry of keys) {
-    const btn = h("button.btn.btn-small", { type: "button" }, "Sign in");
-    btn.setAttribute("aria-label", `Sign in with ${entry.label || "key"} ${entry.address}`);
+    const btn = h("button.btn.btn-small", { type: "button" }, "Sign in", visuallyHidden(` with ${entry.label || "key"} ${entry.address}`));
     btn.addEventListener("click", () => singleFlight(btn, "Signing in…", async (flight) => {
       needChain(chain);
       const wallet = await unlockWithPrompt(entry);
@@ -193,8 +193,7 @@ function savedKeysCard(chain) {
     const backup = h("a.btn.btn-quiet.btn-small", {
       href: URL.createObjectURL(new Blob([entry.json], { type: "application/json" })),
       download: `consent-ledger-key-${entry.address}.json`,
-      "aria-label": `Download encrypted backup of ${entry.address}`,
-    }, "Backup");
+    }, "Backup", visuallyHidden(` (encrypted) of ${entry.address}`));
     list.append(h("li", h("div", h("strong", entry.label || "Key"), h("div.mono.small", entry.address)), h("div.actions", btn, backup)));
   }
   card.append(list);
@@ -286,7 +285,7 @@ function importCard(chain) {
 function walletCard(chain) {
   const card = h("section.card", { "aria-labelledby": "wallet-title" }, h("h2#wallet-title", "Browser wallet"));
   if (!window.ethereum) {
-    card.append(h("p.muted", "No browser wallet was detected. If you use one (an EIP-1193 wallet extension), enable it and reload this page."));
+    card.append(h("p.muted", "No browser wallet was detected. If you use a wallet extension in this browser, enable it and reload this page."));
     return card;
   }
   const btn = h("button.btn", { type: "button" }, "Sign in with browser wallet");
