@@ -48,6 +48,7 @@ from ledger_service.node.custodian_client import HttpCustodian
 from ledger_service.node.custody import CustodianClient, CustodianInfo, EncryptionKeys, ThresholdCustody
 from ledger_service.node.erasures import ErasureFollower
 from ledger_service.node.fhir import FHIR_INLINE_BELOW, check_fhir
+from ledger_service.node.patient_directory import PatientDirectory
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
 from ledger_service.node.reads import ReadService
 from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
@@ -91,6 +92,7 @@ class Services:
     erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
     custodians: list[Custodian] = field(default_factory=list)  # the embedded default's (`up`), in this process
     accounts: AccountService | None = None  # the hub's: the patients' passkey accounts
+    patient_directory: PatientDirectory | None = None  # the node's: its providers' own patient directories
     _listing: list[tuple[int, str | None, bytes]] | None = None
     # index -> URL of each embedded custodian once `up` serves it (consent_api/server.py binds the ports)
     custodian_urls_bound: dict[int, str] = field(default_factory=dict)
@@ -208,6 +210,8 @@ class Services:
         self.parse_workers.close()
         if self.custody is not None:
             self.custody.close()
+        if self.patient_directory is not None:
+            self.patient_directory.close()
         for custodian in self.custodians:
             custodian.store.close()
         self.db.dispose()
@@ -650,6 +654,8 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         ErasureFollower(db=db, indexer=indexer) if settings.role == "node" else None,
         custodians,
         accounts,
+        # the node's own file, never the hub's DB (docs/architecture.md, "Patient directory")
+        None if settings.role == "hub" else PatientDirectory(settings.data_dir / "node" / "patient-directory.sqlite3"),
     )
 
 
