@@ -10,8 +10,10 @@ import {
   purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError, problemText, addressWithCopy,
 } from "../ui.js";
 import { readOwnRecord } from "../own_records.js";
+import { renderPatientId } from "../patient_id.js";
+import { patientsNaming } from "../directory.js";
 
-const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates", devices: "Passkeys and recovery" };
+const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates", devices: "Passkeys and recovery", id: "Your patient ID" };
 
 export async function render(main, ctx) {
   const { section, params, chain } = ctx;
@@ -21,7 +23,7 @@ export async function render(main, ctx) {
   const head = [h("h1", TITLES[section] || "My records"), actingBanner(p)];
   const body = h("div");
   main.replaceChildren(...head.filter(Boolean), body);
-  const fn = { records, consents, disclosures, delegates, devices }[section];
+  const fn = { records, consents, disclosures, delegates, devices, id: renderPatientId }[section];
   if (!fn) { location.replace("#/patient/records"); return; }
   await fn(body, p);
 }
@@ -473,7 +475,33 @@ async function delegates(body, p) {
   ];
   body.replaceChildren(
     h("section.card", { "aria-labelledby": "del-add-h" }, h("h2#del-add-h", "Name a delegate"), form),
-    h("section.card", { "aria-labelledby": "del-h" }, h("h2#del-h", "Your delegates"), table(cols, list || [], { empty: "You have not named any delegate." })));
+    h("section.card", { "aria-labelledby": "del-h" }, h("h2#del-h", "Your delegates"), table(cols, list || [], { empty: "You have not named any delegate." })),
+    await namedMe(p));
+}
+
+/** The patients who named the signed-in account their guardian, each with a link to act for them. */
+async function namedMe(p) {
+  if (p.patient !== p.me) return null;
+  let named;
+  try {
+    ({ patients: named } = await patientsNaming(p.me));
+  } catch (err) {
+    return h("section.card", h("h2", "People who named you as their guardian"), h("p.field-error", problemText(err)));
+  }
+  if (!named || !named.length) return null;
+  const cols = [
+    { label: "Patient ID", cell: (n) => h("span.mono.wrap-anywhere", n.patient) },
+    { label: "Valid until", cell: (n) => (Number(n.validUntil) ? timeEl(n.validUntil, { time: false }) : "No expiry") },
+    { label: "Status", cell: (n) => (n.live ? pill("active", "Active") : pill("expired", "Not active")) },
+    {
+      label: "Action", cell: (n) => (n.live
+        ? h("a.btn.btn-secondary.btn-small", { href: `#/patient/records?for=${n.patient}` }, "Act for this patient", h("span.visually-hidden", ` ${n.patient}`))
+        : h("span.muted.small", "No longer your patient to act for")),
+    },
+  ];
+  return h("section.card#named-me", { "aria-labelledby": "named-h" }, h("h2#named-h", "People who named you as their guardian"),
+    h("p.muted.small", "You may see their records and manage their consents for them while their choice is active."),
+    table(cols, named));
 }
 
 // ---------------------------------------------------------------- passkeys and recovery
