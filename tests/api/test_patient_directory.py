@@ -220,3 +220,20 @@ def test_a_guardian_lists_the_patients_who_named_them(api: Api) -> None:
     assert_problem(
         api.client.get("/v1/delegates/0x1234/patients", headers=api.token(guardian.address)), 400, "validation-error"
     )
+
+
+def test_the_audit_trail_names_providers_by_their_on_chain_names(api: Api) -> None:
+    patient = api.new_patient()
+    record_id = str(api.upload(patient.address)["recordId"])
+    api.grant(patient, api.chain.clinic.address)
+    read = api.client.get(
+        f"/v1/records/{record_id}", params={"purpose": "TREAT"}, headers=api.token(api.chain.clinic.address)
+    )
+    assert read.status_code == 200, read.text
+    response = api.client.get(f"/v1/audit/records/{record_id}", headers=api.token(api.chain.auditor.address))
+    assert response.status_code == 200, response.text
+    trail = response.json()
+    assert [(v["author"], v["authorName"]) for v in trail["versions"]] == [(api.chain.clinic.address, "Demo Clinic")]
+    assert [(d["accessor"], d["accessorName"]) for d in trail["disclosures"]] == [
+        (api.chain.clinic.address, "Demo Clinic")
+    ]

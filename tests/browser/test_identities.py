@@ -33,7 +33,12 @@ def test_a_clinic_finds_a_patient_by_name_and_by_mrn(browser: object, portal: tu
             clinic,
             "POST",
             "/v1/records",
-            body={"patient": patient, "category": "laboratory", "mediaType": "application/fhir+json", "content": observation},
+            body={
+                "patient": patient,
+                "category": "laboratory",
+                "mediaType": "application/fhir+json",
+                "content": observation,
+            },
         )
         assert status == 201, created
         record_id = created["recordId"]
