@@ -71,6 +71,17 @@ def test_a_clinic_finds_a_patient_by_name_and_by_mrn(browser: object, portal: tu
             page.locator(f"#prec-h ~ * [title='{record_id}']").wait_for()
         clinic.shot("51-provider-patient-records")
 
+        # the patient's share link (or ID), pasted into the search, opens them; a damaged one is refused
+        clinic.go("#/provider/patients", "Find a patient")
+        page.get_by_label("Name, MRN or patient ID").fill(f"{base}/#/provider/patients?patient={patient}")
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.get_by_role("heading", name=f"Records of {NAME}").wait_for()
+        assert page.get_by_role("heading", name="Find another patient").is_visible()
+        damaged = patient[:-1] + ("0" if patient[-1] != "0" else "1")
+        page.get_by_label("Name, MRN or patient ID").fill(damaged)
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.locator(".field-error", has_text="This patient ID is not valid").wait_for()
+
         # the lab's directory is its own: it finds nobody by the clinic's entry
         lab.sign_in_demo(2)
         lab.go("#/provider/patients", "Find a patient")

@@ -21,7 +21,7 @@ const fmtBirth = (iso) => {
 };
 
 /** The search card; `open(address)` shows one patient. */
-export async function findPatientCard(open) {
+export async function findPatientCard(open, { another = false } = {}) {
   const input = h("input", { type: "search", name: "q", autocomplete: "off", spellcheck: "false" });
   const f = field("Name, MRN or patient ID", input, { hint: "Part of a name, a whole MRN, or the patient's ID (0x…) or the link they shared with you." });
   const submit = h("button.btn", { type: "submit" }, "Search");
@@ -36,8 +36,9 @@ export async function findPatientCard(open) {
     setFieldError(f, "");
     const patient = patientIn(v);
     if (patient) { open(patient); return; }
-    if (/^0x[0-9a-f]*$/i.test(v) && v.length > 12) {
-      setFieldError(f, "A patient ID is 0x followed by 40 hex characters: check the one the patient gave you.");
+    if (/^0x[0-9a-f]{40}$/i.test(v) || /[?&]patient=/.test(v)) {
+      // the length of an ID but not a valid one (a typo breaks its mixed-case checksum), or a damaged link
+      setFieldError(f, "This patient ID is not valid: check it against the one the patient gave you, or ask them to share it again.");
       input.focus();
       return;
     }
@@ -49,7 +50,7 @@ export async function findPatientCard(open) {
   });
   if (scan) scan.addEventListener("click", () => scanDialog(open));
   return h("section.card", { "aria-labelledby": "find-h" },
-    h("h2#find-h", "Search your patients"),
+    h("h2#find-h", another ? "Find another patient" : "Search your patients"),
     h("p.muted.small", "Your patient directory is kept by your organisation only. It is never shared with the network or written to the ledger."),
     form,
     scanning ? null : h("p.small.muted#scan-note", "This browser cannot scan QR codes: paste the patient's link or ID above instead."),

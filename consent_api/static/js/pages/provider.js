@@ -40,7 +40,7 @@ async function patients(main, { chain, params }) {
   const me = await iAmEmergency();
   const recordsBox = h("div");
   const reader = readerCard(chain, me);
-  const finder = await findPatientCard(open);
+  const finder = await findPatientCard(open, { another: Boolean(patient) });
   // the records are titled by the patient's name once the directory has one
   const whose = (entry) => ["Records of ", entry ? entry.name : h("span.mono", shortHex(patient, 8, 6))];
   const recordsTitle = h("h2#prec-h");
@@ -50,8 +50,8 @@ async function patients(main, { chain, params }) {
     h("h1", "Find a patient"),
     me.name ? h("p.muted", `Signed in as ${me.name}.`) : null,
     given && !patient ? h("p.warning-box", "That link does not hold a valid patient ID (0x followed by 40 hex characters). Ask the patient to share it again.") : null,
-    shown ? shown.card : null,
-    finder, recordsBox, reader.card].filter(Boolean));
+    // a patient shown comes first, with their records and the reader; the search, to find another, after
+    ...(shown ? [shown.card, recordsBox, reader.card, finder] : [finder, recordsBox, reader.card])].filter(Boolean));
   if (!patient) return;
   const { records } = await api.records(patient);
   const cols = [
