@@ -181,6 +181,8 @@ class PatientDirectory:
         query = " ".join(query.split())
         if len(query) > MAX_QUERY:
             raise ValidationError(f"q is longer than {MAX_QUERY} characters", field="q")
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in query):  # a lone surrogate cannot be stored or matched
+            raise ValidationError("q holds control characters", field="q")
         select = "SELECT address, name, birth_date, mrn, updated_at FROM patients WHERE provider = ?"
         folded = _fold(query)
         params: list[object] = [provider]

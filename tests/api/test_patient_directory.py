@@ -129,6 +129,13 @@ def test_bad_input_is_a_clear_problem_and_changes_nothing(api: Api) -> None:
     assert_problem(_put(api, clinic, patient, name="Extra", ssn="123"), 400, "validation-error")
     too_long = api.client.get("/v1/directory/patients", params={"q": "q" * 500}, headers=api.token(clinic))
     assert_problem(too_long, 400, "validation-error")
+    # JSON may escape a lone surrogate, which no UTF-8 store can hold: refused, never a server error
+    surrogate = api.client.put(
+        f"/v1/directory/patients/{patient}",
+        content=b'{"name": "Lone \\ud800 Surrogate"}',
+        headers={**api.token(clinic), "Content-Type": "application/json"},
+    )
+    assert_problem(surrogate, 400, "validation-error")
     assert _find(api, clinic, patient) == []
 
 
