@@ -92,12 +92,12 @@ class Services:
     erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
     custodians: list[Custodian] = field(default_factory=list)  # the embedded default's (`up`), in this process
     accounts: AccountService | None = None  # the hub's: the patients' passkey accounts
-    patient_directory: PatientDirectory | None = None  # the node's: its providers' own patient directories
     _listing: list[tuple[int, str | None, bytes]] | None = None
     # index -> URL of each embedded custodian once `up` serves it (consent_api/server.py binds the ports)
     custodian_urls_bound: dict[int, str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    patient_directory: PatientDirectory | None = None  # the node's: its providers' own patient directories
 
     def start_background(self) -> None:
         """Follow the chain's events in a daemon thread; in batched mode (or with entries a former batched
@@ -625,7 +625,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         db=db,
         operator_accounts=providers.accounts,  # another provider's node keeps its own deliveries and versions
     )
-    return Services(
+    services = Services(
         settings,
         deployment,
         rpc,
@@ -654,9 +654,11 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         ErasureFollower(db=db, indexer=indexer) if settings.role == "node" else None,
         custodians,
         accounts,
-        # the node's own file, never the hub's DB (docs/architecture.md, "Patient directory")
-        None if settings.role == "hub" else PatientDirectory(settings.data_dir / "node" / "patient-directory.sqlite3"),
     )
+    if settings.role != "hub":
+        # the node's own file, never the hub's DB (docs/architecture.md, "Patient directory")
+        services.patient_directory = PatientDirectory(settings.data_dir / "node" / "patient-directory.sqlite3")
+    return services
 
 
 def _receipt_of(log_: DisclosureLog, batcher: DisclosureBatcher, leaf_index: int) -> dict[str, Any]:

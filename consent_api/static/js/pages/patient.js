@@ -1,6 +1,8 @@
 // Patient pages: records, consents (grant / revoke), disclosure timeline, delegates, and a passkey
 // account's devices (passkeys) and recovery.
 import { api } from "../api.js";
+import { patientsNaming } from "../directory.js";
+import { renderPatientId } from "../patient_id.js";
 import { session } from "../session.js";
 import { NO_PRF } from "../own_records.js";
 import { addedPasskeyUserId, createPasskey, passkeyHints, passkeyMessage } from "../passkey.js";
@@ -10,8 +12,6 @@ import {
   purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, showError, problemText, addressWithCopy,
 } from "../ui.js";
 import { readOwnRecord } from "../own_records.js";
-import { renderPatientId } from "../patient_id.js";
-import { patientsNaming } from "../directory.js";
 
 const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates", devices: "Passkeys and recovery", id: "Your patient ID" };
 

@@ -1,12 +1,12 @@
 // Provider pages: find a patient and read records for a purpose (or break the glass), upload, amend.
 import { api } from "../api.js";
+import { findPatientCard, patientCard } from "../provider_directory.js";
 import { session } from "../session.js";
 import { checksum, isAddress } from "../signing.js";
 import {
   h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
   purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, clearAlert,
 } from "../ui.js";
-import { findPatientCard, patientCard } from "../provider_directory.js";
 
 export async function render(main, ctx) {
   if (ctx.section === "upload") return upload(main, ctx);
