@@ -1,7 +1,7 @@
 // Provider pages: find a patient and read records for a purpose (or break the glass), upload, amend.
 import { api } from "../api.js";
-import { findPatientCard, patientCard } from "../provider_directory.js";
 import { session } from "../session.js";
+import { findPatientCard, patientCard } from "../provider_directory.js";
 import { checksum, isAddress } from "../signing.js";
 import {
   h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
