@@ -439,7 +439,7 @@ function removeDelegateButton(d, body, p) {
 
 async function delegates(body, p) {
   const { delegates: list } = await api.delegates(p.patient);
-  const addr = field("Delegate's address", h("input", { type: "text", autocomplete: "off", spellcheck: "false", placeholder: "0x…" }), { required: true, hint: "A guardian or carer who may manage consents and see your records for you." });
+  const addr = field("Delegate's address", h("input", { type: "text", autocomplete: "off", spellcheck: "false", placeholder: "0x…" }), { required: true, hint: "A guardian or carer who may manage consents and see your records for you. Ask them for their patient ID: it is on their \"Your patient ID\" page." });
   const fUntil = field("Valid until", h("input", { type: "date", disabled: true }));
   const noExpiry = choice("checkbox", "delegateNoExpiry", "1", "No expiry", { checked: true });
   noExpiry.input.addEventListener("change", () => { fUntil.input.disabled = noExpiry.input.checked; });
