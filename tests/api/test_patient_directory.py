@@ -244,3 +244,8 @@ def test_the_audit_trail_names_providers_by_their_on_chain_names(api: Api) -> No
     assert [(d["accessor"], d["accessorName"]) for d in trail["disclosures"]] == [
         (api.chain.clinic.address, "Demo Clinic")
     ]
+
+
+def test_the_camera_is_allowed_to_this_origin_only_for_scanning_qr_codes(api: Api) -> None:
+    policy = api.client.get("/portal").headers["permissions-policy"]
+    assert "camera=(self)" in policy.split(", ") and "microphone=()" in policy and "geolocation=()" in policy
