@@ -18,7 +18,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consent_api import problems
 from consent_api.body_limits import BodyLimit, Limits
 from consent_api.metrics import Metrics, new_metrics, request_labels
-from consent_api.routers import accounts, audit, auth, blobs, consents, erasure, fhir, meta, patients, records, relay
+from consent_api.routers import (
+    accounts,
+    audit,
+    auth,
+    blobs,
+    consents,
+    delegates,
+    directory,
+    erasure,
+    fhir,
+    meta,
+    patients,
+    records,
+    relay,
+)
 from consent_api.throttle import Throttle
 from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
 from ledger_service.bootstrap import Services
@@ -61,7 +75,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    # camera: the provider's find-a-patient page scans a patient's QR code (docs/architecture.md, "Patient directory")
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
 }
 
 DESCRIPTION = """
@@ -145,8 +160,9 @@ def create_app(services: Services) -> FastAPI:
         audit.router,
         fhir.router,
         accounts.router,
+        delegates.router,
     )
-    node_routers = (records.router,)
+    node_routers = (records.router, directory.router)
     role = settings.role
     for router in (
         meta.router,
@@ -164,7 +180,7 @@ def create_app(services: Services) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(BodyLimit, limits=Limits.of(settings))  # by route (consent_api/body_limits.py)

@@ -37,6 +37,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "method-not-allowed": (405, "Method not allowed"),
     "idempotency-conflict": (409, "Idempotency key conflict"),
     "stale-version": (409, "Record changed meanwhile"),
+    "directory-conflict": (409, "Already in your patient directory"),
     "passkey-refused": (409, "The account refused the passkey change"),
     "transaction-reverted": (409, "The ledger refused the transaction"),
     "record-erased": (410, "Record erased"),

@@ -48,6 +48,7 @@ from ledger_service.node.custodian_client import HttpCustodian
 from ledger_service.node.custody import CustodianClient, CustodianInfo, EncryptionKeys, ThresholdCustody
 from ledger_service.node.erasures import ErasureFollower
 from ledger_service.node.fhir import FHIR_INLINE_BELOW, check_fhir
+from ledger_service.node.patient_directory import PatientDirectory
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
 from ledger_service.node.reads import ReadService
 from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
@@ -96,6 +97,7 @@ class Services:
     custodian_urls_bound: dict[int, str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    patient_directory: PatientDirectory | None = None  # the node's: its providers' own patient directories
 
     def start_background(self) -> None:
         """Follow the chain's events in a daemon thread; in batched mode (or with entries a former batched
@@ -208,6 +210,8 @@ class Services:
         self.parse_workers.close()
         if self.custody is not None:
             self.custody.close()
+        if self.patient_directory is not None:
+            self.patient_directory.close()
         for custodian in self.custodians:
             custodian.store.close()
         self.db.dispose()
@@ -621,7 +625,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         db=db,
         operator_accounts=providers.accounts,  # another provider's node keeps its own deliveries and versions
     )
-    return Services(
+    services = Services(
         settings,
         deployment,
         rpc,
@@ -651,6 +655,10 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         custodians,
         accounts,
     )
+    if settings.role != "hub":
+        # the node's own file, never the hub's DB (docs/architecture.md, "Patient directory")
+        services.patient_directory = PatientDirectory(settings.data_dir / "node" / "patient-directory.sqlite3")
+    return services
 
 
 def _receipt_of(log_: DisclosureLog, batcher: DisclosureBatcher, leaf_index: int) -> dict[str, Any]:

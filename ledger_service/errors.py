@@ -275,3 +275,12 @@ class PasskeyRefused(LedgerError):
 
 class AuditError(LedgerError):
     code = "audit-error"
+
+
+# ----------------------------------------------------------------- a provider's patient directory
+
+
+class DirectoryConflict(LedgerError):
+    """A provider's patient directory already gives this MRN to another account (``field`` names it)."""
+
+    code = "directory-conflict"

@@ -54,6 +54,13 @@ if grep -rnE '^[^*]*(\b(from|import) *|\bimport *\( *)["'"'"'][^./"'"'"']' --inc
   echo "vendor_portal: a vendored module still imports a bare specifier (above)" >&2
   exit 1
 fi
+# QR codes of a patient's ID (js/qr.js): qrcode-generator's ES module, licence in its header.
+qrcode="$modules/qrcode-generator/dist/qrcode.mjs"
+if [[ ! -f "$qrcode" ]]; then
+  echo "vendor_portal: $qrcode is missing; run 'npm ci' first" >&2
+  exit 1
+fi
+install -m 0644 "$qrcode" "$dest/qrcode.mjs"
 version_of() { node -p 'require(process.argv[1]).version' "$modules/$1/package.json"; }
 ethers_version="$(version_of ethers)"
 swagger_version="$(version_of swagger-ui-dist)"

@@ -15,6 +15,14 @@ from ledger_service.hub.audit import record_trail
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
+def _named(services: ServicesDep, items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Each item with the on-chain name of the provider at ``key`` beside it (``<key>Name``, null if none)."""
+    for item in items:
+        address = item.get(key)
+        item[f"{key}Name"] = services.directory.name_of(address) if isinstance(address, str) and address else None
+    return items
+
+
 @router.post("/verify", summary="Verify the trail of everything, or of one patient")
 def verify(body: VerifyIn, request: Request, caller: AuditorCaller, services: ServicesDep) -> dict[str, Any]:
     patient = address_param(body.patient, "patient") if body.patient else None
@@ -33,6 +41,7 @@ def verify(body: VerifyIn, request: Request, caller: AuditorCaller, services: Se
         for e in run.trail.erasures
         if patient is None or e.patient == patient
     ]
+    _named(services, result.get("emergencies") or [], "accessor")
     result["reportUrl"] = str(request.url_for("audit_report", report_id=run.report_id))
     return result
 
@@ -46,6 +55,9 @@ def record(record_id: str, request: Request, caller: AuditorCaller, services: Se
     if not trail["versions"]:
         raise NotFoundError(f"no record {record_id} on the ledger", record_id=record_id)
     report = run.report.to_json()
+    _named(services, trail["versions"], "author")
+    _named(services, trail["disclosures"], "accessor")
+    _named(services, report["emergencies"], "accessor")
     return {
         "recordId": record_id,
         "ok": report["ok"],

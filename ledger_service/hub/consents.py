@@ -113,6 +113,29 @@ class ConsentService:
             views.append(DelegateView(delegate, valid_until, live))
         return views
 
+    def patients_naming(self, delegate: str) -> list[DelegateView]:
+        """The patients who named ``delegate`` their guardian (each with that delegation's state now), from
+        the indexed DelegateGranted events; ``delegate`` of each view is the patient."""
+        delegate = to_checksum_address(delegate)
+        self.indexer.catch_up()
+        with self.db.session() as s:
+            rows = list(
+                s.execute(
+                    select(ChainEventRow.patient, ChainEventRow.args)
+                    .where(ChainEventRow.name == "DelegateGranted")
+                    .order_by(ChainEventRow.block_number, ChainEventRow.log_index)
+                )
+            )
+        seen: dict[str, None] = {}
+        for patient, args in rows:
+            if patient and to_checksum_address(json.loads(args)["delegate"]) == delegate:
+                seen[to_checksum_address(patient)] = None
+        views = []
+        for patient in seen:
+            valid_until, live = self.ledger.delegation(patient, delegate)
+            views.append(DelegateView(patient, valid_until, live))
+        return views
+
 
 def scope_kind(scope: bytes, categories: dict[str, bytes]) -> tuple[str, str]:
     """("all" | "category" | "record", a human label) for a consent scope."""

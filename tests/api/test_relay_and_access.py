@@ -144,6 +144,11 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/nonces/{signer}"): {PUBLIC},
     ("POST", "/v1/blobs"): {"clinic", "lab"},
     ("GET", "/v1/blobs/{cid}"): {"clinic", "lab", "auditor"},
+    ("GET", "/v1/delegates/{address}/patients"): {"patient"},
+    ("GET", "/v1/directory/patients"): {"clinic", "lab"},
+    ("GET", "/v1/directory/patients/{address}"): {"clinic", "lab"},
+    ("PUT", "/v1/directory/patients/{address}"): {"clinic", "lab"},
+    ("DELETE", "/v1/directory/patients/{address}"): {"clinic", "lab"},
 }
 AUDIT_POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/audit/records/{record_id}"): {"auditor"},
@@ -178,6 +183,7 @@ def test_access_matrix(api: Api) -> None:
         "delegate": "0x" + "11" * 20,
         "signer": patient.address,
         "cid": str(record["cid"]),
+        "address": patient.address,
     }
     callers = {
         "patient": patient.address,

@@ -56,7 +56,13 @@ def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     vendor = ROOT / "consent_api" / "static" / "vendor"
-    vendored = ("ethers.min.js", "swagger-ui-bundle.js", "shamir-secret-sharing/index.js", "hpke/core/mod.js")
+    vendored = (
+        "ethers.min.js",
+        "swagger-ui-bundle.js",
+        "shamir-secret-sharing/index.js",
+        "hpke/core/mod.js",
+        "qrcode.mjs",
+    )
     if not all((vendor / name).exists() for name in vendored):
         subprocess.run([str(ROOT / "scripts" / "vendor_portal.sh")], check=True)
     from playwright.sync_api import sync_playwright

@@ -24,6 +24,8 @@ DOC_SHOTS = {
     "10-auditor-report",
     "11-emergency-timeline",
     "20-mobile-consents",
+    "50-provider-find-by-name",
+    "52-patient-id",
 }
 
 

@@ -181,3 +181,25 @@ def test_the_whole_provider_story_runs_through_a_node_of_its_own(chain: Node, hu
 def _node_keys_of(node: Served, record_id: str) -> int:
     with contextlib.closing(sqlite3.connect(node.data_dir / "ledger.sqlite3")) as db:
         return int(db.execute("SELECT count(*) FROM commitment_salts WHERE record_id = ?", (record_id,)).fetchone()[0])
+
+
+def test_the_patient_directory_is_the_nodes_alone(chain: Node, hub: Served, node: Served) -> None:
+    """A clinic's directory (docs/architecture.md, "Patient directory") lives in its node's data dir: the hub
+    serves no directory route, and no file of the hub's data dir (DB, blobs, logs) holds the name or MRN."""
+    patient = Account.from_key(PATIENT_KEY).address
+    name, mrn = "Philippa Quarrendon", "QX-55821"
+    with LedgerClient(hub.url) as at_hub, LedgerClient(node.url) as at_node:
+        clinic = at_node.sign_in(Account.from_key(CLINIC_KEY))
+        put = at_node.http.put(f"/v1/directory/patients/{patient}", json={"name": name, "mrn": mrn}, headers=clinic)
+        assert put.status_code == 200, put.text
+        found = at_node.http.get("/v1/directory/patients", params={"q": "quarrendon"}, headers=clinic)
+        assert [p["mrn"] for p in found.json()["patients"]] == [mrn]
+        at_hub_clinic = at_hub.sign_in(Account.from_key(CLINIC_KEY))
+        refused = at_hub.http.get("/v1/directory/patients", params={"q": "quarrendon"}, headers=at_hub_clinic)
+        assert refused.status_code in (404, 405), refused.text
+    directory = node.data_dir / "node" / "patient-directory.sqlite3"
+    assert name.encode() in directory.read_bytes()
+    for path in hub.data_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert name.encode() not in data and mrn.encode() not in data, path

@@ -16,6 +16,7 @@ const NAV = {
     ["#/patient/consents", "Consents"],
     ["#/patient/disclosures", "Disclosures"],
     ["#/patient/delegates", "Delegates"],
+    ["#/patient/id", "Your patient ID"],
     ["#/patient/devices", "Passkeys", () => session.signerKind === "passkey"],
   ],
   provider: [

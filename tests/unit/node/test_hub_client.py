@@ -38,6 +38,7 @@ from ledger_service.errors import (
     ChainError,
     ChainUnavailable,
     ConsentDenied,
+    DirectoryConflict,
     IdempotencyConflict,
     InvalidMediaType,
     InvalidPasskey,
@@ -406,6 +407,7 @@ RELAY_ERRORS: dict[str, type[LedgerError]] = {
     "invalid-passkey": InvalidPasskey,
     "account-not-found": AccountNotFound,
     "passkey-refused": PasskeyRefused,
+    "directory-conflict": DirectoryConflict,
 }
 
 

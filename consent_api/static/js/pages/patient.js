@@ -1,6 +1,8 @@
 // Patient pages: records, consents (grant / revoke), disclosure timeline, delegates, and a passkey
 // account's devices (passkeys) and recovery.
 import { api } from "../api.js";
+import { patientsNaming } from "../directory.js";
+import { renderPatientId } from "../patient_id.js";
 import { session } from "../session.js";
 import { NO_PRF } from "../own_records.js";
 import { addedPasskeyUserId, createPasskey, passkeyHints, passkeyMessage } from "../passkey.js";
@@ -13,7 +15,7 @@ import {
 import { readOwnRecord } from "../own_records.js";
 import { emergencyNotice } from "../emergency_notice.js";
 
-const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates", devices: "Passkeys and recovery" };
+const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates", devices: "Passkeys and recovery", id: "Your patient ID" };
 
 export async function render(main, ctx) {
   const { section, params, chain } = ctx;
@@ -22,7 +24,7 @@ export async function render(main, ctx) {
   const p = { chain, patient: actingFor, me, params, main, section };
   const head = [h("h1", TITLES[section] || "My records"), actingBanner(p)];
   const body = h("div");
-  const fn = { records, consents, disclosures, delegates, devices }[section];
+  const fn = { records, consents, disclosures, delegates, devices, id: renderPatientId }[section];
   if (!fn) { location.replace("#/patient/records"); return; }
   // the landing page announces emergency accesses the patient has not reviewed yet (emergency_notice.js)
   const notice = section === "records" ? await emergencyNotice(p.patient, { self: p.patient === p.me }) : null;
@@ -509,7 +511,7 @@ function removeDelegateButton(d, body, p) {
 
 async function delegates(body, p) {
   const { delegates: list } = await api.delegates(p.patient);
-  const addr = field("Delegate's address", h("input", { type: "text", autocomplete: "off", spellcheck: "false", placeholder: "0x…" }), { required: true, hint: "A guardian or carer who may manage consents and see your records for you." });
+  const addr = field("Delegate's address", h("input", { type: "text", autocomplete: "off", spellcheck: "false", placeholder: "0x…" }), { required: true, hint: "A guardian or carer who may manage consents and see your records for you. Ask them for their patient ID: it is on their \"Your patient ID\" page." });
   const fUntil = field("Valid until", h("input", { type: "date", disabled: true }));
   const noExpiry = choice("checkbox", "delegateNoExpiry", "1", "No expiry", { checked: true });
   noExpiry.input.addEventListener("change", () => { fUntil.input.disabled = noExpiry.input.checked; });
@@ -545,7 +547,33 @@ async function delegates(body, p) {
   ];
   body.replaceChildren(
     h("section.card", { "aria-labelledby": "del-add-h" }, h("h2#del-add-h", "Name a delegate"), form),
-    h("section.card", { "aria-labelledby": "del-h" }, h("h2#del-h", "Your delegates"), table(cols, list || [], { empty: "You have not named any delegate." })));
+    h("section.card", { "aria-labelledby": "del-h" }, h("h2#del-h", "Your delegates"), table(cols, list || [], { empty: "You have not named any delegate." })),
+    await namedMe(p));
+}
+
+/** The patients who named the signed-in account their guardian, each with a link to act for them. */
+async function namedMe(p) {
+  if (p.patient !== p.me) return null;
+  let named;
+  try {
+    ({ patients: named } = await patientsNaming(p.me));
+  } catch (err) {
+    return h("section.card", h("h2", "People who named you as their guardian"), h("p.field-error", problemText(err)));
+  }
+  if (!named || !named.length) return null;
+  const cols = [
+    { label: "Patient ID", cell: (n) => h("span.mono.wrap-anywhere", n.patient) },
+    { label: "Valid until", cell: (n) => (Number(n.validUntil) ? timeEl(n.validUntil, { time: false }) : "No expiry") },
+    { label: "Status", cell: (n) => (n.live ? pill("active", "Active") : pill("expired", "Not active")) },
+    {
+      label: "Action", cell: (n) => (n.live
+        ? h("a.btn.btn-secondary.btn-small", { href: `#/patient/records?for=${n.patient}` }, "Act for this patient", h("span.visually-hidden", ` ${n.patient}`))
+        : h("span.muted.small", "No longer your patient to act for")),
+    },
+  ];
+  return h("section.card#named-me", { "aria-labelledby": "named-h" }, h("h2#named-h", "People who named you as their guardian"),
+    h("p.muted.small", "You may see their records and manage their consents for them while their choice is active."),
+    table(cols, named));
 }
 
 // ---------------------------------------------------------------- passkeys and recovery

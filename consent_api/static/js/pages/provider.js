@@ -1,6 +1,7 @@
 // Provider pages: find a patient and read records for a purpose (or break the glass), upload, amend.
 import { api } from "../api.js";
 import { session } from "../session.js";
+import { findPatientCard, patientCard } from "../provider_directory.js";
 import { checksum, isAddress } from "../signing.js";
 import {
   h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
@@ -30,31 +31,30 @@ async function iAmEmergency() {
 // ---------------------------------------------------------------- find a patient, read
 
 async function patients(main, { chain, params }) {
-  const patient = params.get("patient");
-  const input = h("input", { type: "text", name: "patient", autocomplete: "off", spellcheck: "false", placeholder: "0x…", value: patient || "" });
-  const f = field("Patient address", input, { required: true, hint: "The patient's ledger address (0x followed by 40 hex characters)." });
-  const submit = h("button.btn", { type: "submit" }, "Show records");
-  const form = h("form#find-form", { novalidate: true }, f.wrap, h("div.actions", submit));
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const v = input.value.trim();
-    if (!isAddress(v)) { setFieldError(f, "Enter a valid address (0x followed by 40 hex characters)."); input.focus(); return; }
-    setFieldError(f, "");
-    const target = `#/provider/patients?patient=${checksum(v)}`;
-    if (location.hash === target) patients(main, { chain, params: new URLSearchParams(`patient=${checksum(v)}`) });
+  const given = params.get("patient");
+  const patient = given && isAddress(given) ? checksum(given) : null;
+  const open = (address) => {
+    const target = `#/provider/patients?patient=${address}`;
+    if (location.hash === target) patients(main, { chain, params: new URLSearchParams(`patient=${address}`) });
     else location.hash = target;
-  });
+  };
   const me = await iAmEmergency();
   const recordsBox = h("div");
   const reader = readerCard(chain, me);
-  main.replaceChildren(
+  const finder = await findPatientCard(open, { another: Boolean(patient) });
+  // the records are titled by the patient's name once the directory has one
+  const whose = (entry) => ["Records of ", entry ? entry.name : h("span.mono", shortHex(patient, 8, 6))];
+  const recordsTitle = h("h2#prec-h");
+  const shown = patient ? await patientCard(patient, (entry) => { recordsTitle.replaceChildren(...whose(entry)); }) : null;
+  if (shown) recordsTitle.replaceChildren(...whose(shown.entry));
+  main.replaceChildren(...[
     h("h1", "Find a patient"),
     me.name ? h("p.muted", `Signed in as ${me.name}.`) : null,
-    h("section.card", { "aria-labelledby": "find-h" }, h("h2#find-h", "Patient"), form),
-    recordsBox, reader.card);
+    given && !patient ? h("p.warning-box", "That link does not hold a valid patient ID (0x followed by 40 hex characters). Ask the patient to share it again.") : null,
+    // a patient shown comes first, with their records and the reader; the search, to find another, after
+    ...(shown ? [shown.card, recordsBox, reader.card, finder] : [finder, recordsBox, reader.card])].filter(Boolean));
   if (!patient) return;
-  if (!isAddress(patient)) { setFieldError(f, "Enter a valid address."); return; }
-  const { records } = await api.records(checksum(patient));
+  const { records } = await api.records(patient);
   const cols = [
     { label: "Record", cell: (r) => hexSpan(r.recordId, 10, 6) },
     { label: "Category", cell: (r) => categoryLabel(r.category) },
@@ -80,7 +80,7 @@ async function patients(main, { chain, params }) {
     },
   ];
   recordsBox.replaceChildren(h("section.card", { "aria-labelledby": "prec-h" },
-    h("h2#prec-h", "Records of ", h("span.mono", shortHex(checksum(patient), 8, 6))),
+    recordsTitle,
     h("p.muted.small", "Records you authored or may read. Reading needs the patient's consent for your purpose, and is logged on the ledger."),
     table(cols, records || [], { empty: "No records of this patient are visible to you." })));
 }
