@@ -158,7 +158,7 @@ def test_a_guardian_sees_the_patients_who_named_them(browser: object, portal: tu
         guardian.shot("54-guardian-named-me")
         section.get_by_role("link", name=re.compile(f"^Act for this patient {ADDRESS[6]}")).click()
         page.get_by_role("heading", name="My records", level=1).wait_for()
-        page.get_by_text("You are acting as a delegate for patient").wait_for()
+        page.get_by_text("You are acting as a guardian for patient").wait_for()
         assert ADDRESS[6] in page.locator(".warning-box").first.inner_text()
         assert named.errors == [] and guardian.errors == []
     finally:
