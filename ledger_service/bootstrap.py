@@ -50,6 +50,7 @@ from ledger_service.node.erasures import ErasureFollower
 from ledger_service.node.fhir import FHIR_INLINE_BELOW, check_fhir
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
 from ledger_service.node.reads import ReadService
+from ledger_service.node.record_labels import LabelService
 from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
 from ledger_service.node.uploads import UploadService
 from ledger_service.records.disclosure import DisclosureStrategy, explain_refusal
@@ -91,6 +92,7 @@ class Services:
     erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
     custodians: list[Custodian] = field(default_factory=list)  # the embedded default's (`up`), in this process
     accounts: AccountService | None = None  # the hub's: the patients' passkey accounts
+    labels: LabelService | None = None  # record titles, sealed (docs/architecture.md, "Record titles")
     _listing: list[tuple[int, str | None, bytes]] | None = None
     # index -> URL of each embedded custodian once `up` serves it (consent_api/server.py binds the ports)
     custodian_urls_bound: dict[int, str] = field(default_factory=dict)
@@ -650,6 +652,13 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         ErasureFollower(db=db, indexer=indexer) if settings.role == "node" else None,
         custodians,
         accounts,
+        LabelService(
+            db=db,
+            encryption=None if custody is None else custody.encryption,
+            registered_key=ledger.encryption_key_of,
+            chain_id=deployment.chain_id,
+            ledger=deployment.ledger_address,
+        ),
     )
 
 
