@@ -235,6 +235,7 @@ export const CATEGORY_LABELS = {
   imaging: "Imaging",
   medication: "Medication",
   "clinical-note": "Clinical note",
+  "vital-signs": "Vital signs",
 };
 export const purposeLabel = (code) => (PURPOSE_LABELS[code] ? `${PURPOSE_LABELS[code]} (${code})` : code || "—");
 export const categoryLabel = (code) => CATEGORY_LABELS[code] || code || "—";
