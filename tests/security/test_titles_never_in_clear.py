@@ -23,7 +23,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ledger_service.crypto.sealing import label_info, open_sealed, public_key_bytes
-from ledger_service.domain.consent import Eip712Domain, EncryptionKey, typed_data
+from ledger_service.domain.consent import Eip712Domain, EncryptionKey, RecordErase, typed_data
 from ledger_service.domain.record_labels import RecordLabel
 from ledger_service.settings import ANVIL_DEV_KEYS
 from scripts.soak import LedgerClient
@@ -62,9 +62,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     dev.stop()
 
 
+def domain_of(api: LedgerClient) -> Eip712Domain:
+    return Eip712Domain(
+        chain_id=api.chain["chainId"], verifying_contract=api.chain["eip712Domain"]["verifyingContract"]
+    )
+
+
 def register_key(api: LedgerClient, patient: LocalAccount, key: X25519PrivateKey) -> None:
-    chain = api.chain
-    domain = Eip712Domain(chain_id=chain["chainId"], verifying_contract=chain["eip712Domain"]["verifyingContract"])
+    domain = domain_of(api)
     nonce = api.http.get(f"/v1/nonces/{patient.address}").json()["nonce"]
     public = public_key_bytes(key)
     message = EncryptionKey(patient.address, public, nonce, int(time.time()) + 600)
@@ -207,11 +212,37 @@ def test_titles_reach_only_the_parties_who_decrypt(server: DevServer) -> None:
         after = api.http.get(f"/v1/patients/{late_patient.address}/records", headers=late_auth).json()["records"]
         assert open_patient_copy(api, after[0], late_key) == RecordLabel(LATE_TITLE, "")
 
+        # Erasure takes the record's title with it: no copy is left for anyone.
+        late_id = after[0]["recordId"]
+        nonce = api.http.get(f"/v1/nonces/{late_patient.address}").json()["nonce"]
+        erase = RecordErase(late_patient.address, bytes.fromhex(late_id[2:]), nonce, int(time.time()) + 600)
+        signed = Account.sign_typed_data(late_patient.key, full_message=typed_data(domain_of(api), erase))
+        erased = api.http.request(
+            "DELETE",
+            f"/v1/records/{late_id}",
+            headers=late_auth,
+            json={
+                "erase": {
+                    "patient": late_patient.address,
+                    "recordId": late_id,
+                    "nonce": nonce,
+                    "deadline": erase.deadline,
+                },
+                "signature": "0x" + bytes(signed.signature).hex(),
+            },
+        )
+        assert erased.status_code == 200, erased.text
+        gone = api.http.get(f"/v1/patients/{late_patient.address}/records", headers=late_auth).json()["records"]
+        assert [(r["erased"], r["sealedLabel"]) for r in gone] == [(True, None)]
+
         chain = chain_bytes(server.rpc_url)
 
     data_dir = server.data_dir
     found: list[str] = []
     cells = list(db_cells(data_dir / "ledger.sqlite3"))
+    with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'ledger.sqlite3'}?mode=ro", uri=True)) as db:
+        labelled = {r[0] for r in db.execute("SELECT record_id FROM record_labels")}
+    assert late_id not in labelled and pdf.json()["recordId"] in labelled
     # The scan sees what the DB holds: the patient's address is stored in clear, and is found.
     assert any(patient.address.lower().encode() in raw.lower() for _where, raw in cells)
     assert any(where == "record_labels.sealed" for where, _raw in cells)
