@@ -109,6 +109,8 @@ def _label_of(fields: dict[str, str], content: list[bytes] | UploadFile, *, amen
     if amend and title is None and file_name is None:
         return None
     label = RecordLabel.of(title, file_name)
+    if not label.title and not label.file_name and media_type_essence(fields["mediaType"]) != FHIR_MEDIA_TYPE:
+        return None  # a file with neither title nor name: nothing to call it by but its id
     if not label.title:
         suggested = suggest(
             media_type=fields["mediaType"], fhir=_fhir_of(fields["mediaType"], content), file_name=label.file_name
@@ -257,6 +259,8 @@ RECORD_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox; frame-ancestors '
 def _content_disposition(disposition: str, name: str, fallback: str) -> str:
     """RFC 6266: ``filename`` in ASCII for old clients (the hex fallback when the name is not plain ASCII),
     ``filename*`` (RFC 5987, UTF-8, percent-encoded) with the name itself."""
+    if name == fallback:
+        return f'{disposition}; filename="{fallback}"'
     plain = name if name.isascii() and name.isprintable() and '"' not in name and "\\" not in name else fallback
     return f"{disposition}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
