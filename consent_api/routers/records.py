@@ -28,8 +28,9 @@ from ledger_service.node.uploads import AnchoredVersion
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 log = logging.getLogger(__name__)
-# A FHIR body larger than this is titled by its type: parsing it again here is not worth it.
-SUGGEST_PARSE_BELOW = 1024 * 1024
+# A FHIR body this large or larger is titled by its type: parsed again on the event loop it would hold
+# other requests up (consent_api/uploads.py parses such bodies in workers).
+SUGGEST_PARSE_BELOW = JSON_INLINE_BELOW
 
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="Makes a retried request do its work once")

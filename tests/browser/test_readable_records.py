@@ -178,6 +178,30 @@ def test_records_are_titled_summarised_named_and_told_in_words(browser: Any, rea
         own_entry = page.locator("ol.timeline > li", has_text="You read Heart rate").first
         assert "your own request" in own_entry.inner_text()
         doc_shot(patient, "25-patient-timeline-in-words")
+
+        # the clinic amends the letter: the title it gave is kept, the new file's name is the new version's
+        clinic.go(f"#/provider/patients?patient={patient_address}", "Find a patient")
+        clinic.page.get_by_role("button", name=re.compile(f"^Amend record {pdf_id[:6]}")).click()
+        dialog = clinic.page.locator("dialog[open]")
+        assert dialog.get_by_label("Title").input_value() == "Discharge letter"
+        dialog.get_by_label("A file (PDF, image, DICOM, …)").check()
+        dialog.get_by_label("File", exact=True).set_input_files(
+            files=[{"name": "discharge-letter-v2.pdf", "mimeType": "application/pdf", "buffer": PDF + b"%v2\n"}]
+        )
+        clinic.page.wait_for_timeout(700)  # a suggestion, were one made, would have arrived
+        assert dialog.get_by_label("Title").input_value() == "Discharge letter"
+        dialog.get_by_role("button", name="Save new version").click()
+        clinic.wait_status("amended: version 2")
+        with LedgerClient(real_portal) as api:
+            records = api.http.get(
+                f"/v1/patients/{patient_address}/records", headers=api.sign_in(Account.from_key(CLINIC_KEY))
+            ).json()["records"]
+            (amended,) = [r for r in records if r["recordId"] == pdf_id]
+            assert (amended["version"], amended["title"], amended["fileName"]) == (
+                2,
+                "Discharge letter",
+                "discharge-letter-v2.pdf",
+            )
         for p in (clinic, patient):
             assert p.errors == [], p.errors
     finally:

@@ -296,6 +296,8 @@ function titleField(content, category) {
   return {
     field: title,
     value: () => title.input.value.trim(),
+    /** A title already given (an amendment's record's): kept unless the provider changes it. */
+    keep(value) { title.input.value = value; edited = value.trim() !== ""; },
     clear() { title.input.value = ""; edited = false; categoryEdited = false; },
   };
 }
@@ -356,7 +358,7 @@ async function upload(main, { chain, params }) {
 async function amendRecord(r, reload) {
   const content = contentFields("am");
   const title = titleField(content, null);
-  if (r.title) title.field.input.value = r.title;
+  if (r.title) title.keep(r.title);
   let res = null;
   const ok = await modal({
     title: "Amend record (new version)",
