@@ -18,7 +18,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consent_api import problems
 from consent_api.body_limits import BodyLimit, Limits
 from consent_api.metrics import Metrics, new_metrics, request_labels
-from consent_api.routers import accounts, audit, auth, blobs, consents, erasure, fhir, meta, patients, records, relay
+from consent_api.routers import (
+    accounts,
+    audit,
+    auth,
+    blobs,
+    consents,
+    erasure,
+    fhir,
+    labels,
+    meta,
+    patients,
+    records,
+    relay,
+)
 from consent_api.throttle import Throttle
 from ledger_service.audit.report_html import STYLE_SOURCE as REPORT_STYLE_SOURCE
 from ledger_service.bootstrap import Services
@@ -142,6 +155,7 @@ def create_app(services: Services) -> FastAPI:
         blobs.router,
         patients.router,
         erasure.router,
+        labels.router,
         audit.router,
         fhir.router,
         accounts.router,

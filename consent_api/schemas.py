@@ -291,6 +291,16 @@ class RecordSuggestIn(Schema):
     file_name: str | None = Field(default=None, max_length=255)
 
 
+class LabelDepositIn(Schema):
+    """A record label the author's node sealed to the patient's key on chain (docs/architecture.md, "Record
+    titles"); the hub keeps it as it is, unopened."""
+
+    version: int = Field(ge=1, lt=2**32)
+    recipient: Address
+    recipient_key: Bytes32
+    sealed: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){48,4096}$")
+
+
 class RecordSuggestion(Out):
     title: str
     category: str | None = Field(description="A registered category the content suggests, or null")

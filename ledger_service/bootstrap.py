@@ -50,7 +50,7 @@ from ledger_service.node.erasures import ErasureFollower
 from ledger_service.node.fhir import FHIR_INLINE_BELOW, check_fhir
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
 from ledger_service.node.reads import ReadService
-from ledger_service.node.record_labels import LabelService
+from ledger_service.node.record_labels import LabelService, SealedCopy
 from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
 from ledger_service.node.uploads import UploadService
 from ledger_service.records.disclosure import DisclosureStrategy, explain_refusal
@@ -466,6 +466,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
     domain = Eip712Domain(chain_id=deployment.chain_id, verifying_contract=deployment.ledger_address)
     relay: Relay | None = None
     accounts: AccountService | None = None
+    label_deposit: Callable[[SealedCopy], None] | None = None  # a node of its own: patients' copies to the hub
     relayer: Relayer
     blobs: BlobStore
     if settings.role == "node":
@@ -477,12 +478,13 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
                 "batched disclosure mode keeps its log at the hub: a node of its own discloses per read "
                 "(unset CONSENT_LEDGER_DISCLOSURE_MODE)"
             )
-        from ledger_service.node.hub_client import HttpRelayer, HubBlobStore, HubSession
+        from ledger_service.node.hub_client import HttpRelayer, HubBlobStore, HubLabelDeposit, HubSession
 
         ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec)  # views only
         session = HubSession(settings.hub_url, chain_id=deployment.chain_id, timeout=settings.receipt_timeout + 30)
         relayer = HttpRelayer(session)
         blobs = HubBlobStore(session, providers.signer_for(providers.accounts[0]))
+        label_deposit = HubLabelDeposit(session, providers)
     else:
         sender = TransactionSender(
             rpc,
@@ -658,6 +660,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
             registered_key=ledger.encryption_key_of,
             chain_id=deployment.chain_id,
             ledger=deployment.ledger_address,
+            deposit=label_deposit,
         ),
     )
 

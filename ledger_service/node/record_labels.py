@@ -15,7 +15,6 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -23,13 +22,26 @@ from ledger_service.codec.primitives import checksum_address
 from ledger_service.crypto.sealing import label_info, seal_to
 from ledger_service.db.database import Database
 from ledger_service.db.models import RecordLabelRow, RecordRow
+from ledger_service.db.records import put_label
 from ledger_service.domain.record_labels import RecordLabel
 from ledger_service.errors import LedgerError
 from ledger_service.node.custody import EncryptionKeys
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LabelService", "SealedLabel"]
+__all__ = ["LabelService", "SealedCopy", "SealedLabel"]
+
+
+@dataclass(frozen=True)
+class SealedCopy:
+    """A label sealed by ``author``'s node to ``recipient``'s key, as the node hands it to its hub."""
+
+    record_id: str
+    version: int
+    author: str
+    recipient: str
+    recipient_key: bytes
+    sealed: bytes
 
 
 @dataclass(frozen=True)
@@ -51,8 +63,10 @@ class LabelService:
         registered_key: Callable[[str], bytes],
         chain_id: int,
         ledger: str,
+        deposit: Callable[[SealedCopy], None] | None = None,
     ) -> None:
         self.db = db
+        self._deposit = deposit  # a node of its own hands the patient's copy to its hub (hub_client.py)
         self._encryption = encryption  # None in a hub alone: it holds no key and opens nothing
         self._registered_key = registered_key  # encryptionKeyOf on chain
         self.chain_id = chain_id
@@ -70,23 +84,11 @@ class LabelService:
     def _holds(self, provider: str) -> bool:
         return self._encryption is not None and checksum_address(provider) in self._encryption.files
 
-    def _store(self, record_id: str, version: int, recipient: str, key: bytes, label: RecordLabel) -> None:
+    def _store(self, record_id: str, version: int, recipient: str, key: bytes, label: RecordLabel) -> bytes:
         sealed = seal_to(label.encode(), key, self._info(record_id, version)(key))
         with self.db.session() as s:
-            row = s.get(RecordLabelRow, (record_id, version, recipient))
-            if row is None:
-                s.add(
-                    RecordLabelRow(
-                        record_id=record_id,
-                        version=version,
-                        recipient=recipient,
-                        recipient_key=key,
-                        sealed=sealed,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-            else:
-                row.recipient_key, row.sealed = key, sealed
+            put_label(s, record_id=record_id, version=version, recipient=recipient, recipient_key=key, sealed=sealed)
+        return sealed
 
     def attach(self, *, record_id: str, version: int, author: str, patient: str | None, label: RecordLabel) -> None:
         """Seal ``label`` of the record version to its author (this node's key) and to the patient's key
@@ -104,7 +106,9 @@ class LabelService:
         self._store(record_id, version, author, self._encryption.file_of(author).public_key, label)
         patient_key = self._registered_key(patient)
         if patient_key != bytes(32):
-            self._store(record_id, version, patient, patient_key, label)
+            sealed = self._store(record_id, version, patient, patient_key, label)
+            if self._deposit is not None:  # a node of its own: the patient's list is the hub's
+                self._deposit(SealedCopy(record_id, version, author, patient, patient_key, sealed))
 
     def _rows(self, record_ids: Iterable[str], recipient: str | None = None) -> dict[tuple[str, str], RecordLabelRow]:
         """The newest label row of each (record, recipient)."""

@@ -27,6 +27,7 @@ from ledger_service.domain.consent import Eip712Domain, EncryptionKey, RecordEra
 from ledger_service.domain.record_labels import RecordLabel
 from ledger_service.settings import ANVIL_DEV_KEYS
 from scripts.soak import LedgerClient
+from tests.faults.harness import ADMIN_KEY, CLINIC_KEY, Node, Served, adopt_deployment, custodian_urls, start_custodians
 from tests.security.conftest import DevServer
 
 pytestmark = pytest.mark.timeout(600)
@@ -256,4 +257,79 @@ def test_titles_reach_only_the_parties_who_decrypt(server: DevServer) -> None:
     for path in [p for p in data_dir.rglob("*") if p.is_file() and p not in blob_files] + [server.log]:
         found += hits(path.read_bytes(), str(path))
     found += hits(chain, "the chain (transaction inputs and logs)")
+    assert found == [], found
+
+
+# ----------------------------------------------------------------- a hub and a node of its own
+
+SPLIT_TITLE = "Gravenholt troponin curve"
+SPLIT_FILE = "gravenholt-ecg.pdf"
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Served]]:
+    """``serve hub``, three ``serve custodian`` and the clinic's ``serve node``, each a process of its own."""
+    chain = Node(tmp_path_factory.mktemp("split-chain")).start()
+    started: list[Served] = []
+    try:
+        assert chain.deployment is not None
+        hub_dir = tmp_path_factory.mktemp("split-hub")
+        adopt_deployment(hub_dir, chain.deployment)
+        hub = Served("hub", hub_dir, {"RPC_URL": chain.url, "DEPLOYER_KEY": ADMIN_KEY, "RELAYER_KEY": ADMIN_KEY})
+        hub.start()
+        started.append(hub)
+        custodians = start_custodians(chain, tmp_path_factory.mktemp("split-custodians"))
+        started += custodians
+        node_dir = tmp_path_factory.mktemp("split-node")
+        settings = {"RPC_URL": chain.url, "PROVIDER_KEYS": CLINIC_KEY, "CUSTODIAN_URLS": custodian_urls(custodians)}
+        node = Served("node", node_dir, settings, "--hub-url", hub.url)
+        node.start()
+        started.append(node)
+        yield hub, node
+    finally:
+        for served in reversed(started):
+            served.stop()
+        chain.stop()
+
+
+def test_a_node_of_its_own_hands_the_patient_a_sealed_title_through_the_hub(split: tuple[Served, Served]) -> None:
+    hub, node = split
+    patient: LocalAccount = Account.create()
+    patient_key = X25519PrivateKey.generate()
+    with LedgerClient(hub.url) as at_hub, LedgerClient(node.url) as at_node:
+        register_key(at_hub, patient, patient_key)
+        clinic = at_node.sign_in(CLINIC)
+        created = at_node.http.post(
+            "/v1/records",
+            headers=clinic,
+            data={"patient": patient.address, "category": "clinical-note", "mediaType": "application/pdf"}
+            | {"title": SPLIT_TITLE},
+            files={"file": (SPLIT_FILE, b"%PDF-1.4\n%%EOF\n", "application/pdf")},
+        )
+        assert created.status_code == 201, created.text
+        record_id = created.json()["recordId"]
+        own = at_hub.http.get(f"/v1/patients/{patient.address}/records", headers=at_hub.sign_in(patient)).json()
+        (record,) = own["records"]
+        assert record["recordId"] == record_id and record["title"] is None
+        assert open_patient_copy(at_hub, record, patient_key) == RecordLabel(SPLIT_TITLE, SPLIT_FILE)
+        # the hub takes a label only from the record's author, for its patient, sealed to the patient's key
+        deposit = {
+            "version": 1,
+            "recipient": patient.address,
+            "recipientKey": record["sealedLabel"]["recipientKey"],
+            "sealed": "0x" + "00" * 64,
+        }
+        lab = at_hub.sign_in(Account.from_key(ANVIL_DEV_KEYS[2]))
+        refused = at_hub.http.put(f"/v1/records/{record_id}/labels", json=deposit, headers=lab)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["type"].endswith("/not-record-author")
+        wrong_key = {**deposit, "recipientKey": "0x" + "11" * 32}
+        refused = at_hub.http.put(f"/v1/records/{record_id}/labels", json=wrong_key, headers=at_hub.sign_in(CLINIC))
+        assert refused.status_code == 400, refused.text
+    found: list[str] = []
+    for path in [p for p in hub.data_dir.rglob("*") if p.is_file()]:
+        for secret in (SPLIT_TITLE, SPLIT_FILE, "Gravenholt", "gravenholt"):
+            for form in forms(secret):
+                if form.lower() in path.read_bytes().lower():
+                    found.append(f"{secret!r} in {path}")
     assert found == [], found
