@@ -252,6 +252,13 @@ MEDIA_TYPE_DOC = (
 )
 
 
+TITLE_DOC = (
+    "What people call the record (health information: sealed to the author and the patient, never stored "
+    'in clear; docs/architecture.md, "Record titles")'
+)
+FILE_NAME_DOC = "The original file name, sealed with the title; downloads are saved under it"
+
+
 class RecordCreateIn(Schema):
     patient: Address
     category: str = Field(min_length=1, max_length=64, examples=["laboratory"])
@@ -261,11 +268,42 @@ class RecordCreateIn(Schema):
     content: dict[str, Any] | str = Field(
         description="A FHIR resource object for application/fhir+json, else the bytes as base64"
     )
+    title: str | None = Field(default=None, max_length=200, description=TITLE_DOC)
+    file_name: str | None = Field(default=None, max_length=255, description=FILE_NAME_DOC)
 
 
 class RecordAmendIn(Schema):
     media_type: str = Field(min_length=1, max_length=255, description=MEDIA_TYPE_DOC)
     content: dict[str, Any] | str
+    title: str | None = Field(default=None, max_length=200, description=TITLE_DOC)
+    file_name: str | None = Field(default=None, max_length=255, description=FILE_NAME_DOC)
+
+
+class RecordSuggestIn(Schema):
+    """What POST /v1/records takes, to be looked at, not stored (``patient`` and ``category`` optional)."""
+
+    patient: Address | None = None
+    category: str | None = Field(default=None, max_length=64)
+    media_type: str = Field(min_length=1, max_length=255, description=MEDIA_TYPE_DOC)
+    content: dict[str, Any] | str | None = Field(
+        default=None, description="A FHIR resource object for application/fhir+json; ignored for other types"
+    )
+    file_name: str | None = Field(default=None, max_length=255)
+
+
+class LabelDepositIn(Schema):
+    """A record label the author's node sealed to the patient's key on chain (docs/architecture.md, "Record
+    titles"); the hub keeps it as it is, unopened."""
+
+    version: int = Field(ge=1, lt=2**32)
+    recipient: Address
+    recipient_key: Bytes32
+    sealed: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){48,4096}$")
+
+
+class RecordSuggestion(Out):
+    title: str
+    category: str | None = Field(description="A registered category the content suggests, or null")
 
 
 class RecordCreated(Out):
@@ -280,6 +318,14 @@ class RecordCreated(Out):
     )
 
 
+class SealedLabelOut(Out):
+    """A record label HPKE-sealed to ``recipientKey`` (docs/architecture.md, "Record titles")."""
+
+    version: int
+    recipient_key: str
+    sealed: str
+
+
 class RecordOut(Out):
     record_id: str
     patient: str
@@ -292,6 +338,12 @@ class RecordOut(Out):
     size: int
     created_at: int
     erased: bool
+    title: str | None = Field(default=None, description="The record's title, for its author (opened by its node)")
+    file_name: str | None = Field(default=None, description="The original file name, with the title")
+    sealed_label: SealedLabelOut | None = Field(
+        default=None,
+        description="For the patient: the label sealed to the patient's encryption key, opened in the browser",
+    )
 
 
 class RecordList(Out):

@@ -63,6 +63,11 @@ def parse_json_upload(raw: bytes, *, amend: bool) -> tuple[dict[str, str], bytes
     fields = {"mediaType": model.media_type}
     if isinstance(model, RecordCreateIn):
         fields.update(patient=model.patient, category=model.category)
+    # The label rides beside the content, never into it (docs/architecture.md, "Record titles").
+    if model.title is not None:
+        fields["title"] = model.title
+    if model.file_name is not None:
+        fields["fileName"] = model.file_name
     body = json_content(model.media_type, model.content)
     return fields, body, hashlib.sha256(raw).hexdigest()
 

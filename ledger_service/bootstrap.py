@@ -51,6 +51,7 @@ from ledger_service.node.fhir import FHIR_INLINE_BELOW, check_fhir
 from ledger_service.node.patient_directory import PatientDirectory
 from ledger_service.node.per_read_disclosure import PerReadDisclosureStrategy
 from ledger_service.node.reads import ReadService
+from ledger_service.node.record_labels import LabelService, SealedCopy
 from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
 from ledger_service.node.uploads import UploadService
 from ledger_service.records.disclosure import DisclosureStrategy, explain_refusal
@@ -92,6 +93,7 @@ class Services:
     erasures: ErasureFollower | None = None  # a node of its own: destroys its keys of records erased on chain
     custodians: list[Custodian] = field(default_factory=list)  # the embedded default's (`up`), in this process
     accounts: AccountService | None = None  # the hub's: the patients' passkey accounts
+    labels: LabelService | None = None  # record titles, sealed (docs/architecture.md, "Record titles")
     _listing: list[tuple[int, str | None, bytes]] | None = None
     # index -> URL of each embedded custodian once `up` serves it (consent_api/server.py binds the ports)
     custodian_urls_bound: dict[int, str] = field(default_factory=dict)
@@ -468,6 +470,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
     domain = Eip712Domain(chain_id=deployment.chain_id, verifying_contract=deployment.ledger_address)
     relay: Relay | None = None
     accounts: AccountService | None = None
+    label_deposit: Callable[[SealedCopy], None] | None = None  # a node of its own: patients' copies to the hub
     relayer: Relayer
     blobs: BlobStore
     if settings.role == "node":
@@ -479,12 +482,13 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
                 "batched disclosure mode keeps its log at the hub: a node of its own discloses per read "
                 "(unset CONSENT_LEDGER_DISCLOSURE_MODE)"
             )
-        from ledger_service.node.hub_client import HttpRelayer, HubBlobStore, HubSession
+        from ledger_service.node.hub_client import HttpRelayer, HubBlobStore, HubLabelDeposit, HubSession
 
         ledger = ConsentLedgerContract(rpc, deployment.ledger_address, codec)  # views only
         session = HubSession(settings.hub_url, chain_id=deployment.chain_id, timeout=settings.receipt_timeout + 30)
         relayer = HttpRelayer(session)
         blobs = HubBlobStore(session, providers.signer_for(providers.accounts[0]))
+        label_deposit = HubLabelDeposit(session, providers)
     else:
         sender = TransactionSender(
             rpc,
@@ -654,6 +658,14 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
         ErasureFollower(db=db, indexer=indexer) if settings.role == "node" else None,
         custodians,
         accounts,
+        LabelService(
+            db=db,
+            encryption=None if custody is None else custody.encryption,
+            registered_key=ledger.encryption_key_of,
+            chain_id=deployment.chain_id,
+            ledger=deployment.ledger_address,
+            deposit=label_deposit,
+        ),
     )
     if settings.role != "hub":
         # the node's own file, never the hub's DB (docs/architecture.md, "Patient directory")

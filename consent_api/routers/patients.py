@@ -21,15 +21,18 @@ from consent_api.schemas import (
     EmergencyReviewOut,
     RecordList,
     RecordOut,
+    SealedLabelOut,
     TxOut,
 )
 from consent_api.throttle import RELAY_LIMITED, relay
 from ledger_service.domain.consent import DelegateGrant, DelegateRevoke
+from ledger_service.domain.record_labels import RecordLabel
 from ledger_service.errors import ValidationError
 from ledger_service.hub.consents import consent_summaries
 from ledger_service.hub.disclosures import BatchedDisclosure, accounting_of
 from ledger_service.hub.emergency_reviews import disclosure_id, mark_reviewed, reviews_of
 from ledger_service.hub.records import RecordSummary, VersionSummary
+from ledger_service.node.record_labels import SealedLabel
 
 router = APIRouter(prefix="/v1/patients", tags=["patients"])
 
@@ -41,7 +44,13 @@ def consents(patient: str, caller: CurrentCaller, services: ServicesDep) -> Cons
     return ConsentList(consents=[ConsentOut(**asdict(s)) for s in summaries])
 
 
-def _record_out(services: ServicesDep, record: RecordSummary, head: VersionSummary | None) -> RecordOut:
+def _record_out(
+    services: ServicesDep,
+    record: RecordSummary,
+    head: VersionSummary | None,
+    label: RecordLabel | None = None,
+    sealed: SealedLabel | None = None,
+) -> RecordOut:
     return RecordOut(
         record_id=record.record_id,
         patient=record.patient,
@@ -54,6 +63,13 @@ def _record_out(services: ServicesDep, record: RecordSummary, head: VersionSumma
         size=head.plaintext_size if head else 0,
         created_at=int(record.created_at.timestamp()),
         erased=record.erased,
+        title=label.title if label and not record.erased else None,
+        file_name=(label.file_name or None) if label and not record.erased else None,
+        sealed_label=None
+        if sealed is None or record.erased
+        else SealedLabelOut(
+            version=sealed.version, recipient_key="0x" + sealed.recipient_key.hex(), sealed="0x" + sealed.sealed.hex()
+        ),
     )
 
 
@@ -66,18 +82,29 @@ def records(patient: str, caller: CurrentCaller, services: ServicesDep) -> Recor
     if caller.has("provider") and address_param(patient, "patient") != caller.address:
         patient = address_param(patient, "patient")
         heads = services.records.head_versions_of(patient)
-        visible = []
-        for record in services.records.records_of(patient):
-            if record.author == caller.address or any(
+        shown = [
+            record
+            for record in services.records.records_of(patient)
+            if record.author == caller.address
+            or any(
                 services.ledger.is_authorized(patient, caller.address, bytes.fromhex(record.record_id[2:]), p)
                 for p in _grantable_purposes()
-            ):
-                visible.append(_record_out(services, record, heads.get(record.record_id)))
-        return RecordList(records=visible)
+            )
+        ]
+        # A provider sees the titles it holds a copy of: its own records', and those it has read.
+        labels = services.labels.labels_for([r.record_id for r in shown], caller.address) if services.labels else {}
+        return RecordList(
+            records=[_record_out(services, r, heads.get(r.record_id), labels.get(r.record_id)) for r in shown]
+        )
     patient = patient_or_delegate(services, caller, patient)
     heads = services.records.head_versions_of(patient)
+    records = services.records.records_of(patient)
+    sealed: dict[str, SealedLabel] = {}
+    if services.labels is not None and caller.address == patient:
+        # The patient's copies, sealed to their key on chain, opened in their browser; a delegate gets none.
+        sealed = services.labels.patient_copies(patient, [(r.record_id, r.author) for r in records if not r.erased])
     return RecordList(
-        records=[_record_out(services, r, heads.get(r.record_id)) for r in services.records.records_of(patient)]
+        records=[_record_out(services, r, heads.get(r.record_id), sealed=sealed.get(r.record_id)) for r in records]
     )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -12,18 +15,24 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
 from consent_api.deps import ProviderCaller, ServicesDep, record_id_param
-from consent_api.schemas import EmergencyIn, RecordAccessOut, RecordCreated
+from consent_api.schemas import EmergencyIn, RecordAccessOut, RecordCreated, RecordSuggestIn, RecordSuggestion
 from consent_api.uploads import JSON_INLINE_BELOW, UPLOAD_CHUNK, parse_json_upload, parse_multipart_upload
 from ledger_service.bootstrap import Services
 from ledger_service.db.idempotency import IdempotencyStore
 from ledger_service.db.records import anchored_record
 from ledger_service.domain.codes import GRANTABLE_PURPOSES, purpose_to_bytes32
-from ledger_service.domain.media_types import served_as
-from ledger_service.errors import PermissionDenied, ValidationError
+from ledger_service.domain.media_types import media_type_essence, served_as
+from ledger_service.domain.record_labels import RecordLabel, download_name, suggest
+from ledger_service.domain.records import FHIR_MEDIA_TYPE
+from ledger_service.errors import LedgerError, PermissionDenied, ValidationError
 from ledger_service.node.reads import RecordContent
 from ledger_service.node.uploads import AnchoredVersion
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
+log = logging.getLogger(__name__)
+# A FHIR body this large or larger is titled by its type: parsed again on the event loop it would hold
+# other requests up (consent_api/uploads.py parses such bodies in workers).
+SUGGEST_PARSE_BELOW = JSON_INLINE_BELOW
 
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="Makes a retried request do its work once")
@@ -36,6 +45,8 @@ MULTIPART_SCHEMA: dict[str, Any] = {
             "patient": {"type": "string"},
             "category": {"type": "string"},
             "mediaType": {"type": "string"},
+            "title": {"type": "string", "description": "sealed, never stored in clear"},
+            "fileName": {"type": "string", "description": "default: the file part's name"},
             "file": {"type": "string", "format": "binary"},
         },
     }
@@ -76,6 +87,54 @@ async def _parse_upload(request: Request, *, amend: bool) -> tuple[dict[str, str
     if content_type == "multipart/form-data":
         return await parse_multipart_upload(request, amend=amend, fhir_limit=services.settings.max_json_body)
     raise ValidationError("send application/json or multipart/form-data", field="Content-Type")
+
+
+def _fhir_of(media_type: str, content: list[bytes] | UploadFile) -> dict[str, Any] | None:
+    if media_type_essence(media_type) != FHIR_MEDIA_TYPE or not isinstance(content, list):
+        return None
+    if sum(len(c) for c in content) >= SUGGEST_PARSE_BELOW:
+        return {}
+    try:
+        resource = json.loads(b"".join(content))
+    except (ValueError, RecursionError):
+        return {}
+    return resource if isinstance(resource, dict) else {}
+
+
+def _label_of(fields: dict[str, str], content: list[bytes] | UploadFile, *, amend: bool) -> RecordLabel | None:
+    """The upload's label, checked before anything is stored: the given title and file name (a multipart
+    file part's own name by default), a new record without a title titled from its content. None: an
+    amendment that keeps its record's label."""
+    file_name = fields.get("fileName")
+    if file_name is None and isinstance(content, UploadFile) and content.filename:
+        file_name = content.filename
+    title = fields.get("title")
+    if amend and title is None and file_name is None:
+        return None
+    label = RecordLabel.of(title, file_name)
+    if not label.title and not label.file_name and media_type_essence(fields["mediaType"]) != FHIR_MEDIA_TYPE:
+        return None  # a file with neither title nor name: nothing to call it by but its id
+    if not label.title:
+        suggested = suggest(
+            media_type=fields["mediaType"], fhir=_fhir_of(fields["mediaType"], content), file_name=label.file_name
+        )
+        label = RecordLabel(title=suggested.title, file_name=label.file_name)
+    return label
+
+
+def _attach_label(
+    services: Services, anchored: AnchoredVersion, *, author: str, label: RecordLabel | None, patient: str | None
+) -> None:
+    """Seal the label once the version is anchored. A failure leaves the record untitled rather than answer
+    an error for a record that is on chain (a retry would anchor it twice)."""
+    if label is None or services.labels is None:
+        return
+    try:
+        services.labels.attach(
+            record_id=anchored.record_id, version=anchored.version, author=author, patient=patient, label=label
+        )
+    except LedgerError as exc:
+        log.warning("record %s is stored without its title: %s", anchored.record_id, type(exc).__name__)
 
 
 def _chunks(content: list[bytes] | UploadFile) -> Iterator[bytes]:
@@ -129,9 +188,10 @@ async def create_record(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     fields, content, fingerprint = await _parse_upload(request, amend=False)
+    label = _label_of(fields, content, amend=False)
 
     def work(scoped_key: str | None) -> AnchoredVersion:
-        return services.uploads.create(
+        anchored = services.uploads.create(
             idempotency_key=scoped_key,
             provider=caller.address,
             patient=fields["patient"],
@@ -139,8 +199,26 @@ async def create_record(
             media_type=fields["mediaType"],
             content=_chunks(content),
         )
+        _attach_label(services, anchored, author=caller.address, label=label, patient=fields["patient"])
+        return anchored
 
     return await _idempotent_upload(services, response, caller.address, idempotency_key, fingerprint, work)
+
+
+@router.post(
+    "/suggest",
+    response_model=RecordSuggestion,
+    summary="Suggest a title and a category for an upload (nothing is stored)",
+)
+def suggest_label(body: RecordSuggestIn, caller: ProviderCaller, services: ServicesDep) -> RecordSuggestion:
+    fhir = (
+        body.content
+        if isinstance(body.content, dict) and media_type_essence(body.media_type) == FHIR_MEDIA_TYPE
+        else None
+    )
+    suggestion = suggest(media_type=body.media_type, fhir=fhir, file_name=body.file_name)
+    category = suggestion.category if suggestion.category in services.categories() else None
+    return RecordSuggestion(title=suggestion.title, category=category)
 
 
 @router.post(
@@ -160,15 +238,18 @@ async def amend_record(
 ) -> dict[str, Any]:
     record_id = record_id_param(record_id)
     fields, content, fingerprint = await _parse_upload(request, amend=True)
+    label = _label_of(fields, content, amend=True)
 
     def work(scoped_key: str | None) -> AnchoredVersion:
-        return services.uploads.amend(
+        anchored = services.uploads.amend(
             idempotency_key=scoped_key,
             provider=caller.address,
             record_id=record_id,
             media_type=fields["mediaType"],
             content=_chunks(content),
         )
+        _attach_label(services, anchored, author=caller.address, label=label, patient=None)
+        return anchored
 
     return await _idempotent_upload(services, response, caller.address, idempotency_key, fingerprint + record_id, work)
 
@@ -178,17 +259,28 @@ async def amend_record(
 RECORD_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
 
 
-def _content_response(content: RecordContent) -> Response:
-    """The released bytes as a download, or inline only for JSON (docs/security.md, "Record media types").
+def _content_disposition(disposition: str, name: str, fallback: str) -> str:
+    """RFC 6266: ``filename`` in ASCII for old clients (the hex fallback when the name is not plain ASCII),
+    ``filename*`` (RFC 5987, UTF-8, percent-encoded) with the name itself."""
+    if name == fallback:
+        return f'{disposition}; filename="{fallback}"'
+    plain = name if name.isascii() and name.isprintable() and '"' not in name and "\\" not in name else fallback
+    return f"{disposition}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _content_response(content: RecordContent, label: RecordLabel | None = None) -> Response:
+    """The released bytes as a download, or inline only for JSON (docs/security.md, "Record media types"),
+    named by the record's label when the reader holds it (docs/architecture.md, "Record titles").
 
     ``served_as`` maps any stored value to an allowlisted type or application/octet-stream and never
     fails, so no header here can fail to be written after the disclosure was logged.
     """
     media_type, served = served_as(content.media_type)
-    filename = f"record-{content.record_id}-v{content.version}{served.extension}"  # hex id: nothing to escape
+    fallback = f"record-{content.record_id}-v{content.version}{served.extension}"  # hex id: nothing to escape
+    filename = download_name(label, extension=served.extension, fallback=fallback)
     headers = {
         "Content-Length": str(content.size),
-        "Content-Disposition": f'{"inline" if served.inline else "attachment"}; filename="{filename}"',
+        "Content-Disposition": _content_disposition("inline" if served.inline else "attachment", filename, fallback),
         "Content-Security-Policy": RECORD_CONTENT_SECURITY_POLICY,
         "X-Content-Type-Options": "nosniff",
         "X-Record-Version": str(content.version),
@@ -230,7 +322,18 @@ def read_record(
     content = services.reads.read(
         accessor=caller.address, record_id=record_id_param(record_id), purpose=purpose, idempotency_key=idempotency_key
     )
-    return _content_response(content)
+    return _content_response(content, _reader_label(services, content.record_id, caller.address))
+
+
+def _reader_label(services: Services, record_id: str, reader: str) -> RecordLabel | None:
+    """The reader's label, after the disclosure: a failure here only loses the file name, never the read."""
+    if services.labels is None:
+        return None
+    try:
+        return services.labels.label_for_reader(record_id=record_id, reader=reader)
+    except LedgerError as exc:
+        log.warning("the label of record %s was not opened for its reader: %s", record_id, type(exc).__name__)
+        return None
 
 
 @router.post(
@@ -256,7 +359,7 @@ def emergency_access(
         reason=body.reason,
         idempotency_key=idempotency_key,
     )
-    return _content_response(content)
+    return _content_response(content, _reader_label(services, content.record_id, caller.address))
 
 
 @router.get(

@@ -18,7 +18,8 @@ from ledger_service.chain.ledger import CONTRACT_NAME, ConsentLedgerContract
 from ledger_service.chain.rpc import RpcClient
 from ledger_service.chain.sender import TransactionSender
 from ledger_service.codec.abi import ContractCodec
-from ledger_service.domain.codes import AUDITOR_ROLE, CUSTODIAN_ROLE, EMERGENCY_ROLE
+from ledger_service.domain.codes import AUDITOR_ROLE, CUSTODIAN_ROLE, EMERGENCY_ROLE, category_id
+from ledger_service.domain.record_labels import CATEGORY_VITAL_SIGNS
 from ledger_service.errors import ConfigurationError
 from ledger_service.settings import ANVIL_DEV_KEYS
 
@@ -148,6 +149,9 @@ def onboard_demo(ledger: ConsentLedgerContract) -> dict[str, Any]:
         if emergency and not ledger.has_role(EMERGENCY_ROLE, address):
             ledger.grant_role(EMERGENCY_ROLE, address)
         demo["providers"].append({"index": index, "address": address, "name": name, "emergency": emergency})
+    # Vital signs are filed as their own category (docs/architecture.md, "Record titles").
+    if category_id(CATEGORY_VITAL_SIGNS) not in ledger.categories():
+        ledger.register_category(CATEGORY_VITAL_SIGNS)
     auditor = accounts[DEMO_AUDITOR_INDEX]
     if not ledger.has_role(AUDITOR_ROLE, auditor):
         ledger.grant_role(AUDITOR_ROLE, auditor)

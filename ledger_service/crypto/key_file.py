@@ -17,7 +17,7 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ledger_service.crypto.key_shares import ShareSlot, open_share, public_key_bytes
+from ledger_service.crypto.sealing import open_sealed
 from ledger_service.errors import KeyCustodyError
 
 __all__ = ["SecretKey", "SecretKeyFile", "X25519KeyFile"]
@@ -298,9 +299,7 @@ class X25519KeyFile(SecretKeyFile):
         with self._lock:
             return tuple(self._private)
 
-    def open_share(self, sealed: bytes, slot: ShareSlot, recipient: bytes | None = None) -> bytes:
-        """Open a share sealed to ``recipient`` (default: the current key), one of this file's public keys."""
-        recipient = self.public_key if recipient is None else recipient
+    def _private_key(self, recipient: bytes) -> X25519PrivateKey:
         with self._lock:
             private = self._private.get(recipient)
         if private is None:
@@ -309,4 +308,15 @@ class X25519KeyFile(SecretKeyFile):
                 private = self._private.get(recipient)
         if private is None:
             raise KeyCustodyError(f"0x{recipient.hex()} is not a key of this file (retired, or another's)")
-        return open_share(sealed, slot, private)
+        return private
+
+    def open_share(self, sealed: bytes, slot: ShareSlot, recipient: bytes | None = None) -> bytes:
+        """Open a share sealed to ``recipient`` (default: the current key), one of this file's public keys."""
+        recipient = self.public_key if recipient is None else recipient
+        return open_share(sealed, slot, self._private_key(recipient))
+
+    def open_sealed(self, sealed: bytes, info: Callable[[bytes], bytes], recipient: bytes | None = None) -> bytes:
+        """Open bytes HPKE-sealed (crypto/sealing.py) to ``recipient`` (default: the current key) under
+        ``info(recipient)``."""
+        recipient = self.public_key if recipient is None else recipient
+        return open_sealed(sealed, self._private_key(recipient), info(recipient))

@@ -18,12 +18,10 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_utils import keccak
 
+from ledger_service.crypto.sealing import PUBLIC_KEY_SIZE, open_sealed, public_key_bytes, seal_to
 from ledger_service.errors import DecryptionError, KeyCustodyError
 
 __all__ = [
@@ -38,10 +36,8 @@ __all__ = [
 ]
 
 SHARE_SIZE: Final = 33
-PUBLIC_KEY_SIZE: Final = 32
 SEALED_SHARE_SIZE: Final = 32 + SHARE_SIZE + 16
 _INFO_DOMAIN: Final = b"consent-ledger/v2/key-share\x00"
-_SUITE: Final = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 
 
 @dataclass(frozen=True)
@@ -83,23 +79,13 @@ class ShareSlot:
         )
 
 
-def public_key_bytes(key: X25519PublicKey | X25519PrivateKey) -> bytes:
-    """The raw 32-byte X25519 public key (what the chain's ``encryptionKeyOf`` holds)."""
-    public = key.public_key() if isinstance(key, X25519PrivateKey) else key
-    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
 def seal_share(share: bytes, slot: ShareSlot, recipient: bytes) -> bytes:
     """``share`` sealed to the X25519 public key ``recipient`` (32 raw bytes) as ``slot``."""
     if len(share) != SHARE_SIZE or share[-1] != slot.index:
         raise KeyCustodyError(f"custodian {slot.index}'s share must be {SHARE_SIZE} bytes ending in its index")
     if recipient == bytes(PUBLIC_KEY_SIZE):
         raise KeyCustodyError("the recipient has no encryption key")
-    try:
-        public = X25519PublicKey.from_public_bytes(recipient)
-    except ValueError:
-        raise KeyCustodyError("the recipient's encryption key is not an X25519 public key") from None
-    return _SUITE.encrypt(share, public, info=slot.info(recipient))
+    return seal_to(share, recipient, slot.info(recipient))
 
 
 def open_share(sealed: bytes, slot: ShareSlot, private_key: X25519PrivateKey) -> bytes:
@@ -107,10 +93,12 @@ def open_share(sealed: bytes, slot: ShareSlot, private_key: X25519PrivateKey) ->
     sealed to another key, as another slot, or altered."""
     if len(sealed) != SEALED_SHARE_SIZE:
         raise DecryptionError(f"a sealed share is {SEALED_SHARE_SIZE} bytes, got {len(sealed)}")
-    try:
-        share = _SUITE.decrypt(sealed, private_key, info=slot.info(public_key_bytes(private_key)))
-    except (InvalidTag, ValueError):
-        raise DecryptionError("the sealed share does not open with this key for this record version") from None
+    share = open_sealed(
+        sealed,
+        private_key,
+        slot.info(public_key_bytes(private_key)),
+        failure="the sealed share does not open with this key for this record version",
+    )
     if len(share) != SHARE_SIZE or share[-1] != slot.index:
         raise DecryptionError(f"the sealed share is not custodian {slot.index}'s share")
     return share

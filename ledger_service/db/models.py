@@ -268,3 +268,17 @@ class EmergencyReviewRow(Base):
     disclosure_id: Mapped[str] = mapped_column(String(96), primary_key=True)
     reviewed_by: Mapped[str] = mapped_column(String(42))
     reviewed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RecordLabelRow(Base):
+    """A record's label (title, original file name) sealed to one party: the author's node or the patient
+    (docs/architecture.md, "Record titles"). Only sealed bytes: the hub cannot read a title."""
+
+    __tablename__ = "record_labels"
+
+    record_id: Mapped[str] = mapped_column(String(66), ForeignKey("records.record_id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)  # the version the label was given with
+    recipient: Mapped[str] = mapped_column(String(42), primary_key=True)  # the account whose key opens it
+    recipient_key: Mapped[bytes] = mapped_column(LargeBinary)  # that account's X25519 key it was sealed to
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -12,12 +12,12 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ledger_service.blobs import BlobStore, Cid
 from ledger_service.chain.ledger import ConsentLedgerContract
 from ledger_service.db.database import Database
-from ledger_service.db.models import CommitmentSaltRow, RecordRow, RecordVersionRow
+from ledger_service.db.models import CommitmentSaltRow, RecordLabelRow, RecordRow, RecordVersionRow
 from ledger_service.domain.consent import RecordErase
 from ledger_service.errors import RecordErased, RecordNotFound, ValidationError
 from ledger_service.hub.relay import Relay
@@ -72,6 +72,8 @@ class ErasureService:
                     select(CommitmentSaltRow).where(CommitmentSaltRow.record_id == record_id)
                 ).scalars():
                     s.delete(key_row)
+                # The record's title goes with it (docs/architecture.md, "Record titles").
+                s.execute(delete(RecordLabelRow).where(RecordLabelRow.record_id == record_id))
                 cids = [
                     v.cid
                     for v in s.execute(

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from ledger_service.chain.indexer import EventIndexer
 from ledger_service.db.database import Database
-from ledger_service.db.models import ChainEventRow, CommitmentSaltRow, RecordRow
+from ledger_service.db.models import ChainEventRow, CommitmentSaltRow, RecordLabelRow, RecordRow
 
 
 class ErasureFollower:
@@ -34,5 +34,6 @@ class ErasureFollower:
             )
             for record in live:
                 s.execute(delete(CommitmentSaltRow).where(CommitmentSaltRow.record_id == record.record_id))
+                s.execute(delete(RecordLabelRow).where(RecordLabelRow.record_id == record.record_id))
                 record.state, record.erased_at = "erased", datetime.now(UTC)
         return len(live)

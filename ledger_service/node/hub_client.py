@@ -57,7 +57,8 @@ from ledger_service.errors import (
     TransactionReverted,
     ValidationError,
 )
-from ledger_service.node.signing import DigestSigner
+from ledger_service.node.record_labels import SealedCopy
+from ledger_service.node.signing import DigestSigner, ProviderKeys
 from ledger_service.origins import normalize_origin
 from ledger_service.records.relaying import RecordFacts, RelayOutcome
 
@@ -701,3 +702,26 @@ class HubBlobStore:
         if error is not None:
             return error
         return HubRefused(f"the hub refused the blob request: {problem.detail}", cid=cid, **problem.details())
+
+
+class HubLabelDeposit:
+    """Hands a label the node sealed to a patient to the hub, which serves the patient's record list
+    (``PUT /v1/records/{id}/labels`` as the record's author; docs/architecture.md, "Record titles")."""
+
+    def __init__(self, session: HubSession, keys: ProviderKeys) -> None:
+        self._session = session
+        self._keys = keys
+
+    def __call__(self, copy: SealedCopy) -> None:
+        payload = {
+            "version": copy.version,
+            "recipient": copy.recipient,
+            "recipientKey": "0x" + copy.recipient_key.hex(),
+            "sealed": "0x" + copy.sealed.hex(),
+        }
+        signer = self._keys.signer_for(copy.author)
+        with self._session.request("PUT", f"/v1/records/{copy.record_id}/labels", signer=signer, payload=payload) as r:
+            if not r.is_success:
+                r.read()
+                problem = HubProblem.of(r)
+                raise problem.error() or HubRefused(f"the hub refused the record's label: {problem.detail}")

@@ -240,12 +240,13 @@ def test_passkey_patient_story(browser: Any, real_portal: str, devices: list[Pas
 
         # the clinic reads the record for treatment; the patient sees it in the disclosure timeline
         clinic_reads(clinic, account, record_id)
-        clinic.page.locator("pre.json").wait_for(timeout=120_000)
+        clinic.page.locator("#read-result .fhir-view").wait_for(timeout=120_000)
+        clinic.page.get_by_text("Show raw JSON").click()
         assert '"resourceType": "Observation"' in clinic.page.locator("pre.json").inner_text()
         patient.portal.go("#/patient/disclosures", "Who has seen my records")
         entry = patient.page.locator("ol.timeline > li").first
         entry.wait_for()
-        assert "Demo Clinic" in entry.inner_text() and "Treatment" in entry.inner_text()
+        assert "Demo Clinic read " in entry.inner_text() and "for treatment" in entry.inner_text()
 
         # the patient revokes, with the passkey; the clinic is refused
         patient.portal.go("#/patient/consents", "Consents")

@@ -15,6 +15,7 @@ Screenshots: docs/screenshots/14-patient-reads-own-record.png, 15-patient-own-re
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -158,11 +159,14 @@ def read_button(portal: Portal, record_id: str, action: str = "Read") -> Any:
 
 def wait_for_record(portal: Portal) -> Any:
     """The record's content once the read is done; the error next to the action if it failed."""
-    portal.page.locator("#record-view pre.json, .row-error:not([hidden])").first.wait_for(timeout=120_000)
+    portal.page.locator("#record-view .fhir-view, .row-error:not([hidden])").first.wait_for(timeout=120_000)
     error = portal.page.locator(".row-error:not([hidden])")
     if error.count():
         portal.shot("14-patient-read-failed")
         pytest.fail(f"the read failed: {error.first.inner_text()}")
+    # the summary first, the raw JSON one click away
+    assert portal.page.locator("#record-view dl.fhir-summary").inner_text().startswith("Result\n")
+    portal.page.locator("#record-view").get_by_text("Show raw JSON").click()
     return portal.page.locator("#record-view pre.json")
 
 
@@ -250,6 +254,7 @@ def test_a_patient_reads_and_downloads_their_own_record(browser: Any, real_porta
         read_button(patient, record_id).click()
         viewer = page.locator("#record-view")
         content = wait_for_record(patient)
+        assert "5.4 %" in viewer.locator("dl.fhir-summary").inner_text()
 
         # the content shown is the record, pretty-printed
         assert json.loads(content.inner_text()) == OBSERVATION
@@ -282,11 +287,12 @@ def test_a_patient_reads_and_downloads_their_own_record(browser: Any, real_porta
         assert (mine[0]["accessor"], mine[0]["purpose"], mine[0]["txHash"]) == (account.address, "PATRQT", tx)
         assert not mine[0]["emergency"]
         patient.go("#/patient/disclosures", "Who has seen my records")
-        entry = page.locator("ol.timeline > li", has_text=record_id[:10]).first
-        entry.wait_for()
+        entry = page.locator("ol.timeline > li", has=page.locator(f"dd:text-is('{record_id}')")).first
+        entry.wait_for(state="attached")
         text = entry.inner_text()
-        assert "You read a record for Patient requested (PATRQT)" in text, text
-        assert "None needed: the patient's own access" in text, text
+        own_read = r"You read Laboratory record added \d{1,2} \w{3} \d{4} on \d{1,2} \w{3}, your own request\."
+        assert re.match(own_read, text), text
+        assert "Patient requested (PATRQT)" in entry.locator("details.ledger-proof").text_content()
         doc_shot(patient, "15-patient-own-read-disclosure")
         assert patient.errors == [], patient.errors
     finally:

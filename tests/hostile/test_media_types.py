@@ -127,7 +127,8 @@ def test_allowlisted_types_keep_their_type_and_only_json_is_inline(api: Api) -> 
     read = _read(api, fhir)
     assert read.status_code == 200, read.text
     assert read.headers["content-type"] == "application/fhir+json"
-    assert read.headers["content-disposition"] == f'inline; filename="record-{fhir}-v1.json"'
+    # named by the title the node suggested from the resource (docs/architecture.md, "Record titles")
+    assert read.headers["content-disposition"] == "inline; filename=\"Glucose.json\"; filename*=UTF-8''Glucose.json"
     assert read.headers["x-content-type-options"] == "nosniff"
     assert "sandbox" in read.headers["content-security-policy"]
 

@@ -109,13 +109,12 @@ export function shareInfo({ chainId, ledger, recordId, version, index, recipient
 // ---------------------------------------------------------------- open and combine
 
 /**
- * Open custodian `index`'s share of (chainId, ledger, recordId, version), sealed to `recipientPublicKey`
- * whose raw 32-byte X25519 private key is `recipientPrivateKey`. Resolves to the 33-byte share (y || x);
- * rejects with KeyShareError if the sealed bytes were altered, sealed to another key or for another slot.
+ * Open bytes HPKE-sealed (the suite above; sealed = enc (32) || ciphertext) to the raw X25519 private key
+ * `recipientPrivateKey` under `info`; rejects with KeyShareError(`failure`) if they do not open. The one
+ * opening of the portal: key shares and record labels (docs/architecture.md, "Record titles") both use it.
  */
-export async function openShare({ sealed, recipientPrivateKey, chainId, ledger, recordId, version, index, recipientPublicKey }) {
-  const sealedBytes = fromHex(sealed, SEALED_SHARE_SIZE, "sealed share");
-  const info = shareInfo({ chainId, ledger, recordId, version, index, recipientPublicKey });
+export async function openSealed(sealed, recipientPrivateKey, info, failure = "the sealed bytes do not open with this key") {
+  const sealedBytes = fromHex(sealed, undefined, "sealed bytes");
   const hpke = hpkeSuite();
   let recipientKey;
   try {
@@ -124,16 +123,23 @@ export async function openShare({ sealed, recipientPrivateKey, chainId, ledger, 
     if (err instanceof KeyShareError) throw err;
     throw new KeyShareError("the recipient private key is not an X25519 key", { cause: err });
   }
-  let share;
   try {
-    const plaintext = await hpke.open(
-      { recipientKey, enc: sealedBytes.slice(0, ENC_SIZE), info },
-      sealedBytes.slice(ENC_SIZE),
-    );
-    share = new Uint8Array(plaintext);
+    const plaintext = await hpke.open({ recipientKey, enc: sealedBytes.slice(0, ENC_SIZE), info }, sealedBytes.slice(ENC_SIZE));
+    return new Uint8Array(plaintext);
   } catch (err) {
-    throw new KeyShareError("the sealed share does not open with this key for this record version", { cause: err });
+    throw new KeyShareError(failure, { cause: err });
   }
+}
+
+/**
+ * Open custodian `index`'s share of (chainId, ledger, recordId, version), sealed to `recipientPublicKey`
+ * whose raw 32-byte X25519 private key is `recipientPrivateKey`. Resolves to the 33-byte share (y || x);
+ * rejects with KeyShareError if the sealed bytes were altered, sealed to another key or for another slot.
+ */
+export async function openShare({ sealed, recipientPrivateKey, chainId, ledger, recordId, version, index, recipientPublicKey }) {
+  const sealedBytes = fromHex(sealed, SEALED_SHARE_SIZE, "sealed share");
+  const info = shareInfo({ chainId, ledger, recordId, version, index, recipientPublicKey });
+  const share = await openSealed(sealedBytes, recipientPrivateKey, info, "the sealed share does not open with this key for this record version");
   if (share.length !== SHARE_SIZE || share[SHARE_SIZE - 1] !== index) {
     throw new KeyShareError(`the sealed share is not custodian ${index}'s share`);
   }

@@ -116,6 +116,19 @@ async function ensurePublished(signer, address, chain, publicKey) {
   return true;
 }
 
+/**
+ * The signed-in patient's own key pair ({address, key: {privateKey, publicKey}, published}), derived as for a
+ * read (one wallet signature or passkey PRF, then kept in memory) and published on the ledger if it is not
+ * yet: record labels are sealed to the published key (docs/architecture.md, "Record titles").
+ */
+export async function ownKey(chain) {
+  const signer = await session.signer();
+  const address = ethers.getAddress(await signer.getAddress());
+  const key = await patientKey(signer, address, chain);
+  const published = await ensurePublished(signer, address, chain, key.publicKey);
+  return { address, key, published };
+}
+
 async function askCustodian(custodian, body, signal) {
   let res;
   try {

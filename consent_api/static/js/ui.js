@@ -258,6 +258,7 @@ export const CATEGORY_LABELS = {
   imaging: "Imaging",
   medication: "Medication",
   "clinical-note": "Clinical note",
+  "vital-signs": "Vital signs",
 };
 // A purpose as a patient reads it in a sentence ("… may read your records for research"), with no code.
 export const PURPOSE_WORDS = {

@@ -14,6 +14,8 @@ import {
 } from "../ui.js";
 import { readOwnRecord } from "../own_records.js";
 import { emergencyNotice } from "../emergency_notice.js";
+import { fhirView } from "../fhir_view.js";
+import { downloadName, knownLabel, recordName, showTitles, titlesHidden } from "../record_labels.js";
 
 const TITLES = { records: "My records", consents: "Consents", disclosures: "Who has seen my records", delegates: "Delegates", devices: "Passkeys and recovery", id: "Your patient ID" };
 
@@ -68,7 +70,13 @@ async function records(body, p) {
   const viewer = h("section.card#record-view", { "aria-labelledby": "view-h", tabindex: "-1", hidden: true });
   const opened = new Map(); // what this page opened, by record version: Download after Read logs no second access
   const cols = [
-    { label: "Record", cell: (r) => hexSpan(r.recordId, 10, 6) },
+    {
+      // The title when it is open here (else the category and day), the record's id small below it.
+      label: "Record", cell: (r) => h("span",
+        h("span.record-title", recordName(r)),
+        knownLabel(r) || r.erased ? null : h("span.muted.small.title-hidden", " · title not shown yet"),
+        h("br"), h("span.muted.small", hexSpan(r.recordId, 10, 6))),
+    },
     { label: "Category", cell: (r) => categoryLabel(r.category) },
     { label: "Type", cell: (r) => h("span", r.mediaType || "—", r.size !== undefined ? h("span.muted.small", ` · ${fmtBytes(r.size)}`) : null) },
     { label: "Version", cell: (r) => String(r.version ?? "—") },
@@ -87,8 +95,26 @@ async function records(body, p) {
       },
     },
   ];
+  // Titles are sealed to the patient's own key: opened here on request (docs/architecture.md, "Record titles").
+  let titles = null;
+  if (own && !noPrf && titlesHidden(rows)) {
+    const show = h("button.btn.btn-secondary.btn-small#show-titles", { type: "button" }, "Show titles");
+    const titleError = h("p.field-error", { role: "alert", hidden: true });
+    show.addEventListener("click", () => singleFlight(show, "Opening titles…", async () => {
+      await showTitles(p.chain, async () => (await api.records(p.patient)).records || []);
+      await records(body, p);
+      const table_ = body.querySelector("#rec-h");
+      if (table_) table_.focus?.();
+      announce("Record titles opened in your browser.");
+    }, {
+      note: "Preparing your key…",
+      onError: (err) => { titleError.textContent = problemText(err); titleError.hidden = false; },
+    }));
+    titles = h("div.titles-note", h("p.small", "Record titles are encrypted so that only you and the clinic that wrote each record can read them. Open them here with your own key."), show, titleError);
+  }
   body.replaceChildren(h("section.card", { "aria-labelledby": "rec-h" },
-    h("h2#rec-h", `Records (${rows.length})`),
+    h("h2#rec-h", { tabindex: "-1" }, `Records (${rows.length})`),
+    titles,
     h("p.muted.small", own
       ? "Records are encrypted; providers can read one only with your consent. You can read your own: it opens here, in your browser, and like every read it is logged on the ledger."
       : "Records are encrypted; providers can read one only with your consent, and every read is logged on the ledger."),
@@ -110,7 +136,11 @@ const essenceOf = (mediaType) => {
   const essence = String(mediaType || "").split(";")[0].trim().toLowerCase();
   return SERVED_TYPES[essence] ? essence : "application/octet-stream";
 };
-const fileName = (r) => `record-${r.recordId.slice(2, 12)}-v${r.version}${SERVED_TYPES[essenceOf(r.mediaType)]}`;
+// The original file name when the record's title is open here, else a name made from the title, else the id.
+const fileName = (r) => {
+  const extension = SERVED_TYPES[essenceOf(r.mediaType)];
+  return downloadName(r, extension, `record-${r.recordId.slice(2, 12)}-v${r.version}${extension}`);
+};
 
 function fileUrl(r, result) {
   if (!result.url) result.url = URL.createObjectURL(new Blob([result.plaintext], { type: essenceOf(r.mediaType) }));
@@ -159,9 +189,7 @@ function showOwnRecord(viewer, r, result) {
   const text = json || type.startsWith("text/") ? new TextDecoder().decode(result.plaintext) : null;
   let content;
   if (json) {
-    let pretty = text;
-    try { pretty = JSON.stringify(JSON.parse(text), null, 2); } catch { /* shown as stored */ }
-    content = h("pre.json", { tabindex: "0", "aria-label": "Record content (JSON)" }, pretty);
+    content = fhirView(text, { idPrefix: "own-fhir" });
   } else if (text !== null) {
     content = h("pre.text", { tabindex: "0", "aria-label": "Record content (text)" }, text);
   } else {
@@ -170,7 +198,7 @@ function showOwnRecord(viewer, r, result) {
   const close = h("button.btn.btn-quiet.btn-small", { type: "button" }, "Close");
   close.addEventListener("click", () => { viewer.hidden = true; viewer.replaceChildren(); });
   viewer.replaceChildren(
-    h("h2#view-h", "Your record"),
+    h("h2#view-h", recordName(r)),
     h("dl.kv",
       h("dt", "Record"), byPasskey() ? h("dd", hexSpan(r.recordId, 10, 6)) : h("dd.mono", r.recordId),
       h("dt", "Version"), h("dd", String(r.version)),
@@ -456,40 +484,84 @@ const plainProblem = (err) => [err && err.title, err && (err.detail || err.messa
 
 // ---------------------------------------------------------------- disclosures
 
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+/** "30 Nov" (and the year when it is not this one), in the page's words. */
+function dayText(seconds) {
+  const d = new Date(Number(seconds) * 1000);
+  if (Number.isNaN(d.getTime())) return "";
+  const sameYear = d.getFullYear() === new Date().getFullYear();
+  return `${d.getDate()} ${MONTHS[d.getMonth()]}${sameYear ? "" : ` ${d.getFullYear()}`}`;
+}
+
+const purposeWords = (code) => (PURPOSE_LABELS[code] ? PURPOSE_LABELS[code].toLowerCase() : "a stated purpose");
+
 async function disclosures(body, p) {
-  const { disclosures: list } = await api.disclosures(p.patient);
+  // Records and consents name what was read and under which consent (titles as this page has opened them).
+  const [{ disclosures: list }, recordList, consentList] = await Promise.all([
+    api.disclosures(p.patient),
+    api.records(p.patient).catch(() => ({ records: [] })),
+    api.consents(p.patient).catch(() => ({ consents: [] })),
+  ]);
+  const recordsById = new Map((recordList.records || []).map((r) => [r.recordId.toLowerCase(), r]));
+  const consentsById = new Map((consentList.consents || []).map((c) => [String(c.consentId).toLowerCase(), c]));
   const items = (list || []).slice().sort((a, b) => (Number(b.blockNumber) - Number(a.blockNumber)) || String(b.timestamp).localeCompare(String(a.timestamp)));
   const emergencies = items.filter((d) => d.emergency).length;
-  const summary = h("p", `${items.length} disclosure${items.length === 1 ? "" : "s"} recorded on the ledger`,
+  const summary = h("p", `${p.patient === p.me ? "Your" : "The patient's"} records were seen ${items.length} time${items.length === 1 ? "" : "s"}`,
     emergencies ? h("span", ", including ", h("strong", `${emergencies} emergency access${emergencies === 1 ? "" : "es"}`)) : "", ".");
   if (!items.length) {
     body.replaceChildren(h("section.card", summary, h("p.empty", "Nobody has read your records yet.")));
     return;
   }
-  const ol = h("ol.timeline", { "aria-label": "Disclosures, newest first" });
+  const own = p.patient === p.me;
+  let titles = null;
+  if (own && !passkeyWithoutPrf() && titlesHidden([...recordsById.values()])) {
+    const show = h("button.btn.btn-secondary.btn-small#show-titles", { type: "button" }, "Show titles");
+    const titleError = h("p.field-error", { role: "alert", hidden: true });
+    show.addEventListener("click", () => singleFlight(show, "Opening titles…", async () => {
+      await showTitles(p.chain, async () => (await api.records(p.patient)).records || []);
+      await disclosures(body, p);
+      announce("Record titles opened in your browser.");
+    }, { note: "Preparing your key…", onError: (err) => { titleError.textContent = problemText(err); titleError.hidden = false; } }));
+    titles = h("div.titles-note", h("p.small", "Records are named by their titles once you open them with your own key."), show, titleError);
+  }
+  const ol = h("ol.timeline", { "aria-label": "Who saw your records, newest first" });
   for (const d of items) {
     const li = h("li", { class: d.emergency ? "emergency" : "" });
     const self = String(d.accessor || "").toLowerCase() === p.patient.toLowerCase();
-    const who = self ? (p.patient === p.me ? "You" : "The patient") : d.accessorName || shortHex(d.accessor);
-    const head = h("div",
+    const who = self ? (own ? "You" : "The patient") : d.accessorName || "A provider";
+    const record = recordsById.get(String(d.recordId).toLowerCase());
+    const what = record ? recordName(record) : "an erased record";
+    const consent = consentsById.get(String(d.consentId || "").toLowerCase());
+    const patientsOwn = self && !/[1-9a-f]/i.test(String(d.consentId || "").slice(2));
+    let basis;
+    if (d.emergency) basis = " in an emergency, without consent";
+    else if (patientsOwn) basis = own ? ", your own request" : ", the patient's own request";
+    else if (consent) basis = `, under ${own ? "your" : "the patient's"} consent of ${dayText(consent.grantedAt)}`;
+    else basis = `, under ${own ? "your" : "the patient's"} consent`;
+    const sentence = h("p.disclosure-sentence",
       d.emergency ? h("span.emergency-flag", h("span", { "aria-hidden": "true" }, "⚠"), "Emergency access") : null,
       d.emergency ? " " : null,
-      h("span.who", who), " read a record for ", h("strong", purposeLabel(d.purpose)));
-    const kv = h("dl.kv",
+      h("span.who", who), " read ", h("strong.record-title", what), ` on ${dayText(d.timestamp)}`,
+      patientsOwn || d.emergency ? "" : `, for ${purposeWords(d.purpose)}`, basis, ".");
+    const facts = h("dl.kv",
       h("dt", "When"), h("dd", timeEl(d.timestamp)),
-      h("dt", "Record"), h("dd", hexSpan(d.recordId, 10, 6), d.version !== undefined ? ` (version ${d.version})` : ""),
-      h("dt", "Accessor"), h("dd.mono", d.accessor || "—"),
-      d.emergency
-        ? [h("dt", "Reason given"), h("dd", h("strong", d.reason || "—"))]
-        : [h("dt", "Under consent"), h("dd", self && !/[1-9a-f]/i.test(String(d.consentId || "").slice(2)) ? "None needed: the patient's own access" : hexSpan(d.consentId, 10, 6))],
-      h("dt", "Ledger"), h("dd", "block ", String(d.blockNumber ?? "—"), ", transaction ", hexSpan(d.txHash, 10, 6)));
-    li.append(head, kv);
-    if (d.proof) {
-      li.append(h("details", h("summary", "Inclusion proof"), h("pre.json", JSON.stringify(d.proof, null, 2))));
-    }
+      d.emergency ? [h("dt", "Reason given"), h("dd", h("strong", d.reason || "—"))] : null,
+      d.version !== undefined ? [h("dt", "Version read"), h("dd", String(d.version))] : null);
+    // The proof, for whoever checks it: collapsed, in the ledger's own terms.
+    const proof = h("details.ledger-proof",
+      h("summary", "Proof of this access"),
+      h("dl.kv",
+        h("dt", "Record id"), h("dd.mono", d.recordId),
+        h("dt", "Read by"), h("dd.mono", d.accessor || "—"),
+        h("dt", "Purpose code"), h("dd", purposeLabel(d.purpose)),
+        d.emergency || patientsOwn ? null : [h("dt", "Consent id"), h("dd.mono", d.consentId || "—")],
+        h("dt", "Block"), h("dd", String(d.blockNumber ?? "—")),
+        d.txHash ? [h("dt", "Transaction"), h("dd.mono", d.txHash)] : null),
+      d.proof ? h("div", h("p.small", "Receipt (inclusion proof):"), h("pre.json", { tabindex: "0" }, JSON.stringify(d.proof, null, 2))) : null);
+    li.append(sentence, facts, proof);
     ol.append(li);
   }
-  body.replaceChildren(h("section", summary, ol));
+  body.replaceChildren(h("section", summary, titles, ol));
 }
 
 // ---------------------------------------------------------------- delegates

@@ -1,8 +1,10 @@
 // Provider pages: find a patient and read records for a purpose (or break the glass), upload, amend.
-import { api } from "../api.js";
+import { api, request } from "../api.js";
 import { session } from "../session.js";
 import { findPatientCard, patientCard } from "../provider_directory.js";
 import { checksum, isAddress } from "../signing.js";
+import { fhirView } from "../fhir_view.js";
+import { dispositionName } from "../record_labels.js";
 import {
   h, field, choice, setFieldError, singleFlight, announce, modal, table, pill, hexSpan, timeEl, fmtBytes,
   purposeLabel, categoryLabel, PURPOSE_LABELS, shortHex, clearAlert, placeMessage,
@@ -108,8 +110,8 @@ function readerCard(chain, me) {
     const purpose = fPurpose.input.value;
     singleFlight(submit, "Reading…", async (flight) => {
       const res = await api.readRecord(id, purpose, flight.key);
-      await showContent(result, id, res, false);
-      announce(`Record ${shortHex(id)} read for ${PURPOSE_LABELS[purpose]}; the disclosure was logged on the ledger.`);
+      const name = await showContent(result, id, res, false);
+      announce(`${name || `Record ${shortHex(id)}`} read for ${PURPOSE_LABELS[purpose]}; the disclosure was logged on the ledger.`);
     }, {
       note: "Checking consent and logging the disclosure on the ledger…",
       // a refusal is shown here, beside the form, with its next steps (refusal_help.js)
@@ -167,27 +169,33 @@ function readerCard(chain, me) {
   };
 }
 
+/** Show a released record: a FHIR summary (raw JSON one click away) or the file under its original name.
+ * Resolves to the name the record is shown by (its file name from the response, when the node gave one). */
 async function showContent(box, id, res, emergency) {
   const ct = (res.headers.get("content-type") || "application/octet-stream").split(";")[0].trim();
-  const meta = h("dl.kv",
+  const name = dispositionName(res.headers.get("content-disposition"));
+  const given = name && !/^record-[0-9a-f]{64}-v\d+/i.test(name) ? name : "";
+  // The proof of the read, for whoever checks it: collapsed below the content.
+  const proof = h("details.ledger-proof", h("summary", "Ledger details"), h("dl.kv",
     h("dt", "Record"), h("dd.mono", id),
     h("dt", "Version"), h("dd", res.headers.get("x-record-version") || "—"),
     h("dt", "Content id (CID)"), h("dd.mono", res.headers.get("x-record-cid") || "—"),
     h("dt", "Disclosure logged in"), h("dd.mono", res.headers.get("x-disclosure-tx") || "—"),
-    h("dt", "Media type"), h("dd", ct));
-  const parts = [h("h3", emergency ? "Record (emergency access)" : "Record"), meta];
+    h("dt", "Media type"), h("dd", ct)));
+  const parts = [h("h3", emergency ? "Record (emergency access)" : "Record")];
   if (ct.includes("json")) {
-    const text = await res.text();
-    let pretty = text;
-    try { pretty = JSON.stringify(JSON.parse(text), null, 2); } catch { /* show as is */ }
-    parts.push(h("pre.json", { tabindex: "0", "aria-label": "Record content (JSON)" }, pretty));
+    parts.push(fhirView(await res.text(), { idPrefix: "read-fhir" }));
   } else {
     const blob = await res.blob();
     const ext = ct.split("/")[1] ? `.${ct.split("/")[1].replace(/[^a-z0-9]+/gi, "")}` : "";
-    parts.push(h("p", `This record is a ${ct} file of ${fmtBytes(blob.size)}. `,
-      h("a.btn.btn-secondary", { href: URL.createObjectURL(blob), download: `record-${id.slice(2, 12)}${ext}` }, "Download the file")));
+    const saveAs = given || `record-${id.slice(2, 12)}${ext}`;
+    parts.push(h("p", given ? h("strong.record-title", given) : null, given ? " — " : null, `a ${ct} file of ${fmtBytes(blob.size)}. `,
+      h("a.btn.btn-secondary#download-record", { href: URL.createObjectURL(blob), download: saveAs }, "Download the file")));
   }
+  parts.push(proof);
   box.replaceChildren(h("div", { class: emergency ? "warning-box" : "" }, ...parts));
+  const heading = box.querySelector(".fhir-name");
+  return heading ? heading.textContent : given;
 }
 
 // ---------------------------------------------------------------- upload and amend
@@ -218,11 +226,32 @@ function contentFields(prefix) {
   kFile.input.addEventListener("change", sync);
   sync();
   const el = h("div", h("fieldset", h("legend", "Content"), kFhir.row, kFile.row), fhirBox, fileBox);
+  const listeners = [];
+  const changed = () => { for (const fn of listeners) fn(); };
+  let typing = null;
+  json.input.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(changed, 500); });
+  json.input.addEventListener("change", () => { clearTimeout(typing); changed(); });
+  example.addEventListener("click", changed);
+  file.input.addEventListener("change", changed);
   return {
     el,
+    /** Call `fn` when the content changes (a new file, edited JSON). */
+    onChange(fn) { listeners.push(fn); },
+    /** What a suggestion is made from, without showing errors: {mediaType, content?, fileName?} or null. */
+    peek() {
+      if (kFhir.input.checked) {
+        try {
+          const obj = JSON.parse(json.input.value);
+          return obj && typeof obj === "object" && !Array.isArray(obj) ? { mediaType: "application/fhir+json", content: obj } : null;
+        } catch { return null; }
+      }
+      const f0 = file.input.files[0];
+      return f0 ? { mediaType: mt.input.value.trim() || f0.type || "application/octet-stream", fileName: f0.name } : null;
+    },
     /** Empty every content field and go back to FHIR JSON. */
     clear() {
       json.input.value = "";
+      // (the title and category fields beside it are the form's)
       file.input.value = "";
       mt.input.value = "";
       kFhir.input.checked = true;
@@ -252,14 +281,46 @@ function contentFields(prefix) {
   };
 }
 
+/** The title field of an upload: suggested from the content (POST /v1/records/suggest), the provider's to change. */
+function titleField(content, category) {
+  const title = field("Title", h("input", { type: "text", name: "title", maxlength: "200", autocomplete: "off" }), {
+    hint: "What the patient and you will see the record as. Suggested from the content; change it if needed. It is encrypted like the record.",
+  });
+  let edited = false;
+  let categoryEdited = false;
+  title.input.addEventListener("input", () => { edited = title.input.value.trim() !== ""; });
+  if (category) category.input.addEventListener("change", () => { categoryEdited = true; });
+  let asked = 0;
+  content.onChange(async () => {
+    const peek = content.peek();
+    if (!peek) return;
+    const mine = ++asked;
+    try {
+      // Nothing is stored: not a write, no idempotency key.
+      const s = await request("POST", "/v1/records/suggest", { json: peek, write: false });
+      if (mine !== asked) return;
+      if (!edited) title.input.value = s.title;
+      if (category && !categoryEdited && s.category && [...category.input.options].some((o) => o.value === s.category)) category.input.value = s.category;
+    } catch { /* a suggestion is a help, not a step: the provider types the title */ }
+  });
+  return {
+    field: title,
+    value: () => title.input.value.trim(),
+    /** A title already given (an amendment's record's): kept unless the provider changes it. */
+    keep(value) { title.input.value = value; edited = value.trim() !== ""; },
+    clear() { title.input.value = ""; edited = false; categoryEdited = false; },
+  };
+}
+
 async function upload(main, { chain, params }) {
   const patient = field("Patient address", h("input", { type: "text", name: "patient", autocomplete: "off", spellcheck: "false", placeholder: "0x…", value: params.get("patient") || "" }), { required: true });
   const cats = Object.keys(chain.categories || {});
-  const category = field("Category", h("select", { name: "category" }, cats.map((c) => h("option", { value: c }, categoryLabel(c)))), { required: true });
+  const category = field("Category", h("select", { name: "category" }, cats.map((c) => h("option", { value: c }, categoryLabel(c)))), { required: true, hint: "Suggested from the content; change it if needed." });
   const content = contentFields("up");
+  const title = titleField(content, category);
   const submit = h("button.btn", { type: "submit" }, "Upload record");
   const result = h("div", { "aria-live": "polite" });
-  const form = h("form#upload-form", { novalidate: true }, patient.wrap, category.wrap, content.el, h("div.actions", submit));
+  const form = h("form#upload-form", { novalidate: true }, patient.wrap, content.el, title.field.wrap, category.wrap, h("div.actions", submit));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const p = patient.input.value.trim();
@@ -267,16 +328,19 @@ async function upload(main, { chain, params }) {
     setFieldError(patient, "");
     const c = content.read();
     if (!c) return;
+    const t = title.value();
     result.replaceChildren();
     singleFlight(submit, "Uploading…", async (flight) => {
       let res;
       if (c.kind === "json") {
-        res = await api.createRecordJson({ patient: checksum(p), category: category.input.value, content: c.content, mediaType: c.mediaType }, flight.key);
+        res = await api.createRecordJson({ patient: checksum(p), category: category.input.value, content: c.content, mediaType: c.mediaType, ...(t ? { title: t } : {}) }, flight.key);
       } else {
         const fd = new FormData();
         fd.append("patient", checksum(p));
         fd.append("category", category.input.value);
         fd.append("mediaType", c.mediaType);
+        if (t) fd.append("title", t);
+        fd.append("fileName", c.file.name);
         fd.append("file", c.file, c.file.name);
         res = await api.createRecordFile(fd, flight.key);
       }
@@ -284,7 +348,9 @@ async function upload(main, { chain, params }) {
       patient.input.value = "";
       category.input.selectedIndex = 0;
       content.clear();
+      title.clear();
       result.replaceChildren(h("div.card", h("h3", "Record uploaded"), h("dl.kv",
+        t ? [h("dt", "Title"), h("dd.record-title", t)] : null,
         h("dt", "Record id"), h("dd.mono#new-record-id", res.recordId),
         h("dt", "Version"), h("dd", String(res.version)),
         h("dt", "CID"), h("dd.mono", res.cid),
@@ -301,21 +367,27 @@ async function upload(main, { chain, params }) {
 
 async function amendRecord(r, reload) {
   const content = contentFields("am");
+  const title = titleField(content, null);
+  if (r.title) title.keep(r.title);
   let res = null;
   const ok = await modal({
     title: "Amend record (new version)",
     content: h("div", h("p.small", "The new version is linked to the previous one; earlier versions stay in the audit trail."),
-      h("dl.kv", h("dt", "Record"), h("dd.mono", r.recordId), h("dt", "Current version"), h("dd", String(r.version))), content.el),
+      h("dl.kv", r.title ? [h("dt", "Title"), h("dd", r.title)] : null, h("dt", "Record"), h("dd.mono", r.recordId), h("dt", "Current version"), h("dd", String(r.version))),
+      content.el, title.field.wrap),
     confirmLabel: "Save new version",
     busyLabel: "Saving…",
     busyNote: "Encrypting, storing and anchoring on the ledger…",
     onConfirm: async (flight) => {
       const c = content.read();
       if (!c) return undefined;
-      if (c.kind === "json") res = await api.amendJson(r.recordId, { content: c.content, mediaType: c.mediaType }, flight.key);
+      const t = title.value();
+      if (c.kind === "json") res = await api.amendJson(r.recordId, { content: c.content, mediaType: c.mediaType, ...(t ? { title: t } : {}) }, flight.key);
       else {
         const fd = new FormData();
         fd.append("mediaType", c.mediaType);
+        if (t) fd.append("title", t);
+        fd.append("fileName", c.file.name);
         fd.append("file", c.file, c.file.name);
         res = await api.amendFile(r.recordId, fd, flight.key);
       }
