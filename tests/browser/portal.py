@@ -27,6 +27,23 @@ DOC_SHOTS = {
     "50-provider-find-by-name",
     "52-patient-id",
 }
+# each role's main pages at desktop and phone width (tests/browser/test_accessibility.py takes them)
+DOC_SHOTS |= {
+    f"{name}-{size}"
+    for name in (
+        "60-sign-in",
+        "61-patient-records",
+        "62-patient-id",
+        "63-patient-disclosures",
+        "64-patient-grant-review",
+        "65-provider-patient",
+        "66-provider-refused",
+        "67-provider-upload",
+        "68-auditor",
+        "69-ledger",
+    )
+    for size in ("desktop", "phone")
+}
 
 
 class Portal:

@@ -95,7 +95,7 @@ def test_no_serious_or_critical_violation_anywhere(browser: object, portal: tupl
         dialog.get_by_label("Reason for emergency access").fill("Severe allergic reaction in the waiting room")
         dialog.get_by_label(re.compile("I confirm this is an emergency")).check()
         dialog.get_by_role("button", name="Break the glass and read").click()
-        setup.page.locator("pre.json").wait_for(timeout=120_000)
+        setup.page.locator(".fhir-view").wait_for(timeout=120_000)
     finally:
         setup.close()
 
@@ -106,24 +106,28 @@ def test_no_serious_or_critical_violation_anywhere(browser: object, portal: tupl
             if size == "desktop":
                 canary(visitor.page)
             audit.check(visitor, f"{size} sign-in")
+            visitor.shot(f"60-sign-in-{size}")
             visitor.go("#/ledger", "Ledger")
             audit.check(visitor, f"{size} ledger (signed out)")
-            visitor.shot(f"54-ledger-{size}")
+            visitor.shot(f"69-ledger-{size}")
         finally:
             visitor.close()
 
         patient = Portal(browser, kind, base, width=width, height=height)
         try:
             patient.sign_in_demo(5)
-            for route, heading in (
-                ("#/patient/records", "My records"),
-                ("#/patient/consents", "Consents"),
-                ("#/patient/disclosures", "Who has seen my records"),
-                ("#/patient/delegates", "Delegates"),
-                ("#/ledger", "Ledger"),
+            for route, heading, shot in (
+                ("#/patient/records", "My records", "61-patient-records"),
+                ("#/patient/id", "Your patient ID", "62-patient-id"),
+                ("#/patient/consents", "Consents", None),
+                ("#/patient/disclosures", "Who has seen my records", "63-patient-disclosures"),
+                ("#/patient/delegates", "Delegates", None),
+                ("#/ledger", "Ledger", None),
             ):
                 patient.go(route, heading)
                 audit.check(patient, f"{size} patient {route}")
+                if shot:
+                    patient.shot(f"{shot}-{size}")
             patient.go("#/patient/consents", "Consents")
             page = patient.page
             page.get_by_label("Provider", exact=True).select_option(index=1)
@@ -132,6 +136,7 @@ def test_no_serious_or_critical_violation_anywhere(browser: object, portal: tupl
             page.get_by_role("button", name="Review and grant…").click()
             page.locator("dialog[open] #grant-warning").wait_for()
             audit.check(patient, f"{size} patient grant review dialog")
+            patient.shot(f"64-patient-grant-review-{size}")
             page.locator("dialog[open]").get_by_role("button", name="Go back and change").click()
             assert patient.errors == [], patient.errors
         finally:
@@ -145,13 +150,16 @@ def test_no_serious_or_critical_violation_anywhere(browser: object, portal: tupl
             clinic.go(f"#/provider/patients?patient={PATIENT5}", "Find a patient")
             clinic.page.locator("#prec-h").wait_for()
             audit.check(clinic, f"{size} provider patient's records")
+            clinic.shot(f"65-provider-patient-{size}")
             clinic.page.get_by_label("Record id").fill(record_id)
             clinic.page.get_by_label("Purpose of use").select_option("PUBHLTH")
             clinic.page.get_by_role("button", name="Read record", exact=True).click()
             clinic.page.locator("#read-result .inline-error").wait_for(timeout=120_000)
             audit.check(clinic, f"{size} provider refused read")
+            clinic.shot(f"66-provider-refused-{size}")
             clinic.go("#/provider/upload", "Upload a record")
             audit.check(clinic, f"{size} provider upload")
+            clinic.shot(f"67-provider-upload-{size}")
             assert clinic.errors == [], clinic.errors
         finally:
             clinic.close()
@@ -161,6 +169,7 @@ def test_no_serious_or_critical_violation_anywhere(browser: object, portal: tupl
             auditor.sign_in_demo(3)
             auditor.page.get_by_role("heading", name="Verify the ledger", level=1).wait_for()
             audit.check(auditor, f"{size} auditor verify")
+            auditor.shot(f"68-auditor-{size}")
         finally:
             auditor.close()
 

@@ -37,7 +37,7 @@ def _break_glass(clinic: Portal, record_id: str) -> None:
     dialog.get_by_label("Reason for emergency access").fill(REASON)
     dialog.get_by_label(re.compile("I confirm this is an emergency")).check()
     dialog.get_by_role("button", name="Break the glass and read").click()
-    page.locator("pre.json").wait_for(timeout=120_000)
+    page.locator(".fhir-view").wait_for(timeout=120_000)
 
 
 def test_auditor_sees_break_glass_and_erasures_and_opens_the_full_report(

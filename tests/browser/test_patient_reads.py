@@ -259,7 +259,7 @@ def test_a_patient_reads_and_downloads_their_own_record(browser: Any, real_porta
         # the content shown is the record, pretty-printed
         assert json.loads(content.inner_text()) == OBSERVATION
         assert '\n  "resourceType": "Observation"' in content.inner_text()
-        tx = viewer.locator("dt:has-text('Your access logged in') + dd").inner_text()
+        tx = viewer.locator("details.ledger-proof dt:has-text('Transaction') + dd").text_content() or ""
         assert tx.startswith("0x") and len(tx) == 66, tx
         assert not page.locator(".row-error:not([hidden])").count()
         doc_shot(patient, "14-patient-reads-own-record")

@@ -100,9 +100,7 @@ def test_a_broad_grant_shows_the_review_and_its_warning(browser: object, portal:
         page.get_by_role("button", name="Review and grant…").click()
         dialog.get_by_role("heading", name="Check before you grant").wait_for()
         assert dialog.locator("#grant-warning").count() == 0
-        assert re.search(
-            r"Demo Clinic may read your laboratory records for your treatment, until ", dialog.inner_text()
-        )
+        assert re.search(r"Demo Clinic may read your laboratory records for treatment, until ", dialog.inner_text())
         dialog.get_by_role("button", name="Sign and grant access").click()
         page.locator("#grant-result .inline-ok", has_text="Demo Clinic").wait_for(timeout=120_000)
         _status, listed = api_json(phone, "GET", f"/v1/patients/{PATIENT5}/consents")
@@ -167,7 +165,7 @@ def test_a_refusal_names_the_covered_purposes_and_next_steps(browser: object, po
         refusal.get_by_role("button", name="Use Healthcare operations (HOPERAT)").click()
         assert page.get_by_label("Purpose of use").input_value() == "HOPERAT"
         page.get_by_role("button", name="Read record", exact=True).click()
-        page.locator("#read-result pre.json").wait_for(timeout=120_000)
+        page.locator("#read-result .fhir-view").wait_for(timeout=120_000)
 
         # one record, shared from its row: the review names it as the patient knows it, with no warning
         patient.go("#/patient/records", "My records")
@@ -178,7 +176,7 @@ def test_a_refusal_names_the_covered_purposes_and_next_steps(browser: object, po
         patient.page.get_by_role("button", name="Review and grant…").click()
         dialog = patient.page.locator("dialog[open]")
         sentence = dialog.locator(".review-sentence").inner_text()
-        assert re.match(r"Demo Lab may read one record: .+ for your treatment, until ", sentence), sentence
+        assert re.match(r"Demo Lab may read one record: .+ for treatment, until ", sentence), sentence
         assert dialog.locator("#grant-warning").count() == 0
         dialog.get_by_role("button", name="Sign and grant access").click()
         patient.page.locator("#grant-result .inline-ok").wait_for(timeout=120_000)
@@ -205,7 +203,7 @@ def test_an_emergency_access_is_announced_on_the_landing_page(browser: object, p
         dialog.get_by_label("Reason for emergency access").fill("Found unconscious after a road accident")
         dialog.get_by_label(re.compile("I confirm this is an emergency")).check()
         dialog.get_by_role("button", name="Break the glass and read").click()
-        page.locator("pre.json").wait_for(timeout=120_000)
+        page.locator(".fhir-view").wait_for(timeout=120_000)
 
         patient.sign_in_demo(7)
         landing = patient.page

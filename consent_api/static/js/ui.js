@@ -262,7 +262,7 @@ export const CATEGORY_LABELS = {
 };
 // A purpose as a patient reads it in a sentence ("… may read your records for research"), with no code.
 export const PURPOSE_WORDS = {
-  TREAT: "your treatment",
+  TREAT: "treatment",
   ETREAT: "emergency treatment",
   HPAYMT: "payment for your care",
   HOPERAT: "running their services",

@@ -56,7 +56,6 @@ function actingBanner(p) {
 const qs = (p) => (p.patient !== p.me ? `?for=${p.patient}` : "");
 const byPasskey = () => session.signerKind === "passkey";
 // A passkey patient is told what happened in plain words; a key holder also gets the transaction to look up.
-const txNote = (hash) => (byPasskey() ? "" : ` (transaction ${shortHex(hash)})`);
 // false only once a passkey's assertion came back without a PRF output (own_records.js cannot derive a key)
 const passkeyWithoutPrf = () => byPasskey() && session.data && session.data.signer && session.data.signer.prf === false;
 
@@ -116,8 +115,8 @@ async function records(body, p) {
     h("h2#rec-h", { tabindex: "-1" }, `Records (${rows.length})`),
     titles,
     h("p.muted.small", own
-      ? "Records are encrypted; providers can read one only with your consent. You can read your own: it opens here, in your browser, and like every read it is logged on the ledger."
-      : "Records are encrypted; providers can read one only with your consent, and every read is logged on the ledger."),
+      ? "Records are encrypted; providers can read one only with your consent. You can read your own: it opens here, in your browser, and like every read it is logged where nobody can change it."
+      : "Records are encrypted; providers can read one only with your consent, and every read is logged where nobody can change it."),
     noPrf ? h("div.warning-box#no-prf-note", { role: "note" }, h("strong", NO_PRF.title), h("p", NO_PRF.detail)) : null,
     table(cols, rows, { empty: "No records yet. Records appear here when a provider uploads one for you." })), viewer);
 }
@@ -162,12 +161,12 @@ function ownRecordActions(r, p, viewer, opened, disabled = false) {
       if (!result) {
         result = await readOwnRecord(r, p.chain, { step: flight.step });
         opened.set(slot, result);
-        announce(`Record ${shortHex(r.recordId)} opened in your browser; your access was logged on the ledger${txNote(result.disclosureTx)}.`);
+        announce(`${recordName(r)} opened in your browser; your access was logged.`);
       }
       if (show) showOwnRecord(viewer, r, result);
       else saveFile(r, result);
     }, {
-      note: "Your access is logged on the ledger first…",
+      note: "Logging your access first…",
       onError: (err) => { error.textContent = problemText(err); error.hidden = false; },
     });
   };
@@ -200,15 +199,14 @@ function showOwnRecord(viewer, r, result) {
   viewer.replaceChildren(
     h("h2#view-h", recordName(r)),
     h("dl.kv",
-      h("dt", "Record"), byPasskey() ? h("dd", hexSpan(r.recordId, 10, 6)) : h("dd.mono", r.recordId),
       h("dt", "Version"), h("dd", String(r.version)),
       h("dt", "Category"), h("dd", categoryLabel(r.category)),
       h("dt", "Added by"), h("dd", r.authorName || r.author || "—"),
       h("dt", "Type"), h("dd", result.mediaType),
-      byPasskey()
-        ? [h("dt", "Your access"), h("dd", "Logged on the ledger")]
-        : [h("dt", "Your access logged in"), h("dd.mono", result.disclosureTx)]),
-    h("p.muted.small", "Decrypted in your browser with your own key; it was not sent anywhere. Your access appears under Disclosures."),
+      h("dt", "Your access"), h("dd", "Logged")),
+    result.disclosureTx ? h("details.ledger-proof", h("summary", "Proof of your access"),
+      h("dl.kv", h("dt", "Transaction"), h("dd.mono", result.disclosureTx))) : null,
+    h("p.muted.small", "Decrypted in your browser with your own key; it was not sent anywhere. Your access appears under Who has seen my records."),
     content,
     h("div.actions",
       h("a.btn.btn-secondary", { href: fileUrl(r, result), download: fileName(r) }, "Download the file"),
@@ -224,13 +222,13 @@ async function eraseRecord(r, p, body) {
     tone: "danger",
     content: h("div",
       h("p", "Erasing destroys the record's encryption keys and removes its stored copies. ", h("strong", "This cannot be undone:"), " nobody — not you, not any provider — will be able to read any version of this record again."),
-      h("p", "The ledger keeps a permanent, content-free trace that the record existed and was erased, and the history of who accessed it."),
-      h("dl.kv", h("dt", "Record"), h("dd.mono", r.recordId), h("dt", "Category"), h("dd", categoryLabel(r.category)), h("dt", "Author"), h("dd", r.authorName || r.author || "—"))),
+      h("p", "A permanent trace that holds none of its content keeps the fact that the record existed and was erased, and the history of who read it."),
+      h("dl.kv", h("dt", "Record"), h("dd", recordName(r)), h("dt", "Category"), h("dd", categoryLabel(r.category)), h("dt", "Author"), h("dd", r.authorName || r.author || "—"))),
     confirmLabel: "Erase permanently",
     confirmClass: "btn btn-danger",
     cancelLabel: "Keep the record",
     busyLabel: "Erasing…",
-    busyNote: "Destroying the keys and logging the erasure on the ledger…",
+    busyNote: "Destroying the keys and logging the erasure…",
     onConfirm: async (flight) => {
       // The erasure is the patient's (or guardian's) signed request: the hub cannot erase without it.
       const signer = await session.signer();
@@ -241,7 +239,7 @@ async function eraseRecord(r, p, body) {
     },
   });
   if (!ok) return;
-  announce(`Record ${shortHex(r.recordId)} was erased${txNote(ok.txHash)}.`);
+  announce(`${recordName(r)} was erased.`);
   await records(body, p);
 }
 
@@ -293,9 +291,6 @@ function scopeText(c, recs = []) {
   const r = recs.find((x) => x.recordId === String(c.scope || c.scopeLabel).toLowerCase());
   return r ? `One record: ${recordName(r)}` : "One record";
 }
-
-// A record as a patient recognises it: its title when it has one, else its category and the day it was added.
-const recordName = (r) => r.title || `${categoryLabel(r.category)}, added ${fmtDate(r.createdAt, { time: false })}`;
 
 const GRANT_DAYS = 90; // the default length of a grant (issue #16: a default expiry, changeable)
 
@@ -493,8 +488,6 @@ function dayText(seconds) {
   return `${d.getDate()} ${MONTHS[d.getMonth()]}${sameYear ? "" : ` ${d.getFullYear()}`}`;
 }
 
-const purposeWords = (code) => (PURPOSE_LABELS[code] ? PURPOSE_LABELS[code].toLowerCase() : "a stated purpose");
-
 async function disclosures(body, p) {
   // Records and consents name what was read and under which consent (titles as this page has opened them).
   const [{ disclosures: list }, recordList, consentList] = await Promise.all([
@@ -575,7 +568,7 @@ function removeDelegateButton(d, body, p) {
     const revoke = { patient: p.patient, delegate: checksum(d.delegate), nonce: Number(nonce), deadline: deadlineFromNow() };
     const { signature } = await signTyped(signer, p.chain, "DelegateRevoke", revoke);
     const res = await api.removeDelegate(p.patient, revoke.delegate, revoke, signature, flight.key);
-    announce(`Delegate ${shortHex(d.delegate)} removed${txNote(res.txHash)}.`);
+    announce(`Guardian ${shortHex(d.delegate)} removed.`);
     await delegates(body, p);
   }));
   return button;
@@ -605,9 +598,9 @@ async function delegates(body, p) {
       const { nonce } = await api.signerNonce(await signer.getAddress());
       const msg = { patient: p.patient, delegate: checksum(a), validUntil: until, nonce: Number(nonce), deadline: deadlineFromNow() };
       const { signature } = await signTyped(signer, p.chain, "DelegateGrant", msg);
-      flight.step("Recording on the ledger…");
+      flight.step("Saving…");
       const res = await api.addDelegate(p.patient, msg, signature, flight.key);
-      announce(`Delegate ${shortHex(a)} added${txNote(res.txHash)}.`);
+      announce(`Guardian ${shortHex(a)} added.`);
       await delegates(body, p);
     });
   });
