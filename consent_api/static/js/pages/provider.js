@@ -58,7 +58,8 @@ async function patients(main, { chain, params }) {
   if (!patient) return;
   const { records } = await api.records(patient);
   const cols = [
-    { label: "Record", cell: (r) => hexSpan(r.recordId, 10, 6) },
+    // the title when this organisation holds it (its own records, those it has read: docs/architecture.md, "Record titles")
+    { label: "Record", cell: (r) => (r.title ? [h("span.record-title", r.title), h("br"), h("span.muted.small", hexSpan(r.recordId, 10, 6))] : hexSpan(r.recordId, 10, 6)) },
     { label: "Category", cell: (r) => categoryLabel(r.category) },
     { label: "Type", cell: (r) => h("span", r.mediaType || "—", r.size !== undefined ? h("span.muted.small", ` · ${fmtBytes(r.size)}`) : null) },
     { label: "Version", cell: (r) => String(r.version ?? "—") },
