@@ -88,7 +88,7 @@ def main() -> int:
                 purpose_to_bytes32("TREAT"),
                 0,
                 0,
-                services.ledger.lowest_unused_nonce(patient.address),
+                services.ledger.fresh_nonce(patient.address),
                 now + 600,
             )
             signature = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant)).signature

@@ -49,7 +49,7 @@ def prepare(stk: Any) -> tuple[Any, str, str, bytes, bytes]:
     clinic = stk.deployment.demo["providers"][0]["address"]
     patient = Account.create()
     purpose = purpose_to_bytes32("TREAT")
-    nonce = services.ledger.lowest_unused_nonce(patient.address)
+    nonce = services.ledger.fresh_nonce(patient.address)
     grant = ConsentGrant(patient.address, clinic, ZERO32, purpose, 0, 0, nonce, 2**40)
     sig = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant)).signature
     services.hub_relay.relay(grant, bytes(sig))

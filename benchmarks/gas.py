@@ -7,7 +7,7 @@ word written from zero), a revoke (``revokeConsentBySig``), a record anchor (``a
 ``ReadService.read``) and a break-glass one (``logEmergencyAccessBySig``), an erasure (``eraseRecordBySig``, via the
 hub's erasure), a guardian's removal (``revokeDelegateBySig``) and a batched-disclosure anchor
 (``anchorDisclosureBatch`` over N = 1,000 entries, the steady state: not the first batch). Each signer's nonce word is
-already in use where the steady state is measured (signers take the lowest unused nonce: 256 per word).
+already in use where the steady state is measured (signers count up from above their highest used nonce: 256 per word).
 Beside the ECDSA grant, the same grant signed by a passkey patient (a ``PatientAccount`` created by the hub's
 relayer; its WebAuthn assertion, ~480 bytes, checked under ERC-1271 with the P-256 precompile), its nonce word in
 use too, by the software authenticator of tests/security/independent_client.py.
@@ -171,7 +171,7 @@ def run() -> dict[str, Any]:
                 treat,
                 0,
                 0,
-                services.ledger.lowest_unused_nonce(patient.address),
+                services.ledger.fresh_nonce(patient.address),
                 services.chain_time() + 600,
             )
             sig = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, g)).signature
@@ -202,7 +202,7 @@ def run() -> dict[str, Any]:
                 treat,
                 0,
                 0,
-                services.ledger.lowest_unused_nonce(account),
+                services.ledger.fresh_nonce(account),
                 services.chain_time() + 600,
             )
             return services.hub_relay.relay(g, passkey.sign(eip712.digest(services.domain, g)))
@@ -227,17 +227,15 @@ def run() -> dict[str, Any]:
         guardian = Account.create().address
         now = services.chain_time()
         delegation = DelegateGrant(
-            patient.address, guardian, 0, services.ledger.lowest_unused_nonce(patient.address), now + 600
+            patient.address, guardian, 0, services.ledger.fresh_nonce(patient.address), now + 600
         )
         services.hub_relay.relay(delegation, signed(delegation))
-        removal = DelegateRevoke(
-            patient.address, guardian, services.ledger.lowest_unused_nonce(patient.address), now + 600
-        )
+        removal = DelegateRevoke(patient.address, guardian, services.ledger.fresh_nonce(patient.address), now + 600)
         undelegated = services.hub_relay.relay(removal, signed(removal))
         erase = RecordErase(
             patient.address,
             bytes.fromhex(created.record_id[2:]),
-            services.ledger.lowest_unused_nonce(patient.address),
+            services.ledger.fresh_nonce(patient.address),
             now + 600,
         )
         erased = services.hub_erasure.erase(record_id=created.record_id, request=erase, signature=signed(erase))
@@ -245,7 +243,7 @@ def run() -> dict[str, Any]:
         rv = ConsentRevoke(
             patient.address,
             bytes.fromhex(measured_grant.consent_id[2:]),
-            services.ledger.lowest_unused_nonce(patient.address),
+            services.ledger.fresh_nonce(patient.address),
             services.chain_time() + 600,
         )
         revoked = services.hub_relay.relay(rv, signed(rv))

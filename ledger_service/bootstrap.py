@@ -514,7 +514,7 @@ def bootstrap(settings: Settings, deployment: Deployment, *, migrate: bool = Tru
             accounts=PatientAccounts(rpc, deployment.account_factory, sender),
             chain_id=deployment.chain_id,
         )
-    message_nonces = MessageNonces(nonce_ledger, ledger.lowest_unused_nonce)
+    message_nonces = MessageNonces(nonce_ledger, ledger.fresh_nonce)
 
     def chain_time() -> int:
         return int(rpc.get_block("latest")["timestamp"], 16)

@@ -18,7 +18,7 @@ def _bytes(hex_text: str) -> bytes:
 
 @router.get("/nonce/{patient}", response_model=ContractNonceOut, summary="The patient's current contract nonce")
 def patient_nonce(patient: str, services: ServicesDep) -> ContractNonceOut:
-    return ContractNonceOut(nonce=services.ledger.lowest_unused_nonce(address_param(patient, "patient")))
+    return ContractNonceOut(nonce=services.ledger.fresh_nonce(address_param(patient, "patient")))
 
 
 @router.post(

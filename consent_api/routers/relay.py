@@ -159,7 +159,7 @@ async def relay_message(body: RelayIn, request: Request, response: Response, ser
 
 @router.get("/v1/nonces/{signer}", response_model=NonceOut, summary="An unused nonce of a signer (below 2^53)")
 def signer_nonce(signer: str, services: ServicesDep) -> NonceOut:
-    return NonceOut(nonce=services.ledger.lowest_unused_nonce(address_param(signer, "signer")))
+    return NonceOut(nonce=services.ledger.fresh_nonce(address_param(signer, "signer")))
 
 
 @router.get(

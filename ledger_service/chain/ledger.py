@@ -297,16 +297,20 @@ class ConsentLedgerContract:
     def nonce_used(self, signer: str, nonce: int, *, block: int | str = "latest") -> bool:
         return bool(self.view("nonceUsed", checksum_address(signer), nonce, block=block)[0])
 
-    def lowest_unused_nonce(self, signer: str, *, block: int | str = "latest") -> int:
-        """The smallest nonce ``signer`` has not used: the first clear bit of its nonce bitmap.
+    def fresh_nonce(self, signer: str, *, block: int | str = "latest") -> int:
+        """A nonce above every one ``signer`` has used: one past the highest set bit of its nonce bitmap (read up
+        to its first empty word).
 
-        Signers that take the lowest free nonce keep their nonces in few bitmap words (cheaper writes)."""
+        Not the lowest clear bit: a signer counting up from a floor (node/signing.py, ``MessageNonces``) would
+        then run into the nonces used above a gap that a refused message left. Counting up from here keeps a
+        signer's nonces in few bitmap words (cheaper writes) and collides with nothing on chain."""
         signer = checksum_address(signer)
-        word = 0
+        word, fresh = 0, 0
         while True:
             bitmap = int(self.view("nonceBitmap", signer, word, block=block)[0])
-            if bitmap != (1 << 256) - 1:
-                return word * 256 + ((~bitmap) & (bitmap + 1)).bit_length() - 1
+            if bitmap == 0:
+                return fresh
+            fresh = word * 256 + bitmap.bit_length()
             word += 1
 
     def encryption_key_of(self, account: str) -> bytes:

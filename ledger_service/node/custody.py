@@ -35,7 +35,7 @@ from ledger_service.errors import (
     RecordErased,
     ValidationError,
 )
-from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys
+from ledger_service.node.signing import Deadlines, MessageNonces, ProviderKeys, relayed_signing_again_once
 from ledger_service.records.relaying import Relayer
 
 __all__ = ["CustodianClient", "CustodianInfo", "EncryptionKeys", "ThresholdCustody"]
@@ -125,11 +125,14 @@ class EncryptionKeys:
                 return key_file
             public = key_file.public_key
             if self._registered_key(provider) != public:
-                message = EncryptionKey(
-                    provider, public, self._nonces.allocate(provider), self._deadlines.next(fresh=True)
-                )
-                signature = self._keys.signer_for(provider).sign_digest(eip712.digest(self._domain, message))
-                self._relayer.relay(message, signature)
+                signer = self._keys.signer_for(provider)
+
+                def relay_signed(resync: bool) -> None:
+                    nonce = self._nonces.allocate(provider, resync=resync)
+                    message = EncryptionKey(provider, public, nonce, self._deadlines.next(fresh=True))
+                    self._relayer.relay(message, signer.sign_digest(eip712.digest(self._domain, message)))
+
+                relayed_signing_again_once(relay_signed)  # another node may have used the nonce meanwhile
                 log.info("registered the encryption key 0x%s of %s on the ledger", public.hex(), provider)
             self._checked.add(provider)
         return key_file

@@ -469,7 +469,7 @@ class HttpRelayer:
             problem = HubProblem.of(response, hide=(signature.hex(),))
         raise self._refusal(kind, problem)
 
-    def lowest_unused_nonce(self, signer: str) -> int:
+    def fresh_nonce(self, signer: str) -> int:
         """An unused message nonce of ``signer`` on chain, from ``GET /v1/nonces/{signer}`` (for
         :class:`~ledger_service.node.signing.MessageNonces`)."""
         address = to_checksum_address(signer)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from coincurve import PrivateKey
 from eth_utils import keccak
@@ -21,6 +21,8 @@ from eth_utils import keccak
 from ledger_service.codec.primitives import checksum_address
 from ledger_service.db.nonces import DbNonceLedger
 from ledger_service.errors import ConfigurationError, PermissionDenied, SignatureError
+
+T = TypeVar("T")
 
 
 class DigestSigner(Protocol):
@@ -91,25 +93,25 @@ _MESSAGE_KEY: Final = "m"
 class MessageNonces:
     """Unused message nonces of the node's signers, allocated through the DB shared by the node's processes.
 
-    The first allocation for a signer starts at the chain's lowest unused nonce (``lowest_unused``), so a node
+    The first allocation for a signer starts above every nonce it used on chain (``fresh_nonce``), so a node
     restored on a new DB does not reuse nonces its signer already spent; after that, allocation needs no chain.
     A nonce whose message is refused stays unused on chain (nonces are unordered: a gap costs nothing).
     """
 
-    def __init__(self, ledger: DbNonceLedger, lowest_unused: Callable[[str], int]) -> None:
+    def __init__(self, ledger: DbNonceLedger, fresh_nonce: Callable[[str], int]) -> None:
         self._ledger = ledger
-        self._lowest_unused = lowest_unused
+        self._fresh_nonce = fresh_nonce
         self._floors: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def allocate(self, signer: str, *, resync: bool = False) -> int:
         """A nonce of ``signer`` no message of this node used. ``resync`` after the ledger refused one as used
-        (another node signed for the same account): start again from the chain's lowest unused nonce."""
+        (another node signed for the same account): start again above every nonce used on chain."""
         signer = checksum_address(signer)
         with self._lock:
             floor = None if resync else self._floors.get(signer)
         if floor is None:
-            floor = self._lowest_unused(signer)
+            floor = self._fresh_nonce(signer)
             with self._lock:
                 self._floors[signer] = floor
         key = _MESSAGE_KEY + signer[2:].lower()
@@ -121,6 +123,17 @@ def worth_signing_again(exc: BaseException) -> bool:
     """Whether the ledger refused a signed message for what signing it again fixes: its nonce was used already
     (another node signed for the same account), or its deadline passed (the chain's clock jumped ahead)."""
     return isinstance(exc, SignatureError) and exc.details.get("reason") in ("nonce-used", "deadline-passed")
+
+
+def relayed_signing_again_once(relay_signed: Callable[[bool], T]) -> T:
+    """``relay_signed(resync)`` signs a message with a nonce allocated with that ``resync`` and relays it: called
+    again once with ``resync=True`` when the ledger refused it for what signing it again fixes."""
+    try:
+        return relay_signed(False)
+    except Exception as exc:
+        if not worth_signing_again(exc):
+            raise
+    return relay_signed(True)
 
 
 class Deadlines:

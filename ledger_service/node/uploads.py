@@ -39,7 +39,13 @@ from ledger_service.errors import (
 )
 from ledger_service.node.custody import ThresholdCustody
 from ledger_service.node.fhir import MAX_FHIR_BYTES, check_fhir, fhir_document
-from ledger_service.node.signing import Deadlines, DigestSigner, MessageNonces, ProviderKeys, worth_signing_again
+from ledger_service.node.signing import (
+    Deadlines,
+    DigestSigner,
+    MessageNonces,
+    ProviderKeys,
+    relayed_signing_again_once,
+)
 from ledger_service.records.disclosure import account_address
 from ledger_service.records.locks import RecordLocks
 from ledger_service.records.relaying import RecordFacts, Relayer, RelayOutcome
@@ -336,18 +342,13 @@ class UploadService:
         facts: RecordFacts,
     ) -> RelayOutcome:
         """Sign ``build(nonce)`` with the provider's key and relay it; once more with a fresh nonce if the
-        ledger refused its nonce as used or its deadline as passed (node/signing.py, worth_signing_again)."""
-        for attempt in range(2):
-            message = build(self.nonces.allocate(provider, resync=attempt > 0))
-            try:
-                return self.relayer.relay(
-                    message, signer.sign_digest(eip712.digest(self.domain, message)), record=facts
-                )
-            except Exception as exc:
-                if attempt == 0 and worth_signing_again(exc):
-                    continue
-                raise
-        raise AssertionError("unreachable")
+        ledger refused its nonce as used or its deadline as passed (node/signing.py, relayed_signing_again_once)."""
+
+        def relay_signed(resync: bool) -> RelayOutcome:
+            message = build(self.nonces.allocate(provider, resync=resync))
+            return self.relayer.relay(message, signer.sign_digest(eip712.digest(self.domain, message)), record=facts)
+
+        return relayed_signing_again_once(relay_signed)
 
     def _finish_anchor(self, outcome: RelayOutcome, record_id: str, version: int, expected: bytes) -> AnchoredVersion:
         if outcome.record_id != record_id or outcome.version != version:

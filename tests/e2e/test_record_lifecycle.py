@@ -60,7 +60,7 @@ class Patient:
     def erase_request(self, record_id: str, *, signer: object | None = None) -> tuple[RecordErase, bytes]:
         """The patient's (or ``signer``'s) signed RecordErase of a record."""
         who = signer or self.account
-        nonce = self.ledger.lowest_unused_nonce(who.address)  # type: ignore[attr-defined]
+        nonce = self.ledger.fresh_nonce(who.address)  # type: ignore[attr-defined]
         request = RecordErase(self.address, bytes.fromhex(record_id[2:]), nonce, self.chain.now() + 600)
         full = typed_data(self.domain, request)
         return request, bytes(Account.sign_typed_data(who.key, full_message=full).signature)  # type: ignore[attr-defined]
@@ -76,16 +76,14 @@ class Patient:
             purpose_to_bytes32(purpose),
             0,
             valid_until,
-            self.ledger.lowest_unused_nonce(self.address),
+            self.ledger.fresh_nonce(self.address),
             self.chain.now() + 600,
         )
         self.ledger.send_signed(grant, self._sign(grant))
         return grant.consent_id
 
     def revoke(self, consent: bytes) -> None:
-        revoke = ConsentRevoke(
-            self.address, consent, self.ledger.lowest_unused_nonce(self.address), self.chain.now() + 600
-        )
+        revoke = ConsentRevoke(self.address, consent, self.ledger.fresh_nonce(self.address), self.chain.now() + 600)
         self.ledger.send_signed(revoke, self._sign(revoke))
 
 
@@ -371,7 +369,7 @@ def test_reads_fail_closed_when_the_chain_is_down(tmp_path: Path) -> None:
                 purpose_to_bytes32("TREAT"),
                 0,
                 0,
-                ledger.lowest_unused_nonce(patient_account.address),
+                ledger.fresh_nonce(patient_account.address),
                 now + 600,
             )
             ledger.send_signed(

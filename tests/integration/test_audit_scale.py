@@ -48,7 +48,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime,
                     purpose_to_bytes32("TREAT"),
                     0,
                     0,
-                    services.ledger.lowest_unused_nonce(patient.address),
+                    services.ledger.fresh_nonce(patient.address),
                     services.chain_time() + 600,
                 )
                 signed = Account.sign_typed_data(patient.key, full_message=typed_data(services.domain, grant))

@@ -446,7 +446,7 @@ def test_disclosure_under_an_expired_consent(scenario: Scenario, chain: Chain) -
         bytes.fromhex(record.record_id[2:]),
         1,
         purpose_to_bytes32("TREAT"),
-        services.ledger.lowest_unused_nonce(chain.lab.address),
+        services.ledger.fresh_nonce(chain.lab.address),
         services.chain_time() + 600,
     )
     signed = Account.sign_typed_data(chain.lab.key, full_message=typed_data(services.domain, request))

@@ -88,7 +88,7 @@ class Env:
             purpose_to_bytes32(purpose),
             0,
             0,
-            ledger.lowest_unused_nonce(patient.address),
+            ledger.fresh_nonce(patient.address),
             int(self.services.rpc.get_block("latest")["timestamp"], 16) + 600,
         )
         domain = Eip712Domain(self.runtime.deployment.chain_id, self.runtime.deployment.ledger_address)

@@ -236,3 +236,28 @@ def test_indexer_rewinds_a_reorganized_branch(own_chain: Runtime, tmp_path: Path
         names = s.execute(select(ChainEventRow.args).where(ChainEventRow.patient == patient)).scalars().all()
     assert len(names) == 1
     assert json.loads(names[0])["purpose"].startswith("0x" + b"TREAT".hex())
+
+
+def test_a_fresh_nonce_is_above_every_used_one_so_a_node_counting_up_collides_with_none(
+    own_chain: Runtime, tmp_path: Path
+) -> None:
+    """A refused message leaves a gap below used nonces (here nonce 1, between 0 and 2, and 3..299 below 300):
+    a new node counting up from the lowest gap would sign with nonce 2, which the ledger refuses as used."""
+    from ledger_service.node.signing import MessageNonces
+
+    ledger, signer = _patient_ledger(own_chain)
+
+    def invalidate(nonce: int) -> None:
+        ledger.sender.transact(ledger.address, ledger.encode("invalidateNonce", nonce), action="invalidateNonce")
+
+    assert ledger.fresh_nonce(signer) == 0
+    invalidate(0)
+    invalidate(2)
+    assert ledger.fresh_nonce(signer) == 3
+    invalidate(300)  # the next bitmap word
+    assert ledger.fresh_nonce(signer) == 301
+    db = Database(f"sqlite:///{tmp_path}/node.db")
+    db.migrate()
+    allocated = [MessageNonces(DbNonceLedger(db), ledger.fresh_nonce).allocate(signer) for _ in range(3)]
+    assert allocated == [301, 302, 303]
+    assert not any(ledger.nonce_used(signer, n) for n in allocated)

@@ -71,7 +71,7 @@ def test_the_last_of_eight_passkeys_signs_every_act_within_the_limits(services: 
         return relay.relay(message, last.sign(eip712.digest(services.domain, message)))
 
     def nonce() -> int:
-        return services.ledger.lowest_unused_nonce(account)
+        return services.ledger.fresh_nonce(account)
 
     deadline = services.chain_time() + 600
     measured: dict[str, int] = {}

@@ -79,7 +79,7 @@ def test_grant_signed_by_eth_account_is_accepted_and_ids_agree(chain: Chain, rel
         purpose=purpose_to_bytes32("TREAT"),
         valid_from=0,
         valid_until=now + 86_400,
-        nonce=relayer.lowest_unused_nonce(patient.address),
+        nonce=relayer.fresh_nonce(patient.address),
         deadline=now + 600,
     )
     receipt = relayer.send_signed(grant, _sign(patient.key, _domain(chain), grant))
@@ -89,9 +89,9 @@ def test_grant_signed_by_eth_account_is_accepted_and_ids_agree(chain: Chain, rel
     )
     assert event.args["patient"] == patient.address
     assert event.args["signer"] == patient.address
-    assert relayer.lowest_unused_nonce(patient.address) == grant.nonce + 1
+    assert relayer.fresh_nonce(patient.address) == grant.nonce + 1
 
-    revoke = ConsentRevoke(patient.address, grant.consent_id, relayer.lowest_unused_nonce(patient.address), now + 600)
+    revoke = ConsentRevoke(patient.address, grant.consent_id, relayer.fresh_nonce(patient.address), now + 600)
     receipt = relayer.send_signed(revoke, _sign(patient.key, _domain(chain), revoke))
     assert relayer.event(receipt, "ConsentRevoked").args["consentId"] == grant.consent_id
     assert relayer.consent(grant.consent_id)[3] is True
@@ -109,7 +109,7 @@ def test_replayed_or_foreign_signatures_are_refused_with_their_reason(
         purpose_to_bytes32("HRESCH"),
         0,
         0,
-        relayer.lowest_unused_nonce(patient.address),
+        relayer.fresh_nonce(patient.address),
         now + 600,
     )
     signature = _sign(patient.key, _domain(chain), grant)
@@ -119,7 +119,7 @@ def test_replayed_or_foreign_signatures_are_refused_with_their_reason(
     assert replay.value.error_name == "NonceAlreadyUsed"
 
     other_chain = Eip712Domain(chain_id=1, verifying_contract=chain.deployment.ledger_address)
-    fresh = ConsentGrant(**{**grant.__dict__, "nonce": relayer.lowest_unused_nonce(patient.address)})
+    fresh = ConsentGrant(**{**grant.__dict__, "nonce": relayer.fresh_nonce(patient.address)})
     with pytest.raises(TransactionReverted) as cross_chain:
         relayer.send_signed(fresh, _sign(patient.key, other_chain, fresh))
     assert cross_chain.value.error_name == "InvalidSigner"
@@ -133,7 +133,7 @@ def test_delegate_signature_counts_as_the_patient(chain: Chain, relayer: Consent
     patient, guardian = chain.patients[2], chain.patients[3]
     now = chain.now()
     delegation = DelegateGrant(
-        patient.address, guardian.address, now + 3600, relayer.lowest_unused_nonce(patient.address), now + 600
+        patient.address, guardian.address, now + 3600, relayer.fresh_nonce(patient.address), now + 600
     )
     relayer.send_signed(delegation, _sign(patient.key, _domain(chain), delegation))
     assert relayer.delegation(patient.address, guardian.address) == (now + 3600, True)
@@ -145,7 +145,7 @@ def test_delegate_signature_counts_as_the_patient(chain: Chain, relayer: Consent
         purpose_to_bytes32("TREAT"),
         0,
         0,
-        relayer.lowest_unused_nonce(patient.address),
+        relayer.fresh_nonce(patient.address),
         now + 600,
     )
     receipt = relayer.send_signed(grant, _sign(guardian.key, _domain(chain), grant))

@@ -234,7 +234,7 @@ def _consented_patient_with_guardian(api: LedgerApi) -> tuple[LocalAccount, Loca
 
 
 def test_a_delegate_cannot_preempt_the_patients_held_revocation_with_the_same_fields(api: LedgerApi) -> None:
-    """The guardian guesses the patient's revocation (the patient's lowest unused nonce and a usual deadline),
+    """The guardian guesses the patient's revocation (the patient's next nonce and a usual deadline),
     signs those very fields itself (the nonce is its own, unused) and relays them first: a revocation by a
     delegate, which that delegate may undo. It grants the consent again; then the patient's revocation arrives."""
     patient, guardian, record_id, consent_id, _grant = _consented_patient_with_guardian(api)

@@ -509,14 +509,14 @@ def test_a_signature_the_hub_echoes_is_not_repeated(hub: FakeHub, session: HubSe
 
 
 def test_an_unused_nonce_comes_from_the_hub(hub: FakeHub, session: HubSession, provider: LocalKeySigner) -> None:
-    assert HttpRelayer(session).lowest_unused_nonce(provider.address.lower()) == 5
+    assert HttpRelayer(session).fresh_nonce(provider.address.lower()) == 5
     assert hub.requests[-1].url.path == f"/v1/nonces/{provider.address}"
 
 
 def test_a_nonce_the_hub_cannot_give_is_a_chain_error(hub: FakeHub, session: HubSession) -> None:
     hub.overrides[("GET", f"/v1/nonces/{LocalKeySigner(PROVIDER_KEY).address}")] = lambda _r: httpx.Response(503)
     with pytest.raises(HubUnavailable):
-        HttpRelayer(session).lowest_unused_nonce(LocalKeySigner(PROVIDER_KEY).address)
+        HttpRelayer(session).fresh_nonce(LocalKeySigner(PROVIDER_KEY).address)
 
 
 # ----------------------------------------------------------------- blobs
