@@ -15,6 +15,7 @@ from ledger_service.bootstrap import Services, bootstrap
 from ledger_service.domain.consent import (
     ConsentGrant,
     ConsentRevoke,
+    DelegateGrant,
     RecordErase,
     SignedMessage,
     typed_data,
@@ -96,6 +97,23 @@ class Api:
         response = self.client.post("/v1/consents", json=self.grant_body(patient, grantee, **kw))  # type: ignore[arg-type]
         assert response.status_code == 201, response.text
         return str(response.json()["consentId"])
+
+    def name_delegate(self, patient: LocalAccount, delegate: str) -> None:
+        """The patient names ``delegate`` (a guardian) with no end date, by a signed DelegateGrant."""
+        nonce = self.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
+        delegation = DelegateGrant(patient.address, delegate, 0, nonce, self.chain.now() + 600)
+        body = {
+            "delegate": {
+                "patient": patient.address,
+                "delegate": delegate,
+                "validUntil": 0,
+                "nonce": nonce,
+                "deadline": delegation.deadline,
+            },
+            "signature": self.sign(patient, delegation),
+        }
+        response = self.client.post(f"/v1/patients/{patient.address}/delegates", json=body)
+        assert response.status_code == 201, response.text
 
     def revoke(self, patient: LocalAccount, consent_id: str) -> None:
         nonce = self.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from eth_account.signers.local import LocalAccount
 
-from ledger_service.domain.consent import DelegateGrant
 from tests.api.conftest import Api, assert_problem
 
 pytestmark = pytest.mark.e2e
@@ -15,22 +13,6 @@ def _disclosures(api: Api, patient: str, as_who: str) -> list[dict[str, object]]
     response = api.client.get(f"/v1/patients/{patient}/disclosures", headers=api.token(as_who))
     assert response.status_code == 200, response.text
     return list(response.json()["disclosures"])
-
-
-def _name_guardian(api: Api, patient: LocalAccount, guardian: str) -> None:
-    nonce = api.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
-    delegation = DelegateGrant(patient.address, guardian, 0, nonce, api.chain.now() + 600)
-    body = {
-        "delegate": {
-            "patient": patient.address,
-            "delegate": guardian,
-            "validUntil": 0,
-            "nonce": nonce,
-            "deadline": delegation.deadline,
-        },
-        "signature": api.sign(patient, delegation),
-    }
-    assert api.client.post(f"/v1/patients/{patient.address}/delegates", json=body).status_code == 201
 
 
 def test_patient_and_guardian_mark_an_emergency_access_reviewed(api: Api) -> None:
@@ -76,7 +58,7 @@ def test_patient_and_guardian_mark_an_emergency_access_reviewed(api: Api) -> Non
     for bad in ({}, {"disclosureId": "not an id"}, {"disclosureId": 7}, {"disclosureId": "leaf:1", "extra": 1}):
         assert_problem(api.client.post(url, json=bad, headers=api.token(patient.address)), 400, "validation-error")
 
-    _name_guardian(api, patient, guardian.address)
+    api.name_delegate(patient, guardian.address)
     first = api.client.post(url, json={"disclosureId": urgent["disclosureId"]}, headers=api.token(guardian.address))
     assert first.status_code == 200, first.text
     reviewed_at = first.json()["reviewedAt"]

@@ -10,10 +10,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from eth_account.signers.local import LocalAccount
 from sqlalchemy import column, inspect, select, table
 
-from ledger_service.domain.consent import DelegateGrant
 from tests.api.conftest import Api, assert_problem
 
 
@@ -185,29 +183,12 @@ def test_no_name_mrn_or_birth_date_reaches_the_hub(api: Api) -> None:
     assert _hub_holds(api, [patient.address[2:].lower()]) != []
 
 
-def _name_guardian(api: Api, patient: LocalAccount, guardian: str) -> None:
-    nonce = api.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
-    delegation = DelegateGrant(patient.address, guardian, 0, nonce, api.chain.now() + 600)
-    body = {
-        "delegate": {
-            "patient": patient.address,
-            "delegate": guardian,
-            "validUntil": 0,
-            "nonce": nonce,
-            "deadline": delegation.deadline,
-        },
-        "signature": api.sign(patient, delegation),
-    }
-    response = api.client.post(f"/v1/patients/{patient.address}/delegates", json=body)
-    assert response.status_code == 201, response.text
-
-
 def test_a_guardian_lists_the_patients_who_named_them(api: Api) -> None:
     guardian = api.new_patient()
     first, second, other = api.new_patient(), api.new_patient(), api.new_patient()
-    _name_guardian(api, first, guardian.address)
-    _name_guardian(api, second, guardian.address)
-    _name_guardian(api, other, api.new_patient().address)  # someone else's guardian
+    api.name_delegate(first, guardian.address)
+    api.name_delegate(second, guardian.address)
+    api.name_delegate(other, api.new_patient().address)  # someone else's guardian
 
     response = api.client.get(f"/v1/delegates/{guardian.address}/patients", headers=api.token(guardian.address))
     assert response.status_code == 200, response.text

@@ -86,22 +86,8 @@ def test_grant_validation_refuses_etreat_and_non_providers(api: Api) -> None:
 
 
 def test_a_delegate_grants_and_reads_for_the_patient(api: Api) -> None:
-    from ledger_service.domain.consent import DelegateGrant
-
     patient, guardian = api.new_patient(), api.new_patient()
-    nonce = api.client.get(f"/v1/consents/nonce/{patient.address}").json()["nonce"]
-    delegation = DelegateGrant(patient.address, guardian.address, 0, nonce, api.chain.now() + 600)
-    body = {
-        "delegate": {
-            "patient": patient.address,
-            "delegate": guardian.address,
-            "validUntil": 0,
-            "nonce": nonce,
-            "deadline": delegation.deadline,
-        },
-        "signature": api.sign(patient, delegation),
-    }
-    assert api.client.post(f"/v1/patients/{patient.address}/delegates", json=body).status_code == 201
+    api.name_delegate(patient, guardian.address)
     consent = api.grant(patient, api.chain.lab.address, scope="0x" + category_id("laboratory").hex(), signer=guardian)
     as_guardian = api.token(guardian.address)
     listed = api.client.get(f"/v1/patients/{patient.address}/consents", headers=as_guardian).json()["consents"]
