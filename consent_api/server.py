@@ -31,6 +31,16 @@ log = logging.getLogger("consent_api")
 KEEP_ALIVE_SECONDS = 30
 
 
+def tcp_socket(family: socket.AddressFamily) -> socket.socket:
+    """A TCP socket to bind and hand to uvicorn. Its protocol is named: asyncio sets TCP_NODELAY only on
+    connections whose socket says IPPROTO_TCP, and an accepted socket says what its listener said. With
+    ``proto=0`` every answer on a kept-alive connection waited ~40 ms for the client's delayed ACK
+    (Nagle: uvicorn writes the head and the body apart). docs/operations.md, "Listening sockets"."""
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
 def start_metrics_listener(services: Services, metrics: Metrics) -> tuple[uvicorn.Server, str] | None:
     """Serve GET /metrics on ``metrics_host:metrics_port`` (default 127.0.0.1, port + 1) in a thread.
 
@@ -42,8 +52,7 @@ def start_metrics_listener(services: Services, metrics: Metrics) -> tuple[uvicor
     if port == 0:
         return None
     host = settings.metrics_host
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = tcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -70,8 +79,7 @@ def start_embedded_custodians(services: Services, origins: Sequence[str]) -> lis
     for custodian in services.custodians:
         index = custodian.config.index
         port = embedded_custodian_port(settings, index)
-        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock = tcp_socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
         try:
             sock.bind((settings.host, port))
         except OSError as exc:
@@ -100,8 +108,7 @@ def _listening_sockets(host: str, port: int) -> list[socket.socket] | None:
         return None
     sockets: list[socket.socket] = []
     for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock = tcp_socket(family)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:

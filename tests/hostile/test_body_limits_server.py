@@ -153,6 +153,27 @@ def test_health_answers_while_a_large_fhir_upload_is_parsed(server: ApiServer, n
     warm_up = _fhir_upload(patient, {"resourceType": "Patient", "name": [{"given": ["x" * 10] * 100_000}]})
     assert httpx.post(server.url + "/v1/records", content=warm_up, headers=headers, timeout=120).status_code == 201
 
+    # A server that parses on its event loop, or in one of its threads (the parse holds the GIL), holds the
+    # /health request sent just after the parse began for most of the parse (the poll is every 10 ms), on
+    # every upload: measured 60% to 104% of the yardstick. This one answers each within a few ms (the worst
+    # 8% of it). Under load a lone /health can take a tenth of a second without any freeze, so the bound sits
+    # at 45%, and a wait past it is measured once more before it counts: a frozen server freezes again, a
+    # stall of the machine seldom strikes twice.
+    waits = []
+    for _attempt in range(2):
+        worst = _worst_health_wait_during(server, raw, headers)
+        waits.append(worst)
+        if worst < parse * 0.45:
+            break
+    else:
+        pytest.fail(
+            f"/health waited {waits[0]:.3f} s and {waits[1]:.3f} s during two uploads (parsing and validating "
+            f"one takes {parse:.3f} s here): the server froze while it parsed"
+        )
+
+
+def _worst_health_wait_during(server: ApiServer, raw: bytes, headers: dict[str, str]) -> float:
+    """The longest /health took while ``raw`` was uploaded (polled every 10 ms on one kept-alive connection)."""
     outcome: list[httpx.Response] = []
     upload = threading.Thread(
         target=lambda: outcome.append(httpx.post(server.url + "/v1/records", content=raw, headers=headers, timeout=300))
@@ -168,14 +189,7 @@ def test_health_answers_while_a_large_fhir_upload_is_parsed(server: ApiServer, n
     upload.join()
     assert outcome and outcome[0].status_code == 201, outcome[0].text if outcome else "no answer"
     assert len(latencies) >= 5, f"the upload took too short a time to measure anything: {latencies}"
-    worst = max(latencies)
-    # A server that parses on its event loop holds the /health request sent just after the parse began for
-    # nearly the whole parse (the poll is every 10 ms). Under load a lone /health can take a tenth of a second
-    # without any freeze, so the bound sits at 60% of the parse: far from both.
-    assert worst < parse * 0.6, (
-        f"/health waited {worst:.3f} s during the upload (parsing and validating it takes {parse:.3f} s here): "
-        "the server froze while it parsed"
-    )
+    return max(latencies)
 
 
 # ----------------------------------------------------------------- multipart FHIR over the FHIR limit
