@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -38,7 +39,10 @@ def _nodelay_of_accepted(listener: socket.socket) -> int:
             writer.close()
             server.close()
 
-    return asyncio.run(accept_one())
+    # A loop of its own in its own thread: earlier tests in the same process (Playwright's sync API) leave
+    # one running in the main thread, where asyncio.run refuses to start.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, accept_one()).result(timeout=30)
 
 
 def _bound(sock: socket.socket, host: str) -> socket.socket:
