@@ -31,11 +31,13 @@ log = logging.getLogger("consent_api")
 KEEP_ALIVE_SECONDS = 30
 
 
-def tcp_socket(family: socket.AddressFamily) -> socket.socket:
-    """A TCP socket to bind and hand to uvicorn. Its protocol is named: asyncio sets TCP_NODELAY only on
-    connections whose socket says IPPROTO_TCP, and an accepted socket says what its listener said. With
-    ``proto=0`` every answer on a kept-alive connection waited ~40 ms for the client's delayed ACK
-    (Nagle: uvicorn writes the head and the body apart). docs/operations.md, "Listening sockets"."""
+def tcp_socket(host: str) -> socket.socket:
+    """A TCP socket for ``host`` (an IPv4 or IPv6 address) to bind and hand to uvicorn. Its protocol is
+    named: asyncio sets TCP_NODELAY only on connections whose socket says IPPROTO_TCP, and an accepted
+    socket says what its listener said. With ``proto=0`` every answer on a kept-alive connection waited
+    ~40 ms for the client's delayed ACK (Nagle: uvicorn writes the head and the body apart).
+    docs/operations.md, "Listening sockets"."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     return sock
@@ -52,7 +54,7 @@ def start_metrics_listener(services: Services, metrics: Metrics) -> tuple[uvicor
     if port == 0:
         return None
     host = settings.metrics_host
-    sock = tcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock = tcp_socket(host)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -79,7 +81,7 @@ def start_embedded_custodians(services: Services, origins: Sequence[str]) -> lis
     for custodian in services.custodians:
         index = custodian.config.index
         port = embedded_custodian_port(settings, index)
-        sock = tcp_socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+        sock = tcp_socket(settings.host)
         try:
             sock.bind((settings.host, port))
         except OSError as exc:
@@ -107,15 +109,15 @@ def _listening_sockets(host: str, port: int) -> list[socket.socket] | None:
     if host != "127.0.0.1" or not port or not socket.has_ipv6:
         return None
     sockets: list[socket.socket] = []
-    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        sock = tcp_socket(family)
-        if family == socket.AF_INET6:
+    for address in ("127.0.0.1", "::1"):
+        sock = tcp_socket(address)
+        if sock.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
             sock.bind((address, port))
         except OSError as exc:
             sock.close()
-            if family == socket.AF_INET6 and exc.errno == errno.EADDRNOTAVAIL:
+            if sock.family == socket.AF_INET6 and exc.errno == errno.EADDRNOTAVAIL:
                 break  # no IPv6 loopback on this machine: nothing can listen there either
             for bound in sockets:
                 bound.close()

@@ -52,7 +52,7 @@ def _bound(sock: socket.socket, host: str) -> socket.socket:
 
 
 def test_a_connection_accepted_on_a_tcp_socket_has_nagle_off() -> None:
-    assert _nodelay_of_accepted(_bound(tcp_socket(socket.AF_INET), "127.0.0.1"))
+    assert _nodelay_of_accepted(_bound(tcp_socket("127.0.0.1"), "127.0.0.1"))
 
 
 def test_a_listener_that_does_not_name_tcp_leaves_nagle_on() -> None:
@@ -76,7 +76,7 @@ def test_the_api_listeners_on_loopback_have_nagle_off() -> None:
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 here")
 def test_a_tcp_socket_on_ipv6_loopback_has_nagle_off() -> None:
     try:
-        listener = _bound(tcp_socket(socket.AF_INET6), "::1")
+        listener = _bound(tcp_socket("::1"), "::1")
     except OSError:
         pytest.skip("no IPv6 loopback on this machine")
     assert _nodelay_of_accepted(listener)
